@@ -1,0 +1,39 @@
+//! What generated code refers to. Not a public API: names here change without notice, and the
+//! lint pass rejects their use outside generated code.
+
+pub use ::axum;
+pub use ::axum::extract::State;
+pub use ::axum::routing::{delete, get, patch, post, put};
+pub use ::std::sync::Arc;
+pub use ::tokio;
+
+pub use crate::service::{Routes, Service};
+
+/// Runs an async `main` on a multi-threaded runtime: initializes from `config`, closes the
+/// server on SIGTERM or ctrl-c, and returns the user main's result.
+pub fn run_main<C, CF, M, MF, E>(config: C, user_main: M) -> Result<(), crate::Error>
+where
+    C: FnOnce() -> CF,
+    CF: ::std::future::Future<Output = Result<crate::Config, E>>,
+    E: Into<crate::BoxError>,
+    M: FnOnce(crate::Server) -> MF,
+    MF: ::std::future::Future<Output = Result<(), crate::Error>>,
+{
+    let runtime = ::tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Runtime(e.into()))?;
+    runtime.block_on(async move {
+        let config = config().await.map_err(|e| crate::Error::Config(e.into()))?;
+        let server = crate::init(config).await?;
+        let signals = server.clone();
+        ::tokio::spawn(async move {
+            crate::signal::shutdown_signal().await;
+            tracing::info!("shutdown signal received");
+            signals.close().await;
+        });
+        let result = user_main(server.clone()).await;
+        server.close().await;
+        result
+    })
+}

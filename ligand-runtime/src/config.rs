@@ -1,0 +1,219 @@
+//! Configuration: the providers and settings [`init`](crate::init) wires together.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::binding::Binding;
+use crate::bundle::BundleFetcher;
+use crate::error::BoxError;
+use crate::identity::WorkloadIdentity;
+use crate::policy::PolicyEngine;
+use crate::ratelimit::RateLimiter;
+use crate::registry::ServiceRegistry;
+use crate::secrets::Secrets;
+use crate::telemetry::Telemetry;
+
+/// How long policy evaluation may run before the request is denied.
+pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Policy evaluations slower than this are logged as a warning.
+pub const DEFAULT_POLICY_LATENCY_WARN: Duration = Duration::from_millis(50);
+/// The total budget of all pre-stop hooks.
+pub const DEFAULT_PRE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the binding may drain in-flight requests at shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+/// A hook run at shutdown after the service is marked draining and before the binding stops.
+pub(crate) type PreStopHook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
+
+/// The providers and settings of a Ligand server. Build it with [`Config::builder`].
+///
+/// Identity, policy and (for [`init`](crate::init)) a binding are required; `init` reports
+/// every missing one at once. Everything else has a safe default.
+pub struct Config {
+    pub(crate) identity: Option<Arc<dyn WorkloadIdentity>>,
+    pub(crate) policy: Option<Arc<dyn PolicyEngine>>,
+    pub(crate) binding: Option<Arc<dyn Binding>>,
+    pub(crate) rate_limiter: Option<Arc<dyn RateLimiter>>,
+    pub(crate) telemetry: Option<Arc<dyn Telemetry>>,
+    pub(crate) secrets: Option<Arc<dyn Secrets>>,
+    pub(crate) registry: Option<Arc<dyn ServiceRegistry>>,
+    pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
+    pub(crate) spiffe_id: Option<String>,
+    pub(crate) policy_timeout: Duration,
+    pub(crate) policy_latency_warn: Duration,
+    pub(crate) pre_stop_hooks: Vec<PreStopHook>,
+    pub(crate) pre_stop_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) identity_grace_period: Option<Duration>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("identity", &self.identity.is_some())
+            .field("policy", &self.policy.is_some())
+            .field("binding", &self.binding.is_some())
+            .field("rate_limiter", &self.rate_limiter.is_some())
+            .field("telemetry", &self.telemetry.is_some())
+            .field("secrets", &self.secrets.is_some())
+            .field("registry", &self.registry.is_some())
+            .field("bundle_fetcher", &self.bundle_fetcher.is_some())
+            .field("spiffe_id", &self.spiffe_id)
+            .field("policy_timeout", &self.policy_timeout)
+            .field("pre_stop_hooks", &self.pre_stop_hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Starts a configuration with every default and no provider.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                identity: None,
+                policy: None,
+                binding: None,
+                rate_limiter: None,
+                telemetry: None,
+                secrets: None,
+                registry: None,
+                bundle_fetcher: None,
+                spiffe_id: None,
+                policy_timeout: DEFAULT_POLICY_TIMEOUT,
+                policy_latency_warn: DEFAULT_POLICY_LATENCY_WARN,
+                pre_stop_hooks: Vec::new(),
+                pre_stop_timeout: DEFAULT_PRE_STOP_TIMEOUT,
+                drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+                identity_grace_period: None,
+            },
+        }
+    }
+}
+
+/// Builds a [`Config`].
+///
+/// ```
+/// use ligand_runtime::{Config, HttpBinding};
+/// let config = Config::builder().binding(HttpBinding::new("127.0.0.1:0")).build();
+/// # let _ = config;
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// The workload identity (required).
+    pub fn identity(mut self, identity: impl WorkloadIdentity) -> Self {
+        self.config.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// The policy engine (required).
+    pub fn policy(mut self, policy: impl PolicyEngine) -> Self {
+        self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The inbound binding (required by [`init`](crate::init); optional for trust-boundary
+    /// services).
+    pub fn binding(mut self, binding: impl Binding) -> Self {
+        self.config.binding = Some(Arc::new(binding));
+        self
+    }
+
+    /// The rate limiter, checked before policy. Without one, requests are not rate limited.
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
+        self.config.rate_limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// The telemetry sink. Without one, events go to `tracing` under `ligand::audit`.
+    pub fn telemetry(mut self, telemetry: impl Telemetry) -> Self {
+        self.config.telemetry = Some(Arc::new(telemetry));
+        self
+    }
+
+    /// The telemetry sink, shared with the caller (tests read what it recorded).
+    pub fn shared_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
+        self.config.telemetry = Some(telemetry);
+        self
+    }
+
+    /// The secrets backend.
+    pub fn secrets(mut self, secrets: impl Secrets) -> Self {
+        self.config.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    /// The service registry for outbound calls.
+    pub fn registry(mut self, registry: impl ServiceRegistry) -> Self {
+        self.config.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// The policy bundle fetcher; requires a policy engine that supports reload.
+    pub fn bundle_fetcher(mut self, fetcher: impl BundleFetcher) -> Self {
+        self.config.bundle_fetcher = Some(Arc::new(fetcher));
+        self
+    }
+
+    /// Selects the SVID with this SPIFFE ID when the identity provider returns several.
+    pub fn spiffe_id(mut self, id: impl Into<String>) -> Self {
+        self.config.spiffe_id = Some(id.into());
+        self
+    }
+
+    /// How long policy evaluation may run before the request is denied (default 5 s).
+    pub fn policy_timeout(mut self, timeout: Duration) -> Self {
+        self.config.policy_timeout = timeout;
+        self
+    }
+
+    /// Evaluations slower than this are logged as a warning (default 50 ms).
+    pub fn policy_latency_warn(mut self, threshold: Duration) -> Self {
+        self.config.policy_latency_warn = threshold;
+        self
+    }
+
+    /// Adds a hook run at shutdown after the service is marked draining. Hooks run in order;
+    /// errors are logged and never stop the shutdown.
+    pub fn pre_stop<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.config.pre_stop_hooks.push(Arc::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// The total budget of all pre-stop hooks (default 5 s).
+    pub fn pre_stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pre_stop_timeout = timeout;
+        self
+    }
+
+    /// How long in-flight requests may drain at shutdown (default 30 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// How long the last SVID stays in use after a rotation error before identity becomes
+    /// unavailable. Without it, the SVID's own expiry is the deadline.
+    pub fn identity_grace_period(mut self, grace: Duration) -> Self {
+        self.config.identity_grace_period = Some(grace);
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> Config {
+        self.config
+    }
+}

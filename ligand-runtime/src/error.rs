@@ -1,0 +1,206 @@
+//! Typed errors: what providers report, what `init` refuses, and what the pipeline denies.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::health::ProviderKind;
+
+/// A boxed error from a provider's backend, kept as the `source` of the typed errors below.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error every provider method returns.
+///
+/// [`ProviderError::NotSupported`] is not a failure: it says an optional capability is absent,
+/// and the framework then applies that capability's safe default (the Go original's
+/// `ErrNotSupported`). Every other variant is a failure and fails closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The provider does not implement this optional capability.
+    #[error("capability not supported by this provider")]
+    NotSupported,
+    /// The provider's backend could not be reached or answered with an error.
+    #[error("{context}")]
+    Backend {
+        /// What the provider was doing.
+        context: String,
+        /// The backend's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The provider answered with data the framework cannot use.
+    #[error("invalid data from provider: {0}")]
+    Invalid(String),
+    /// The provider has been closed.
+    #[error("provider is closed")]
+    Closed,
+}
+
+impl ProviderError {
+    /// A backend failure with a short description of what was being done.
+    pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Backend { context: context.into(), source: source.into() }
+    }
+
+    /// Whether this is [`ProviderError::NotSupported`].
+    pub fn is_not_supported(&self) -> bool {
+        matches!(self, Self::NotSupported)
+    }
+}
+
+/// Why [`init`](crate::init) refused to start the service. The process must not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// One or more required providers are absent; all of them are listed at once.
+    #[error(transparent)]
+    MissingRequiredProviders(#[from] MissingRequiredProviders),
+    /// The identity provider could not supply an X.509 context.
+    #[error("workload identity unavailable")]
+    Identity(#[source] ProviderError),
+    /// The identity provider returned an empty SVID list.
+    #[error("identity provider returned no SVIDs")]
+    NoSvids,
+    /// The configured SPIFFE ID is not among the SVIDs the identity provider returned.
+    #[error("identity provider returned no SVID for {0}")]
+    SvidNotFound(String),
+    /// The SVID or the trust bundle is unusable (bad key, bad certificate, empty bundle).
+    #[error("workload identity rejected")]
+    Tls(#[source] crate::tls::TlsError),
+    /// A configured optional provider failed to start (an unreachable backend is fatal at init).
+    #[error("{kind} provider failed to start")]
+    Provider {
+        /// Which provider failed.
+        kind: ProviderKind,
+        /// Its error.
+        #[source]
+        source: ProviderError,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The required providers missing from a [`Config`](crate::Config), all reported together so
+/// that one run shows every gap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct MissingRequiredProviders {
+    /// Each required provider kind that was not configured.
+    pub missing: Vec<ProviderKind>,
+}
+
+impl fmt::Display for MissingRequiredProviders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("missing required providers: ")?;
+        for (i, kind) in self.missing.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{kind}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the enforcement pipeline refused a request. Every variant denies.
+///
+/// Each maps to a fixed HTTP status and a stable machine-readable code through
+/// [`Denial::status`] and [`Denial::code`]; the public message never carries internal detail
+/// (the detail goes to telemetry and logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The rate limiter refused the request within its normal operation (`ErrRateLimitDenial`).
+    #[error("request denied by rate limiter")]
+    RateLimited {
+        /// When the caller may retry, if the limiter said.
+        retry_after: Option<Duration>,
+    },
+    /// The rate limiter failed; the request is denied rather than let through
+    /// (`ErrRateLimiterFailure`).
+    #[error("rate limiter unavailable")]
+    RateLimiterFailure,
+    /// The policy denied the request (`ErrPolicyDenial`).
+    #[error("request denied by policy")]
+    PolicyDenied,
+    /// Policy evaluation failed or timed out; the request is denied.
+    #[error("policy evaluation unavailable")]
+    PolicyFailure,
+    /// The service is not ready (initializing, draining or a required provider unavailable).
+    #[error("service not ready")]
+    NotReady,
+    /// The request carried no verified peer identity.
+    #[error("peer identity not verified")]
+    Unauthenticated,
+    /// A propagated header (such as the identity chain) was malformed.
+    #[error("malformed request metadata")]
+    BadRequest,
+}
+
+impl Denial {
+    /// The stable machine-readable code sent as `error_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::RateLimiterFailure => "RATE_LIMITER_UNAVAILABLE",
+            Self::PolicyDenied => "POLICY_DENIED",
+            Self::PolicyFailure => "POLICY_UNAVAILABLE",
+            Self::NotReady => "SERVICE_NOT_READY",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::BadRequest => "BAD_REQUEST",
+        }
+    }
+
+    /// The HTTP status this denial maps to.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PolicyDenied => StatusCode::FORBIDDEN,
+            Self::RateLimiterFailure | Self::PolicyFailure | Self::NotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Why [`Server::serve`](crate::Server::serve) stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// `serve` was called without a binding (a trust-boundary server without one).
+    #[error("no binding configured: this server only enforces through enforce_inbound")]
+    NoBinding,
+    /// `serve` was already called on this server.
+    #[error("the server is already serving")]
+    AlreadyServing,
+    /// The server has been closed.
+    #[error("the server is closed")]
+    Closed,
+    /// The binding failed (for example, the listen address is in use).
+    #[error("binding failed")]
+    Binding(#[source] BoxError),
+}
+
+/// The error of a Ligand `main`: anything that stops the service from starting or serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Initialization refused to start the service.
+    #[error(transparent)]
+    Init(#[from] InitError),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The configuration could not be loaded.
+    #[error("configuration could not be loaded")]
+    Config(#[source] BoxError),
+    /// The async runtime could not start.
+    #[error("async runtime could not start")]
+    Runtime(#[source] BoxError),
+    /// An error from the service's own code.
+    #[error(transparent)]
+    Other(BoxError),
+}

@@ -1,0 +1,243 @@
+//! The health monitor: one state per provider and an overall state derived from them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::telemetry::{HealthTransitionEvent, Telemetry};
+
+/// A provider tracked by the [`Monitor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// The workload identity (required).
+    Identity,
+    /// The policy engine (required).
+    Policy,
+    /// The inbound binding (required for services that serve peers).
+    Binding,
+    /// The policy bundle fetcher.
+    BundleFetcher,
+    /// The rate limiter.
+    RateLimiter,
+    /// The telemetry sink.
+    Telemetry,
+    /// The secrets backend.
+    Secrets,
+    /// The service registry.
+    ServiceRegistry,
+}
+
+impl ProviderKind {
+    /// Every kind, in monitor order.
+    pub const ALL: [ProviderKind; 8] = [
+        Self::Identity,
+        Self::Policy,
+        Self::Binding,
+        Self::BundleFetcher,
+        Self::RateLimiter,
+        Self::Telemetry,
+        Self::Secrets,
+        Self::ServiceRegistry,
+    ];
+
+    /// Whether the service refuses traffic while this provider is not ready.
+    pub fn is_required(self) -> bool {
+        matches!(self, Self::Identity | Self::Policy | Self::Binding)
+    }
+
+    /// The kind's stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Policy => "policy",
+            Self::Binding => "binding",
+            Self::BundleFetcher => "bundle_fetcher",
+            Self::RateLimiter => "rate_limiter",
+            Self::Telemetry => "telemetry",
+            Self::Secrets => "secrets",
+            Self::ServiceRegistry => "service_registry",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The health of one provider or of the whole service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum State {
+    /// Not yet started. A required provider here means no traffic is served.
+    Initializing = 0,
+    /// Operating normally.
+    Ready = 1,
+    /// Reduced capability: an optional provider is down, or a required one is inside its grace
+    /// period. Traffic is still served.
+    Degraded = 2,
+    /// Shutting down: in-flight work completes, new requests are refused.
+    Draining = 3,
+    /// Failed or closed. A required provider here means no traffic is served.
+    Unavailable = 4,
+}
+
+impl State {
+    /// Whether requests may be served in this overall state.
+    pub fn serves_traffic(self) -> bool {
+        matches!(self, Self::Ready | Self::Degraded)
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Initializing,
+            1 => Self::Ready,
+            2 => Self::Degraded,
+            3 => Self::Draining,
+            _ => Self::Unavailable,
+        }
+    }
+
+    /// Rank for [`Monitor::overall`]: Unavailable > Initializing > Draining > Degraded > Ready.
+    fn severity(self) -> u8 {
+        match self {
+            Self::Ready => 0,
+            Self::Degraded => 1,
+            Self::Draining => 2,
+            Self::Initializing => 3,
+            Self::Unavailable => 4,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Initializing => "initializing",
+            Self::Ready => "ready",
+            Self::Degraded => "degraded",
+            Self::Draining => "draining",
+            Self::Unavailable => "unavailable",
+        })
+    }
+}
+
+const UNTRACKED: u8 = u8::MAX;
+
+/// Tracks every configured provider's [`State`] and derives the service's overall state.
+///
+/// All tracked providers start [`State::Initializing`]. Providers that were not configured are
+/// not tracked and do not affect the overall state. The overall state is kept precomputed so
+/// the request path reads one atomic.
+pub struct Monitor {
+    states: [AtomicU8; ProviderKind::ALL.len()],
+    overall: AtomicU8,
+    transitions: Mutex<()>,
+    telemetry: Arc<dyn Telemetry>,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for kind in ProviderKind::ALL {
+            if let Some(state) = self.provider(kind) {
+                map.entry(&kind, &state);
+            }
+        }
+        map.finish()
+    }
+}
+
+impl Monitor {
+    /// A monitor tracking `kinds`, all [`State::Initializing`], reporting transitions to
+    /// `telemetry`.
+    pub fn new(kinds: impl IntoIterator<Item = ProviderKind>, telemetry: Arc<dyn Telemetry>) -> Self {
+        let states = std::array::from_fn(|_| AtomicU8::new(UNTRACKED));
+        for kind in kinds {
+            states[kind.index()].store(State::Initializing as u8, Ordering::Relaxed);
+        }
+        let monitor = Self {
+            states,
+            overall: AtomicU8::new(State::Initializing as u8),
+            transitions: Mutex::new(()),
+            telemetry,
+        };
+        monitor.recompute();
+        monitor
+    }
+
+    /// The overall state: for required providers the most severe of their states
+    /// (Unavailable > Initializing > Draining > Degraded > Ready); an optional provider that is
+    /// Degraded or Unavailable makes the service Degraded.
+    pub fn overall(&self) -> State {
+        State::from_u8(self.overall.load(Ordering::Acquire))
+    }
+
+    /// The state of `kind`, or `None` when it is not tracked (not configured).
+    pub fn provider(&self, kind: ProviderKind) -> Option<State> {
+        match self.states[kind.index()].load(Ordering::Acquire) {
+            UNTRACKED => None,
+            v => Some(State::from_u8(v)),
+        }
+    }
+
+    /// Moves `kind` to `state`. A change (or any transition with a cause) is reported to
+    /// telemetry as a [`HealthTransitionEvent`]. Setting an untracked kind starts tracking it.
+    pub fn set(&self, kind: ProviderKind, state: State, cause: Option<String>) {
+        let from = {
+            let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = self.states[kind.index()].swap(state as u8, Ordering::AcqRel);
+            self.recompute();
+            match previous {
+                UNTRACKED => State::Initializing,
+                v => State::from_u8(v),
+            }
+        };
+        if from != state || cause.is_some() {
+            match &cause {
+                Some(cause) => tracing::warn!(%kind, %from, to = %state, %cause, "health transition"),
+                None => tracing::debug!(%kind, %from, to = %state, "health transition"),
+            }
+            let event = HealthTransitionEvent {
+                timestamp: SystemTime::now(),
+                kind,
+                from,
+                to: state,
+                cause,
+            };
+            // Telemetry without health events answers NotSupported; nothing else to do.
+            let _ = self.telemetry.record_health_transition(&event);
+        }
+    }
+
+    fn recompute(&self) {
+        let mut overall = State::Ready;
+        for kind in ProviderKind::ALL {
+            let Some(state) = self.provider(kind) else { continue };
+            let effective = if kind.is_required() {
+                state
+            } else {
+                match state {
+                    State::Degraded | State::Unavailable => State::Degraded,
+                    // An optional provider still starting or draining does not stop traffic.
+                    _ => State::Ready,
+                }
+            };
+            if effective.severity() > overall.severity() {
+                overall = effective;
+            }
+        }
+        self.overall.store(overall as u8, Ordering::Release);
+    }
+}

@@ -1,0 +1,91 @@
+//! The Ligand engine: provider contracts, fail-closed initialization, the enforcement pipeline,
+//! mTLS with SPIFFE identities, the HTTP binding and the health monitor.
+//!
+//! Services depend on the `ligand` facade crate, not on this one. Provider crates implement
+//! the contracts defined here ([`WorkloadIdentity`], [`PolicyEngine`], [`RateLimiter`],
+//! [`Telemetry`], [`Secrets`], [`ServiceRegistry`], [`BundleFetcher`], [`Binding`]).
+//!
+//! Every inbound request runs the same pipeline: the binding accepts a TLS 1.3 connection with
+//! a client certificate verified as an X.509-SVID → the peer's SPIFFE ID becomes the last link
+//! of the chain → rate limiter → policy (bounded by a timeout) → handler. Any error denies.
+//!
+//! ```no_run
+//! use ligand_runtime::{Config, HttpBinding, init};
+//! # async fn run(identity: impl ligand_runtime::WorkloadIdentity, policy: impl ligand_runtime::PolicyEngine) -> Result<(), ligand_runtime::InitError> {
+//! let server = init(
+//!     Config::builder()
+//!         .identity(identity)
+//!         .policy(policy)
+//!         .binding(HttpBinding::new("0.0.0.0:8443"))
+//!         .build(),
+//! )
+//! .await?;
+//! // server.serve(MyService::new()).await — MyService comes from #[ligand::service].
+//! server.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Design notes
+//!
+//! - Provider contracts are `async_trait` traits held as `Arc<dyn …>`: one shape for every
+//!   provider, object-safe so that configuration can pick implementations at run time.
+//!   [`Telemetry`] alone is synchronous, because it runs on the request path and must not block.
+//! - Optional capabilities default to [`ProviderError::NotSupported`], on which the framework
+//!   applies the capability's safe default (polling instead of watching, no hot reload).
+//! - TLS is not pluggable. The binding receives an [`MtlsAcceptor`] and an [`EnforcedService`];
+//!   nothing in this crate can serve plaintext or a router that skips enforcement.
+
+#![forbid(unsafe_code)]
+
+mod binding;
+mod bundle;
+mod chain;
+mod config;
+mod error;
+mod health;
+mod identity;
+mod policy;
+mod ratelimit;
+mod registry;
+mod request;
+mod secrets;
+mod server;
+mod service;
+mod signal;
+mod telemetry;
+pub mod tls;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use self::binding::{Binding, BindingArgs, EnforcedService, HttpBinding, ListeningSignal, PeerService};
+pub use self::bundle::{BundleFetcher, BundleUpdate, PolicyBundle};
+pub use self::chain::{CHAIN_HEADER, Chain, ChainHeaderError, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS};
+pub use self::config::{
+    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT,
+    DEFAULT_PRE_STOP_TIMEOUT,
+};
+pub use self::error::{BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError};
+pub use self::health::{Monitor, ProviderKind, State};
+pub use self::identity::{
+    FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context, X509ContextUpdate, X509Svid,
+};
+pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
+pub use self::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter, Unlimited};
+pub use self::registry::{Endpoint, ServiceRegistry};
+pub use self::request::{Action, InboundRequest, RequestLine, Resource};
+pub use self::secrets::{SecretRevocation, SecretValue, Secrets};
+pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
+pub use self::service::{Ctx, Service, denial_response};
+pub use self::telemetry::{
+    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, OutboundOutcome, RateLimitEvent,
+    Telemetry, TracingTelemetry,
+};
+pub use self::tls::{MtlsAcceptor, VerifiedPeer};
+pub use spiffe::{SpiffeId, TrustDomain};
+
+/// The result of a Ligand `main`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,71 @@
+//! The policy engine contract.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::chain::Chain;
+use crate::error::ProviderError;
+use crate::request::{Action, RequestLine, Resource};
+
+/// One policy decision's input. It serializes to the documented Rego input:
+/// `{"chain":[…], "peer":{…}, "resource":{"kind","value"}, "action":{"name"},
+/// "request":{"method","path"}, "service":"<own SPIFFE ID>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvalRequest {
+    /// The full chain with the verified immediate peer as the last link.
+    pub chain: Chain,
+    /// The verified immediate peer (the last link of `chain`), repeated for convenience.
+    pub peer: crate::chain::Link,
+    /// What is being accessed.
+    pub resource: Resource,
+    /// The operation.
+    pub action: Action,
+    /// The concrete request line.
+    pub request: RequestLine,
+    /// This service's own SPIFFE ID.
+    pub service: String,
+}
+
+/// A policy decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvalResponse {
+    /// Whether the request is allowed. Anything but `true` denies.
+    pub allowed: bool,
+    /// A human-readable reason, for audit records only; never sent to the caller.
+    pub reason: Option<String>,
+    /// The version of the policy that decided, recorded in every decision event.
+    pub policy_version: Option<String>,
+}
+
+impl EvalResponse {
+    /// An allow decision.
+    pub fn allow() -> Self {
+        Self { allowed: true, ..Self::default() }
+    }
+
+    /// A deny decision with a reason.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self { allowed: false, reason: Some(reason.into()), policy_version: None }
+    }
+}
+
+/// Evaluates access policy for every inbound request. Fail-closed: an error, a timeout or
+/// `allowed: false` all deny.
+#[async_trait]
+pub trait PolicyEngine: Send + Sync + 'static {
+    /// Decides one request. Called after identity verification and rate limiting, bounded by
+    /// the configured policy timeout. Implementations must be safe under concurrent calls.
+    async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError>;
+
+    /// Replaces the policy with `bundle` atomically: evaluations already running finish on the
+    /// old policy. Optional; the default answers [`ProviderError::NotSupported`].
+    async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {
+        let _ = bundle;
+        Err(ProviderError::NotSupported)
+    }
+
+    /// Releases the engine's resources.
+    async fn close(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! The rate limiter contract.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::chain::Chain;
+use crate::error::ProviderError;
+use crate::request::{Action, Resource};
+
+/// One rate-limit check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRequest {
+    /// The chain with the verified immediate peer last; limiters key on the peer.
+    pub chain: Chain,
+    /// What is being accessed, for per-resource limits.
+    pub resource: Resource,
+    /// The operation.
+    pub action: Action,
+}
+
+/// A rate-limit decision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateLimitResponse {
+    /// Whether the request is within the limit.
+    pub allowed: bool,
+    /// When a denied caller may retry, sent as `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// The caller's observed rate, when the limiter reports it.
+    pub current_rps: Option<f64>,
+    /// The caller's configured limit, when the limiter reports it.
+    pub limit_rps: Option<f64>,
+}
+
+impl RateLimitResponse {
+    /// An allow decision.
+    pub fn allow() -> Self {
+        Self { allowed: true, ..Self::default() }
+    }
+
+    /// A deny decision with a retry hint.
+    pub fn deny(retry_after: Option<Duration>) -> Self {
+        Self { allowed: false, retry_after, ..Self::default() }
+    }
+}
+
+/// Enforces request rates before policy is evaluated.
+///
+/// `Ok` with `allowed: false` is a normal denial (429); an `Err` is a failure and also denies
+/// (503): the framework never lets a request through because the limiter is broken.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Checks one request.
+    async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError>;
+
+    /// Releases the limiter's resources.
+    async fn close(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+/// The limiter used when none is configured: every request is within the limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+#[async_trait]
+impl RateLimiter for Unlimited {
+    async fn check(&self, _: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
+        Ok(RateLimitResponse::allow())
+    }
+}

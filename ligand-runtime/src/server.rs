@@ -1,0 +1,112 @@
+//! The initialized framework: [`init`], the enforcement pipeline and the shutdown sequence.
+
+mod enforce;
+mod lifecycle;
+mod rotation;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use spiffe::SpiffeId;
+use tokio::sync::{Mutex, OnceCell, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use self::enforce::{Denied, Enforced};
+pub use self::lifecycle::{init, init_trust_boundary};
+
+use crate::binding::Binding;
+use crate::bundle::BundleFetcher;
+use crate::config::PreStopHook;
+use crate::health::Monitor;
+use crate::identity::WorkloadIdentity;
+use crate::policy::PolicyEngine;
+use crate::ratelimit::RateLimiter;
+use crate::registry::ServiceRegistry;
+use crate::secrets::Secrets;
+use crate::telemetry::Telemetry;
+use crate::tls::IdentityState;
+
+/// An initialized Ligand server. Cheap to clone; every clone is the same server.
+///
+/// Obtain one from [`init`] (services reached over mTLS) or [`init_trust_boundary`]
+/// (gateways that authenticate external callers themselves), serve a generated service with
+/// [`Server::serve`], and stop with [`Server::close`].
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Arc<dyn WorkloadIdentity>,
+    policy: Arc<dyn PolicyEngine>,
+    binding: Option<Arc<dyn Binding>>,
+    rate_limiter: Option<Arc<dyn RateLimiter>>,
+    telemetry: Arc<dyn Telemetry>,
+    secrets: Option<Arc<dyn Secrets>>,
+    registry: Option<Arc<dyn ServiceRegistry>>,
+    bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
+    tls: Arc<IdentityState>,
+    service_id: String,
+    monitor: Arc<Monitor>,
+    settings: Settings,
+    pre_stop_hooks: Vec<PreStopHook>,
+    serving: AtomicBool,
+    listening: watch::Sender<Option<SocketAddr>>,
+    /// Cancels the identity rotation and bundle watch loops.
+    watches: CancellationToken,
+    watch_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    closed: OnceCell<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    policy_timeout: Duration,
+    policy_latency_warn: Duration,
+    pre_stop_timeout: Duration,
+    drain_timeout: Duration,
+    identity_grace_period: Option<Duration>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("spiffe_id", &self.inner.service_id)
+            .field("health", &self.inner.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The SPIFFE ID this workload presents.
+    pub fn spiffe_id(&self) -> SpiffeId {
+        self.inner.tls.spiffe_id()
+    }
+
+    /// The health monitor.
+    pub fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
+    }
+
+    /// The live identity (current SVID and trust store), for building outbound TLS.
+    pub fn identity(&self) -> &Arc<IdentityState> {
+        &self.inner.tls
+    }
+
+    /// Waits until the binding listens and returns its address; `None` if it stopped (or
+    /// there is no binding) before that.
+    pub async fn local_addr(&self) -> Option<SocketAddr> {
+        if self.inner.binding.is_none() {
+            return None;
+        }
+        let mut rx = self.inner.listening.subscribe();
+        let closed = self.inner.watches.clone();
+        tokio::select! {
+            found = rx.wait_for(Option::is_some) => return found.ok().and_then(|addr| *addr),
+            () = closed.cancelled() => {}
+        }
+        *rx.borrow()
+    }
+}

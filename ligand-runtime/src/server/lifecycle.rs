@@ -1,0 +1,248 @@
+//! Startup (fail-closed), serving and the ordered shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use spiffe::SpiffeId;
+use tokio::sync::{Mutex, OnceCell, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, Server, Settings};
+use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
+use crate::config::Config;
+use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
+use crate::health::{Monitor, ProviderKind, State};
+use crate::service::Service;
+use crate::telemetry::{Telemetry, TracingTelemetry};
+use crate::tls::{IdentityState, MtlsAcceptor};
+
+/// Initializes a service reached by its peers over mTLS. Fail-closed: every missing required
+/// provider (identity, policy, binding) is reported at once; no SVID, an unusable SVID or
+/// bundle, or a failed initial policy bundle is an error, and the process must not serve.
+pub async fn init(config: Config) -> Result<Server, InitError> {
+    start(config, true).await
+}
+
+/// Initializes a trust-boundary service: one that authenticates external callers itself and
+/// calls [`Server::enforce_inbound`] from its own handlers. A binding is optional; identity
+/// and policy are still required.
+pub async fn init_trust_boundary(config: Config) -> Result<Server, InitError> {
+    start(config, false).await
+}
+
+async fn start(config: Config, binding_required: bool) -> Result<Server, InitError> {
+    let mut missing = Vec::new();
+    if config.identity.is_none() {
+        missing.push(ProviderKind::Identity);
+    }
+    if config.policy.is_none() {
+        missing.push(ProviderKind::Policy);
+    }
+    if binding_required && config.binding.is_none() {
+        missing.push(ProviderKind::Binding);
+    }
+    let (Some(identity), Some(policy), true) = (config.identity, config.policy, missing.is_empty())
+    else {
+        return Err(MissingRequiredProviders { missing }.into());
+    };
+    let want = config
+        .spiffe_id
+        .as_deref()
+        .map(SpiffeId::new)
+        .transpose()
+        .map_err(|e| InitError::Config(format!("spiffe_id: {e}")))?;
+
+    let telemetry: Arc<dyn Telemetry> = config.telemetry.unwrap_or_else(|| Arc::new(TracingTelemetry));
+    let mut kinds = vec![ProviderKind::Identity, ProviderKind::Policy, ProviderKind::Telemetry];
+    let optional = [
+        (ProviderKind::Binding, config.binding.is_some()),
+        (ProviderKind::RateLimiter, config.rate_limiter.is_some()),
+        (ProviderKind::Secrets, config.secrets.is_some()),
+        (ProviderKind::ServiceRegistry, config.registry.is_some()),
+        (ProviderKind::BundleFetcher, config.bundle_fetcher.is_some()),
+    ];
+    kinds.extend(optional.iter().filter(|(_, on)| *on).map(|(kind, _)| *kind));
+    let monitor = Arc::new(Monitor::new(kinds, telemetry.clone()));
+    monitor.set(ProviderKind::Telemetry, State::Ready, None);
+
+    // Identity first: nothing else may start without it.
+    let context = identity.fetch_x509_context().await.map_err(|e| {
+        monitor.set(ProviderKind::Identity, State::Unavailable, Some(e.to_string()));
+        InitError::Identity(e)
+    })?;
+    if context.svids.is_empty() {
+        monitor.set(ProviderKind::Identity, State::Unavailable, Some("no SVIDs".into()));
+        return Err(InitError::NoSvids);
+    }
+    let tls = Arc::new(IdentityState::new(&context, want.as_ref())?);
+    monitor.set(ProviderKind::Identity, State::Ready, None);
+    let service_id = tls.spiffe_id().to_string();
+
+    // The initial policy bundle, when policy comes from a bundle server.
+    if let Some(fetcher) = &config.bundle_fetcher {
+        let bundle = fetcher
+            .fetch(None)
+            .await
+            .map_err(|source| InitError::Provider { kind: ProviderKind::BundleFetcher, source })?
+            .filter(|b| !b.bytes.is_empty())
+            .ok_or_else(|| InitError::Provider {
+                kind: ProviderKind::BundleFetcher,
+                source: ProviderError::Invalid("empty initial policy bundle".into()),
+            })?;
+        policy.reload(&bundle.bytes).await.map_err(|source| match source {
+            ProviderError::NotSupported => InitError::Config(
+                "a bundle fetcher is configured but the policy engine does not support reload".into(),
+            ),
+            source => InitError::Provider { kind: ProviderKind::Policy, source },
+        })?;
+        monitor.set(ProviderKind::BundleFetcher, State::Ready, None);
+    }
+    monitor.set(ProviderKind::Policy, State::Ready, None);
+    for (kind, configured) in optional {
+        if configured && kind != ProviderKind::Binding && kind != ProviderKind::BundleFetcher {
+            monitor.set(kind, State::Ready, None);
+        }
+    }
+
+    let server = Server {
+        inner: Arc::new(Inner {
+            identity,
+            policy,
+            binding: config.binding,
+            rate_limiter: config.rate_limiter,
+            telemetry,
+            secrets: config.secrets,
+            registry: config.registry,
+            bundle_fetcher: config.bundle_fetcher,
+            tls,
+            service_id,
+            monitor,
+            settings: Settings {
+                policy_timeout: config.policy_timeout,
+                policy_latency_warn: config.policy_latency_warn,
+                pre_stop_timeout: config.pre_stop_timeout,
+                drain_timeout: config.drain_timeout,
+                identity_grace_period: config.identity_grace_period,
+            },
+            pre_stop_hooks: config.pre_stop_hooks,
+            serving: AtomicBool::new(false),
+            listening: watch::channel(None).0,
+            watches: CancellationToken::new(),
+            watch_tasks: Mutex::new(Vec::new()),
+            closed: OnceCell::new(),
+        }),
+    };
+    server.start_watches().await;
+    tracing::info!(spiffe_id = %server.inner.service_id, "ligand initialized");
+    Ok(server)
+}
+
+impl Server {
+    /// Serves `service` through the configured binding until [`Server::close`]. Only services
+    /// generated by `#[ligand::service]` can be served: there is no way to serve a raw router
+    /// or to open a listener of one's own.
+    pub async fn serve<S: Service>(&self, service: S) -> Result<(), ServeError> {
+        let inner = &*self.inner;
+        let binding = inner.binding.clone().ok_or(ServeError::NoBinding)?;
+        if inner.closed.initialized() || inner.watches.is_cancelled() {
+            return Err(ServeError::Closed);
+        }
+        if inner.serving.swap(true, Ordering::AcqRel) {
+            return Err(ServeError::AlreadyServing);
+        }
+        let config = inner.tls.server_config().map_err(|e| ServeError::Binding(e.into()))?;
+        let router = crate::service::into_router(service, self);
+        let args = BindingArgs {
+            acceptor: MtlsAcceptor::new(config),
+            service: EnforcedService::new(router),
+            listening: ListeningSignal::new(inner.monitor.clone(), inner.listening.clone()),
+        };
+        binding.serve(args).await.map_err(|e| {
+            inner.monitor.set(ProviderKind::Binding, State::Unavailable, Some(e.to_string()));
+            inner.listening.send_replace(None);
+            ServeError::Binding(e)
+        })
+    }
+
+    /// Shuts the server down in the documented order:
+    ///
+    /// 1. the binding becomes Draining and every other provider Unavailable, so health checks
+    ///    see the transition before connections close;
+    /// 2. pre-stop hooks run in order within the pre-stop budget (errors are logged);
+    /// 3. the binding stops accepting and drains in-flight requests within the drain deadline
+    ///    (the identity keeps rotating meanwhile, so live requests see a valid certificate);
+    /// 4. identity rotation and bundle watches stop;
+    /// 5. the binding closes and becomes Unavailable;
+    /// 6. providers close in reverse dependency order: bundle fetcher, policy, identity,
+    ///    rate limiter, secrets, registry;
+    /// 7. telemetry closes last, having observed everything above.
+    ///
+    /// Idempotent: later (or concurrent) calls wait for the first and return.
+    pub async fn close(&self) {
+        self.inner.closed.get_or_init(|| self.shutdown()).await;
+    }
+
+    async fn shutdown(&self) {
+        let inner = &*self.inner;
+        let monitor = &inner.monitor;
+        tracing::info!(spiffe_id = %inner.service_id, "shutting down");
+        if inner.binding.is_some() {
+            monitor.set(ProviderKind::Binding, State::Draining, None);
+        }
+        for kind in ProviderKind::ALL {
+            if kind != ProviderKind::Binding && monitor.provider(kind).is_some() {
+                monitor.set(kind, State::Unavailable, None);
+            }
+        }
+
+        let hooks = async {
+            for (i, hook) in inner.pre_stop_hooks.iter().enumerate() {
+                if let Err(error) = hook().await {
+                    tracing::warn!(hook = i, %error, "pre-stop hook failed");
+                }
+            }
+        };
+        if tokio::time::timeout(inner.settings.pre_stop_timeout, hooks).await.is_err() {
+            tracing::warn!(budget = ?inner.settings.pre_stop_timeout, "pre-stop hooks cut short");
+        }
+
+        if let Some(binding) = &inner.binding {
+            if inner.serving.load(Ordering::Acquire) {
+                binding.shutdown(inner.settings.drain_timeout).await;
+            }
+        }
+
+        inner.watches.cancel();
+        for task in inner.watch_tasks.lock().await.drain(..) {
+            let _ = task.await;
+        }
+
+        if let Some(binding) = &inner.binding {
+            binding.close().await;
+            inner.listening.send_replace(None);
+            monitor.set(ProviderKind::Binding, State::Unavailable, None);
+        }
+
+        let log = |kind: ProviderKind, result: Result<(), ProviderError>| {
+            if let Err(error) = result {
+                tracing::warn!(%kind, %error, "provider close failed");
+            }
+        };
+        if let Some(fetcher) = &inner.bundle_fetcher {
+            log(ProviderKind::BundleFetcher, fetcher.close().await);
+        }
+        log(ProviderKind::Policy, inner.policy.close().await);
+        log(ProviderKind::Identity, inner.identity.close().await);
+        if let Some(limiter) = &inner.rate_limiter {
+            log(ProviderKind::RateLimiter, limiter.close().await);
+        }
+        if let Some(secrets) = &inner.secrets {
+            log(ProviderKind::Secrets, secrets.close().await);
+        }
+        if let Some(registry) = &inner.registry {
+            log(ProviderKind::ServiceRegistry, registry.close().await);
+        }
+        log(ProviderKind::Telemetry, inner.telemetry.close());
+        tracing::info!(spiffe_id = %inner.service_id, "shut down");
+    }
+}

@@ -1,0 +1,208 @@
+//! Telemetry: the events the framework emits and the sink contract.
+//!
+//! Unlike the other contracts, [`Telemetry`] is synchronous: it is called on the request path
+//! and must never block it, so an implementation that does I/O buffers and returns at once.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::chain::Chain;
+use crate::error::ProviderError;
+use crate::health::{ProviderKind, State};
+use crate::request::{Action, Resource};
+
+/// The audit record of every request that reached policy evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionEvent {
+    /// When the request entered the pipeline.
+    pub timestamp: SystemTime,
+    /// The request's correlation ID, also sent to the caller on denial.
+    pub request_id: String,
+    /// The evaluated chain, immediate peer last.
+    pub chain: Chain,
+    /// What was accessed.
+    pub resource: Resource,
+    /// The operation.
+    pub action: Action,
+    /// Whether policy allowed the request.
+    pub allowed: bool,
+    /// Time from pipeline entry to decision, rate limiting included.
+    pub latency: Duration,
+    /// Time spent in policy evaluation alone.
+    pub policy_latency: Duration,
+    /// The policy version that decided, when the engine reports one.
+    pub policy_version: Option<String>,
+    /// The engine's reason, when it gives one.
+    pub reason: Option<String>,
+    /// Set when evaluation failed or timed out rather than deciding.
+    pub error: Option<String>,
+}
+
+/// The record of every rate-limiter call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitEvent {
+    /// When the request entered the pipeline.
+    pub timestamp: SystemTime,
+    /// The request's correlation ID.
+    pub request_id: String,
+    /// The chain, immediate peer last.
+    pub chain: Chain,
+    /// What was accessed.
+    pub resource: Resource,
+    /// The operation.
+    pub action: Action,
+    /// Whether the limiter allowed the request (false on error too).
+    pub allowed: bool,
+    /// Time spent in the limiter.
+    pub latency: Duration,
+    /// The caller's observed rate, when reported.
+    pub current_rps: Option<f64>,
+    /// The caller's configured limit, when reported.
+    pub limit_rps: Option<f64>,
+    /// Set when the limiter failed.
+    pub error: Option<String>,
+}
+
+/// A provider's health changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthTransitionEvent {
+    /// When the monitor recorded it.
+    pub timestamp: SystemTime,
+    /// Whose state changed.
+    pub kind: ProviderKind,
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+    /// The error that caused it, for failures.
+    pub cause: Option<String>,
+}
+
+/// How an outbound call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OutboundOutcome {
+    /// The peer answered.
+    Success,
+    /// The peer answered with an error status.
+    ServerError,
+    /// The connection or handshake failed.
+    ConnectError,
+    /// The peer presented an unexpected identity.
+    IdentityMismatch,
+    /// The call timed out.
+    Timeout,
+}
+
+/// The record of every outbound call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundCallEvent {
+    /// When the call started.
+    pub timestamp: SystemTime,
+    /// The SPIFFE ID the peer had to present.
+    pub target: String,
+    /// The endpoint called.
+    pub address: String,
+    /// How it ended.
+    pub outcome: OutboundOutcome,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// Wall-clock duration.
+    pub latency: Duration,
+}
+
+/// Periodic aggregate metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MetricsSnapshot {
+    /// The current SVID's age.
+    pub svid_age: Option<Duration>,
+    /// Time left before the current SVID expires.
+    pub svid_time_to_expiry: Option<Duration>,
+    /// The policy version last loaded.
+    pub policy_version: Option<String>,
+    /// Secrets served from the cache.
+    pub secrets_cache_hits: u64,
+    /// Secrets fetched from the backend.
+    pub secrets_cache_misses: u64,
+}
+
+/// Receives the framework's structured events.
+///
+/// Decision, rate-limit and outbound-call events are required; the others are optional and
+/// default to [`ProviderError::NotSupported`]. No method may block: they run on the request
+/// path.
+pub trait Telemetry: Send + Sync + 'static {
+    /// Records a policy decision (allowed or denied). This is the decision audit log.
+    fn record_decision(&self, event: &DecisionEvent) -> Result<(), ProviderError>;
+
+    /// Records a rate-limiter outcome.
+    fn record_rate_limit(&self, event: &RateLimitEvent) -> Result<(), ProviderError>;
+
+    /// Records an outbound call.
+    fn record_outbound_call(&self, event: &OutboundCallEvent) -> Result<(), ProviderError>;
+
+    /// Records a health transition. Optional.
+    fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
+        let _ = event;
+        Err(ProviderError::NotSupported)
+    }
+
+    /// Records a metrics snapshot. Optional; `NotSupported` stops the metrics loop.
+    fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
+        let _ = snapshot;
+        Err(ProviderError::NotSupported)
+    }
+
+    /// Flushes and releases the sink. Called last at shutdown.
+    fn close(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+/// The default sink: structured `tracing` events under the `ligand::audit` target.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingTelemetry;
+
+impl Telemetry for TracingTelemetry {
+    fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {
+        tracing::info!(
+            target: "ligand::audit",
+            request_id = %e.request_id,
+            peer = e.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
+            resource = %e.resource.value,
+            action = %e.action.name,
+            allowed = e.allowed,
+            reason = e.reason.as_deref().unwrap_or(""),
+            error = e.error.as_deref().unwrap_or(""),
+            latency_us = e.latency.as_micros() as u64,
+            "decision"
+        );
+        Ok(())
+    }
+
+    fn record_rate_limit(&self, e: &RateLimitEvent) -> Result<(), ProviderError> {
+        if !e.allowed {
+            tracing::info!(
+                target: "ligand::audit",
+                request_id = %e.request_id,
+                peer = e.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
+                resource = %e.resource.value,
+                error = e.error.as_deref().unwrap_or(""),
+                "rate limited"
+            );
+        }
+        Ok(())
+    }
+
+    fn record_outbound_call(&self, e: &OutboundCallEvent) -> Result<(), ProviderError> {
+        tracing::info!(target: "ligand::audit", target_id = %e.target, outcome = ?e.outcome, "outbound call");
+        Ok(())
+    }
+
+    fn record_health_transition(&self, _: &HealthTransitionEvent) -> Result<(), ProviderError> {
+        // The monitor already logs every transition.
+        Ok(())
+    }
+}

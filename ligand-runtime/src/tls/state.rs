@@ -1,0 +1,232 @@
+//! The live identity: the current SVID as a rustls key and the current trust store, swapped
+//! atomically on rotation.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ServerConfig, SignatureScheme};
+use rustls_pki_types::UnixTime;
+use spiffe::SpiffeId;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::svid::{TrustStore, Usage, peer_spiffe_id, verify_with_store};
+use super::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
+use super::{SvidError, TlsError};
+use crate::identity::{X509Context, X509Svid};
+
+/// The identity in force at one moment.
+pub(crate) struct Current {
+    pub(crate) id: SpiffeId,
+    pub(crate) key: Arc<CertifiedKey>,
+    pub(crate) trust: TrustStore,
+    pub(crate) not_before: SystemTime,
+    pub(crate) not_after: SystemTime,
+}
+
+/// The workload's live identity. Every TLS configuration the framework builds reads it at
+/// handshake time, so replacing it (rotation) takes effect for the next handshake without
+/// touching established connections.
+pub struct IdentityState {
+    current: ArcSwap<Current>,
+}
+
+impl fmt::Debug for IdentityState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current.load();
+        f.debug_struct("IdentityState")
+            .field("spiffe_id", &current.id.to_string())
+            .field("not_after", &current.not_after)
+            .finish()
+    }
+}
+
+impl IdentityState {
+    /// Builds the state from an identity context, choosing the SVID for `want` (or the first).
+    pub fn new(context: &X509Context, want: Option<&SpiffeId>) -> Result<Self, crate::InitError> {
+        let current = build(context, want)?;
+        Ok(Self { current: ArcSwap::from_pointee(current) })
+    }
+
+    /// Replaces the identity with one from `context`, keeping the same SPIFFE ID.
+    pub fn rotate(&self, context: &X509Context) -> Result<(), crate::InitError> {
+        let id = self.spiffe_id();
+        let next = build(context, Some(&id))?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Current>> {
+        self.current.load()
+    }
+
+    /// The SPIFFE ID currently presented.
+    pub fn spiffe_id(&self) -> SpiffeId {
+        self.current.load().id.clone()
+    }
+
+    /// When the current SVID expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.current.load().not_after
+    }
+
+    /// When the current SVID became valid.
+    pub fn not_before(&self) -> SystemTime {
+        self.current.load().not_before
+    }
+
+    /// The inbound configuration: TLS 1.3 only, client certificate required and verified as
+    /// an X.509-SVID of a trusted domain, the current SVID presented.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(super::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(self.clone())))
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// The outbound configuration: TLS 1.3 only, the current SVID presented, the server
+    /// verified as an X.509-SVID that `expected` accepts.
+    pub fn client_config(self: &Arc<Self>, expected: PeerVerifier) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(super::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(self.clone(), expected)))
+            .with_client_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+fn build(context: &X509Context, want: Option<&SpiffeId>) -> Result<Current, crate::InitError> {
+    use crate::InitError;
+    let svid = match want {
+        Some(id) => context
+            .svids
+            .iter()
+            .find(|s| &s.spiffe_id == id)
+            .ok_or_else(|| InitError::SvidNotFound(id.to_string()))?,
+        None => context.svids.first().ok_or(InitError::NoSvids)?,
+    };
+    let trust = TrustStore::from_bundles(&context.bundles).map_err(InitError::Tls)?;
+    if !trust.contains(&svid.spiffe_id.trust_domain()) {
+        return Err(InitError::Tls(TlsError::NoOwnBundle(svid.spiffe_id.trust_domain().to_string())));
+    }
+    let (not_before, not_after) = check_own_svid(svid, &trust).map_err(InitError::Tls)?;
+    let key = super::provider()
+        .key_provider
+        .load_private_key(svid.private_key.clone_key())
+        .map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
+    let certified = CertifiedKey::new(svid.cert_chain.clone(), key);
+    certified.keys_match().map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
+    Ok(Current { id: svid.spiffe_id.clone(), key: Arc::new(certified), trust, not_before, not_after })
+}
+
+/// Our own SVID must be one a peer would accept: right ID, valid leaf, chaining to our bundle.
+fn check_own_svid(svid: &X509Svid, trust: &TrustStore) -> Result<(SystemTime, SystemTime), TlsError> {
+    let leaf = svid.cert_chain.first().ok_or(TlsError::Svid(SvidError::NoCertificate))?;
+    let id = peer_spiffe_id(leaf).map_err(TlsError::Svid)?;
+    if id != svid.spiffe_id {
+        return Err(TlsError::Svid(SvidError::UnexpectedId {
+            expected: svid.spiffe_id.to_string(),
+            actual: id.to_string(),
+        }));
+    }
+    verify_with_store(leaf, &svid.cert_chain[1..], trust, UnixTime::now(), Usage::Server)
+        .map_err(TlsError::Svid)?;
+    let (_, cert) = X509Certificate::from_der(leaf)
+        .map_err(|e| TlsError::Svid(SvidError::Malformed(e.to_string())))?;
+    let to_system = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
+    Ok((
+        to_system(cert.validity().not_before.timestamp()),
+        to_system(cert.validity().not_after.timestamp()),
+    ))
+}
+
+/// Presents the current SVID on both sides of a handshake.
+struct Resolver(Arc<IdentityState>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Resolver").field(&self.0).finish()
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current.load().key.clone())
+    }
+}
+
+impl ResolvesClientCert for Resolver {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current.load().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The verified identity of the peer of one connection.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    spiffe_id: SpiffeId,
+}
+
+impl fmt::Debug for VerifiedPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VerifiedPeer").field(&self.spiffe_id.to_string()).finish()
+    }
+}
+
+impl VerifiedPeer {
+    /// The peer's SPIFFE ID, verified in the handshake.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.spiffe_id
+    }
+}
+
+/// Accepts inbound connections with the framework's mTLS configuration and yields each one
+/// with its verified peer. It is the only way a binding can obtain a [`VerifiedPeer`].
+#[derive(Clone)]
+pub struct MtlsAcceptor {
+    acceptor: TlsAcceptor,
+}
+
+impl fmt::Debug for MtlsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MtlsAcceptor")
+    }
+}
+
+impl MtlsAcceptor {
+    pub(crate) fn new(config: Arc<ServerConfig>) -> Self {
+        Self { acceptor: TlsAcceptor::from(config) }
+    }
+
+    /// Runs the server handshake on `stream`. Fails for anything but a TLS 1.3 client
+    /// presenting a valid SVID of a trusted domain.
+    pub async fn accept(&self, stream: TcpStream) -> io::Result<(TlsStream<TcpStream>, VerifiedPeer)> {
+        let tls = self.acceptor.accept(stream).await?;
+        let (_, conn) = tls.get_ref();
+        let leaf = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate"))?;
+        // The verifier already checked this certificate; reading the ID again cannot fail for a
+        // certificate it accepted, and an error here still refuses the connection.
+        let spiffe_id = peer_spiffe_id(leaf)
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        Ok((tls, VerifiedPeer { spiffe_id }))
+    }
+}

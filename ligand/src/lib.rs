@@ -1,0 +1,67 @@
+//! Ligand: a Zero Trust microservice framework that binds into the service it protects.
+//!
+//! A service annotates its handlers with `#[ligand::service]` and its entry point with
+//! `#[ligand::main]`; the macros generate the only paths into the process: mTLS 1.3 with SPIFFE
+//! identities, a policy decision on every request and rate limits before policy, all
+//! fail-closed. `cargo expand` shows exactly what was generated.
+//!
+//! ```no_run
+//! use ligand::prelude::*;
+//!
+//! struct Hello;
+//!
+//! #[ligand::service]
+//! impl Hello {
+//!     #[get("/hello/{name}")]
+//!     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> String {
+//!         format!("hello {name}, you are {}", ctx.peer())
+//!     }
+//! }
+//!
+//! async fn config() -> Result<ligand::Config, ligand::BoxError> {
+//!     // identity, policy and binding providers go here
+//! #   unimplemented!()
+//! }
+//!
+//! #[ligand::main(config = config)]
+//! async fn main(server: Server) -> ligand::Result<()> {
+//!     server.serve(Hello).await?;
+//!     Ok(())
+//! }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub use ligand_macros::{delete, get, main, patch, post, put, service};
+pub use ligand_runtime::*;
+
+/// Request extractors usable as handler arguments.
+pub mod extract {
+    pub use ligand_runtime::__private::axum::extract::{Path, Query};
+    pub use ligand_runtime::__private::axum::Json;
+}
+
+/// Response types usable as handler return values.
+pub mod response {
+    pub use ligand_runtime::__private::axum::response::{IntoResponse, Response};
+    pub use ligand_runtime::__private::axum::Json;
+    pub use ligand_runtime::__private::axum::http::StatusCode;
+}
+
+/// What a service module needs: `use ligand::prelude::*;`.
+pub mod prelude {
+    pub use crate::extract::{Json, Path, Query};
+    pub use crate::response::{IntoResponse, Response, StatusCode};
+    pub use crate::{Ctx, Server, delete, get, patch, post, put};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use ligand_runtime::__private::*;
+    /// Installs the default log subscriber (`RUST_LOG`, info by default) unless one is set.
+    pub fn init_logging() {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+}

@@ -1,0 +1,1 @@
+//! Compile-pass and compile-fail suites for the Ligand macros; see `tests/`.
