@@ -140,12 +140,6 @@ impl ConfigBuilder {
         self
     }
 
-    /// The telemetry sink, shared with the caller (tests read what it recorded).
-    pub fn shared_telemetry(mut self, telemetry: Arc<dyn Telemetry>) -> Self {
-        self.config.telemetry = Some(telemetry);
-        self
-    }
-
     /// The secrets backend.
     pub fn secrets(mut self, secrets: impl Secrets) -> Self {
         self.config.secrets = Some(Arc::new(secrets));

@@ -135,3 +135,22 @@ pub trait WorkloadIdentity: Send + Sync + 'static {
         Ok(())
     }
 }
+
+#[async_trait]
+impl<T: WorkloadIdentity + ?Sized> WorkloadIdentity for std::sync::Arc<T> {
+    async fn fetch_x509_context(&self) -> Result<X509Context, ProviderError> {
+        (**self).fetch_x509_context().await
+    }
+
+    async fn watch_x509_context(&self) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
+        (**self).watch_x509_context().await
+    }
+
+    async fn fetch_wit(&self, request: &FetchWitRequest) -> Result<FetchWitResponse, ProviderError> {
+        (**self).fetch_wit(request).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
+    }
+}

@@ -69,3 +69,18 @@ pub trait PolicyEngine: Send + Sync + 'static {
         Ok(())
     }
 }
+
+#[async_trait]
+impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
+    async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
+        (**self).evaluate(request).await
+    }
+
+    async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {
+        (**self).reload(bundle).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
+    }
+}

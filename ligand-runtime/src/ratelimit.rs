@@ -69,3 +69,14 @@ impl RateLimiter for Unlimited {
         Ok(RateLimitResponse::allow())
     }
 }
+
+#[async_trait]
+impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
+    async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
+        (**self).check(request).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
+    }
+}

@@ -206,3 +206,29 @@ impl Telemetry for TracingTelemetry {
         Ok(())
     }
 }
+
+impl<T: Telemetry + ?Sized> Telemetry for std::sync::Arc<T> {
+    fn record_decision(&self, event: &DecisionEvent) -> Result<(), ProviderError> {
+        (**self).record_decision(event)
+    }
+
+    fn record_rate_limit(&self, event: &RateLimitEvent) -> Result<(), ProviderError> {
+        (**self).record_rate_limit(event)
+    }
+
+    fn record_outbound_call(&self, event: &OutboundCallEvent) -> Result<(), ProviderError> {
+        (**self).record_outbound_call(event)
+    }
+
+    fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
+        (**self).record_health_transition(event)
+    }
+
+    fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
+        (**self).record_metrics(snapshot)
+    }
+
+    fn close(&self) -> Result<(), ProviderError> {
+        (**self).close()
+    }
+}

@@ -90,6 +90,10 @@ impl IdentityState {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(self.clone())))
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        // No resumption: every connection verifies the peer's current SVID in a full handshake,
+        // so an expired or rotated-out certificate cannot ride on an old session.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -102,6 +106,7 @@ impl IdentityState {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(self.clone(), expected)))
             .with_client_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.resumption = rustls::client::Resumption::disabled();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -1,0 +1,26 @@
+//! Test doubles with real cryptography, for the framework's tests and for services' own.
+//!
+//! - [`TestCa`] mints a real CA and real X.509-SVIDs (rcgen, ECDSA P-256), including the broken
+//!   ones a verifier must refuse: expired, from another trust domain, with two URI SANs or none.
+//! - [`FakeIdentity`] serves those SVIDs through the [`WorkloadIdentity`](crate::WorkloadIdentity)
+//!   contract and rotates them on demand.
+//! - [`AllowList`] and [`PolicyFn`] are policies; [`RecordingTelemetry`] keeps every event;
+//!   [`ScriptedLimiter`] answers as scripted.
+//! - [`PeerClient`] is an mTLS HTTP client holding its own SVID, to call a served service over
+//!   loopback as another workload would.
+//!
+//! These are fakes for tests. Nothing here belongs in production configuration.
+
+mod ca;
+mod client;
+mod identity;
+mod limiter;
+mod policy;
+mod telemetry;
+
+pub use self::ca::{SvidSpec, TestCa};
+pub use self::client::{PeerClient, PeerConnection, PeerResponse};
+pub use self::identity::FakeIdentity;
+pub use self::limiter::ScriptedLimiter;
+pub use self::policy::{AllowList, PolicyFn};
+pub use self::telemetry::RecordingTelemetry;

@@ -1,0 +1,168 @@
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use spiffe::{SpiffeId, TrustDomain};
+
+use crate::identity::{TrustBundles, X509Context, X509Svid};
+
+/// A test certificate authority for one trust domain.
+pub struct TestCa {
+    domain: TrustDomain,
+    params: CertificateParams,
+    key: KeyPair,
+    root: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").field("domain", &self.domain.to_string()).finish_non_exhaustive()
+    }
+}
+
+/// What to put in a minted certificate. The defaults make a valid X.509-SVID valid for an hour.
+#[derive(Debug, Clone)]
+pub struct SvidSpec {
+    /// The URI SANs (a valid SVID has exactly one, a SPIFFE ID).
+    pub uris: Vec<String>,
+    /// Validity start.
+    pub not_before: SystemTime,
+    /// Validity end.
+    pub not_after: SystemTime,
+}
+
+impl SvidSpec {
+    /// A valid SVID for `id`, valid from a minute ago for an hour.
+    pub fn new(id: &str) -> Self {
+        let now = SystemTime::now();
+        Self {
+            uris: vec![id.to_owned()],
+            not_before: now - Duration::from_secs(60),
+            not_after: now + Duration::from_secs(3600),
+        }
+    }
+
+    /// Valid for `ttl` from now.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.not_after = SystemTime::now() + ttl;
+        self
+    }
+
+    /// Expired an hour ago.
+    pub fn expired(mut self) -> Self {
+        let now = SystemTime::now();
+        self.not_before = now - Duration::from_secs(7200);
+        self.not_after = now - Duration::from_secs(3600);
+        self
+    }
+
+    /// Exactly these URI SANs (zero or several make an invalid SVID).
+    pub fn uris(mut self, uris: &[&str]) -> Self {
+        self.uris = uris.iter().map(|u| (*u).to_owned()).collect();
+        self
+    }
+}
+
+fn offset(t: SystemTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(t)
+}
+
+impl TestCa {
+    /// A new CA for `trust_domain` (such as `example.org`).
+    ///
+    /// # Panics
+    /// If `trust_domain` is not a valid trust domain name, or key generation fails.
+    pub fn new(trust_domain: &str) -> Self {
+        #[allow(clippy::expect_used, reason = "test helper: a bad literal is a bug in the test")]
+        let domain = TrustDomain::new(trust_domain).expect("valid trust domain");
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ligand test CA");
+        dn.push(DnType::CommonName, trust_domain);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let now = SystemTime::now();
+        params.not_before = offset(now - Duration::from_secs(3600));
+        params.not_after = offset(now + Duration::from_secs(24 * 3600));
+        if let Ok(uri) = format!("spiffe://{trust_domain}").try_into() {
+            params.subject_alt_names = vec![SanType::URI(uri)];
+        }
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let root = params.self_signed(&key).expect("self-signed CA").der().clone();
+        Self { domain, params, key, root }
+    }
+
+    /// The trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.domain
+    }
+
+    /// The root certificate.
+    pub fn root(&self) -> CertificateDer<'static> {
+        self.root.clone()
+    }
+
+    /// A bundle set trusting this CA alone.
+    pub fn bundles(&self) -> TrustBundles {
+        TrustBundles::new().with(self.domain.clone(), vec![self.root()])
+    }
+
+    /// A valid SVID for `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a SPIFFE ID or minting fails.
+    pub fn svid(&self, id: &str) -> X509Svid {
+        self.mint(SvidSpec::new(id))
+    }
+
+    /// A certificate as `spec` describes, signed by this CA. Its `spiffe_id` is the first URI
+    /// SAN when that is a SPIFFE ID, else this CA's trust domain with path `/invalid`.
+    ///
+    /// # Panics
+    /// If minting fails.
+    pub fn mint(&self, spec: SvidSpec) -> X509Svid {
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "SPIFFE");
+        params.distinguished_name = dn;
+        params.subject_alt_names = spec
+            .uris
+            .iter()
+            .filter_map(|u| u.clone().try_into().ok().map(SanType::URI))
+            .collect();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = offset(spec.not_before);
+        params.not_after = offset(spec.not_after);
+        params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let cert = params.signed_by(&key, &issuer).expect("signed leaf");
+        let spiffe_id = spec
+            .uris
+            .first()
+            .and_then(|u| SpiffeId::new(u).ok())
+            .or_else(|| SpiffeId::new(format!("spiffe://{}/invalid", self.domain)).ok());
+        #[allow(clippy::expect_used, reason = "the fallback ID is built from a valid trust domain")]
+        let spiffe_id = spiffe_id.expect("fallback SPIFFE ID");
+        X509Svid {
+            spiffe_id,
+            cert_chain: vec![cert.der().clone()],
+            private_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+
+    /// An identity context holding `svid` and trusting this CA.
+    pub fn context(&self, svid: X509Svid) -> X509Context {
+        X509Context { svids: vec![svid], bundles: self.bundles() }
+    }
+}

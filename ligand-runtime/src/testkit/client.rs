@@ -1,0 +1,146 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::{CertificateDer, ServerName};
+use spiffe::SpiffeId;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{BoxError, InitError};
+use crate::identity::X509Context;
+use crate::tls::{IdentityState, PeerVerifier};
+
+/// An mTLS HTTP/1.1 client holding its own SVID: another workload, for tests and examples.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    identity: Arc<IdentityState>,
+    config: Arc<ClientConfig>,
+}
+
+/// One response.
+#[derive(Debug, Clone)]
+pub struct PeerResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl PeerResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl PeerClient {
+    /// A client presenting the SVID of `context`, accepting only a server presenting
+    /// `expect` (or any SVID of a trusted domain when `None`).
+    pub fn new(context: &X509Context, expect: Option<&SpiffeId>) -> Result<Self, InitError> {
+        let identity = Arc::new(IdentityState::new(context, None)?);
+        let verifier = expect.map_or(PeerVerifier::AnyTrusted, |id| PeerVerifier::Exact(id.clone()));
+        let mut config = (*identity.client_config(verifier).map_err(InitError::Tls)?).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self { identity, config: Arc::new(config) })
+    }
+
+    /// The client's own SPIFFE ID.
+    pub fn spiffe_id(&self) -> SpiffeId {
+        self.identity.spiffe_id()
+    }
+
+    /// Opens one keep-alive connection to `addr`.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerConnection, BoxError> {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("ligand.invalid")?.to_owned();
+        let tls = TlsConnector::from(self.config.clone()).connect(name, tcp).await?;
+        let server_certificate = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+            .ok_or("server presented no certificate")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(PeerConnection { sender, server_certificate, task })
+    }
+
+    /// `GET path` on a fresh connection.
+    pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<PeerResponse, BoxError> {
+        self.connect(addr).await?.send(Method::GET, path, &[], Vec::new()).await
+    }
+
+    /// `method path` with `headers` and `body` on a fresh connection.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<PeerResponse, BoxError> {
+        self.connect(addr).await?.send(method, path, headers, body).await
+    }
+}
+
+/// One open mTLS connection.
+#[derive(Debug)]
+pub struct PeerConnection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    server_certificate: CertificateDer<'static>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PeerConnection {
+    /// The certificate the server presented in this connection's handshake.
+    pub fn server_certificate(&self) -> &CertificateDer<'static> {
+        &self.server_certificate
+    }
+
+    /// Sends one request on this connection and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<PeerResponse, BoxError> {
+        self.sender.ready().await?;
+        let mut request = Request::builder().method(method).uri(path).header("host", "ligand.invalid");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes().to_vec();
+        Ok(PeerResponse { status, headers, body })
+    }
+
+    /// `GET path` on this connection.
+    pub async fn get(&mut self, path: &str) -> Result<PeerResponse, BoxError> {
+        self.send(Method::GET, path, &[], Vec::new()).await
+    }
+}
