@@ -143,6 +143,9 @@ const UNTRACKED: u8 = u8::MAX;
 pub struct Monitor {
     states: [AtomicU8; ProviderKind::ALL.len()],
     overall: AtomicU8,
+    /// Set once shutdown starts: from then on only Draining and Unavailable are accepted, so a
+    /// background loop cannot report a provider Ready again while the service drains.
+    shutting_down: std::sync::atomic::AtomicBool,
     transitions: Mutex<()>,
     telemetry: Arc<dyn Telemetry>,
 }
@@ -170,6 +173,7 @@ impl Monitor {
         let monitor = Self {
             states,
             overall: AtomicU8::new(State::Initializing as u8),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             transitions: Mutex::new(()),
             telemetry,
         };
@@ -194,9 +198,17 @@ impl Monitor {
 
     /// Moves `kind` to `state`. A change (or any transition with a cause) is reported to
     /// telemetry as a [`HealthTransitionEvent`]. Setting an untracked kind starts tracking it.
+    ///
+    /// Once [`Monitor::begin_shutdown`] has been called, only Draining and Unavailable are
+    /// accepted; other states are ignored.
     pub fn set(&self, kind: ProviderKind, state: State, cause: Option<String>) {
         let from = {
             let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+            if self.shutting_down.load(Ordering::Acquire)
+                && !matches!(state, State::Draining | State::Unavailable)
+            {
+                return;
+            }
             let previous = self.states[kind.index()].swap(state as u8, Ordering::AcqRel);
             self.recompute();
             match previous {
@@ -221,6 +233,12 @@ impl Monitor {
         }
     }
 
+    /// Marks the start of shutdown: no provider can become Ready or Degraded again.
+    pub fn begin_shutdown(&self) {
+        let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
     fn recompute(&self) {
         let mut overall = State::Ready;
         for kind in ProviderKind::ALL {
@@ -239,5 +257,61 @@ impl Monitor {
             }
         }
         self.overall.store(overall as u8, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::RecordingTelemetry;
+
+    fn monitor(kinds: &[ProviderKind]) -> (Monitor, Arc<RecordingTelemetry>) {
+        let telemetry = Arc::new(RecordingTelemetry::new());
+        (Monitor::new(kinds.iter().copied(), telemetry.clone()), telemetry)
+    }
+
+    #[test]
+    fn overall_follows_documented_priority() {
+        use ProviderKind::*;
+        let (m, _) = monitor(&[Identity, Policy, Binding, RateLimiter]);
+        assert_eq!(m.overall(), State::Initializing);
+        for kind in [Identity, Policy, Binding] {
+            m.set(kind, State::Ready, None);
+        }
+        assert_eq!(m.overall(), State::Ready, "an optional provider still starting does not block");
+        m.set(RateLimiter, State::Unavailable, Some("down".into()));
+        assert_eq!(m.overall(), State::Degraded);
+        m.set(Binding, State::Draining, None);
+        assert_eq!(m.overall(), State::Draining, "Draining outranks Degraded");
+        m.set(Policy, State::Initializing, None);
+        assert_eq!(m.overall(), State::Initializing, "Initializing outranks Draining");
+        m.set(Identity, State::Unavailable, None);
+        assert_eq!(m.overall(), State::Unavailable, "Unavailable outranks everything");
+        assert!(!m.overall().serves_traffic());
+    }
+
+    #[test]
+    fn untracked_kinds_do_not_count_and_transitions_are_reported_once() {
+        let (m, telemetry) = monitor(&[ProviderKind::Identity]);
+        assert_eq!(m.provider(ProviderKind::Secrets), None);
+        m.set(ProviderKind::Identity, State::Ready, None);
+        m.set(ProviderKind::Identity, State::Ready, None);
+        assert_eq!(m.overall(), State::Ready);
+        let events = telemetry.health_transitions();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].from, events[0].to), (State::Initializing, State::Ready));
+        // A repeated state with a cause is still reported (the failure is news).
+        m.set(ProviderKind::Identity, State::Ready, Some("flap".into()));
+        assert_eq!(telemetry.health_transitions().len(), 2);
+    }
+
+    #[test]
+    fn after_shutdown_begins_nothing_becomes_ready_again() {
+        let (m, _) = monitor(&[ProviderKind::Identity]);
+        m.set(ProviderKind::Identity, State::Ready, None);
+        m.begin_shutdown();
+        m.set(ProviderKind::Identity, State::Unavailable, None);
+        m.set(ProviderKind::Identity, State::Ready, None);
+        assert_eq!(m.provider(ProviderKind::Identity), Some(State::Unavailable));
     }
 }

@@ -186,6 +186,7 @@ impl Server {
         let inner = &*self.inner;
         let monitor = &inner.monitor;
         tracing::info!(spiffe_id = %inner.service_id, "shutting down");
+        monitor.begin_shutdown();
         if inner.binding.is_some() {
             monitor.set(ProviderKind::Binding, State::Draining, None);
         }

@@ -1,0 +1,195 @@
+//! The enforcement pipeline end to end over mTLS: denials, their JSON bodies and status codes,
+//! audit events, and that a denied request never reaches the handler.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{CALLER_ID, Fixture, SERVER_ID};
+use http::Method;
+use ligand_runtime::testkit::{AllowList, PolicyFn, ScriptedLimiter};
+use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError};
+
+fn allow_hello() -> AllowList {
+    AllowList::new().allow(CALLER_ID, "GET", "/hello/{name}").version("rev-7")
+}
+
+fn assert_error_body(body: &serde_json::Value, code: &str) -> String {
+    assert_eq!(body["error_code"], code, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    let request_id = body["request_id"].as_str().expect("request_id").to_owned();
+    assert_eq!(request_id.len(), 32, "{body}");
+    request_id
+}
+
+#[tokio::test]
+async fn allowed_request_is_audited_with_template_resource_and_policy_version() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 200);
+    let decisions = f.telemetry.decisions();
+    assert_eq!(decisions.len(), 1);
+    let d = &decisions[0];
+    assert!(d.allowed);
+    assert_eq!(d.resource.kind, "http.path");
+    assert_eq!(d.resource.value, "/hello/{name}");
+    assert_eq!(d.action.name, "GET");
+    assert_eq!(d.policy_version.as_deref(), Some("rev-7"));
+    assert_eq!(d.chain, Chain(vec![Link::workload(CALLER_ID)]));
+}
+
+#[tokio::test]
+async fn policy_denial_is_403_json_and_the_handler_never_runs() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    // Another workload of the same trust domain: authenticated, but not allowed.
+    let response = f.caller("spiffe://example.org/service/intruder").get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 403);
+    assert_eq!(response.headers["content-type"], "application/json");
+    let request_id = assert_error_body(&response.json().unwrap(), "POLICY_DENIED");
+    assert_eq!(f.handler_calls(), 0);
+    let decisions = f.telemetry.decisions();
+    assert_eq!(decisions.len(), 1);
+    assert!(!decisions[0].allowed);
+    assert_eq!(decisions[0].request_id, request_id);
+    assert!(decisions[0].reason.as_deref().unwrap().contains("intruder"));
+    // The reason is for the audit log only; the caller gets the fixed message.
+    assert!(!response.text().contains("intruder"));
+}
+
+#[tokio::test]
+async fn action_override_is_what_policy_sees() {
+    let policy = AllowList::new().allow(CALLER_ID, "close", "/accounts/{id}");
+    let f = Fixture::start(|c| c.policy(policy)).await;
+    let caller = f.caller(CALLER_ID);
+    let response = caller.send(f.addr, Method::DELETE, "/accounts/42", &[], Vec::new()).await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "closed 42");
+    assert_eq!(f.telemetry.decisions()[0].action.name, "close");
+}
+
+#[tokio::test]
+async fn rate_limit_denial_is_429_with_retry_after() {
+    let f = Fixture::start(|c| {
+        c.policy(allow_hello()).rate_limiter(ScriptedLimiter::budget(2, Duration::from_millis(1500)))
+    })
+    .await;
+    let caller = f.caller(CALLER_ID);
+    for _ in 0..2 {
+        assert_eq!(caller.get(f.addr, "/hello/ada").await.unwrap().status, 200);
+    }
+    let response = caller.get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 429);
+    assert_eq!(response.headers["retry-after"], "2");
+    assert_error_body(&response.json().unwrap(), "RATE_LIMITED");
+    assert_eq!(f.handler_calls(), 2);
+    // Rate limiting runs before policy: the denied request produced no decision.
+    assert_eq!(f.telemetry.decisions().len(), 2);
+    let limits = f.telemetry.rate_limits();
+    assert_eq!(limits.len(), 3);
+    assert_eq!(limits.iter().filter(|e| e.allowed).count(), 2);
+}
+
+#[tokio::test]
+async fn limiter_failure_is_503_and_denies() {
+    let f = Fixture::start(|c| c.policy(allow_hello()).rate_limiter(ScriptedLimiter::failing())).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 503);
+    assert_error_body(&response.json().unwrap(), "RATE_LIMITER_UNAVAILABLE");
+    assert_eq!(f.handler_calls(), 0);
+    let limits = f.telemetry.rate_limits();
+    assert!(!limits[0].allowed);
+    assert!(limits[0].error.is_some());
+    assert!(f.telemetry.decisions().is_empty());
+}
+
+#[tokio::test]
+async fn policy_error_is_503_and_denies() {
+    let policy = PolicyFn::new(|_| async { Err(ProviderError::backend("evaluating", "engine crashed")) });
+    let f = Fixture::start(|c| c.policy(policy)).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 503);
+    assert_error_body(&response.json().unwrap(), "POLICY_UNAVAILABLE");
+    assert_eq!(f.handler_calls(), 0);
+    let d = &f.telemetry.decisions()[0];
+    assert!(!d.allowed);
+    assert!(d.error.as_deref().unwrap().contains("evaluating"));
+}
+
+#[tokio::test]
+async fn policy_timeout_denies() {
+    let policy = PolicyFn::new(|_| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(ligand_runtime::EvalResponse::allow())
+    });
+    let f = Fixture::start(|c| c.policy(policy).policy_timeout(Duration::from_millis(50))).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 503);
+    assert_error_body(&response.json().unwrap(), "POLICY_UNAVAILABLE");
+    assert_eq!(f.handler_calls(), 0);
+    assert!(f.telemetry.decisions()[0].error.as_deref().unwrap().contains("timed out"));
+}
+
+#[tokio::test]
+async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let upstream = Chain(vec![Link { user: Some("alice@example.org".into()), ..Link::default() }]);
+    let header = upstream.to_header();
+    let response = f
+        .caller(CALLER_ID)
+        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, &header)], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.text().ends_with(&format!("chain=alice@example.org,{CALLER_ID}")), "{}", response.text());
+    let chain = &f.telemetry.decisions()[0].chain;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain.peer(), Some(&Link::workload(CALLER_ID)));
+}
+
+#[tokio::test]
+async fn a_peer_cannot_impersonate_itself_through_the_chain_header() {
+    // The chain header can add upstream links but the last link is always the verified peer.
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let forged = Chain(vec![Link::workload("spiffe://example.org/service/admin")]).to_header();
+    let response = f
+        .caller("spiffe://example.org/service/intruder")
+        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, &forged)], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 403);
+    assert_eq!(f.telemetry.decisions()[0].chain.peer(), Some(&Link::workload("spiffe://example.org/service/intruder")));
+}
+
+#[tokio::test]
+async fn malformed_chain_header_is_400_and_never_evaluated() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f
+        .caller(CALLER_ID)
+        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, "{not json")], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400);
+    assert_error_body(&response.json().unwrap(), "BAD_REQUEST");
+    assert_eq!(f.handler_calls(), 0);
+    assert!(f.telemetry.decisions().is_empty());
+}
+
+#[tokio::test]
+async fn requests_are_refused_while_the_service_is_not_ready() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    f.server.monitor().set(ligand_runtime::ProviderKind::Policy, ligand_runtime::State::Unavailable, Some("test".into()));
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+    assert_eq!(response.status, 503);
+    assert_error_body(&response.json().unwrap(), "SERVICE_NOT_READY");
+    assert_eq!(f.handler_calls(), 0);
+}
+
+#[tokio::test]
+async fn unknown_route_is_json_404() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/nope").await.unwrap();
+    assert_eq!(response.status, 404);
+    assert_eq!(response.json().unwrap()["error_code"], "NOT_FOUND");
+    let _ = SERVER_ID;
+}
