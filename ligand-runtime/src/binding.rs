@@ -57,7 +57,10 @@ impl EnforcedService {
 
     /// The service for one connection from `peer`: every request carries the peer.
     pub fn for_peer(&self, peer: VerifiedPeer) -> PeerService {
-        PeerService { router: self.router.clone(), peer }
+        PeerService {
+            router: self.router.clone(),
+            peer,
+        }
     }
 }
 
@@ -70,7 +73,9 @@ pub struct PeerService {
 
 impl fmt::Debug for PeerService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeerService").field("peer", &self.peer).finish()
+        f.debug_struct("PeerService")
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
@@ -81,7 +86,9 @@ impl hyper::service::Service<http::Request<Incoming>> for PeerService {
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
-        self.router.clone().oneshot(request.map(axum::body::Body::new))
+        self.router
+            .clone()
+            .oneshot(request.map(axum::body::Body::new))
     }
 }
 
@@ -129,7 +136,9 @@ pub struct HttpBinding {
 
 impl fmt::Debug for HttpBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpBinding").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("HttpBinding")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,7 +200,8 @@ impl Binding for HttpBinding {
                         }
                     };
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(tls), service.for_peer(peer));
+                let connection =
+                    builder.serve_connection(TokioIo::new(tls), service.for_peer(peer));
                 if let Err(error) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(%remote, %error, "connection ended with an error");
                 }
@@ -199,8 +209,14 @@ impl Binding for HttpBinding {
         }
         drop(listener);
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
-            tracing::warn!(?deadline, "drain deadline passed with requests still in flight");
+        if tokio::time::timeout(deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "drain deadline passed with requests still in flight"
+            );
         }
         self.done.send_replace(true);
         Ok(())
@@ -211,6 +227,7 @@ impl Binding for HttpBinding {
         self.stop.cancel();
         let mut done = self.done.subscribe();
         // Bounded: serve's own drain is bounded by the same deadline.
-        let _ = tokio::time::timeout(deadline + Duration::from_secs(1), done.wait_for(|d| *d)).await;
+        let _ =
+            tokio::time::timeout(deadline + Duration::from_secs(1), done.wait_for(|d| *d)).await;
     }
 }

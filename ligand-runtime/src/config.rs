@@ -183,7 +183,9 @@ impl ConfigBuilder {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        self.config.pre_stop_hooks.push(Arc::new(move || Box::pin(hook())));
+        self.config
+            .pre_stop_hooks
+            .push(Arc::new(move || Box::pin(hook())));
         self
     }
 

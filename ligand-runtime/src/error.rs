@@ -39,7 +39,10 @@ pub enum ProviderError {
 impl ProviderError {
     /// A backend failure with a short description of what was being done.
     pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Backend { context: context.into(), source: source.into() }
+        Self::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
     }
 
     /// Whether this is [`ProviderError::NotSupported`].

@@ -165,7 +165,10 @@ impl fmt::Debug for Monitor {
 impl Monitor {
     /// A monitor tracking `kinds`, all [`State::Initializing`], reporting transitions to
     /// `telemetry`.
-    pub fn new(kinds: impl IntoIterator<Item = ProviderKind>, telemetry: Arc<dyn Telemetry>) -> Self {
+    pub fn new(
+        kinds: impl IntoIterator<Item = ProviderKind>,
+        telemetry: Arc<dyn Telemetry>,
+    ) -> Self {
         let states = std::array::from_fn(|_| AtomicU8::new(UNTRACKED));
         for kind in kinds {
             states[kind.index()].store(State::Initializing as u8, Ordering::Relaxed);
@@ -218,7 +221,9 @@ impl Monitor {
         };
         if from != state || cause.is_some() {
             match &cause {
-                Some(cause) => tracing::warn!(%kind, %from, to = %state, %cause, "health transition"),
+                Some(cause) => {
+                    tracing::warn!(%kind, %from, to = %state, %cause, "health transition")
+                }
                 None => tracing::debug!(%kind, %from, to = %state, "health transition"),
             }
             let event = HealthTransitionEvent {
@@ -242,7 +247,9 @@ impl Monitor {
     fn recompute(&self) {
         let mut overall = State::Ready;
         for kind in ProviderKind::ALL {
-            let Some(state) = self.provider(kind) else { continue };
+            let Some(state) = self.provider(kind) else {
+                continue;
+            };
             let effective = if kind.is_required() {
                 state
             } else {
@@ -267,7 +274,10 @@ mod tests {
 
     fn monitor(kinds: &[ProviderKind]) -> (Monitor, Arc<RecordingTelemetry>) {
         let telemetry = Arc::new(RecordingTelemetry::new());
-        (Monitor::new(kinds.iter().copied(), telemetry.clone()), telemetry)
+        (
+            Monitor::new(kinds.iter().copied(), telemetry.clone()),
+            telemetry,
+        )
     }
 
     #[test]
@@ -278,15 +288,27 @@ mod tests {
         for kind in [Identity, Policy, Binding] {
             m.set(kind, State::Ready, None);
         }
-        assert_eq!(m.overall(), State::Ready, "an optional provider still starting does not block");
+        assert_eq!(
+            m.overall(),
+            State::Ready,
+            "an optional provider still starting does not block"
+        );
         m.set(RateLimiter, State::Unavailable, Some("down".into()));
         assert_eq!(m.overall(), State::Degraded);
         m.set(Binding, State::Draining, None);
         assert_eq!(m.overall(), State::Draining, "Draining outranks Degraded");
         m.set(Policy, State::Initializing, None);
-        assert_eq!(m.overall(), State::Initializing, "Initializing outranks Draining");
+        assert_eq!(
+            m.overall(),
+            State::Initializing,
+            "Initializing outranks Draining"
+        );
         m.set(Identity, State::Unavailable, None);
-        assert_eq!(m.overall(), State::Unavailable, "Unavailable outranks everything");
+        assert_eq!(
+            m.overall(),
+            State::Unavailable,
+            "Unavailable outranks everything"
+        );
         assert!(!m.overall().serves_traffic());
     }
 
@@ -299,7 +321,10 @@ mod tests {
         assert_eq!(m.overall(), State::Ready);
         let events = telemetry.health_transitions();
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].from, events[0].to), (State::Initializing, State::Ready));
+        assert_eq!(
+            (events[0].from, events[0].to),
+            (State::Initializing, State::Ready)
+        );
         // A repeated state with a cause is still reported (the failure is news).
         m.set(ProviderKind::Identity, State::Ready, Some("flap".into()));
         assert_eq!(telemetry.health_transitions().len(), 2);

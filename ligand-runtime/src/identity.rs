@@ -120,12 +120,17 @@ pub trait WorkloadIdentity: Send + Sync + 'static {
     /// A watch whose sender is dropped has ended; the framework re-establishes it with backoff.
     /// Optional; on [`ProviderError::NotSupported`] the framework polls
     /// [`fetch_x509_context`](Self::fetch_x509_context).
-    async fn watch_x509_context(&self) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
+    async fn watch_x509_context(
+        &self,
+    ) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
         Err(ProviderError::NotSupported)
     }
 
     /// A Workload Identity Token binding `request.cnf_jwk`. Optional.
-    async fn fetch_wit(&self, request: &FetchWitRequest) -> Result<FetchWitResponse, ProviderError> {
+    async fn fetch_wit(
+        &self,
+        request: &FetchWitRequest,
+    ) -> Result<FetchWitResponse, ProviderError> {
         let _ = request;
         Err(ProviderError::NotSupported)
     }
@@ -142,11 +147,16 @@ impl<T: WorkloadIdentity + ?Sized> WorkloadIdentity for std::sync::Arc<T> {
         (**self).fetch_x509_context().await
     }
 
-    async fn watch_x509_context(&self) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
+    async fn watch_x509_context(
+        &self,
+    ) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
         (**self).watch_x509_context().await
     }
 
-    async fn fetch_wit(&self, request: &FetchWitRequest) -> Result<FetchWitResponse, ProviderError> {
+    async fn fetch_wit(
+        &self,
+        request: &FetchWitRequest,
+    ) -> Result<FetchWitResponse, ProviderError> {
         (**self).fetch_wit(request).await
     }
 

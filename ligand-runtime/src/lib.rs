@@ -61,17 +61,24 @@ pub mod testkit;
 #[doc(hidden)]
 pub mod __private;
 
-pub use self::binding::{Binding, BindingArgs, EnforcedService, HttpBinding, ListeningSignal, PeerService};
-pub use self::bundle::{BundleFetcher, BundleUpdate, PolicyBundle};
-pub use self::chain::{CHAIN_HEADER, Chain, ChainHeaderError, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS};
-pub use self::config::{
-    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT,
-    DEFAULT_PRE_STOP_TIMEOUT,
+pub use self::binding::{
+    Binding, BindingArgs, EnforcedService, HttpBinding, ListeningSignal, PeerService,
 };
-pub use self::error::{BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError};
+pub use self::bundle::{BundleFetcher, BundleUpdate, PolicyBundle};
+pub use self::chain::{
+    CHAIN_HEADER, Chain, ChainHeaderError, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS,
+};
+pub use self::config::{
+    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_POLICY_LATENCY_WARN,
+    DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
+};
+pub use self::error::{
+    BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,
+};
 pub use self::health::{Monitor, ProviderKind, State};
 pub use self::identity::{
-    FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context, X509ContextUpdate, X509Svid,
+    FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context,
+    X509ContextUpdate, X509Svid,
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter, Unlimited};
@@ -81,8 +88,8 @@ pub use self::secrets::{SecretRevocation, SecretValue, Secrets};
 pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
 pub use self::service::{Ctx, Service, denial_response};
 pub use self::telemetry::{
-    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, OutboundOutcome, RateLimitEvent,
-    Telemetry, TracingTelemetry,
+    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, OutboundOutcome,
+    RateLimitEvent, Telemetry, TracingTelemetry,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
 pub use spiffe::{SpiffeId, TrustDomain};

@@ -40,12 +40,19 @@ pub struct EvalResponse {
 impl EvalResponse {
     /// An allow decision.
     pub fn allow() -> Self {
-        Self { allowed: true, ..Self::default() }
+        Self {
+            allowed: true,
+            ..Self::default()
+        }
     }
 
     /// A deny decision with a reason.
     pub fn deny(reason: impl Into<String>) -> Self {
-        Self { allowed: false, reason: Some(reason.into()), policy_version: None }
+        Self {
+            allowed: false,
+            reason: Some(reason.into()),
+            policy_version: None,
+        }
     }
 }
 

@@ -35,12 +35,19 @@ pub struct RateLimitResponse {
 impl RateLimitResponse {
     /// An allow decision.
     pub fn allow() -> Self {
-        Self { allowed: true, ..Self::default() }
+        Self {
+            allowed: true,
+            ..Self::default()
+        }
     }
 
     /// A deny decision with a retry hint.
     pub fn deny(retry_after: Option<Duration>) -> Self {
-        Self { allowed: false, retry_after, ..Self::default() }
+        Self {
+            allowed: false,
+            retry_after,
+            ..Self::default()
+        }
     }
 }
 

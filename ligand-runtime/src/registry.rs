@@ -28,7 +28,10 @@ pub trait ServiceRegistry: Send + Sync + 'static {
     async fn resolve(&self, spiffe_id: &str) -> Result<Vec<Endpoint>, ProviderError>;
 
     /// The endpoint set of `spiffe_id` as it changes; only the latest value matters.
-    async fn watch(&self, spiffe_id: &str) -> Result<watch::Receiver<Vec<Endpoint>>, ProviderError> {
+    async fn watch(
+        &self,
+        spiffe_id: &str,
+    ) -> Result<watch::Receiver<Vec<Endpoint>>, ProviderError> {
         let _ = spiffe_id;
         Err(ProviderError::NotSupported)
     }

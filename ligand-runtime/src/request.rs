@@ -22,7 +22,10 @@ impl Resource {
 
     /// A resource of any kind.
     pub fn new(kind: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind: kind.into(), value: value.into() }
+        Self {
+            kind: kind.into(),
+            value: value.into(),
+        }
     }
 
     /// An HTTP route template, such as `/accounts/{id}`.
@@ -74,6 +77,12 @@ pub struct InboundRequest {
 impl InboundRequest {
     /// A request from `peer` for `action` on `resource`, with no upstream chain.
     pub fn new(peer: Link, resource: Resource, action: Action) -> Self {
-        Self { chain: Chain::new(), peer, resource, action, request: RequestLine::default() }
+        Self {
+            chain: Chain::new(),
+            peer,
+            resource,
+            action,
+            request: RequestLine::default(),
+        }
     }
 }

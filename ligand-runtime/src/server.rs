@@ -98,9 +98,7 @@ impl Server {
     /// Waits until the binding listens and returns its address; `None` if it stopped (or
     /// there is no binding) before that.
     pub async fn local_addr(&self) -> Option<SocketAddr> {
-        if self.inner.binding.is_none() {
-            return None;
-        }
+        self.inner.binding.as_ref()?;
         let mut rx = self.inner.listening.subscribe();
         let closed = self.inner.watches.clone();
         tokio::select! {

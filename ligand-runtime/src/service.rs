@@ -46,11 +46,19 @@ impl<S> fmt::Debug for Routes<S> {
 impl<S: Send + Sync + 'static> Routes<S> {
     /// Starts the routes of `service`.
     pub fn new(service: S) -> Self {
-        Self { state: Arc::new(service), routes: Vec::new() }
+        Self {
+            state: Arc::new(service),
+            routes: Vec::new(),
+        }
     }
 
     /// Adds a route: its template (the policy resource), its action and its handler.
-    pub fn route(mut self, template: &'static str, action: &'static str, handler: MethodRouter<Arc<S>>) -> Self {
+    pub fn route(
+        mut self,
+        template: &'static str,
+        action: &'static str,
+        handler: MethodRouter<Arc<S>>,
+    ) -> Self {
         self.routes.push((template, action, handler));
         self
     }
@@ -66,7 +74,10 @@ pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> Router {
             resource: Resource::http_path(template),
             action: Action::new(action),
         });
-        router = router.route(template, handler.route_layer(axum::middleware::from_fn_with_state(guard, enforce_route)));
+        router = router.route(
+            template,
+            handler.route_layer(axum::middleware::from_fn_with_state(guard, enforce_route)),
+        );
     }
     router.fallback(not_found).with_state(state)
 }
@@ -78,10 +89,17 @@ struct RouteGuard {
 }
 
 /// The per-route guard: verified peer → chain header → pipeline → handler with [`Ctx`].
-async fn enforce_route(State(guard): State<Arc<RouteGuard>>, mut request: Request, next: Next) -> Response {
+async fn enforce_route(
+    State(guard): State<Arc<RouteGuard>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let Some(peer) = request.extensions().get::<VerifiedPeer>().cloned() else {
-        return denial_response(&Denied { denial: Denial::Unauthenticated, request_id });
+        return denial_response(&Denied {
+            denial: Denial::Unauthenticated,
+            request_id,
+        });
     };
     let chain = match request.headers().get(CHAIN_HEADER) {
         None => Chain::new(),
@@ -89,7 +107,10 @@ async fn enforce_route(State(guard): State<Arc<RouteGuard>>, mut request: Reques
             Ok(chain) => chain,
             Err(error) => {
                 tracing::debug!(%request_id, %error, "chain header refused");
-                return denial_response(&Denied { denial: Denial::BadRequest, request_id });
+                return denial_response(&Denied {
+                    denial: Denial::BadRequest,
+                    request_id,
+                });
             }
         },
     };
@@ -132,7 +153,11 @@ struct ErrorBody<'a> {
 }
 
 fn error_body(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
-    let body = ErrorBody { error_code: code, error: message, request_id };
+    let body = ErrorBody {
+        error_code: code,
+        error: message,
+        request_id,
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -140,10 +165,19 @@ fn error_body(status: StatusCode, code: &str, message: &str, request_id: &str) -
 /// with `Retry-After` (whole seconds, at least 1) on a rate-limit denial.
 pub fn denial_response(denied: &Denied) -> Response {
     let message = denied.denial.to_string();
-    let mut response = error_body(denied.denial.status(), denied.denial.code(), &message, &denied.request_id);
+    let mut response = error_body(
+        denied.denial.status(),
+        denied.denial.code(),
+        &message,
+        &denied.request_id,
+    );
     if let Denial::RateLimited { retry_after } = denied.denial {
-        let secs = retry_after.map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
-        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        let secs = retry_after
+            .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .max(1);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -208,7 +242,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         // the pipeline, and the handler must not run.
         parts.extensions.get::<Ctx>().cloned().ok_or_else(|| {
             tracing::error!("handler reached without enforcement; refusing");
-            error_body(StatusCode::INTERNAL_SERVER_ERROR, "ENFORCEMENT_MISSING", "request was not enforced", "")
+            error_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ENFORCEMENT_MISSING",
+                "request was not enforced",
+                "",
+            )
         })
     }
 }

@@ -7,12 +7,12 @@
 //! trust store atomically: new handshakes see the new SVID, established connections are
 //! untouched.
 
+mod state;
 mod svid;
 mod verifier;
-mod state;
 
 pub use self::state::{IdentityState, MtlsAcceptor, VerifiedPeer};
-pub use self::svid::{SvidError, verify_svid, peer_spiffe_id};
+pub use self::svid::{SvidError, peer_spiffe_id, verify_svid};
 pub use self::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
 
 /// Why an identity could not be turned into a TLS configuration.
@@ -45,5 +45,7 @@ pub enum TlsError {
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: std::sync::OnceLock<std::sync::Arc<rustls::crypto::CryptoProvider>> =
         std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| std::sync::Arc::new(rustls::crypto::ring::default_provider())).clone()
+    PROVIDER
+        .get_or_init(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }

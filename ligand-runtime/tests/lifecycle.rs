@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{CALLER_ID, Fixture, SERVER_ID, TRUST_DOMAIN};
-use ligand_runtime::testkit::{AllowList, FakeIdentity, PolicyFn, RecordingTelemetry, ScriptedLimiter, SvidSpec, TestCa};
+use ligand_runtime::testkit::{
+    AllowList, FakeIdentity, PolicyFn, RecordingTelemetry, ScriptedLimiter, SvidSpec, TestCa,
+};
 use ligand_runtime::{
-    Action, Config, Denial, EvalResponse, HttpBinding, InboundRequest, InitError, Link, ProviderKind, Resource,
-    State, X509Context, init, init_trust_boundary,
+    Action, Config, Denial, EvalResponse, HttpBinding, InboundRequest, InitError, Link,
+    ProviderKind, Resource, State, X509Context, init, init_trust_boundary,
 };
 
 fn allow_all() -> AllowList {
@@ -24,12 +26,24 @@ async fn init_reports_every_missing_required_provider_at_once() {
     let err = init(Config::builder().build()).await.unwrap_err();
     match err {
         InitError::MissingRequiredProviders(m) => {
-            assert_eq!(m.missing, vec![ProviderKind::Identity, ProviderKind::Policy, ProviderKind::Binding]);
-            assert_eq!(m.to_string(), "missing required providers: identity, policy, binding");
+            assert_eq!(
+                m.missing,
+                vec![
+                    ProviderKind::Identity,
+                    ProviderKind::Policy,
+                    ProviderKind::Binding
+                ]
+            );
+            assert_eq!(
+                m.to_string(),
+                "missing required providers: identity, policy, binding"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    let err = init_trust_boundary(Config::builder().build()).await.unwrap_err();
+    let err = init_trust_boundary(Config::builder().build())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, InitError::MissingRequiredProviders(m) if m.missing == [ProviderKind::Identity, ProviderKind::Policy]),
         "{err:?}"
@@ -39,28 +53,55 @@ async fn init_reports_every_missing_required_provider_at_once() {
 #[tokio::test]
 async fn init_fails_closed_on_identity_errors() {
     let ca = TestCa::new(TRUST_DOMAIN);
-    let base = || Config::builder().policy(allow_all()).binding(HttpBinding::new("127.0.0.1:0"));
+    let base = || {
+        Config::builder()
+            .policy(allow_all())
+            .binding(HttpBinding::new("127.0.0.1:0"))
+    };
 
-    let err = init(base().identity(FakeIdentity::unavailable("agent down")).build()).await.unwrap_err();
+    let err = init(
+        base()
+            .identity(FakeIdentity::unavailable("agent down"))
+            .build(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, InitError::Identity(_)), "{err:?}");
 
-    let empty = X509Context { svids: vec![], bundles: ca.bundles() };
-    let err = init(base().identity(FakeIdentity::new(empty)).build()).await.unwrap_err();
+    let empty = X509Context {
+        svids: vec![],
+        bundles: ca.bundles(),
+    };
+    let err = init(base().identity(FakeIdentity::new(empty)).build())
+        .await
+        .unwrap_err();
     assert!(matches!(err, InitError::NoSvids), "{err:?}");
 
     let expired = ca.context(ca.mint(SvidSpec::new(SERVER_ID).expired()));
-    let err = init(base().identity(FakeIdentity::new(expired)).build()).await.unwrap_err();
+    let err = init(base().identity(FakeIdentity::new(expired)).build())
+        .await
+        .unwrap_err();
     assert!(matches!(err, InitError::Tls(_)), "{err:?}");
 
     let foreign = TestCa::new("other.example");
-    let untrusted = X509Context { svids: vec![foreign.svid("spiffe://other.example/s")], bundles: ca.bundles() };
-    let err = init(base().identity(FakeIdentity::new(untrusted)).build()).await.unwrap_err();
+    let untrusted = X509Context {
+        svids: vec![foreign.svid("spiffe://other.example/s")],
+        bundles: ca.bundles(),
+    };
+    let err = init(base().identity(FakeIdentity::new(untrusted)).build())
+        .await
+        .unwrap_err();
     assert!(matches!(err, InitError::Tls(_)), "{err:?}");
 
     let ok = ca.context(ca.svid(SERVER_ID));
-    let err = init(base().identity(FakeIdentity::new(ok)).spiffe_id("spiffe://example.org/not-mine").build())
-        .await
-        .unwrap_err();
+    let err = init(
+        base()
+            .identity(FakeIdentity::new(ok))
+            .spiffe_id("spiffe://example.org/not-mine")
+            .build(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, InitError::SvidNotFound(_)), "{err:?}");
 }
 
@@ -70,7 +111,9 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
     let telemetry = Arc::new(RecordingTelemetry::new());
     let server = init_trust_boundary(
         Config::builder()
-            .identity(FakeIdentity::new(ca.context(ca.svid("spiffe://example.org/gateway"))))
+            .identity(FakeIdentity::new(
+                ca.context(ca.svid("spiffe://example.org/gateway")),
+            ))
             .policy(AllowList::new().allow("browser/unauthenticated", "GET", "/login"))
             .telemetry(telemetry.clone())
             .build(),
@@ -80,12 +123,24 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
     let login = |peer: Link, path: &'static str| {
         InboundRequest::new(peer, Resource::http_path(path), Action::new("GET"))
     };
-    let external = Link { external_party: Some("browser/unauthenticated".into()), ..Link::default() };
-    let allowed = server.enforce_inbound(login(external.clone(), "/login")).await.unwrap();
+    let external = Link {
+        external_party: Some("browser/unauthenticated".into()),
+        ..Link::default()
+    };
+    let allowed = server
+        .enforce_inbound(login(external.clone(), "/login"))
+        .await
+        .unwrap();
     assert_eq!(allowed.chain.peer(), Some(&external));
-    let denied = server.enforce_inbound(login(external, "/admin")).await.unwrap_err();
+    let denied = server
+        .enforce_inbound(login(external, "/admin"))
+        .await
+        .unwrap_err();
     assert_eq!(denied.denial, Denial::PolicyDenied);
-    let anonymous = server.enforce_inbound(login(Link::default(), "/login")).await.unwrap_err();
+    let anonymous = server
+        .enforce_inbound(login(Link::default(), "/login"))
+        .await
+        .unwrap_err();
     assert_eq!(anonymous.denial, Denial::Unauthenticated);
     assert_eq!(telemetry.decisions().len(), 2);
     assert!(server.local_addr().await.is_none());
@@ -105,12 +160,19 @@ async fn policy_timeout_defaults_to_five_seconds() {
         }
     });
     let server = init_trust_boundary(
-        Config::builder().identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID)))).policy(policy).build(),
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))))
+            .policy(policy)
+            .build(),
     )
     .await
     .unwrap();
     let started = tokio::time::Instant::now();
-    let request = InboundRequest::new(Link::workload(CALLER_ID), Resource::http_path("/x"), Action::new("GET"));
+    let request = InboundRequest::new(
+        Link::workload(CALLER_ID),
+        Resource::http_path("/x"),
+        Action::new("GET"),
+    );
     let denied = server.enforce(request).await.unwrap_err();
     assert_eq!(denied.denial, Denial::PolicyFailure);
     assert_eq!(started.elapsed(), Duration::from_secs(5));
@@ -131,22 +193,40 @@ async fn rotation_failure_degrades_then_grace_expiry_makes_identity_unavailable(
     )
     .await
     .unwrap();
-    let request = || InboundRequest::new(Link::workload(CALLER_ID), Resource::http_path("/x"), Action::new("GET"));
+    let request = || {
+        InboundRequest::new(
+            Link::workload(CALLER_ID),
+            Resource::http_path("/x"),
+            Action::new("GET"),
+        )
+    };
     identity.fail("agent unreachable");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(server.monitor().provider(ProviderKind::Identity), Some(State::Degraded));
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Identity),
+        Some(State::Degraded)
+    );
     assert_eq!(server.monitor().overall(), State::Degraded);
     // Degraded still serves with the last good SVID.
     server.enforce(request()).await.unwrap();
 
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(server.monitor().provider(ProviderKind::Identity), Some(State::Unavailable));
-    assert_eq!(server.enforce(request()).await.unwrap_err().denial, Denial::NotReady);
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Identity),
+        Some(State::Unavailable)
+    );
+    assert_eq!(
+        server.enforce(request()).await.unwrap_err().denial,
+        Denial::NotReady
+    );
 
     // A successful rotation recovers.
     identity.rotate(ca.context(ca.svid(SERVER_ID)));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(server.monitor().provider(ProviderKind::Identity), Some(State::Ready));
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Identity),
+        Some(State::Ready)
+    );
     server.enforce(request()).await.unwrap();
     server.close().await;
 }
@@ -156,22 +236,39 @@ async fn close_runs_in_the_documented_order_and_is_idempotent() {
     let hook_saw = Arc::new(std::sync::Mutex::new(None));
     let saw = hook_saw.clone();
     let mut f = Fixture::start(|c| {
-        c.policy(allow_all()).rate_limiter(ScriptedLimiter::allow_all()).pre_stop(move || {
-            let saw = saw.clone();
-            async move {
-                *saw.lock().unwrap() = Some("ran");
-                Ok(())
-            }
-        })
+        c.policy(allow_all())
+            .rate_limiter(ScriptedLimiter::allow_all())
+            .pre_stop(move || {
+                let saw = saw.clone();
+                async move {
+                    *saw.lock().unwrap() = Some("ran");
+                    Ok(())
+                }
+            })
     })
     .await;
-    assert_eq!(f.caller(CALLER_ID).get(f.addr, "/hello/x").await.unwrap().status, 200);
+    assert_eq!(
+        f.caller(CALLER_ID)
+            .get(f.addr, "/hello/x")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let before = f.telemetry.health_transitions().len();
 
-    let Fixture { server, serving, .. } = &mut f;
+    let Fixture {
+        server, serving, ..
+    } = &mut f;
     server.close().await;
-    assert!(serving.await.unwrap().is_ok(), "serve returns cleanly after close");
-    let after: Vec<_> = f.telemetry.health_transitions()[before..].iter().map(|e| (e.kind, e.to)).collect();
+    assert!(
+        serving.await.unwrap().is_ok(),
+        "serve returns cleanly after close"
+    );
+    let after: Vec<_> = f.telemetry.health_transitions()[before..]
+        .iter()
+        .map(|e| (e.kind, e.to))
+        .collect();
     assert_eq!(
         after,
         vec![
@@ -185,12 +282,26 @@ async fn close_runs_in_the_documented_order_and_is_idempotent() {
     );
     assert_eq!(*hook_saw.lock().unwrap(), Some("ran"));
     assert!(f.telemetry.is_closed());
-    assert!(f.caller(CALLER_ID).get(f.addr, "/hello/x").await.is_err(), "listener is gone");
+    assert!(
+        f.caller(CALLER_ID).get(f.addr, "/hello/x").await.is_err(),
+        "listener is gone"
+    );
 
     let count = f.telemetry.health_transitions().len();
     f.server.close().await;
-    assert_eq!(f.telemetry.health_transitions().len(), count, "second close does nothing");
-    assert!(f.server.serve(common::Hello { calls: f.calls.clone() }).await.is_err());
+    assert_eq!(
+        f.telemetry.health_transitions().len(),
+        count,
+        "second close does nothing"
+    );
+    assert!(
+        f.server
+            .serve(common::Hello {
+                calls: f.calls.clone()
+            })
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,9 +328,16 @@ async fn pre_stop_hooks_are_bounded_and_their_errors_do_not_stop_shutdown() {
     .unwrap();
     let started = tokio::time::Instant::now();
     server.close().await;
-    assert_eq!(second_ran.load(Ordering::SeqCst), 1, "a failing hook does not skip the next");
+    assert_eq!(
+        second_ran.load(Ordering::SeqCst),
+        1,
+        "a failing hook does not skip the next"
+    );
     assert_eq!(started.elapsed(), ligand_runtime::DEFAULT_PRE_STOP_TIMEOUT);
-    assert_eq!(server.monitor().provider(ProviderKind::Identity), Some(State::Unavailable));
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Identity),
+        Some(State::Unavailable)
+    );
 }
 
 #[tokio::test]
@@ -243,8 +361,14 @@ async fn drain_lets_in_flight_requests_finish() {
     let server = f.server.clone();
     let closing = tokio::spawn(async move { server.close().await });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!closing.is_finished(), "close waits for the in-flight request");
-    assert_eq!(f.server.monitor().provider(ProviderKind::Binding), Some(State::Draining));
+    assert!(
+        !closing.is_finished(),
+        "close waits for the in-flight request"
+    );
+    assert_eq!(
+        f.server.monitor().provider(ProviderKind::Binding),
+        Some(State::Draining)
+    );
     gate.notify_one();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status, 200);

@@ -54,18 +54,26 @@ impl ServerCertVerifier for AnyServer {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
-fn raw_client(versions: &[&'static rustls::SupportedProtocolVersion], svid: Option<&X509Svid>) -> ClientConfig {
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer));
+fn raw_client(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    svid: Option<&X509Svid>,
+) -> ClientConfig {
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer));
     match svid {
-        Some(svid) => builder.with_client_auth_cert(svid.cert_chain.clone(), svid.private_key.clone_key()).unwrap(),
+        Some(svid) => builder
+            .with_client_auth_cert(svid.cert_chain.clone(), svid.private_key.clone_key())
+            .unwrap(),
         None => builder.with_no_client_auth(),
     }
 }
@@ -74,9 +82,13 @@ fn raw_client(versions: &[&'static rustls::SupportedProtocolVersion], svid: Opti
 async fn exchange(addr: std::net::SocketAddr, config: ClientConfig) -> Result<String, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("ligand.invalid").unwrap();
-    let mut tls =
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
-    tls.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     match tls.read_to_end(&mut out).await {
         Ok(_) if out.is_empty() => Err("connection closed without a response".into()),
@@ -95,13 +107,22 @@ fn rejected(outcome: Result<String, String>) -> String {
 #[tokio::test]
 async fn valid_svid_reaches_handler_with_verified_peer() {
     let f = fixture().await;
-    let response = f.caller(CALLER_ID).get(f.addr, "/hello/world").await.unwrap();
+    let response = f
+        .caller(CALLER_ID)
+        .get(f.addr, "/hello/world")
+        .await
+        .unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.text(), format!("hello world|peer={CALLER_ID}|chain={CALLER_ID}"));
+    assert_eq!(
+        response.text(),
+        format!("hello world|peer={CALLER_ID}|chain={CALLER_ID}")
+    );
     assert_eq!(f.handler_calls(), 1);
     // The same SVID through a raw rustls client (TLS 1.3) also works.
     let svid = f.ca.svid(CALLER_ID);
-    let raw = exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&svid))).await.unwrap();
+    let raw = exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&svid)))
+        .await
+        .unwrap();
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
 }
 
@@ -109,7 +130,10 @@ async fn valid_svid_reaches_handler_with_verified_peer() {
 async fn client_without_certificate_is_rejected() {
     let f = fixture().await;
     let error = rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], None)).await);
-    assert!(error.contains("CertificateRequired") || error.contains("alert"), "{error}");
+    assert!(
+        error.contains("CertificateRequired") || error.contains("alert"),
+        "{error}"
+    );
     assert_eq!(f.handler_calls(), 0);
 }
 
@@ -117,10 +141,16 @@ async fn client_without_certificate_is_rejected() {
 async fn plaintext_http_gets_no_http_response() {
     let f = fixture().await;
     let mut tcp = TcpStream::connect(f.addr).await.unwrap();
-    tcp.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /hello/x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let _ = tcp.read_to_end(&mut out).await;
-    assert!(!out.starts_with(b"HTTP/"), "plaintext got an HTTP answer: {:?}", String::from_utf8_lossy(&out));
+    assert!(
+        !out.starts_with(b"HTTP/"),
+        "plaintext got an HTTP answer: {:?}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(f.handler_calls(), 0);
 }
 
@@ -128,8 +158,12 @@ async fn plaintext_http_gets_no_http_response() {
 async fn tls12_only_client_is_rejected() {
     let f = fixture().await;
     let svid = f.ca.svid(CALLER_ID);
-    let error = rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS12], Some(&svid))).await);
-    assert!(error.to_lowercase().contains("protocol") || error.contains("alert"), "{error}");
+    let error =
+        rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS12], Some(&svid))).await);
+    assert!(
+        error.to_lowercase().contains("protocol") || error.contains("alert"),
+        "{error}"
+    );
     assert_eq!(f.handler_calls(), 0);
 }
 
@@ -150,8 +184,12 @@ async fn certificate_from_another_trust_domain_is_rejected() {
 async fn expired_certificate_is_rejected() {
     let f = fixture().await;
     let svid = f.ca.mint(SvidSpec::new(CALLER_ID).expired());
-    let error = rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&svid))).await);
-    assert!(error.contains("CertificateExpired") || error.contains("alert"), "{error}");
+    let error =
+        rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&svid))).await);
+    assert!(
+        error.contains("CertificateExpired") || error.contains("alert"),
+        "{error}"
+    );
     assert_eq!(f.handler_calls(), 0);
 }
 
@@ -160,10 +198,19 @@ async fn zero_or_two_uri_sans_are_rejected() {
     let f = fixture().await;
     let none = f.ca.mint(SvidSpec::new(CALLER_ID).uris(&[]));
     rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&none))).await);
-    let two = f.ca.mint(SvidSpec::new(CALLER_ID).uris(&[CALLER_ID, "spiffe://example.org/service/other"]));
+    let two = f
+        .ca
+        .mint(SvidSpec::new(CALLER_ID).uris(&[CALLER_ID, "spiffe://example.org/service/other"]));
     rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&two))).await);
-    let not_spiffe = f.ca.mint(SvidSpec::new(CALLER_ID).uris(&["https://example.org/caller"]));
-    rejected(exchange(f.addr, raw_client(&[&rustls::version::TLS13], Some(&not_spiffe))).await);
+    let not_spiffe =
+        f.ca.mint(SvidSpec::new(CALLER_ID).uris(&["https://example.org/caller"]));
+    rejected(
+        exchange(
+            f.addr,
+            raw_client(&[&rustls::version::TLS13], Some(&not_spiffe)),
+        )
+        .await,
+    );
     assert_eq!(f.handler_calls(), 0);
 }
 
@@ -186,7 +233,10 @@ async fn rotation_keeps_open_connections_and_new_handshakes_see_the_new_svid() {
 
     let rotated = f.ca.svid(SERVER_ID);
     let new_cert = rotated.cert_chain[0].clone();
-    f.identity.rotate(X509Context { svids: vec![rotated], bundles: f.ca.bundles() });
+    f.identity.rotate(X509Context {
+        svids: vec![rotated],
+        bundles: f.ca.bundles(),
+    });
     // The rotation loop applies the update asynchronously; wait for it to take effect.
     let mut attempts = 0;
     loop {
@@ -196,7 +246,12 @@ async fn rotation_keeps_open_connections_and_new_handshakes_see_the_new_svid() {
         }
         assert_eq!(fresh.server_certificate(), &old_cert);
         attempts += 1;
-        assert!(attempts < 200, "rotation never reached new handshakes: {:?} {:?}", f.server, f.telemetry.health_transitions());
+        assert!(
+            attempts < 200,
+            "rotation never reached new handshakes: {:?} {:?}",
+            f.server,
+            f.telemetry.health_transitions()
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

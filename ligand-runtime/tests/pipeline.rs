@@ -12,12 +12,17 @@ use ligand_runtime::testkit::{AllowList, PolicyFn, ScriptedLimiter};
 use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError};
 
 fn allow_hello() -> AllowList {
-    AllowList::new().allow(CALLER_ID, "GET", "/hello/{name}").version("rev-7")
+    AllowList::new()
+        .allow(CALLER_ID, "GET", "/hello/{name}")
+        .version("rev-7")
 }
 
 fn assert_error_body(body: &serde_json::Value, code: &str) -> String {
     assert_eq!(body["error_code"], code, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     let request_id = body["request_id"].as_str().expect("request_id").to_owned();
     assert_eq!(request_id.len(), 32, "{body}");
     request_id
@@ -43,7 +48,11 @@ async fn allowed_request_is_audited_with_template_resource_and_policy_version() 
 async fn policy_denial_is_403_json_and_the_handler_never_runs() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     // Another workload of the same trust domain: authenticated, but not allowed.
-    let response = f.caller("spiffe://example.org/service/intruder").get(f.addr, "/hello/ada").await.unwrap();
+    let response = f
+        .caller("spiffe://example.org/service/intruder")
+        .get(f.addr, "/hello/ada")
+        .await
+        .unwrap();
     assert_eq!(response.status, 403);
     assert_eq!(response.headers["content-type"], "application/json");
     let request_id = assert_error_body(&response.json().unwrap(), "POLICY_DENIED");
@@ -62,7 +71,10 @@ async fn action_override_is_what_policy_sees() {
     let policy = AllowList::new().allow(CALLER_ID, "close", "/accounts/{id}");
     let f = Fixture::start(|c| c.policy(policy)).await;
     let caller = f.caller(CALLER_ID);
-    let response = caller.send(f.addr, Method::DELETE, "/accounts/42", &[], Vec::new()).await.unwrap();
+    let response = caller
+        .send(f.addr, Method::DELETE, "/accounts/42", &[], Vec::new())
+        .await
+        .unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.text(), "closed 42");
     assert_eq!(f.telemetry.decisions()[0].action.name, "close");
@@ -71,7 +83,8 @@ async fn action_override_is_what_policy_sees() {
 #[tokio::test]
 async fn rate_limit_denial_is_429_with_retry_after() {
     let f = Fixture::start(|c| {
-        c.policy(allow_hello()).rate_limiter(ScriptedLimiter::budget(2, Duration::from_millis(1500)))
+        c.policy(allow_hello())
+            .rate_limiter(ScriptedLimiter::budget(2, Duration::from_millis(1500)))
     })
     .await;
     let caller = f.caller(CALLER_ID);
@@ -92,7 +105,11 @@ async fn rate_limit_denial_is_429_with_retry_after() {
 
 #[tokio::test]
 async fn limiter_failure_is_503_and_denies() {
-    let f = Fixture::start(|c| c.policy(allow_hello()).rate_limiter(ScriptedLimiter::failing())).await;
+    let f = Fixture::start(|c| {
+        c.policy(allow_hello())
+            .rate_limiter(ScriptedLimiter::failing())
+    })
+    .await;
     let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
     assert_eq!(response.status, 503);
     assert_error_body(&response.json().unwrap(), "RATE_LIMITER_UNAVAILABLE");
@@ -105,7 +122,8 @@ async fn limiter_failure_is_503_and_denies() {
 
 #[tokio::test]
 async fn policy_error_is_503_and_denies() {
-    let policy = PolicyFn::new(|_| async { Err(ProviderError::backend("evaluating", "engine crashed")) });
+    let policy =
+        PolicyFn::new(|_| async { Err(ProviderError::backend("evaluating", "engine crashed")) });
     let f = Fixture::start(|c| c.policy(policy)).await;
     let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
     assert_eq!(response.status, 503);
@@ -127,21 +145,42 @@ async fn policy_timeout_denies() {
     assert_eq!(response.status, 503);
     assert_error_body(&response.json().unwrap(), "POLICY_UNAVAILABLE");
     assert_eq!(f.handler_calls(), 0);
-    assert!(f.telemetry.decisions()[0].error.as_deref().unwrap().contains("timed out"));
+    assert!(
+        f.telemetry.decisions()[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out")
+    );
 }
 
 #[tokio::test]
 async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let upstream = Chain(vec![Link { user: Some("alice@example.org".into()), ..Link::default() }]);
+    let upstream = Chain(vec![Link {
+        user: Some("alice@example.org".into()),
+        ..Link::default()
+    }]);
     let header = upstream.to_header();
     let response = f
         .caller(CALLER_ID)
-        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, &header)], Vec::new())
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &header)],
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status, 200);
-    assert!(response.text().ends_with(&format!("chain=alice@example.org,{CALLER_ID}")), "{}", response.text());
+    assert!(
+        response
+            .text()
+            .ends_with(&format!("chain=alice@example.org,{CALLER_ID}")),
+        "{}",
+        response.text()
+    );
     let chain = &f.telemetry.decisions()[0].chain;
     assert_eq!(chain.len(), 2);
     assert_eq!(chain.peer(), Some(&Link::workload(CALLER_ID)));
@@ -154,11 +193,20 @@ async fn a_peer_cannot_impersonate_itself_through_the_chain_header() {
     let forged = Chain(vec![Link::workload("spiffe://example.org/service/admin")]).to_header();
     let response = f
         .caller("spiffe://example.org/service/intruder")
-        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, &forged)], Vec::new())
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &forged)],
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status, 403);
-    assert_eq!(f.telemetry.decisions()[0].chain.peer(), Some(&Link::workload("spiffe://example.org/service/intruder")));
+    assert_eq!(
+        f.telemetry.decisions()[0].chain.peer(),
+        Some(&Link::workload("spiffe://example.org/service/intruder"))
+    );
 }
 
 #[tokio::test]
@@ -166,7 +214,13 @@ async fn malformed_chain_header_is_400_and_never_evaluated() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     let response = f
         .caller(CALLER_ID)
-        .send(f.addr, Method::GET, "/hello/ada", &[(CHAIN_HEADER, "{not json")], Vec::new())
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, "{not json")],
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status, 400);
@@ -178,7 +232,11 @@ async fn malformed_chain_header_is_400_and_never_evaluated() {
 #[tokio::test]
 async fn requests_are_refused_while_the_service_is_not_ready() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    f.server.monitor().set(ligand_runtime::ProviderKind::Policy, ligand_runtime::State::Unavailable, Some("test".into()));
+    f.server.monitor().set(
+        ligand_runtime::ProviderKind::Policy,
+        ligand_runtime::State::Unavailable,
+        Some("test".into()),
+    );
     let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
     assert_eq!(response.status, 503);
     assert_error_body(&response.json().unwrap(), "SERVICE_NOT_READY");

@@ -37,15 +37,15 @@ pub use ligand_runtime::*;
 
 /// Request extractors usable as handler arguments.
 pub mod extract {
-    pub use ligand_runtime::__private::axum::extract::{Path, Query};
     pub use ligand_runtime::__private::axum::Json;
+    pub use ligand_runtime::__private::axum::extract::{Path, Query};
 }
 
 /// Response types usable as handler return values.
 pub mod response {
-    pub use ligand_runtime::__private::axum::response::{IntoResponse, Response};
     pub use ligand_runtime::__private::axum::Json;
     pub use ligand_runtime::__private::axum::http::StatusCode;
+    pub use ligand_runtime::__private::axum::response::{IntoResponse, Response};
 }
 
 /// What a service module needs: `use ligand::prelude::*;`.

@@ -75,14 +75,28 @@ impl Server {
             return deny(Denial::Unauthenticated, request_id);
         }
 
-        let InboundRequest { mut chain, peer, resource, action, request: line } = request;
+        let InboundRequest {
+            mut chain,
+            peer,
+            resource,
+            action,
+            request: line,
+        } = request;
         chain.push(peer.clone());
 
         if let Some(limiter) = &inner.rate_limiter {
-            let check = RateLimitRequest { chain, resource, action };
+            let check = RateLimitRequest {
+                chain,
+                resource,
+                action,
+            };
             let limiter_started = Instant::now();
             let outcome = limiter.check(&check).await;
-            let RateLimitRequest { chain: c, resource: r, action: a } = check;
+            let RateLimitRequest {
+                chain: c,
+                resource: r,
+                action: a,
+            } = check;
             let mut event = RateLimitEvent {
                 timestamp,
                 request_id: request_id.clone(),
@@ -100,8 +114,9 @@ impl Server {
                     event.allowed = response.allowed;
                     event.current_rps = response.current_rps;
                     event.limit_rps = response.limit_rps;
-                    (!response.allowed)
-                        .then_some(Denial::RateLimited { retry_after: response.retry_after })
+                    (!response.allowed).then_some(Denial::RateLimited {
+                        retry_after: response.retry_after,
+                    })
                 }
                 Err(error) => {
                     tracing::warn!(%request_id, %error, "rate limiter failed; denying");
@@ -113,12 +128,29 @@ impl Server {
             if let Some(denial) = verdict {
                 return deny(denial, request_id);
             }
-            return self.decide(event.chain, peer, event.resource, event.action, line, request_id, timestamp, started).await;
+            return self
+                .decide(
+                    event.chain,
+                    peer,
+                    event.resource,
+                    event.action,
+                    line,
+                    request_id,
+                    timestamp,
+                    started,
+                )
+                .await;
         }
-        self.decide(chain, peer, resource, action, line, request_id, timestamp, started).await
+        self.decide(
+            chain, peer, resource, action, line, request_id, timestamp, started,
+        )
+        .await
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the pipeline's own hand-off between stages")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the pipeline's own hand-off between stages"
+    )]
     async fn decide(
         &self,
         chain: Chain,
@@ -140,7 +172,8 @@ impl Server {
             service: inner.service_id.clone(),
         };
         let policy_started = Instant::now();
-        let outcome = tokio::time::timeout(inner.settings.policy_timeout, inner.policy.evaluate(&eval)).await;
+        let outcome =
+            tokio::time::timeout(inner.settings.policy_timeout, inner.policy.evaluate(&eval)).await;
         let policy_latency = policy_started.elapsed();
         if policy_latency > inner.settings.policy_latency_warn {
             tracing::warn!(%request_id, ?policy_latency, threshold = ?inner.settings.policy_latency_warn, "slow policy evaluation");
@@ -150,10 +183,18 @@ impl Server {
             Ok(Err(error)) => (EvalResponse::default(), Some(error.to_string())),
             Err(_) => (
                 EvalResponse::default(),
-                Some(format!("policy evaluation timed out after {:?}", inner.settings.policy_timeout)),
+                Some(format!(
+                    "policy evaluation timed out after {:?}",
+                    inner.settings.policy_timeout
+                )),
             ),
         };
-        let EvalRequest { chain, resource, action, .. } = eval;
+        let EvalRequest {
+            chain,
+            resource,
+            action,
+            ..
+        } = eval;
         let event = DecisionEvent {
             timestamp,
             request_id,
@@ -168,14 +209,26 @@ impl Server {
             error,
         };
         let _ = inner.telemetry.record_decision(&event);
-        let DecisionEvent { chain, request_id, allowed, error, .. } = event;
+        let DecisionEvent {
+            chain,
+            request_id,
+            allowed,
+            error,
+            ..
+        } = event;
         match (allowed, error) {
             (true, _) => Ok(Enforced { chain, request_id }),
             (false, Some(error)) => {
                 tracing::warn!(%request_id, %error, "policy evaluation failed; denying");
-                Err(Denied { denial: Denial::PolicyFailure, request_id })
+                Err(Denied {
+                    denial: Denial::PolicyFailure,
+                    request_id,
+                })
             }
-            (false, None) => Err(Denied { denial: Denial::PolicyDenied, request_id }),
+            (false, None) => Err(Denied {
+                denial: Denial::PolicyDenied,
+                request_id,
+            }),
         }
     }
 }

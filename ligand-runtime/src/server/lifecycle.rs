@@ -52,8 +52,14 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .transpose()
         .map_err(|e| InitError::Config(format!("spiffe_id: {e}")))?;
 
-    let telemetry: Arc<dyn Telemetry> = config.telemetry.unwrap_or_else(|| Arc::new(TracingTelemetry));
-    let mut kinds = vec![ProviderKind::Identity, ProviderKind::Policy, ProviderKind::Telemetry];
+    let telemetry: Arc<dyn Telemetry> = config
+        .telemetry
+        .unwrap_or_else(|| Arc::new(TracingTelemetry));
+    let mut kinds = vec![
+        ProviderKind::Identity,
+        ProviderKind::Policy,
+        ProviderKind::Telemetry,
+    ];
     let optional = [
         (ProviderKind::Binding, config.binding.is_some()),
         (ProviderKind::RateLimiter, config.rate_limiter.is_some()),
@@ -67,11 +73,19 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
 
     // Identity first: nothing else may start without it.
     let context = identity.fetch_x509_context().await.map_err(|e| {
-        monitor.set(ProviderKind::Identity, State::Unavailable, Some(e.to_string()));
+        monitor.set(
+            ProviderKind::Identity,
+            State::Unavailable,
+            Some(e.to_string()),
+        );
         InitError::Identity(e)
     })?;
     if context.svids.is_empty() {
-        monitor.set(ProviderKind::Identity, State::Unavailable, Some("no SVIDs".into()));
+        monitor.set(
+            ProviderKind::Identity,
+            State::Unavailable,
+            Some("no SVIDs".into()),
+        );
         return Err(InitError::NoSvids);
     }
     let tls = Arc::new(IdentityState::new(&context, want.as_ref())?);
@@ -83,18 +97,28 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         let bundle = fetcher
             .fetch(None)
             .await
-            .map_err(|source| InitError::Provider { kind: ProviderKind::BundleFetcher, source })?
+            .map_err(|source| InitError::Provider {
+                kind: ProviderKind::BundleFetcher,
+                source,
+            })?
             .filter(|b| !b.bytes.is_empty())
             .ok_or_else(|| InitError::Provider {
                 kind: ProviderKind::BundleFetcher,
                 source: ProviderError::Invalid("empty initial policy bundle".into()),
             })?;
-        policy.reload(&bundle.bytes).await.map_err(|source| match source {
-            ProviderError::NotSupported => InitError::Config(
-                "a bundle fetcher is configured but the policy engine does not support reload".into(),
-            ),
-            source => InitError::Provider { kind: ProviderKind::Policy, source },
-        })?;
+        policy
+            .reload(&bundle.bytes)
+            .await
+            .map_err(|source| match source {
+                ProviderError::NotSupported => InitError::Config(
+                    "a bundle fetcher is configured but the policy engine does not support reload"
+                        .into(),
+                ),
+                source => InitError::Provider {
+                    kind: ProviderKind::Policy,
+                    source,
+                },
+            })?;
         monitor.set(ProviderKind::BundleFetcher, State::Ready, None);
     }
     monitor.set(ProviderKind::Policy, State::Ready, None);
@@ -150,7 +174,10 @@ impl Server {
         if inner.serving.swap(true, Ordering::AcqRel) {
             return Err(ServeError::AlreadyServing);
         }
-        let config = inner.tls.server_config().map_err(|e| ServeError::Binding(e.into()))?;
+        let config = inner
+            .tls
+            .server_config()
+            .map_err(|e| ServeError::Binding(e.into()))?;
         let router = crate::service::into_router(service, self);
         let args = BindingArgs {
             acceptor: MtlsAcceptor::new(config),
@@ -158,7 +185,11 @@ impl Server {
             listening: ListeningSignal::new(inner.monitor.clone(), inner.listening.clone()),
         };
         binding.serve(args).await.map_err(|e| {
-            inner.monitor.set(ProviderKind::Binding, State::Unavailable, Some(e.to_string()));
+            inner.monitor.set(
+                ProviderKind::Binding,
+                State::Unavailable,
+                Some(e.to_string()),
+            );
             inner.listening.send_replace(None);
             ServeError::Binding(e)
         })
@@ -203,14 +234,17 @@ impl Server {
                 }
             }
         };
-        if tokio::time::timeout(inner.settings.pre_stop_timeout, hooks).await.is_err() {
+        if tokio::time::timeout(inner.settings.pre_stop_timeout, hooks)
+            .await
+            .is_err()
+        {
             tracing::warn!(budget = ?inner.settings.pre_stop_timeout, "pre-stop hooks cut short");
         }
 
-        if let Some(binding) = &inner.binding {
-            if inner.serving.load(Ordering::Acquire) {
-                binding.shutdown(inner.settings.drain_timeout).await;
-            }
+        if let Some(binding) = &inner.binding
+            && inner.serving.load(Ordering::Acquire)
+        {
+            binding.shutdown(inner.settings.drain_timeout).await;
         }
 
         inner.watches.cancel();

@@ -109,12 +109,20 @@ impl IdentityLoop {
     /// Without a watch, fetches again at half the current SVID's remaining lifetime.
     async fn poll(&mut self) {
         loop {
-            let remaining = self.tls.not_after().duration_since(SystemTime::now()).unwrap_or_default();
+            let remaining = self
+                .tls
+                .not_after()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
             let interval = (remaining / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
             if !self.wait(interval).await {
                 return;
             }
-            let update = self.identity.fetch_x509_context().await.map_err(|e| e.to_string());
+            let update = self
+                .identity
+                .fetch_x509_context()
+                .await
+                .map_err(|e| e.to_string());
             self.apply(update);
         }
     }
@@ -133,18 +141,9 @@ impl IdentityLoop {
     }
 
     fn apply(&mut self, update: X509ContextUpdate) {
-        match update.map_err(|e| e).and_then(|context| {
-            self.tls.rotate(&context).map_err(|e| {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    message.push_str(": ");
-                    message.push_str(&s.to_string());
-                    source = s.source();
-                }
-                message
-            })
-        }) {
+        let rotated =
+            update.and_then(|context| self.tls.rotate(&context).map_err(|e| error_chain(&e)));
+        match rotated {
             Ok(()) => {
                 if self.deadline.take().is_some() {
                     tracing::info!("SVID rotation recovered");
@@ -160,13 +159,18 @@ impl IdentityLoop {
     /// period ends, whichever is first; then identity is Unavailable.
     fn failed(&mut self, cause: String) {
         if self.deadline.is_none() {
-            let remaining = self.tls.not_after().duration_since(SystemTime::now()).unwrap_or_default();
+            let remaining = self
+                .tls
+                .not_after()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
             let window = self.grace.map_or(remaining, |g| g.min(remaining));
             self.deadline = Some(Instant::now() + window);
             tracing::warn!(%cause, ?window, "SVID rotation failed; grace period started");
         }
         if self.monitor.provider(ProviderKind::Identity) != Some(State::Unavailable) {
-            self.monitor.set(ProviderKind::Identity, State::Degraded, Some(cause));
+            self.monitor
+                .set(ProviderKind::Identity, State::Degraded, Some(cause));
         }
     }
 
@@ -230,6 +234,19 @@ impl BundleLoop {
     }
 
     fn unavailable(&self, cause: String) {
-        self.monitor.set(ProviderKind::BundleFetcher, State::Unavailable, Some(cause));
+        self.monitor
+            .set(ProviderKind::BundleFetcher, State::Unavailable, Some(cause));
     }
+}
+
+/// `error` and its sources, joined: the health cause must say why, not only what.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

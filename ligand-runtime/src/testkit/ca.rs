@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spiffe::{SpiffeId, TrustDomain};
@@ -19,7 +19,9 @@ pub struct TestCa {
 
 impl std::fmt::Debug for TestCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCa").field("domain", &self.domain.to_string()).finish_non_exhaustive()
+        f.debug_struct("TestCa")
+            .field("domain", &self.domain.to_string())
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +78,10 @@ impl TestCa {
     /// # Panics
     /// If `trust_domain` is not a valid trust domain name, or key generation fails.
     pub fn new(trust_domain: &str) -> Self {
-        #[allow(clippy::expect_used, reason = "test helper: a bad literal is a bug in the test")]
+        #[allow(
+            clippy::expect_used,
+            reason = "test helper: a bad literal is a bug in the test"
+        )]
         let domain = TrustDomain::new(trust_domain).expect("valid trust domain");
         #[allow(clippy::expect_used, reason = "test helper")]
         let key = KeyPair::generate().expect("CA key");
@@ -86,7 +91,11 @@ impl TestCa {
         dn.push(DnType::CommonName, trust_domain);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let now = SystemTime::now();
         params.not_before = offset(now - Duration::from_secs(3600));
         params.not_after = offset(now + Duration::from_secs(24 * 3600));
@@ -94,8 +103,17 @@ impl TestCa {
             params.subject_alt_names = vec![SanType::URI(uri)];
         }
         #[allow(clippy::expect_used, reason = "test helper")]
-        let root = params.self_signed(&key).expect("self-signed CA").der().clone();
-        Self { domain, params, key, root }
+        let root = params
+            .self_signed(&key)
+            .expect("self-signed CA")
+            .der()
+            .clone();
+        Self {
+            domain,
+            params,
+            key,
+            root,
+        }
     }
 
     /// The trust domain.
@@ -140,7 +158,10 @@ impl TestCa {
             .collect();
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.not_before = offset(spec.not_before);
         params.not_after = offset(spec.not_after);
         params.use_authority_key_identifier_extension = true;
@@ -152,7 +173,10 @@ impl TestCa {
             .first()
             .and_then(|u| SpiffeId::new(u).ok())
             .or_else(|| SpiffeId::new(format!("spiffe://{}/invalid", self.domain)).ok());
-        #[allow(clippy::expect_used, reason = "the fallback ID is built from a valid trust domain")]
+        #[allow(
+            clippy::expect_used,
+            reason = "the fallback ID is built from a valid trust domain"
+        )]
         let spiffe_id = spiffe_id.expect("fallback SPIFFE ID");
         X509Svid {
             spiffe_id,
@@ -163,6 +187,9 @@ impl TestCa {
 
     /// An identity context holding `svid` and trusting this CA.
     pub fn context(&self, svid: X509Svid) -> X509Context {
-        X509Context { svids: vec![svid], bundles: self.bundles() }
+        X509Context {
+            svids: vec![svid],
+            bundles: self.bundles(),
+        }
     }
 }

@@ -51,10 +51,15 @@ impl PeerClient {
     /// `expect` (or any SVID of a trusted domain when `None`).
     pub fn new(context: &X509Context, expect: Option<&SpiffeId>) -> Result<Self, InitError> {
         let identity = Arc::new(IdentityState::new(context, None)?);
-        let verifier = expect.map_or(PeerVerifier::AnyTrusted, |id| PeerVerifier::Exact(id.clone()));
+        let verifier = expect.map_or(PeerVerifier::AnyTrusted, |id| {
+            PeerVerifier::Exact(id.clone())
+        });
         let mut config = (*identity.client_config(verifier).map_err(InitError::Tls)?).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self { identity, config: Arc::new(config) })
+        Ok(Self {
+            identity,
+            config: Arc::new(config),
+        })
     }
 
     /// The client's own SPIFFE ID.
@@ -66,7 +71,9 @@ impl PeerClient {
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerConnection, BoxError> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from("ligand.invalid")?.to_owned();
-        let tls = TlsConnector::from(self.config.clone()).connect(name, tcp).await?;
+        let tls = TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await?;
         let server_certificate = tls
             .get_ref()
             .1
@@ -78,12 +85,19 @@ impl PeerClient {
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(PeerConnection { sender, server_certificate, task })
+        Ok(PeerConnection {
+            sender,
+            server_certificate,
+            task,
+        })
     }
 
     /// `GET path` on a fresh connection.
     pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<PeerResponse, BoxError> {
-        self.connect(addr).await?.send(Method::GET, path, &[], Vec::new()).await
+        self.connect(addr)
+            .await?
+            .send(Method::GET, path, &[], Vec::new())
+            .await
     }
 
     /// `method path` with `headers` and `body` on a fresh connection.
@@ -95,7 +109,10 @@ impl PeerClient {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<PeerResponse, BoxError> {
-        self.connect(addr).await?.send(method, path, headers, body).await
+        self.connect(addr)
+            .await?
+            .send(method, path, headers, body)
+            .await
     }
 }
 
@@ -128,15 +145,25 @@ impl PeerConnection {
         body: Vec<u8>,
     ) -> Result<PeerResponse, BoxError> {
         self.sender.ready().await?;
-        let mut request = Request::builder().method(method).uri(path).header("host", "ligand.invalid");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "ligand.invalid");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = self.sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(Bytes::from(body)))?)
+            .await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes().to_vec();
-        Ok(PeerResponse { status, headers, body })
+        Ok(PeerResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// `GET path` on this connection.

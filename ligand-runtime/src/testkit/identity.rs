@@ -19,13 +19,21 @@ impl FakeIdentity {
     /// An identity serving `context`.
     pub fn new(context: X509Context) -> Self {
         let (updates, _) = watch::channel(Ok(context.clone()));
-        Self { context: Mutex::new(Ok(context)), updates, watch_supported: true }
+        Self {
+            context: Mutex::new(Ok(context)),
+            updates,
+            watch_supported: true,
+        }
     }
 
     /// An identity whose fetch fails with `message`.
     pub fn unavailable(message: &str) -> Self {
         let (updates, _) = watch::channel(Err(message.to_owned()));
-        Self { context: Mutex::new(Err(message.to_owned())), updates, watch_supported: true }
+        Self {
+            context: Mutex::new(Err(message.to_owned())),
+            updates,
+            watch_supported: true,
+        }
     }
 
     /// Answers `NotSupported` to watches, so the framework polls instead.
@@ -57,7 +65,9 @@ impl WorkloadIdentity for FakeIdentity {
             .map_err(|m| ProviderError::backend("fetching X.509 context", m))
     }
 
-    async fn watch_x509_context(&self) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
+    async fn watch_x509_context(
+        &self,
+    ) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
         if self.watch_supported {
             Ok(self.updates.subscribe())
         } else {

@@ -25,7 +25,10 @@ pub struct ScriptedLimiter {
 impl ScriptedLimiter {
     /// Allows `budget` requests per peer principal, then denies with `retry_after`.
     pub fn budget(budget: u64, retry_after: Duration) -> Self {
-        Self { script: Mutex::new(Script::Budget(budget, retry_after)), used: Mutex::default() }
+        Self {
+            script: Mutex::new(Script::Budget(budget, retry_after)),
+            used: Mutex::default(),
+        }
     }
 
     /// Allows everything (an unbounded budget).
@@ -35,13 +38,19 @@ impl ScriptedLimiter {
 
     /// Fails every check, as a limiter whose backend is down.
     pub fn failing() -> Self {
-        Self { script: Mutex::new(Script::Fail), used: Mutex::default() }
+        Self {
+            script: Mutex::new(Script::Fail),
+            used: Mutex::default(),
+        }
     }
 
     /// Switches to failing (true) or back to an unbounded budget (false).
     pub fn set_failing(&self, failing: bool) {
-        *self.script.lock().unwrap_or_else(|e| e.into_inner()) =
-            if failing { Script::Fail } else { Script::Budget(u64::MAX, Duration::ZERO) };
+        *self.script.lock().unwrap_or_else(|e| e.into_inner()) = if failing {
+            Script::Fail
+        } else {
+            Script::Budget(u64::MAX, Duration::ZERO)
+        };
     }
 }
 
@@ -50,9 +59,17 @@ impl RateLimiter for ScriptedLimiter {
     async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
         let script = *self.script.lock().unwrap_or_else(|e| e.into_inner());
         match script {
-            Script::Fail => Err(ProviderError::backend("checking rate limit", "scripted limiter failure")),
+            Script::Fail => Err(ProviderError::backend(
+                "checking rate limit",
+                "scripted limiter failure",
+            )),
             Script::Budget(budget, retry_after) => {
-                let peer = request.chain.peer().and_then(|l| l.principal()).unwrap_or("").to_owned();
+                let peer = request
+                    .chain
+                    .peer()
+                    .and_then(|l| l.principal())
+                    .unwrap_or("")
+                    .to_owned();
                 let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
                 let count = used.entry(peer).or_insert(0);
                 if *count < budget {

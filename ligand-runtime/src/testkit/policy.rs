@@ -22,7 +22,8 @@ impl AllowList {
 
     /// Allows `peer` (a principal such as a SPIFFE ID) to perform `action` on `resource`.
     pub fn allow(mut self, peer: &str, action: &str, resource: &str) -> Self {
-        self.rules.push((peer.to_owned(), action.to_owned(), resource.to_owned()));
+        self.rules
+            .push((peer.to_owned(), action.to_owned(), resource.to_owned()));
         self
     }
 
@@ -36,7 +37,9 @@ impl AllowList {
         let peer = request.peer.principal().unwrap_or("");
         let matches = |rule: &str, value: &str| rule == "*" || rule == value;
         let allowed = self.rules.iter().any(|(p, a, r)| {
-            matches(p, peer) && matches(a, &request.action.name) && matches(r, &request.resource.value)
+            matches(p, peer)
+                && matches(a, &request.action.name)
+                && matches(r, &request.resource.value)
         });
         let mut response = if allowed {
             EvalResponse::allow()
@@ -78,7 +81,9 @@ impl PolicyFn {
         F: Fn(&EvalRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<EvalResponse, ProviderError>> + Send + 'static,
     {
-        Self { decide: Box::new(move |request| Box::pin(decide(request))) }
+        Self {
+            decide: Box::new(move |request| Box::pin(decide(request))),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 use std::sync::Mutex;
 
 use crate::error::ProviderError;
-use crate::telemetry::{DecisionEvent, HealthTransitionEvent, OutboundCallEvent, RateLimitEvent, Telemetry};
+use crate::telemetry::{
+    DecisionEvent, HealthTransitionEvent, OutboundCallEvent, RateLimitEvent, Telemetry,
+};
 
 /// Keeps every event it receives, in order.
 #[derive(Debug, Default)]

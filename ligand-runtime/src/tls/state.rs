@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::client::ResolvesClientCert;
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 use rustls_pki_types::UnixTime;
@@ -53,7 +53,9 @@ impl IdentityState {
     /// Builds the state from an identity context, choosing the SVID for `want` (or the first).
     pub fn new(context: &X509Context, want: Option<&SpiffeId>) -> Result<Self, crate::InitError> {
         let current = build(context, want)?;
-        Ok(Self { current: ArcSwap::from_pointee(current) })
+        Ok(Self {
+            current: ArcSwap::from_pointee(current),
+        })
     }
 
     /// Replaces the identity with one from `context`, keeping the same SPIFFE ID.
@@ -100,11 +102,17 @@ impl IdentityState {
 
     /// The outbound configuration: TLS 1.3 only, the current SVID presented, the server
     /// verified as an X.509-SVID that `expected` accepts.
-    pub fn client_config(self: &Arc<Self>, expected: PeerVerifier) -> Result<Arc<ClientConfig>, TlsError> {
+    pub fn client_config(
+        self: &Arc<Self>,
+        expected: PeerVerifier,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
         let mut config = ClientConfig::builder_with_provider(super::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(self.clone(), expected)))
+            .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(
+                self.clone(),
+                expected,
+            )))
             .with_client_cert_resolver(Arc::new(Resolver(self.clone())));
         config.resumption = rustls::client::Resumption::disabled();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -123,8 +131,10 @@ fn build(context: &X509Context, want: Option<&SpiffeId>) -> Result<Current, crat
         None => context.svids.first().ok_or(InitError::NoSvids)?,
     };
     let trust = TrustStore::from_bundles(&context.bundles).map_err(InitError::Tls)?;
-    if !trust.contains(&svid.spiffe_id.trust_domain()) {
-        return Err(InitError::Tls(TlsError::NoOwnBundle(svid.spiffe_id.trust_domain().to_string())));
+    if !trust.contains(svid.spiffe_id.trust_domain()) {
+        return Err(InitError::Tls(TlsError::NoOwnBundle(
+            svid.spiffe_id.trust_domain().to_string(),
+        )));
     }
     let (not_before, not_after) = check_own_svid(svid, &trust).map_err(InitError::Tls)?;
     let key = super::provider()
@@ -132,13 +142,27 @@ fn build(context: &X509Context, want: Option<&SpiffeId>) -> Result<Current, crat
         .load_private_key(svid.private_key.clone_key())
         .map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
     let certified = CertifiedKey::new(svid.cert_chain.clone(), key);
-    certified.keys_match().map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
-    Ok(Current { id: svid.spiffe_id.clone(), key: Arc::new(certified), trust, not_before, not_after })
+    certified
+        .keys_match()
+        .map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
+    Ok(Current {
+        id: svid.spiffe_id.clone(),
+        key: Arc::new(certified),
+        trust,
+        not_before,
+        not_after,
+    })
 }
 
 /// Our own SVID must be one a peer would accept: right ID, valid leaf, chaining to our bundle.
-fn check_own_svid(svid: &X509Svid, trust: &TrustStore) -> Result<(SystemTime, SystemTime), TlsError> {
-    let leaf = svid.cert_chain.first().ok_or(TlsError::Svid(SvidError::NoCertificate))?;
+fn check_own_svid(
+    svid: &X509Svid,
+    trust: &TrustStore,
+) -> Result<(SystemTime, SystemTime), TlsError> {
+    let leaf = svid
+        .cert_chain
+        .first()
+        .ok_or(TlsError::Svid(SvidError::NoCertificate))?;
     let id = peer_spiffe_id(leaf).map_err(TlsError::Svid)?;
     if id != svid.spiffe_id {
         return Err(TlsError::Svid(SvidError::UnexpectedId {
@@ -146,8 +170,14 @@ fn check_own_svid(svid: &X509Svid, trust: &TrustStore) -> Result<(SystemTime, Sy
             actual: id.to_string(),
         }));
     }
-    verify_with_store(leaf, &svid.cert_chain[1..], trust, UnixTime::now(), Usage::Server)
-        .map_err(TlsError::Svid)?;
+    verify_with_store(
+        leaf,
+        &svid.cert_chain[1..],
+        trust,
+        UnixTime::now(),
+        Usage::Server,
+    )
+    .map_err(TlsError::Svid)?;
     let (_, cert) = X509Certificate::from_der(leaf)
         .map_err(|e| TlsError::Svid(SvidError::Malformed(e.to_string())))?;
     let to_system = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
@@ -190,7 +220,9 @@ pub struct VerifiedPeer {
 
 impl fmt::Debug for VerifiedPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("VerifiedPeer").field(&self.spiffe_id.to_string()).finish()
+        f.debug_tuple("VerifiedPeer")
+            .field(&self.spiffe_id.to_string())
+            .finish()
     }
 }
 
@@ -216,22 +248,29 @@ impl fmt::Debug for MtlsAcceptor {
 
 impl MtlsAcceptor {
     pub(crate) fn new(config: Arc<ServerConfig>) -> Self {
-        Self { acceptor: TlsAcceptor::from(config) }
+        Self {
+            acceptor: TlsAcceptor::from(config),
+        }
     }
 
     /// Runs the server handshake on `stream`. Fails for anything but a TLS 1.3 client
     /// presenting a valid SVID of a trusted domain.
-    pub async fn accept(&self, stream: TcpStream) -> io::Result<(TlsStream<TcpStream>, VerifiedPeer)> {
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> io::Result<(TlsStream<TcpStream>, VerifiedPeer)> {
         let tls = self.acceptor.accept(stream).await?;
         let (_, conn) = tls.get_ref();
         let leaf = conn
             .peer_certificates()
             .and_then(|c| c.first())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate")
+            })?;
         // The verifier already checked this certificate; reading the ID again cannot fail for a
         // certificate it accepted, and an error here still refuses the connection.
-        let spiffe_id = peer_spiffe_id(leaf)
-            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        let spiffe_id =
+            peer_spiffe_id(leaf).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         Ok((tls, VerifiedPeer { spiffe_id }))
     }
 }

@@ -67,9 +67,12 @@ impl TrustStore {
             let parsed = roots
                 .iter()
                 .map(|root| {
-                    webpki::anchor_from_trusted_cert(root).map(|a| a.to_owned()).map_err(|e| {
-                        TlsError::Bundle { domain: domain.to_string(), reason: e.to_string() }
-                    })
+                    webpki::anchor_from_trusted_cert(root)
+                        .map(|a| a.to_owned())
+                        .map_err(|e| TlsError::Bundle {
+                            domain: domain.to_string(),
+                            reason: e.to_string(),
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             anchors.insert(domain.clone(), parsed);
@@ -147,7 +150,7 @@ pub(crate) fn verify_with_store(
     let domain = id.trust_domain();
     let anchors = store
         .anchors
-        .get(&domain)
+        .get(domain)
         .filter(|a| !a.is_empty())
         .ok_or_else(|| SvidError::UnknownTrustDomain(domain.to_string()))?;
     let cert = webpki::EndEntityCert::try_from(end_entity)

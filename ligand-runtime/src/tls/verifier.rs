@@ -40,7 +40,9 @@ fn verify_tls13(
 }
 
 fn schemes() -> Vec<SignatureScheme> {
-    super::provider().signature_verification_algorithms.supported_schemes()
+    super::provider()
+        .signature_verification_algorithms
+        .supported_schemes()
 }
 
 /// Which SPIFFE IDs a verifier accepts once the certificate itself has verified.
@@ -103,9 +105,15 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let current = self.state.current();
-        verify_with_store(end_entity, intermediates, &current.trust, now, Usage::Client)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(to_rustls)
+        verify_with_store(
+            end_entity,
+            intermediates,
+            &current.trust,
+            now,
+            Usage::Client,
+        )
+        .map(|_| ClientCertVerified::assertion())
+        .map_err(to_rustls)
     }
 
     fn verify_tls12_signature(
@@ -115,7 +123,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // Ligand configurations only enable TLS 1.3; a TLS 1.2 signature is never acceptable.
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -157,8 +167,14 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let current = self.state.current();
-        let id = verify_with_store(end_entity, intermediates, &current.trust, now, Usage::Server)
-            .map_err(to_rustls)?;
+        let id = verify_with_store(
+            end_entity,
+            intermediates,
+            &current.trust,
+            now,
+            Usage::Server,
+        )
+        .map_err(to_rustls)?;
         self.expected.check(&id).map_err(to_rustls)?;
         Ok(ServerCertVerified::assertion())
     }
@@ -169,7 +185,9 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _: &CertificateDer<'_>,
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
     fn verify_tls13_signature(

@@ -1,5 +1,9 @@
 //! Shared fixtures: a CA, a served test service and callers, all over real loopback mTLS.
-#![allow(dead_code, unreachable_pub, reason = "each test binary uses a different subset")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses a different subset"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
 
 use std::net::SocketAddr;
@@ -72,11 +76,21 @@ impl Fixture {
         let calls = Arc::new(AtomicUsize::new(0));
         let serving = tokio::spawn({
             let server = server.clone();
-            let service = Hello { calls: calls.clone() };
+            let service = Hello {
+                calls: calls.clone(),
+            };
             async move { server.serve(service).await }
         });
         let addr = server.local_addr().await.expect("listening");
-        Fixture { ca, server, addr, identity, telemetry, calls, serving }
+        Fixture {
+            ca,
+            server,
+            addr,
+            identity,
+            telemetry,
+            calls,
+            serving,
+        }
     }
 
     /// A caller holding a valid SVID for `id` from the fixture's CA, expecting the server's ID.
