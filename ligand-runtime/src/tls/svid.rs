@@ -99,6 +99,7 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
     let (_, cert) =
         X509Certificate::from_der(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
     let mut uris = Vec::new();
+    let (mut is_ca, mut bad_key_usage) = (false, false);
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -107,11 +108,9 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
                     _ => None,
                 }));
             }
-            ParsedExtension::BasicConstraints(bc) if bc.ca => return Err(SvidError::LeafIsCa),
-            ParsedExtension::KeyUsage(ku)
-                if !ku.digital_signature() || ku.key_cert_sign() || ku.crl_sign() =>
-            {
-                return Err(SvidError::BadKeyUsage);
+            ParsedExtension::BasicConstraints(bc) => is_ca |= bc.ca,
+            ParsedExtension::KeyUsage(ku) => {
+                bad_key_usage |= !ku.digital_signature() || ku.key_cert_sign() || ku.crl_sign();
             }
             ParsedExtension::ParseError { error } => {
                 return Err(SvidError::Malformed(error.to_string()));
@@ -119,9 +118,25 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
             _ => {}
         }
     }
+    if is_ca {
+        return Err(SvidError::LeafIsCa);
+    }
+    if bad_key_usage {
+        return Err(SvidError::BadKeyUsage);
+    }
     match uris.as_slice() {
         [] => Err(SvidError::NoUriSan),
-        [uri] => SpiffeId::new(uri).map_err(|e| SvidError::InvalidSpiffeId(e.to_string())),
+        [uri] => {
+            let id = SpiffeId::new(uri).map_err(|e| SvidError::InvalidSpiffeId(e.to_string()))?;
+            // The spiffe crate lowercases the trust domain; the specification forbids uppercase
+            // outright, and two spellings of one identity must never both verify.
+            if id.to_string() != *uri {
+                return Err(SvidError::InvalidSpiffeId(format!(
+                    "{uri} is not in canonical form"
+                )));
+            }
+            Ok(id)
+        }
         more => Err(SvidError::MultipleUriSans(more.len())),
     }
 }
