@@ -130,7 +130,7 @@ pub struct HttpBinding {
     addr: String,
     handshake_timeout: Duration,
     stop: CancellationToken,
-    deadline: Mutex<Duration>,
+    deadline: Arc<Mutex<Duration>>,
     done: watch::Sender<bool>,
 }
 
@@ -149,7 +149,7 @@ impl HttpBinding {
             addr: addr.into(),
             handshake_timeout: Duration::from_secs(10),
             stop: CancellationToken::new(),
-            deadline: Mutex::new(crate::config::DEFAULT_DRAIN_TIMEOUT),
+            deadline: Arc::new(Mutex::new(crate::config::DEFAULT_DRAIN_TIMEOUT)),
             done: watch::channel(false).0,
         }
     }
@@ -168,11 +168,49 @@ impl Binding for HttpBinding {
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "listening (mTLS 1.3)");
         args.listening.ready(local);
+        // The accept loop runs on its own task, so that shutdown completes even when the
+        // future awaiting `serve` is not being polled (for example, `close` awaited on the
+        // same task); `serve` itself just waits for the loop to finish.
+        let accept = AcceptLoop {
+            listener,
+            acceptor: args.acceptor,
+            service: args.service,
+            handshake_timeout: self.handshake_timeout,
+            stop: self.stop.clone(),
+            deadline: self.deadline.clone(),
+            done: self.done.clone(),
+        };
+        tokio::spawn(accept.run()).await?;
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Duration) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+        self.stop.cancel();
+        let mut done = self.done.subscribe();
+        // Bounded: serve's own drain is bounded by the same deadline.
+        let _ =
+            tokio::time::timeout(deadline + Duration::from_secs(1), done.wait_for(|d| *d)).await;
+    }
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    acceptor: MtlsAcceptor,
+    service: EnforcedService,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+    deadline: Arc<Mutex<Duration>>,
+    done: watch::Sender<bool>,
+}
+
+impl AcceptLoop {
+    async fn run(self) {
         let graceful = GracefulShutdown::new();
         loop {
             let (stream, remote) = tokio::select! {
                 () = self.stop.cancelled() => break,
-                accepted = listener.accept() => match accepted {
+                accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors and similar: back off instead of spinning.
@@ -182,8 +220,8 @@ impl Binding for HttpBinding {
                     }
                 },
             };
-            let acceptor = args.acceptor.clone();
-            let service = args.service.clone();
+            let acceptor = self.acceptor.clone();
+            let service = self.service.clone();
             let watcher = graceful.watcher();
             let handshake_timeout = self.handshake_timeout;
             tokio::spawn(async move {
@@ -207,7 +245,7 @@ impl Binding for HttpBinding {
                 }
             });
         }
-        drop(listener);
+        drop(self.listener);
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         if tokio::time::timeout(deadline, graceful.shutdown())
             .await
@@ -219,15 +257,5 @@ impl Binding for HttpBinding {
             );
         }
         self.done.send_replace(true);
-        Ok(())
-    }
-
-    async fn shutdown(&self, deadline: Duration) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
-        self.stop.cancel();
-        let mut done = self.done.subscribe();
-        // Bounded: serve's own drain is bounded by the same deadline.
-        let _ =
-            tokio::time::timeout(deadline + Duration::from_secs(1), done.wait_for(|d| *d)).await;
     }
 }

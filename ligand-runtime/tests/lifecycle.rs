@@ -374,3 +374,30 @@ async fn drain_lets_in_flight_requests_finish() {
     assert_eq!(response.status, 200);
     closing.await.unwrap();
 }
+
+#[tokio::test]
+async fn close_completes_while_the_serve_future_is_not_polled() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let server = init(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))))
+            .policy(allow_all())
+            .binding(HttpBinding::new("127.0.0.1:0"))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let serving = server.serve(common::Hello { calls });
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => panic!("serve returned early: {served:?}"),
+        addr = server.local_addr() => assert!(addr.is_some()),
+    }
+    // Same task, serve not polled meanwhile: close must still finish well inside the drain
+    // deadline (30 s), because the accept loop does not depend on the serve future.
+    tokio::time::timeout(Duration::from_secs(10), server.close())
+        .await
+        .expect("close finished");
+    assert!(serving.await.is_ok());
+}

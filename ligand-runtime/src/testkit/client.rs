@@ -100,6 +100,16 @@ impl PeerClient {
             .await
     }
 
+    /// `POST path` with `body` on a fresh connection.
+    pub async fn post(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<PeerResponse, BoxError> {
+        self.send(addr, Method::POST, path, &[], body).await
+    }
+
     /// `method path` with `headers` and `body` on a fresh connection.
     pub async fn send(
         &self,
