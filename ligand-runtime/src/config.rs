@@ -24,6 +24,8 @@ pub const DEFAULT_POLICY_LATENCY_WARN: Duration = Duration::from_millis(50);
 pub const DEFAULT_PRE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the binding may drain in-flight requests at shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a metrics snapshot is sent to telemetry.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(30);
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
@@ -50,6 +52,7 @@ pub struct Config {
     pub(crate) pre_stop_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) identity_grace_period: Option<Duration>,
+    pub(crate) metrics_interval: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -90,6 +93,7 @@ impl Config {
                 pre_stop_timeout: DEFAULT_PRE_STOP_TIMEOUT,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 identity_grace_period: None,
+                metrics_interval: DEFAULT_METRICS_INTERVAL,
             },
         }
     }
@@ -205,6 +209,13 @@ impl ConfigBuilder {
     /// unavailable. Without it, the SVID's own expiry is the deadline.
     pub fn identity_grace_period(mut self, grace: Duration) -> Self {
         self.config.identity_grace_period = Some(grace);
+        self
+    }
+
+    /// How often a [`MetricsSnapshot`](crate::MetricsSnapshot) goes to telemetry (default
+    /// 30 s). Telemetry that answers `NotSupported` stops the loop.
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.config.metrics_interval = interval;
         self
     }
 

@@ -69,8 +69,8 @@ pub use self::chain::{
     CHAIN_HEADER, Chain, ChainHeaderError, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS,
 };
 pub use self::config::{
-    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_POLICY_LATENCY_WARN,
-    DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
+    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
+    DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
 };
 pub use self::error::{
     BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,

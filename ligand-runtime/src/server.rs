@@ -68,6 +68,7 @@ struct Settings {
     pre_stop_timeout: Duration,
     drain_timeout: Duration,
     identity_grace_period: Option<Duration>,
+    metrics_interval: Duration,
 }
 
 impl fmt::Debug for Server {

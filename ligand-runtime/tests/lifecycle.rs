@@ -401,3 +401,31 @@ async fn close_completes_while_the_serve_future_is_not_polled() {
         .expect("close finished");
     assert!(serving.await.is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn metrics_snapshots_report_svid_lifetime_at_each_interval() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let telemetry = Arc::new(RecordingTelemetry::new());
+    let server = init_trust_boundary(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))))
+            .policy(allow_all())
+            .telemetry(telemetry.clone())
+            .metrics_interval(Duration::from_secs(10))
+            .build(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let metrics = telemetry.metrics();
+    assert_eq!(metrics.len(), 3);
+    let ttl = metrics[0].svid_time_to_expiry.unwrap();
+    assert!(
+        ttl > Duration::from_secs(3000) && ttl <= Duration::from_secs(3600),
+        "{ttl:?}"
+    );
+    assert!(metrics[0].svid_age.unwrap() >= Duration::from_secs(60));
+    server.close().await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(telemetry.metrics().len(), 3, "the loop stops at close");
+}

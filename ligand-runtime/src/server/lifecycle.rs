@@ -147,6 +147,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
                 pre_stop_timeout: config.pre_stop_timeout,
                 drain_timeout: config.drain_timeout,
                 identity_grace_period: config.identity_grace_period,
+                metrics_interval: config.metrics_interval,
             },
             pre_stop_hooks: config.pre_stop_hooks,
             serving: AtomicBool::new(false),

@@ -13,6 +13,7 @@ use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 use crate::identity::{WorkloadIdentity, X509ContextUpdate};
 use crate::policy::PolicyEngine;
+use crate::telemetry::{MetricsSnapshot, Telemetry};
 use crate::tls::IdentityState;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -31,6 +32,13 @@ impl Server {
         };
         let mut tasks = inner.watch_tasks.lock().await;
         tasks.push(tokio::spawn(rotation.run()));
+        let metrics = MetricsLoop {
+            telemetry: inner.telemetry.clone(),
+            tls: inner.tls.clone(),
+            interval: inner.settings.metrics_interval,
+            stop: inner.watches.clone(),
+        };
+        tasks.push(tokio::spawn(metrics.run()));
         if let Some(fetcher) = &inner.bundle_fetcher {
             let bundles = BundleLoop {
                 fetcher: fetcher.clone(),
@@ -236,6 +244,33 @@ impl BundleLoop {
     fn unavailable(&self, cause: String) {
         self.monitor
             .set(ProviderKind::BundleFetcher, State::Unavailable, Some(cause));
+    }
+}
+
+struct MetricsLoop {
+    telemetry: Arc<dyn Telemetry>,
+    tls: Arc<IdentityState>,
+    interval: Duration,
+    stop: CancellationToken,
+}
+
+impl MetricsLoop {
+    /// Sends a snapshot every interval until stopped, or until telemetry says it does not
+    /// take metrics.
+    async fn run(self) {
+        while pause(&self.stop, self.interval).await {
+            let now = SystemTime::now();
+            let snapshot = MetricsSnapshot {
+                svid_age: now.duration_since(self.tls.not_before()).ok(),
+                svid_time_to_expiry: self.tls.not_after().duration_since(now).ok(),
+                ..MetricsSnapshot::default()
+            };
+            match self.telemetry.record_metrics(&snapshot) {
+                Ok(()) => {}
+                Err(ProviderError::NotSupported) => return,
+                Err(error) => tracing::debug!(%error, "metrics not recorded"),
+            }
+        }
     }
 }
 

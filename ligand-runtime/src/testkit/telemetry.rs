@@ -2,7 +2,8 @@ use std::sync::Mutex;
 
 use crate::error::ProviderError;
 use crate::telemetry::{
-    DecisionEvent, HealthTransitionEvent, OutboundCallEvent, RateLimitEvent, Telemetry,
+    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
+    Telemetry,
 };
 
 /// Keeps every event it receives, in order.
@@ -12,6 +13,7 @@ pub struct RecordingTelemetry {
     rate_limits: Mutex<Vec<RateLimitEvent>>,
     outbound: Mutex<Vec<OutboundCallEvent>>,
     health: Mutex<Vec<HealthTransitionEvent>>,
+    metrics: Mutex<Vec<MetricsSnapshot>>,
     closed: Mutex<bool>,
 }
 
@@ -50,6 +52,11 @@ impl RecordingTelemetry {
         snapshot(&self.health)
     }
 
+    /// The metrics snapshots so far.
+    pub fn metrics(&self) -> Vec<MetricsSnapshot> {
+        snapshot(&self.metrics)
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         *self.closed.lock().unwrap_or_else(|e| e.into_inner())
@@ -71,6 +78,10 @@ impl Telemetry for RecordingTelemetry {
 
     fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
         push(&self.health, event.clone())
+    }
+
+    fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
+        push(&self.metrics, snapshot.clone())
     }
 
     fn close(&self) -> Result<(), ProviderError> {
