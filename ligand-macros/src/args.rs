@@ -11,7 +11,11 @@ pub(crate) enum Arg {
     /// A bare value, such as the path template of `#[get("/accounts/{id}")]`.
     Positional(Expr),
     /// An option, such as `action = "read"`; `expr` is the whole `name = value` for spans.
-    Named { name: Ident, value: Expr, expr: Expr },
+    Named {
+        name: Ident,
+        value: Expr,
+        expr: Expr,
+    },
 }
 
 /// Splits `tokens` (the inside of the attribute's parentheses) into arguments.

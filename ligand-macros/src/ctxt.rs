@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt::Display;
 use std::thread;
 
+use proc_macro2::TokenStream;
 use quote::ToTokens;
 
 /// Collects errors during parsing and validation.
@@ -17,7 +18,9 @@ pub(crate) struct Ctxt {
 
 impl Ctxt {
     pub(crate) fn new() -> Self {
-        Ctxt { errors: RefCell::new(Some(Vec::new())) }
+        Ctxt {
+            errors: RefCell::new(Some(Vec::new())),
+        }
     }
 
     /// Records an error spanning the tokens of `obj`.
@@ -43,7 +46,12 @@ impl Ctxt {
 
     /// Consumes the context: every recorded error combined into one, in the order found.
     pub(crate) fn check(self) -> syn::Result<()> {
-        let mut errors = self.errors.borrow_mut().take().unwrap_or_default().into_iter();
+        let mut errors = self
+            .errors
+            .borrow_mut()
+            .take()
+            .unwrap_or_default()
+            .into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
         };
@@ -51,6 +59,24 @@ impl Ctxt {
             combined.combine(rest);
         }
         Err(combined)
+    }
+
+    /// Consumes the context into the macro's output: `output()` when no error was recorded,
+    /// otherwise the errors followed by `stub()`, the minimal code that keeps the compiler from
+    /// reporting consequences of the errors as further errors.
+    pub(crate) fn finish(
+        self,
+        output: impl FnOnce() -> TokenStream,
+        stub: impl FnOnce() -> TokenStream,
+    ) -> TokenStream {
+        match self.check() {
+            Ok(()) => output(),
+            Err(err) => {
+                let mut tokens = err.to_compile_error();
+                tokens.extend(stub());
+                tokens
+            }
+        }
     }
 }
 

@@ -1,0 +1,11 @@
+use ligand::prelude::*;
+
+async fn config() -> Result<ligand::Config, ligand::BoxError> {
+    unimplemented!()
+}
+
+#[ligand::main(config = "config")]
+async fn main(server: Server) -> ligand::Result<()> {
+    let _ = &server;
+    Ok(())
+}

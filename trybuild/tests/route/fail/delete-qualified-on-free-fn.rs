@@ -1,0 +1,6 @@
+#[ligand::delete("/hello")]
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn main() {}

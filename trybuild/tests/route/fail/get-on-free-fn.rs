@@ -1,0 +1,8 @@
+use ligand::prelude::*;
+
+#[get("/hello")]
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+struct Api;
+
+#[ligand::service]
+impl Api {
+    async fn hello(&self) -> &'static str {
+        "hello"
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ligand::service]
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[ligand::service]
+struct Api;
+
+fn main() {}

@@ -1,0 +1,12 @@
+//! Compile-pass and compile-fail suites for the Ligand macros. Regenerate the expected output
+//! with `TRYBUILD=overwrite cargo test -p ligand-trybuild`, then read every changed `.stderr`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/service/pass/*.rs");
+    t.pass("tests/main/pass/*.rs");
+    t.compile_fail("tests/service/fail/*.rs");
+    t.compile_fail("tests/route/fail/*.rs");
+    t.compile_fail("tests/main/fail/*.rs");
+}
