@@ -95,21 +95,21 @@ fn bench(c: &mut Criterion) {
                 request: line,
             } = request();
             chain.push(peer.clone());
-            let check = RateLimitRequest {
+            let eval = EvalRequest {
                 chain,
+                peer,
                 resource,
                 action,
-            };
-            let verdict = limiter.check(&check).await;
-            assert!(verdict.is_ok_and(|v| v.allowed));
-            let eval = EvalRequest {
-                chain: check.chain,
-                peer,
-                resource: check.resource,
-                action: check.action,
                 request: line,
                 service: "spiffe://example.org/service/accounts".into(),
             };
+            let check = RateLimitRequest {
+                chain: &eval.chain,
+                resource: &eval.resource,
+                action: &eval.action,
+            };
+            let verdict = limiter.check(&check).await;
+            assert!(verdict.is_ok_and(|v| v.allowed));
             let decision = engine.evaluate(&eval).await;
             assert!(decision.is_ok_and(|d| d.allowed));
         })

@@ -8,15 +8,15 @@ use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::request::{Action, Resource};
 
-/// One rate-limit check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitRequest {
+/// One rate-limit check, borrowing the request being enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitRequest<'a> {
     /// The chain with the verified immediate peer last; limiters key on the peer.
-    pub chain: Chain,
+    pub chain: &'a Chain,
     /// What is being accessed, for per-resource limits.
-    pub resource: Resource,
+    pub resource: &'a Resource,
     /// The operation.
-    pub action: Action,
+    pub action: &'a Action,
 }
 
 /// A rate-limit decision.
@@ -58,7 +58,10 @@ impl RateLimitResponse {
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Checks one request.
-    async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError>;
+    async fn check(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Result<RateLimitResponse, ProviderError>;
 
     /// Releases the limiter's resources.
     async fn close(&self) -> Result<(), ProviderError> {
@@ -72,14 +75,17 @@ pub struct Unlimited;
 
 #[async_trait]
 impl RateLimiter for Unlimited {
-    async fn check(&self, _: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
+    async fn check(&self, _: &RateLimitRequest<'_>) -> Result<RateLimitResponse, ProviderError> {
         Ok(RateLimitResponse::allow())
     }
 }
 
 #[async_trait]
 impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
-    async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
+    async fn check(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Result<RateLimitResponse, ProviderError> {
         (**self).check(request).await
     }
 

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use crate::chain::Chain;
 use crate::error::Denial;
 use crate::policy::{EvalRequest, EvalResponse};
-use crate::ratelimit::RateLimitRequest;
+use crate::ratelimit::{RateLimitRequest, RateLimiter};
 use crate::request::InboundRequest;
 use crate::telemetry::{DecisionEvent, RateLimitEvent};
 
@@ -64,15 +64,20 @@ impl Server {
         let timestamp = SystemTime::now();
         let request_id = request_id.unwrap_or_else(new_request_id);
         let inner = &*self.inner;
-        let deny = |denial: Denial, request_id: String| Err(Denied { denial, request_id });
 
         let overall = inner.monitor.overall();
         if !overall.serves_traffic() {
             tracing::debug!(%request_id, state = %overall, "request refused: service not ready");
-            return deny(Denial::NotReady, request_id);
+            return Err(Denied {
+                denial: Denial::NotReady,
+                request_id,
+            });
         }
         if request.peer.principal().is_none() {
-            return deny(Denial::Unauthenticated, request_id);
+            return Err(Denied {
+                denial: Denial::Unauthenticated,
+                request_id,
+            });
         }
 
         let InboundRequest {
@@ -83,86 +88,6 @@ impl Server {
             request: line,
         } = request;
         chain.push(peer.clone());
-
-        if let Some(limiter) = &inner.rate_limiter {
-            let check = RateLimitRequest {
-                chain,
-                resource,
-                action,
-            };
-            let limiter_started = Instant::now();
-            let outcome = limiter.check(&check).await;
-            let RateLimitRequest {
-                chain: c,
-                resource: r,
-                action: a,
-            } = check;
-            let mut event = RateLimitEvent {
-                timestamp,
-                request_id: request_id.clone(),
-                chain: c,
-                resource: r,
-                action: a,
-                allowed: false,
-                latency: limiter_started.elapsed(),
-                current_rps: None,
-                limit_rps: None,
-                error: None,
-            };
-            let verdict = match outcome {
-                Ok(response) => {
-                    event.allowed = response.allowed;
-                    event.current_rps = response.current_rps;
-                    event.limit_rps = response.limit_rps;
-                    (!response.allowed).then_some(Denial::RateLimited {
-                        retry_after: response.retry_after,
-                    })
-                }
-                Err(error) => {
-                    tracing::warn!(%request_id, %error, "rate limiter failed; denying");
-                    event.error = Some(error.to_string());
-                    Some(Denial::RateLimiterFailure)
-                }
-            };
-            let _ = inner.telemetry.record_rate_limit(&event);
-            if let Some(denial) = verdict {
-                return deny(denial, request_id);
-            }
-            return self
-                .decide(
-                    event.chain,
-                    peer,
-                    event.resource,
-                    event.action,
-                    line,
-                    request_id,
-                    timestamp,
-                    started,
-                )
-                .await;
-        }
-        self.decide(
-            chain, peer, resource, action, line, request_id, timestamp, started,
-        )
-        .await
-    }
-
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the pipeline's own hand-off between stages"
-    )]
-    async fn decide(
-        &self,
-        chain: Chain,
-        peer: crate::chain::Link,
-        resource: crate::request::Resource,
-        action: crate::request::Action,
-        line: crate::request::RequestLine,
-        request_id: String,
-        timestamp: SystemTime,
-        started: Instant,
-    ) -> Result<Enforced, Denied> {
-        let inner = &*self.inner;
         let eval = EvalRequest {
             chain,
             peer,
@@ -171,12 +96,77 @@ impl Server {
             request: line,
             service: inner.service_id.clone(),
         };
+        if let Some(limiter) = &inner.rate_limiter
+            && let Some(denial) = self
+                .rate_limit(limiter.as_ref(), &eval, &request_id, timestamp)
+                .await
+        {
+            return Err(Denied { denial, request_id });
+        }
+        self.decide(eval, request_id, timestamp, started).await
+    }
+
+    /// The rate-limit stage: `Some(denial)` unless the limiter explicitly allowed.
+    async fn rate_limit(
+        &self,
+        limiter: &dyn RateLimiter,
+        eval: &EvalRequest,
+        request_id: &str,
+        timestamp: SystemTime,
+    ) -> Option<Denial> {
+        let check = RateLimitRequest {
+            chain: &eval.chain,
+            resource: &eval.resource,
+            action: &eval.action,
+        };
+        let started = Instant::now();
+        let outcome = limiter.check(&check).await;
+        let mut event = RateLimitEvent {
+            timestamp,
+            request_id: request_id.to_owned(),
+            chain: eval.chain.clone(),
+            resource: eval.resource.clone(),
+            action: eval.action.clone(),
+            allowed: false,
+            latency: started.elapsed(),
+            current_rps: None,
+            limit_rps: None,
+            error: None,
+        };
+        let denial = match outcome {
+            Ok(response) => {
+                event.allowed = response.allowed;
+                event.current_rps = response.current_rps;
+                event.limit_rps = response.limit_rps;
+                (!response.allowed).then_some(Denial::RateLimited {
+                    retry_after: response.retry_after,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%request_id, %error, "rate limiter failed; denying");
+                event.error = Some(error.to_string());
+                Some(Denial::RateLimiterFailure)
+            }
+        };
+        let _ = self.inner.telemetry.record_rate_limit(&event);
+        denial
+    }
+
+    /// The policy stage, bounded by the policy timeout: only an explicit allow passes.
+    async fn decide(
+        &self,
+        eval: EvalRequest,
+        request_id: String,
+        timestamp: SystemTime,
+        started: Instant,
+    ) -> Result<Enforced, Denied> {
+        let settings = &self.inner.settings;
         let policy_started = Instant::now();
         let outcome =
-            tokio::time::timeout(inner.settings.policy_timeout, inner.policy.evaluate(&eval)).await;
+            tokio::time::timeout(settings.policy_timeout, self.inner.policy.evaluate(&eval)).await;
         let policy_latency = policy_started.elapsed();
-        if policy_latency > inner.settings.policy_latency_warn {
-            tracing::warn!(%request_id, ?policy_latency, threshold = ?inner.settings.policy_latency_warn, "slow policy evaluation");
+        if policy_latency > settings.policy_latency_warn {
+            tracing::warn!(%request_id, ?policy_latency, threshold = ?settings.policy_latency_warn, "slow policy evaluation");
         }
         let (decision, error) = match outcome {
             Ok(Ok(response)) => (response, None),
@@ -185,7 +175,7 @@ impl Server {
                 EvalResponse::default(),
                 Some(format!(
                     "policy evaluation timed out after {:?}",
-                    inner.settings.policy_timeout
+                    settings.policy_timeout
                 )),
             ),
         };
@@ -208,7 +198,7 @@ impl Server {
             reason: decision.reason,
             error,
         };
-        let _ = inner.telemetry.record_decision(&event);
+        let _ = self.inner.telemetry.record_decision(&event);
         let DecisionEvent {
             chain,
             request_id,

@@ -56,7 +56,10 @@ impl ScriptedLimiter {
 
 #[async_trait]
 impl RateLimiter for ScriptedLimiter {
-    async fn check(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, ProviderError> {
+    async fn check(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Result<RateLimitResponse, ProviderError> {
         let script = *self.script.lock().unwrap_or_else(|e| e.into_inner());
         match script {
             Script::Fail => Err(ProviderError::backend(
