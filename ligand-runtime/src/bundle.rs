@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::ProviderError;
+use crate::provider::ProviderContext;
 
 /// A fetched policy bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,13 @@ pub trait BundleFetcher: Send + Sync + 'static {
     /// New bundles as they appear; only the latest matters. A closed watch is re-established
     /// with backoff, and the last good policy stays in force meanwhile.
     async fn watch(&self) -> Result<watch::Receiver<BundleUpdate>, ProviderError>;
+
+    /// Called once by `init` after the workload identity is established; a provider that
+    /// reaches a backend connects (and checks it is reachable) here. An error fails init.
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        let _ = context;
+        Ok(())
+    }
 
     /// Releases the fetcher's resources.
     async fn close(&self) -> Result<(), ProviderError> {

@@ -45,6 +45,7 @@ mod error;
 mod health;
 mod identity;
 mod policy;
+mod provider;
 mod ratelimit;
 mod registry;
 mod request;
@@ -81,6 +82,7 @@ pub use self::identity::{
     X509ContextUpdate, X509Svid,
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
+pub use self::provider::ProviderContext;
 pub use self::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter, Unlimited};
 pub use self::registry::{Endpoint, ServiceRegistry};
 pub use self::request::{Action, InboundRequest, RequestLine, Resource};

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::chain::Chain;
 use crate::error::ProviderError;
+use crate::provider::ProviderContext;
 use crate::request::{Action, RequestLine, Resource};
 
 /// One policy decision's input. It serializes to the documented Rego input:
@@ -71,6 +72,13 @@ pub trait PolicyEngine: Send + Sync + 'static {
         Err(ProviderError::NotSupported)
     }
 
+    /// Called once by `init` after the workload identity is established; a provider that
+    /// reaches a backend connects (and checks it is reachable) here. An error fails init.
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        let _ = context;
+        Ok(())
+    }
+
     /// Releases the engine's resources.
     async fn close(&self) -> Result<(), ProviderError> {
         Ok(())
@@ -85,6 +93,10 @@ impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
 
     async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {
         (**self).reload(bundle).await
+    }
+
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        (**self).start(context).await
     }
 
     async fn close(&self) -> Result<(), ProviderError> {

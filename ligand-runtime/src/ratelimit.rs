@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::chain::Chain;
 use crate::error::ProviderError;
+use crate::provider::ProviderContext;
 use crate::request::{Action, Resource};
 
 /// One rate-limit check, borrowing the request being enforced.
@@ -63,6 +64,13 @@ pub trait RateLimiter: Send + Sync + 'static {
         request: &RateLimitRequest<'_>,
     ) -> Result<RateLimitResponse, ProviderError>;
 
+    /// Called once by `init` after the workload identity is established; a provider that
+    /// reaches a backend connects (and checks it is reachable) here. An error fails init.
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        let _ = context;
+        Ok(())
+    }
+
     /// Releases the limiter's resources.
     async fn close(&self) -> Result<(), ProviderError> {
         Ok(())
@@ -87,6 +95,10 @@ impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
         request: &RateLimitRequest<'_>,
     ) -> Result<RateLimitResponse, ProviderError> {
         (**self).check(request).await
+    }
+
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        (**self).start(context).await
     }
 
     async fn close(&self) -> Result<(), ProviderError> {

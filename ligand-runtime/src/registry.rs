@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::ProviderError;
+use crate::provider::ProviderContext;
 
 /// One instance of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +35,13 @@ pub trait ServiceRegistry: Send + Sync + 'static {
     ) -> Result<watch::Receiver<Vec<Endpoint>>, ProviderError> {
         let _ = spiffe_id;
         Err(ProviderError::NotSupported)
+    }
+
+    /// Called once by `init` after the workload identity is established; a provider that
+    /// reaches a backend connects (and checks it is reachable) here. An error fails init.
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        let _ = context;
+        Ok(())
     }
 
     /// Releases the registry's resources.

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::ProviderError;
+use crate::provider::ProviderContext;
 
 /// A secret as the backend returns it.
 pub struct SecretValue {
@@ -45,6 +46,13 @@ pub trait Secrets: Send + Sync + 'static {
     /// Revocation events. Optional; without them the framework relies on TTLs.
     async fn watch_revocations(&self) -> Result<mpsc::Receiver<SecretRevocation>, ProviderError> {
         Err(ProviderError::NotSupported)
+    }
+
+    /// Called once by `init` after the workload identity is established; a provider that
+    /// reaches a backend connects (and checks it is reachable) here. An error fails init.
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        let _ = context;
+        Ok(())
     }
 
     /// Releases the provider's resources.

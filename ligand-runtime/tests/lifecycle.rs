@@ -429,3 +429,58 @@ async fn metrics_snapshots_report_svid_lifetime_at_each_interval() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(telemetry.metrics().len(), 3, "the loop stops at close");
 }
+
+/// A limiter whose backend is unreachable at start, recording the identity it was given.
+struct UnreachableLimiter(std::sync::Mutex<Option<String>>);
+
+#[async_trait::async_trait]
+impl ligand_runtime::RateLimiter for UnreachableLimiter {
+    async fn start(
+        &self,
+        context: &ligand_runtime::ProviderContext,
+    ) -> Result<(), ligand_runtime::ProviderError> {
+        *self.0.lock().unwrap() = Some(context.spiffe_id().to_string());
+        Err(ligand_runtime::ProviderError::backend(
+            "connecting to the limiter backend",
+            "connection refused",
+        ))
+    }
+
+    async fn check(
+        &self,
+        _: &ligand_runtime::RateLimitRequest<'_>,
+    ) -> Result<ligand_runtime::RateLimitResponse, ligand_runtime::ProviderError> {
+        unreachable!("never started")
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_start_fails_init() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let limiter = Arc::new(UnreachableLimiter(std::sync::Mutex::new(None)));
+    let err = init(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))))
+            .policy(allow_all())
+            .rate_limiter(limiter.clone())
+            .binding(HttpBinding::new("127.0.0.1:0"))
+            .build(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InitError::Provider {
+                kind: ProviderKind::RateLimiter,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        limiter.0.lock().unwrap().as_deref(),
+        Some(SERVER_ID),
+        "started with the established identity"
+    );
+}

@@ -12,6 +12,7 @@ use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
+use crate::provider::ProviderContext;
 use crate::service::Service;
 use crate::telemetry::{Telemetry, TracingTelemetry};
 use crate::tls::{IdentityState, MtlsAcceptor};
@@ -92,6 +93,33 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     monitor.set(ProviderKind::Identity, State::Ready, None);
     let service_id = tls.spiffe_id().to_string();
 
+    // Providers that reach a backend connect now, with the identity in hand; any failure is
+    // fatal (an unreachable configured backend must not leave the service half-enforced).
+    let context = ProviderContext::new(tls.clone());
+    started(ProviderKind::Policy, policy.start(&context), &monitor).await?;
+    if let Some(fetcher) = &config.bundle_fetcher {
+        started(
+            ProviderKind::BundleFetcher,
+            fetcher.start(&context),
+            &monitor,
+        )
+        .await?;
+    }
+    if let Some(limiter) = &config.rate_limiter {
+        started(ProviderKind::RateLimiter, limiter.start(&context), &monitor).await?;
+    }
+    if let Some(secrets) = &config.secrets {
+        started(ProviderKind::Secrets, secrets.start(&context), &monitor).await?;
+    }
+    if let Some(registry) = &config.registry {
+        started(
+            ProviderKind::ServiceRegistry,
+            registry.start(&context),
+            &monitor,
+        )
+        .await?;
+    }
+
     // The initial policy bundle, when policy comes from a bundle server.
     if let Some(fetcher) = &config.bundle_fetcher {
         let bundle = fetcher
@@ -160,6 +188,18 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     server.start_watches().await;
     tracing::info!(spiffe_id = %server.inner.service_id, "ligand initialized");
     Ok(server)
+}
+
+/// Awaits one provider's `start`; a failure marks it Unavailable and fails init.
+async fn started(
+    kind: ProviderKind,
+    start: impl std::future::Future<Output = Result<(), ProviderError>>,
+    monitor: &Monitor,
+) -> Result<(), InitError> {
+    start.await.map_err(|source| {
+        monitor.set(kind, State::Unavailable, Some(source.to_string()));
+        InitError::Provider { kind, source }
+    })
 }
 
 impl Server {
