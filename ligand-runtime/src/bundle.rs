@@ -44,3 +44,22 @@ pub trait BundleFetcher: Send + Sync + 'static {
         Ok(())
     }
 }
+
+#[async_trait]
+impl<T: BundleFetcher + ?Sized> BundleFetcher for std::sync::Arc<T> {
+    async fn fetch(&self, known_etag: Option<&str>) -> Result<Option<PolicyBundle>, ProviderError> {
+        (**self).fetch(known_etag).await
+    }
+
+    async fn watch(&self) -> Result<watch::Receiver<BundleUpdate>, ProviderError> {
+        (**self).watch().await
+    }
+
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        (**self).start(context).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
+    }
+}

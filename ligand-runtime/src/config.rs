@@ -24,6 +24,9 @@ pub const DEFAULT_POLICY_LATENCY_WARN: Duration = Duration::from_millis(50);
 pub const DEFAULT_PRE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the binding may drain in-flight requests at shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long before a secret expires the framework renews it (the trigger is
+/// `min(lead, ttl/2)` before expiry).
+pub const DEFAULT_SECRET_RENEWAL_LEAD: Duration = Duration::from_secs(600);
 /// How often a metrics snapshot is sent to telemetry.
 pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -53,6 +56,7 @@ pub struct Config {
     pub(crate) drain_timeout: Duration,
     pub(crate) identity_grace_period: Option<Duration>,
     pub(crate) metrics_interval: Duration,
+    pub(crate) secret_renewal_lead: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -94,6 +98,7 @@ impl Config {
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 identity_grace_period: None,
                 metrics_interval: DEFAULT_METRICS_INTERVAL,
+                secret_renewal_lead: DEFAULT_SECRET_RENEWAL_LEAD,
             },
         }
     }
@@ -216,6 +221,13 @@ impl ConfigBuilder {
     /// 30 s). Telemetry that answers `NotSupported` stops the loop.
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
         self.config.metrics_interval = interval;
+        self
+    }
+
+    /// How long before expiry secrets are renewed (default 10 min; the trigger is
+    /// `min(lead, ttl/2)` before expiry, so short-lived secrets renew at half-life).
+    pub fn secret_renewal_lead(mut self, lead: Duration) -> Self {
+        self.config.secret_renewal_lead = lead;
         self
     }
 

@@ -72,6 +72,7 @@ pub use self::chain::{
 pub use self::config::{
     Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
     DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
+    DEFAULT_SECRET_RENEWAL_LEAD,
 };
 pub use self::error::{
     BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,
@@ -86,14 +87,17 @@ pub use self::provider::ProviderContext;
 pub use self::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter, Unlimited};
 pub use self::registry::{Endpoint, ServiceRegistry};
 pub use self::request::{Action, InboundRequest, RequestLine, Resource};
-pub use self::secrets::{SecretRevocation, SecretValue, Secrets};
+pub use self::secrets::{
+    Secret, SecretError, SecretRevocation, SecretValue, Secrets, SecretsCache, decode_secret,
+};
 pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
 pub use self::service::{Ctx, Service, denial_response};
 pub use self::telemetry::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, OutboundOutcome,
-    RateLimitEvent, Telemetry, TracingTelemetry,
+    RateLimitEvent, SecretAccess, SecretAccessEvent, Telemetry, TracingTelemetry,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
+pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use spiffe::{SpiffeId, TrustDomain};
 
 /// The result of a Ligand `main`.

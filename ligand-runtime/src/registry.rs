@@ -49,3 +49,25 @@ pub trait ServiceRegistry: Send + Sync + 'static {
         Ok(())
     }
 }
+
+#[async_trait]
+impl<T: ServiceRegistry + ?Sized> ServiceRegistry for std::sync::Arc<T> {
+    async fn resolve(&self, spiffe_id: &str) -> Result<Vec<Endpoint>, ProviderError> {
+        (**self).resolve(spiffe_id).await
+    }
+
+    async fn watch(
+        &self,
+        spiffe_id: &str,
+    ) -> Result<watch::Receiver<Vec<Endpoint>>, ProviderError> {
+        (**self).watch(spiffe_id).await
+    }
+
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        (**self).start(context).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
+    }
+}

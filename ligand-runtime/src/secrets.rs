@@ -1,5 +1,12 @@
-//! The secrets backend contract. Application code never sees a backend: it reads secrets
-//! through the framework, which caches, renews and audits every access.
+//! Secrets: the backend contract, the framework's cache (single-flight, TTL, proactive
+//! renewal, revocation) and typed secrets. Application code never sees a backend: it reads
+//! secrets through [`Ctx::secret`](crate::Ctx::secret), which is cached, renewed and audited.
+
+mod cache;
+mod typed;
+
+pub use self::cache::SecretsCache;
+pub use self::typed::{Secret, SecretError, decode_secret};
 
 use std::fmt;
 use std::time::Duration;
@@ -10,14 +17,31 @@ use tokio::sync::mpsc;
 use crate::error::ProviderError;
 use crate::provider::ProviderContext;
 
-/// A secret as the backend returns it.
+/// A secret as the backend returns it. A key-value secret is a JSON object of its keys.
 pub struct SecretValue {
-    /// The raw value. Never logged.
-    pub value: Vec<u8>,
+    /// The raw value: zeroized on drop, never printed.
+    pub value: secrecy::SecretSlice<u8>,
     /// How long the value is valid; `None` means no expiry and no renewal.
     pub ttl: Option<Duration>,
     /// The backend's lease identifier, matched against revocation events.
     pub lease_id: Option<String>,
+}
+
+impl SecretValue {
+    /// A value valid for `ttl` (`None`: no expiry), without a lease.
+    pub fn new(value: impl Into<Vec<u8>>, ttl: Option<Duration>) -> Self {
+        Self {
+            value: secrecy::SecretSlice::from(value.into()),
+            ttl,
+            lease_id: None,
+        }
+    }
+
+    /// Sets the backend's lease ID.
+    pub fn lease(mut self, lease_id: impl Into<String>) -> Self {
+        self.lease_id = Some(lease_id.into());
+        self
+    }
 }
 
 impl fmt::Debug for SecretValue {
@@ -58,5 +82,24 @@ pub trait Secrets: Send + Sync + 'static {
     /// Releases the provider's resources.
     async fn close(&self) -> Result<(), ProviderError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: Secrets + ?Sized> Secrets for std::sync::Arc<T> {
+    async fn get(&self, name: &str) -> Result<SecretValue, ProviderError> {
+        (**self).get(name).await
+    }
+
+    async fn watch_revocations(&self) -> Result<mpsc::Receiver<SecretRevocation>, ProviderError> {
+        (**self).watch_revocations().await
+    }
+
+    async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
+        (**self).start(context).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        (**self).close().await
     }
 }

@@ -25,7 +25,7 @@ use crate::identity::WorkloadIdentity;
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::ServiceRegistry;
-use crate::secrets::Secrets;
+use crate::secrets::{Secret, SecretError, Secrets, SecretsCache};
 use crate::telemetry::Telemetry;
 use crate::tls::IdentityState;
 
@@ -46,6 +46,7 @@ struct Inner {
     rate_limiter: Option<Arc<dyn RateLimiter>>,
     telemetry: Arc<dyn Telemetry>,
     secrets: Option<Arc<dyn Secrets>>,
+    secrets_cache: Option<Arc<SecretsCache>>,
     registry: Option<Arc<dyn ServiceRegistry>>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,
@@ -94,6 +95,35 @@ impl Server {
     /// The live identity (current SVID and trust store), for building outbound TLS.
     pub fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
+    }
+
+    /// The secret at `name` (a backend path) through the audited cache. Handlers use
+    /// [`Ctx::secret`](crate::Ctx::secret), which records the caller's chain with the access.
+    pub async fn secret_bytes(
+        &self,
+        name: &str,
+    ) -> Result<Arc<secrecy::SecretSlice<u8>>, SecretError> {
+        self.secret_for(name, None, None).await
+    }
+
+    /// The typed secret `T` through the audited cache.
+    pub async fn secret<T: Secret>(&self) -> Result<T, SecretError> {
+        let bytes = self.secret_for(T::PATH, None, None).await?;
+        T::__from_secret(secrecy::ExposeSecret::expose_secret(&*bytes))
+    }
+
+    pub(crate) async fn secret_for(
+        &self,
+        name: &str,
+        chain: Option<&crate::Chain>,
+        request_id: Option<&str>,
+    ) -> Result<Arc<secrecy::SecretSlice<u8>>, SecretError> {
+        let cache = self
+            .inner
+            .secrets_cache
+            .as_ref()
+            .ok_or(SecretError::NotConfigured)?;
+        cache.get(name, chain, request_id).await
     }
 
     /// Waits until the binding listens and returns its address; `None` if it stopped (or

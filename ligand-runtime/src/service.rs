@@ -228,6 +228,32 @@ impl Ctx {
         &self.inner.request_id
     }
 
+    /// The typed secret `T` (a `#[ligand::secret]` struct), read through the framework's
+    /// audited cache; the access is recorded with this request's chain and ID.
+    pub async fn secret<T: crate::Secret>(&self) -> Result<T, crate::SecretError> {
+        let bytes = self
+            .inner
+            .server
+            .secret_for(
+                T::PATH,
+                Some(&self.inner.chain),
+                Some(&self.inner.request_id),
+            )
+            .await?;
+        T::__from_secret(secrecy::ExposeSecret::expose_secret(&*bytes))
+    }
+
+    /// The raw secret at `name` (a backend path), read through the audited cache.
+    pub async fn secret_bytes(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<secrecy::SecretSlice<u8>>, crate::SecretError> {
+        self.inner
+            .server
+            .secret_for(name, Some(&self.inner.chain), Some(&self.inner.request_id))
+            .await
+    }
+
     /// This service's own SPIFFE ID.
     pub fn service_id(&self) -> SpiffeId {
         self.inner.server.spiffe_id()

@@ -113,6 +113,40 @@ pub struct OutboundCallEvent {
     pub latency: Duration,
 }
 
+/// What happened on one secret access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SecretAccess {
+    /// Served from the cache.
+    Hit,
+    /// Fetched from the backend for a reader.
+    Miss,
+    /// Renewed in the background before expiry.
+    Renewal,
+    /// Evicted because the backend revoked its lease.
+    Revocation,
+    /// The backend failed.
+    Error,
+}
+
+/// The audit record of a secret access. It never carries the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretAccessEvent {
+    /// When.
+    pub timestamp: SystemTime,
+    /// The secret's path.
+    pub name: String,
+    /// The chain of the request that read it (absent for background renewal).
+    pub chain: Option<Chain>,
+    /// The request's correlation ID, when a request read it.
+    pub request_id: Option<String>,
+    /// What happened.
+    pub access: SecretAccess,
+    /// The backend's error, for failures.
+    pub error: Option<String>,
+}
+
 /// Periodic aggregate metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MetricsSnapshot {
@@ -145,6 +179,12 @@ pub trait Telemetry: Send + Sync + 'static {
 
     /// Records a health transition. Optional.
     fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
+        let _ = event;
+        Err(ProviderError::NotSupported)
+    }
+
+    /// Records a secret access (the secrets audit log). Optional.
+    fn record_secret_access(&self, event: &SecretAccessEvent) -> Result<(), ProviderError> {
         let _ = event;
         Err(ProviderError::NotSupported)
     }
@@ -205,6 +245,19 @@ impl Telemetry for TracingTelemetry {
         // The monitor already logs every transition.
         Ok(())
     }
+
+    fn record_secret_access(&self, e: &SecretAccessEvent) -> Result<(), ProviderError> {
+        tracing::info!(
+            target: "ligand::audit",
+            secret = %e.name,
+            access = ?e.access,
+            request_id = e.request_id.as_deref().unwrap_or(""),
+            peer = e.chain.as_ref().and_then(|c| c.peer()).and_then(|l| l.principal()).unwrap_or(""),
+            error = e.error.as_deref().unwrap_or(""),
+            "secret access"
+        );
+        Ok(())
+    }
 }
 
 impl<T: Telemetry + ?Sized> Telemetry for std::sync::Arc<T> {
@@ -222,6 +275,10 @@ impl<T: Telemetry + ?Sized> Telemetry for std::sync::Arc<T> {
 
     fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
         (**self).record_health_transition(event)
+    }
+
+    fn record_secret_access(&self, event: &SecretAccessEvent) -> Result<(), ProviderError> {
+        (**self).record_secret_access(event)
     }
 
     fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
 use crate::provider::ProviderContext;
+use crate::secrets::SecretsCache;
 use crate::service::Service;
 use crate::telemetry::{Telemetry, TracingTelemetry};
 use crate::tls::{IdentityState, MtlsAcceptor};
@@ -156,6 +157,16 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         }
     }
 
+    let watches = CancellationToken::new();
+    let secrets_cache = config.secrets.clone().map(|backend| {
+        SecretsCache::new(
+            backend,
+            config.secret_renewal_lead,
+            monitor.clone(),
+            telemetry.clone(),
+            watches.clone(),
+        )
+    });
     let server = Server {
         inner: Arc::new(Inner {
             identity,
@@ -164,6 +175,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             rate_limiter: config.rate_limiter,
             telemetry,
             secrets: config.secrets,
+            secrets_cache,
             registry: config.registry,
             bundle_fetcher: config.bundle_fetcher,
             tls,
@@ -180,7 +192,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             pre_stop_hooks: config.pre_stop_hooks,
             serving: AtomicBool::new(false),
             listening: watch::channel(None).0,
-            watches: CancellationToken::new(),
+            watches,
             watch_tasks: Mutex::new(Vec::new()),
             closed: OnceCell::new(),
         }),

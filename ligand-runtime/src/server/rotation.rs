@@ -32,9 +32,13 @@ impl Server {
         };
         let mut tasks = inner.watch_tasks.lock().await;
         tasks.push(tokio::spawn(rotation.run()));
+        if let Some(cache) = &inner.secrets_cache {
+            tasks.push(tokio::spawn(cache.clone().watch_revocations()));
+        }
         let metrics = MetricsLoop {
             telemetry: inner.telemetry.clone(),
             tls: inner.tls.clone(),
+            secrets: inner.secrets_cache.clone(),
             interval: inner.settings.metrics_interval,
             stop: inner.watches.clone(),
         };
@@ -250,6 +254,7 @@ impl BundleLoop {
 struct MetricsLoop {
     telemetry: Arc<dyn Telemetry>,
     tls: Arc<IdentityState>,
+    secrets: Option<Arc<crate::secrets::SecretsCache>>,
     interval: Duration,
     stop: CancellationToken,
 }
@@ -263,6 +268,8 @@ impl MetricsLoop {
             let snapshot = MetricsSnapshot {
                 svid_age: now.duration_since(self.tls.not_before()).ok(),
                 svid_time_to_expiry: self.tls.not_after().duration_since(now).ok(),
+                secrets_cache_hits: self.secrets.as_ref().map_or(0, |c| c.hits()),
+                secrets_cache_misses: self.secrets.as_ref().map_or(0, |c| c.misses()),
                 ..MetricsSnapshot::default()
             };
             match self.telemetry.record_metrics(&snapshot) {

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use crate::error::ProviderError;
 use crate::telemetry::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
-    Telemetry,
+    SecretAccessEvent, Telemetry,
 };
 
 /// Keeps every event it receives, in order.
@@ -14,6 +14,7 @@ pub struct RecordingTelemetry {
     outbound: Mutex<Vec<OutboundCallEvent>>,
     health: Mutex<Vec<HealthTransitionEvent>>,
     metrics: Mutex<Vec<MetricsSnapshot>>,
+    secrets: Mutex<Vec<SecretAccessEvent>>,
     closed: Mutex<bool>,
 }
 
@@ -57,6 +58,11 @@ impl RecordingTelemetry {
         snapshot(&self.metrics)
     }
 
+    /// The secret accesses so far.
+    pub fn secret_accesses(&self) -> Vec<SecretAccessEvent> {
+        snapshot(&self.secrets)
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         *self.closed.lock().unwrap_or_else(|e| e.into_inner())
@@ -78,6 +84,10 @@ impl Telemetry for RecordingTelemetry {
 
     fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
         push(&self.health, event.clone())
+    }
+
+    fn record_secret_access(&self, event: &SecretAccessEvent) -> Result<(), ProviderError> {
+        push(&self.secrets, event.clone())
     }
 
     fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
