@@ -84,7 +84,10 @@ pub use self::identity::{
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;
-pub use self::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter, Unlimited};
+pub use self::ratelimit::{
+    Limit, LimitError, LimitOverride, LimitRules, RateLimitRequest, RateLimitResponse, RateLimiter,
+    Unlimited,
+};
 pub use self::registry::{Endpoint, ServiceRegistry};
 pub use self::request::{Action, InboundRequest, RequestLine, Resource};
 pub use self::secrets::{

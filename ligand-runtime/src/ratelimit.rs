@@ -1,5 +1,9 @@
 //! The rate limiter contract.
 
+mod limits;
+
+pub use self::limits::{Limit, LimitError, LimitOverride, LimitRules};
+
 use std::time::Duration;
 
 use async_trait::async_trait;
