@@ -1,0 +1,102 @@
+//! Which bundle each caller may fetch.
+
+use std::collections::HashMap;
+
+use spiffe::{SpiffeId, TrustDomain};
+
+use crate::layout::is_valid_bundle_name;
+
+/// Maps a caller's verified SPIFFE ID to the one bundle it may fetch.
+///
+/// An explicit entry wins. Otherwise a caller of the server's own trust domain gets the bundle
+/// named by the last segment of its SPIFFE ID path (`spiffe://bank.example/service/accounts`
+/// → `accounts`). Callers of any other (federated) trust domain get nothing unless mapped
+/// explicitly: a federated domain must not obtain a local service's policy by choosing a
+/// matching path.
+///
+/// ```
+/// use ligand_bundle_server::Scoping;
+/// use spiffe::{SpiffeId, TrustDomain};
+///
+/// let scoping = Scoping::new(TrustDomain::new("bank.example")?)
+///     .map(SpiffeId::new("spiffe://partner.example/ns/fraud")?, "fraud");
+/// let accounts = SpiffeId::new("spiffe://bank.example/service/accounts")?;
+/// assert_eq!(scoping.bundle_for(&accounts).as_deref(), Some("accounts"));
+/// let partner = SpiffeId::new("spiffe://partner.example/ns/fraud")?;
+/// assert_eq!(scoping.bundle_for(&partner).as_deref(), Some("fraud"));
+/// let stranger = SpiffeId::new("spiffe://partner.example/ns/other")?;
+/// assert_eq!(scoping.bundle_for(&stranger), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scoping {
+    own_domain: TrustDomain,
+    table: HashMap<SpiffeId, String>,
+}
+
+impl Scoping {
+    /// The default rule for callers of `own_domain`, no explicit entries.
+    pub fn new(own_domain: TrustDomain) -> Self {
+        Self {
+            own_domain,
+            table: HashMap::new(),
+        }
+    }
+
+    /// Maps `caller` to `bundle` explicitly (overriding the default rule).
+    pub fn map(mut self, caller: SpiffeId, bundle: impl Into<String>) -> Self {
+        self.table.insert(caller, bundle.into());
+        self
+    }
+
+    /// The bundle `caller` may fetch, if any.
+    pub fn bundle_for(&self, caller: &SpiffeId) -> Option<String> {
+        if let Some(name) = self.table.get(caller) {
+            return Some(name.clone());
+        }
+        if !caller.is_member_of(&self.own_domain) {
+            return None;
+        }
+        default_bundle_name(caller).map(str::to_owned)
+    }
+}
+
+/// The default bundle name of a workload: the last segment of its SPIFFE ID path, when that is
+/// a valid bundle name.
+pub fn default_bundle_name(id: &SpiffeId) -> Option<&str> {
+    id.path()
+        .rsplit('/')
+        .next()
+        .filter(|name| is_valid_bundle_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn default_rule_is_last_segment_of_own_domain_only() {
+        let scoping = Scoping::new(TrustDomain::new("example.org").unwrap());
+        assert_eq!(
+            scoping.bundle_for(&id("spiffe://example.org/ns/prod/sa/accounts")),
+            Some("accounts".into())
+        );
+        assert_eq!(scoping.bundle_for(&id("spiffe://other.org/accounts")), None);
+        assert_eq!(scoping.bundle_for(&id("spiffe://example.org")), None);
+    }
+
+    #[test]
+    fn explicit_entries_win() {
+        let scoping = Scoping::new(TrustDomain::new("example.org").unwrap())
+            .map(id("spiffe://example.org/service/accounts"), "ledger");
+        assert_eq!(
+            scoping.bundle_for(&id("spiffe://example.org/service/accounts")),
+            Some("ledger".into())
+        );
+    }
+}
