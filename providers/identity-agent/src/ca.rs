@@ -1,0 +1,264 @@
+//! The local certificate authority: an ECDSA P-256 root that issues X.509-SVIDs as the SPIFFE
+//! X.509-SVID specification describes them (exactly one URI SAN, not a CA, digitalSignature,
+//! serverAuth and clientAuth). The root is the trust bundle.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ligand_runtime::{SpiffeId, TrustDomain, X509Svid};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The lifetime of a newly created root.
+const CA_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How far back a leaf's validity starts, for peers whose clocks lag a little.
+const BACKDATE: Duration = Duration::from_secs(10);
+const KEY_FILE: &str = "ca.key.pem";
+const CERT_FILE: &str = "ca.pem";
+
+/// Why the CA could not be created, loaded or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// Key generation or certificate signing failed.
+    #[error("certificate operation failed")]
+    Rcgen(#[from] rcgen::Error),
+    /// The state directory or a CA file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A persisted CA file is not usable.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The persisted root has expired; remove the state directory to start a new trust root.
+    #[error("the CA certificate in {0} has expired")]
+    Expired(PathBuf),
+}
+
+/// A freshly issued X.509-SVID with its validity.
+#[derive(Debug, Clone)]
+pub struct IssuedSvid {
+    /// The SVID.
+    pub svid: X509Svid,
+    /// When it becomes valid.
+    pub not_before: SystemTime,
+    /// When it expires.
+    pub not_after: SystemTime,
+}
+
+/// The agent's certificate authority for one trust domain.
+pub struct LocalCa {
+    domain: TrustDomain,
+    issuer: Issuer<'static, KeyPair>,
+    root: CertificateDer<'static>,
+    root_pem: String,
+    not_after: SystemTime,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa")
+            .field("trust_domain", &self.domain.to_string())
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCa {
+    /// A CA that lives only in memory.
+    pub fn ephemeral(domain: TrustDomain) -> Result<Self, CaError> {
+        let key = KeyPair::generate()?;
+        let (params, not_after) = root_params(&domain);
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            domain,
+            issuer: Issuer::new(params, key),
+            root: cert.der().clone(),
+            root_pem: cert.pem(),
+            not_after,
+        })
+    }
+
+    /// The CA persisted in `dir` (`ca.key.pem` with 0600 permissions and `ca.pem`), created
+    /// on first use. The directory is created 0700 when missing.
+    pub fn load_or_create(domain: TrustDomain, dir: &Path) -> Result<Self, CaError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CaError::Io { path, source }
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let key_path = dir.join(KEY_FILE);
+        let cert_path = dir.join(CERT_FILE);
+        if key_path.exists() {
+            return Self::load(domain, &key_path, &cert_path);
+        }
+        let ca = Self::ephemeral(domain)?;
+        write_private(&key_path, ca.issuer.key().serialize_pem().as_bytes())
+            .map_err(io(&key_path))?;
+        fs::write(&cert_path, &ca.root_pem).map_err(io(&cert_path))?;
+        tracing::info!(dir = %dir.display(), "created a new CA");
+        Ok(ca)
+    }
+
+    fn load(domain: TrustDomain, key_path: &Path, cert_path: &Path) -> Result<Self, CaError> {
+        let invalid = |path: &Path, reason: String| CaError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let mode = fs::metadata(key_path)
+            .map_err(|source| CaError::Io {
+                path: key_path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                key_path,
+                format!(
+                    "private key is readable by others (mode {:o}); expected 0600",
+                    mode & 0o777
+                ),
+            ));
+        }
+        let key_pem = fs::read_to_string(key_path).map_err(|source| CaError::Io {
+            path: key_path.to_owned(),
+            source,
+        })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, e.to_string()))?;
+        let root_pem = fs::read_to_string(cert_path).map_err(|source| CaError::Io {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+        let root = CertificateDer::from_pem_slice(root_pem.as_bytes())
+            .map_err(|e| invalid(cert_path, e.to_string()))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&root)
+            .map_err(|e| invalid(cert_path, e.to_string()))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(invalid(
+                cert_path,
+                "certificate does not match ca.key.pem".into(),
+            ));
+        }
+        let not_after = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0),
+            );
+        if not_after <= SystemTime::now() {
+            return Err(CaError::Expired(cert_path.to_owned()));
+        }
+        let issuer = Issuer::from_ca_cert_der(&root, key)?;
+        Ok(Self {
+            domain,
+            issuer,
+            root,
+            root_pem,
+            not_after,
+        })
+    }
+
+    /// The trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.domain
+    }
+
+    /// The root certificate: the trust bundle of the domain.
+    pub fn root(&self) -> &CertificateDer<'static> {
+        &self.root
+    }
+
+    /// The root certificate as PEM.
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    /// Issues an X.509-SVID for `id` valid for `ttl` (never past the root's expiry).
+    pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedSvid, CaError> {
+        let key = KeyPair::generate()?;
+        let now = SystemTime::now();
+        let not_before = now - BACKDATE;
+        let not_after = (now + ttl).min(self.not_after);
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "SPIFFE");
+        params.distinguished_name = dn;
+        let uri = id
+            .to_string()
+            .try_into()
+            .map_err(|e: rcgen::Error| CaError::Rcgen(e))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedSvid {
+            svid: X509Svid {
+                spiffe_id: id.clone(),
+                cert_chain: vec![cert.der().clone()],
+                private_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            },
+            not_before,
+            not_after,
+        })
+    }
+}
+
+fn root_params(domain: &TrustDomain) -> (CertificateParams, SystemTime) {
+    let now = SystemTime::now();
+    let not_after = now + CA_LIFETIME;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Ligand identity agent");
+    dn.push(DnType::CommonName, domain.to_string());
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = not_after.into();
+    if let Ok(uri) = domain.id_string().try_into() {
+        params.subject_alt_names = vec![SanType::URI(uri)];
+    }
+    (params, not_after)
+}
+
+/// Writes `bytes` to a new file readable by the owner alone.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
