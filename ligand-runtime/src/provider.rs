@@ -31,6 +31,12 @@ impl ProviderContext {
         self.identity.client_config(peer)
     }
 
+    /// Presents the workload's current SVID as a client certificate to a backend that is not
+    /// itself a SPIFFE peer (its server certificate is verified by the provider's own roots).
+    pub fn client_cert_resolver(&self) -> Arc<dyn rustls::client::ResolvesClientCert> {
+        self.identity.client_cert_resolver()
+    }
+
     /// The live identity.
     pub fn identity(&self) -> &Arc<IdentityState> {
         &self.identity

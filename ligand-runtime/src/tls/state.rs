@@ -100,6 +100,13 @@ impl IdentityState {
         Ok(Arc::new(config))
     }
 
+    /// Presents the current SVID (rotation included) as a client certificate, for backends
+    /// that authenticate workloads by certificate but are not SPIFFE peers themselves (an
+    /// OpenBao server with an ordinary CA, for instance).
+    pub fn client_cert_resolver(self: &Arc<Self>) -> Arc<dyn ResolvesClientCert> {
+        Arc::new(Resolver(self.clone()))
+    }
+
     /// The outbound configuration: TLS 1.3 only, the current SVID presented, the server
     /// verified as an X.509-SVID that `expected` accepts.
     pub fn client_config(
