@@ -7,6 +7,10 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Token};
 
 /// One argument of an attribute.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a handful live for one attribute's parse; boxing would only add indirection"
+)]
 pub(crate) enum Arg {
     /// A bare value, such as the path template of `#[get("/accounts/{id}")]`.
     Positional(Expr),

@@ -5,6 +5,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod lint;
 mod valid;
 
 #[cfg(test)]
@@ -15,8 +16,16 @@ use syn::ItemFn;
 
 use self::ast::Main;
 use crate::ctxt::Ctxt;
+use crate::lint::{CrateEnv, CrateScan};
 
-pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+/// Expands `#[ligand::main]`. `env` and `scan` are the crate being compiled and what the lint
+/// found in its files; both are computed by the caller, which knows where the attribute is.
+pub(crate) fn expand(
+    args: TokenStream,
+    input: TokenStream,
+    env: Option<&CrateEnv>,
+    scan: CrateScan,
+) -> TokenStream {
     let cx = Ctxt::new();
     let attr = attr::parse(&cx, args);
     let Ok(original) = syn::parse2::<ItemFn>(input.clone()) else {
@@ -31,14 +40,15 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         attr,
     };
     valid::check(&cx, &main);
+    let (allowances, track) = lint::check(&cx, &original, env, scan);
     let config = main.attr.config.as_ref();
     cx.finish(
         || match config {
-            Some(config) => expand::expand(&main, config),
+            Some(config) => expand::expand(&main, config, &allowances, &track),
             // Unreachable: a missing `config` is always reported. Emit the stub all the same
             // rather than panic inside the compiler.
-            None => expand::stub(&original, None),
+            None => expand::stub(&original, None, &track),
         },
-        || expand::stub(&original, config),
+        || expand::stub(&original, config, &track),
     )
 }

@@ -1,18 +1,42 @@
 //! Procedural macros for Ligand. Use them through the `ligand` crate, which documents them:
-//! `#[ligand::service]` with the route attributes, and `#[ligand::main]`.
+//! `#[ligand::service]` with the route attributes, `#[ligand::main]` and `#[ligand::allow]`.
+//!
+//! ```ignore
+//! use ligand::prelude::*;
+//!
+//! struct Hello;
+//!
+//! #[ligand::service]
+//! impl Hello {
+//!     #[get("/hello/{name}")]
+//!     async fn hello(&self, Path(name): Path<String>) -> String {
+//!         format!("hello {name}")
+//!     }
+//! }
+//!
+//! #[ligand::main(config = config)]   // also lints every source file of the crate
+//! async fn main(server: Server) -> ligand::Result<()> {
+//!     server.serve(Hello).await
+//! }
+//! ```
 //!
 //! Each macro lives in its own module, split the way thiserror is: `ast` models the input,
 //! `attr` parses the attributes, `valid` holds every check and `expand` generates the code.
+//! The lint pass is the `lint` module; its documentation lists the rules, what is scanned and
+//! the limits.
 
 mod args;
 mod ctxt;
 mod entry;
+mod lint;
 mod route;
+mod secret;
 mod service;
 mod symbol;
 
 use proc_macro::TokenStream;
 
+use crate::lint::{CrateEnv, CrateScan};
 use crate::service::attr::Method;
 
 /// Generates the enforced routes of an inherent `impl` block: every `async fn(&self, ..)`
@@ -39,12 +63,15 @@ use crate::service::attr::Method;
 /// final `{*rest}`.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
-    service::expand(args.into(), input.into()).into()
+    service::expand(args.into(), input.into(), CrateEnv::from_env().as_ref()).into()
 }
 
 /// Turns `async fn main(server: Server) -> ligand::Result<()>` into the program's entry point:
 /// it installs logging, initializes from `config`, closes the server on SIGTERM or ctrl-c and
 /// returns the result of the body.
+///
+/// It also runs the lint pass over every source file of the crate (see the `ligand` crate's
+/// documentation of `#[ligand::allow]` for the rules): bypassing the framework does not compile.
 ///
 /// ```ignore
 /// async fn config() -> Result<ligand::Config, ligand::BoxError> { .. }
@@ -57,7 +84,56 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, input: TokenStream) -> TokenStream {
-    entry::expand(args.into(), input.into()).into()
+    let env = CrateEnv::from_env();
+    let scan = match &env {
+        Some(env) => {
+            let root = proc_macro::Span::call_site()
+                .local_file()
+                .unwrap_or_else(|| env.manifest_dir.join("src").join("main.rs"));
+            lint::scan_crate(&root, env)
+        }
+        // Fail closed: without Cargo's environment the crate cannot be found, so it is not
+        // known to be clean.
+        None => CrateScan {
+            errors: vec![
+                "#[ligand::main] lints the crate from CARGO_MANIFEST_DIR, which is not set; build with cargo"
+                    .to_owned(),
+            ],
+            ..CrateScan::default()
+        },
+    };
+    entry::expand(args.into(), input.into(), env.as_ref(), scan).into()
+}
+
+/// Allows a lint rule for everything inside the annotated item, with the reason recorded:
+/// `#[ligand::allow(raw_socket, reason = "…")]`. The item passes through unchanged; the
+/// allowance is written to the audit log at startup. A missing or empty reason, or an unknown
+/// rule, is an error.
+///
+#[doc = include_str!("../LINT.md")]
+#[proc_macro_attribute]
+pub fn allow(args: TokenStream, input: TokenStream) -> TokenStream {
+    lint::allow::expand(args.into(), input.into()).into()
+}
+
+/// A struct whose fields are the keys of the secret stored at `path`, obtained only through
+/// the framework's audited cache (`ctx.secret::<DbCreds>().await?`):
+///
+/// ```ignore
+/// #[ligand::secret(path = "secret/data/accounts/db")]
+/// struct DbCreds {
+///     username: String,
+///     #[secret(key = "db-password")]       // a stored key that is not a Rust identifier
+///     password: SecretString,
+/// }
+/// ```
+///
+/// The struct gets a `Debug` that names its fields and shows no value. A missing or mistyped
+/// key is a `SecretError` naming the key, never the value. Tuple structs need a
+/// `#[secret(key = "...")]` on every field.
+#[proc_macro_attribute]
+pub fn secret(args: TokenStream, input: TokenStream) -> TokenStream {
+    secret::expand(args.into(), input.into()).into()
 }
 
 macro_rules! route_attr {

@@ -1,5 +1,6 @@
 //! `#[ligand::service]`: turns an inherent impl into a `Service` whose routes are its methods
 //! carrying `#[get("…")]`, `#[post("…")]`, `#[put("…")]`, `#[patch("…")]` or `#[delete("…")]`.
+//! The lint pass runs over the impl first; its violations are reported at their spans.
 
 mod ast;
 pub(crate) mod attr;
@@ -16,13 +17,20 @@ use syn::{Item, ItemImpl};
 
 use self::ast::Service;
 use crate::ctxt::Ctxt;
+use crate::lint::{self, CrateEnv};
 
-pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
+pub(crate) fn expand(args: TokenStream, input: TokenStream, env: Option<&CrateEnv>) -> TokenStream {
     let cx = Ctxt::new();
     if !args.is_empty() {
         cx.error_spanned_by(args, "#[ligand::service] takes no arguments");
     }
-    match syn::parse2::<Item>(input.clone()) {
+    let parsed = syn::parse2::<Item>(input.clone());
+    if let Ok(item) = &parsed {
+        for err in lint::lint_input(item, env) {
+            cx.syn_error(err);
+        }
+    }
+    match parsed {
         Ok(Item::Impl(item)) if item.trait_.is_none() => {
             let service = Service::from_syn(&cx, &item);
             valid::check(&cx, &service);

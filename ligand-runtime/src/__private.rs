@@ -4,6 +4,7 @@
 pub use ::axum;
 pub use ::axum::extract::State;
 pub use ::axum::routing::{delete, get, patch, post, put};
+pub use ::serde;
 pub use ::std::sync::Arc;
 pub use ::tokio;
 

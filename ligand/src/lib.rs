@@ -32,7 +32,7 @@
 
 #![forbid(unsafe_code)]
 
-pub use ligand_macros::{delete, get, main, patch, post, put, service};
+pub use ligand_macros::{allow, delete, get, main, patch, post, put, secret, service};
 pub use ligand_runtime::*;
 
 /// Request extractors usable as handler arguments.
@@ -52,7 +52,7 @@ pub mod response {
 pub mod prelude {
     pub use crate::extract::{Json, Path, Query};
     pub use crate::response::{IntoResponse, Response, StatusCode};
-    pub use crate::{Ctx, Server, delete, get, patch, post, put};
+    pub use crate::{Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put};
 }
 
 #[doc(hidden)]

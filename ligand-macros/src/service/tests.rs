@@ -66,7 +66,7 @@ fn expands_two_routes() {
             }
         }
     };
-    let output = super::expand(quote!(), input);
+    let output = super::expand(quote!(), input, None);
     assert_eq!(output.to_string(), expected.to_string());
 }
 
@@ -78,11 +78,42 @@ fn reports_every_error_and_still_emits_the_service() {
             fn account(&mut self) {}
         }
     };
-    let output = super::expand(quote!(), input).to_string();
+    let output = super::expand(quote!(), input, None).to_string();
     assert_eq!(output.matches("compile_error").count(), 3, "{output}");
     assert!(
         output.contains("impl :: ligand :: __private :: Service for Bank"),
         "{output}"
     );
     assert!(!output.contains(".route"), "{output}");
+}
+
+#[test]
+fn lints_its_own_impl_at_the_spans() {
+    let input = quote! {
+        impl Bank {
+            #[get("/dial")]
+            async fn dial(&self) -> String {
+                let c = || async { tokio::net::TcpStream::connect("a:1").await };
+                reqwest::get("http://x").await;
+                String::new()
+            }
+
+            #[ligand::allow(raw_socket, reason = "sidecar probe")]
+            fn probe(&self) -> bool {
+                std::net::TcpStream::connect("a:1").is_ok()
+            }
+        }
+    };
+    let output = super::expand(quote!(), input, None).to_string();
+    assert_eq!(output.matches("compile_error").count(), 2, "{output}");
+    assert!(
+        output.contains("[raw_socket] `tokio::net::TcpStream::connect`"),
+        "{output}"
+    );
+    assert!(output.contains("[http_client] `reqwest::get`"), "{output}");
+    // The errors come with the service stub, so nothing else fails.
+    assert!(
+        output.contains("impl :: ligand :: __private :: Service for Bank"),
+        "{output}"
+    );
 }

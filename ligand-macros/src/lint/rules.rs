@@ -1,0 +1,199 @@
+//! The rules: their stable ids, the paths and crates each one bans, and the message that names
+//! the framework path to use instead.
+
+use std::fmt::{self, Display};
+
+/// A lint rule. The id is what `#[ligand::allow(id, reason = "…")]` names.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Rule {
+    /// Sockets opened outside the framework's mTLS binding and transport.
+    RawSocket,
+    /// HTTP and RPC clients that call out without the framework's verified mTLS transport.
+    HttpClient,
+    /// Direct clients of the backends the framework owns: secrets, registry, limiter, identity.
+    BackendClient,
+    /// The framework's hidden internals, which only generated code may use.
+    FrameworkInternals,
+}
+
+impl Rule {
+    pub(crate) const ALL: [Rule; 4] = [
+        Rule::RawSocket,
+        Rule::HttpClient,
+        Rule::BackendClient,
+        Rule::FrameworkInternals,
+    ];
+
+    /// The stable id.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Rule::RawSocket => "raw_socket",
+            Rule::HttpClient => "http_client",
+            Rule::BackendClient => "backend_client",
+            Rule::FrameworkInternals => "framework_internals",
+        }
+    }
+
+    pub(crate) fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|rule| rule.id() == id)
+    }
+
+    /// What the rule protects and the framework path to use instead.
+    pub(crate) fn advice(self) -> &'static str {
+        match self {
+            Rule::RawSocket => {
+                "raw sockets bypass mTLS and policy; serve a #[ligand::service] with \
+                 `ligand::Server::serve` and call other services through `#[ligand::client]` \
+                 traits from `ligand::Ctx`"
+            }
+            Rule::HttpClient => {
+                "outbound HTTP/RPC must go through the framework's verified mTLS transport; \
+                 call other services through `#[ligand::client]` traits from `ligand::Ctx`"
+            }
+            Rule::BackendClient => {
+                "the framework owns this backend; configure its provider in `ligand::Config` \
+                 (secrets: `ligand::Secrets`, registry: `ligand::ServiceRegistry`, limits: \
+                 `ligand::RateLimiter`, identity: `ligand::WorkloadIdentity`)"
+            }
+            Rule::FrameworkInternals => {
+                "this is generated code's private interface; annotate an inherent impl with \
+                 #[ligand::service] and serve it with `ligand::Server::serve`"
+            }
+        }
+    }
+}
+
+impl Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Banned paths, by their canonical (resolved, crate-first) segments. A path is banned when one
+/// of these is a prefix of it.
+const BANNED_PATHS: &[(&[&str], Rule)] = &[
+    (&["std", "net", "TcpStream"], Rule::RawSocket),
+    (&["std", "net", "TcpListener"], Rule::RawSocket),
+    (&["std", "net", "UdpSocket"], Rule::RawSocket),
+    (&["std", "os", "unix", "net"], Rule::RawSocket),
+    (&["tokio", "net"], Rule::RawSocket),
+    (&["async_std", "net"], Rule::RawSocket),
+    (&["socket2"], Rule::RawSocket),
+    (&["mio", "net"], Rule::RawSocket),
+    (&["reqwest"], Rule::HttpClient),
+    (&["hyper", "client"], Rule::HttpClient),
+    (&["hyper_util", "client"], Rule::HttpClient),
+    (&["ureq"], Rule::HttpClient),
+    (&["isahc"], Rule::HttpClient),
+    (&["surf"], Rule::HttpClient),
+    (&["attohttpc"], Rule::HttpClient),
+    (&["curl"], Rule::HttpClient),
+    (&["h2", "client"], Rule::HttpClient),
+    (&["tonic", "transport", "Channel"], Rule::HttpClient),
+    (&["tonic", "transport", "Endpoint"], Rule::HttpClient),
+    (&["vaultrs"], Rule::BackendClient),
+    (&["hashicorp_vault"], Rule::BackendClient),
+    (&["etcd_client"], Rule::BackendClient),
+    (&["redis"], Rule::BackendClient),
+    (&["fred"], Rule::BackendClient),
+    (&["spiffe", "workload_api"], Rule::BackendClient),
+    (&["spiffe", "WorkloadApiClient"], Rule::BackendClient),
+    (&["spiffe", "x509_source"], Rule::BackendClient),
+    (&["spiffe", "X509Source"], Rule::BackendClient),
+    (&["spiffe", "X509SourceBuilder"], Rule::BackendClient),
+    (&["spiffe", "jwt_source"], Rule::BackendClient),
+    (&["spiffe", "JwtSource"], Rule::BackendClient),
+    (&["spiffe", "JwtSourceBuilder"], Rule::BackendClient),
+    (&["spiffe", "broker_api"], Rule::BackendClient),
+    (&["ligand", "__private"], Rule::FrameworkInternals),
+    (&["ligand_runtime", "__private"], Rule::FrameworkInternals),
+];
+
+/// The trait that only `#[ligand::service]` implements.
+const SERVICE_TRAITS: &[&[&str]] = &[
+    &["ligand", "Service"],
+    &["ligand_runtime", "Service"],
+    &["ligand", "__private", "Service"],
+    &["ligand_runtime", "__private", "Service"],
+];
+
+/// The method name only generated code defines and calls.
+pub(crate) const ROUTES_METHOD: &str = "__ligand_routes";
+
+/// The rule a resolved path breaks, if any.
+pub(crate) fn check_path<S: AsRef<str>>(path: &[S]) -> Option<Rule> {
+    BANNED_PATHS.iter().find_map(|(banned, rule)| {
+        let prefix = path.len() >= banned.len()
+            && banned
+                .iter()
+                .zip(path)
+                .all(|(banned, segment)| *banned == segment.as_ref());
+        prefix.then_some(*rule)
+    })
+}
+
+/// Whether a resolved trait path is the framework's `Service` trait.
+pub(crate) fn is_service_trait<S: AsRef<str>>(path: &[S]) -> bool {
+    SERVICE_TRAITS.iter().any(|service| {
+        service.len() == path.len()
+            && service
+                .iter()
+                .zip(path)
+                .all(|(service, segment)| *service == segment.as_ref())
+    })
+}
+
+/// Crates banned as dependencies whatever their features.
+const BANNED_CRATES: &[(&str, Rule)] = &[
+    ("socket2", Rule::RawSocket),
+    ("reqwest", Rule::HttpClient),
+    ("ureq", Rule::HttpClient),
+    ("isahc", Rule::HttpClient),
+    ("surf", Rule::HttpClient),
+    ("attohttpc", Rule::HttpClient),
+    ("curl", Rule::HttpClient),
+    ("vaultrs", Rule::BackendClient),
+    ("hashicorp_vault", Rule::BackendClient),
+    ("etcd-client", Rule::BackendClient),
+    ("redis", Rule::BackendClient),
+    ("fred", Rule::BackendClient),
+];
+
+/// Crates banned as dependencies only with one of these features, the ones that build the
+/// client or the socket layer.
+const BANNED_FEATURES: &[(&str, &[&str], Rule)] = &[
+    ("hyper", &["client"], Rule::HttpClient),
+    ("hyper-util", &["client", "client-legacy"], Rule::HttpClient),
+    ("mio", &["net"], Rule::RawSocket),
+    (
+        "spiffe",
+        &[
+            "workload-api",
+            "workload-api-core",
+            "workload-api-x509",
+            "workload-api-jwt",
+            "x509-source",
+            "jwt-source",
+            "broker-api",
+            "transport-grpc",
+        ],
+        Rule::BackendClient,
+    ),
+];
+
+/// The rule a dependency on `package` with `features` breaks, if any. Package names compare
+/// with `-` and `_` as equal, as Cargo does.
+pub(crate) fn check_dependency(package: &str, features: &[String]) -> Option<Rule> {
+    let package = package.replace('-', "_");
+    let same = |name: &str| name.replace('-', "_") == package;
+    if let Some((_, rule)) = BANNED_CRATES.iter().find(|(name, _)| same(name)) {
+        return Some(*rule);
+    }
+    BANNED_FEATURES.iter().find_map(|(name, banned, rule)| {
+        let hit = same(name)
+            && features
+                .iter()
+                .any(|feature| banned.contains(&feature.as_str()));
+        hit.then_some(*rule)
+    })
+}

@@ -1,0 +1,8 @@
+#[ligand::secret(path = "secret/data/db")]
+struct DbCreds {
+    password: String,
+    #[secret(key = "password")]
+    other: String,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ligand::secret]
+struct DbCreds {
+    username: String,
+}
+
+fn main() {}

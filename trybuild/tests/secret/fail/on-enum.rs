@@ -1,0 +1,6 @@
+#[ligand::secret(path = "secret/data/db")]
+enum Creds {
+    Password(String),
+}
+
+fn main() {}

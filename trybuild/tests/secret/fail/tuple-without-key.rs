@@ -1,0 +1,4 @@
+#[ligand::secret(path = "secret/data/partner/api")]
+struct ApiKey(String);
+
+fn main() {}
