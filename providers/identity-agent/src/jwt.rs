@@ -421,6 +421,26 @@ fn public_jwk(cnf_jwk: &str) -> Result<Value, JwtError> {
             "member `{member}` belongs to a private or symmetric key"
         )));
     }
+    // The members RFC 7518 requires of each public key type; the JWK parser alone is lenient.
+    let required: &[&str] = match object.get("kty").and_then(Value::as_str) {
+        Some("EC") => &["crv", "x", "y"],
+        Some("RSA") => &["n", "e"],
+        Some("OKP") => &["crv", "x"],
+        Some(other) => {
+            return Err(JwtError::InvalidCnf(format!(
+                "key type `{other}` is not a public key type"
+            )));
+        }
+        None => return Err(JwtError::InvalidCnf("missing `kty`".into())),
+    };
+    if let Some(member) = required
+        .iter()
+        .find(|m| !object.get(**m).is_some_and(Value::is_string))
+    {
+        return Err(JwtError::InvalidCnf(format!(
+            "missing or non-string `{member}`"
+        )));
+    }
     serde_json::from_value::<Jwk>(value.clone())
         .map_err(|e| JwtError::InvalidCnf(e.to_string()))?;
     Ok(value)

@@ -312,6 +312,14 @@ impl Bundle {
             }
             raw.push(BundleFile { path, bytes });
         }
+        // The tar reader stops at the end-of-archive marker; reading the gzip stream to its end
+        // makes its CRC checked, so a corrupted archive is an error, not altered content.
+        let mut rest = tar.into_inner();
+        std::io::copy(
+            &mut (&mut rest).take(limits.max_total_bytes),
+            &mut std::io::sink(),
+        )
+        .map_err(BundleError::Archive)?;
         Self::from_files(raw)
     }
 

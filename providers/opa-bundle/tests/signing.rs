@@ -362,3 +362,28 @@ proptest! {
         prop_assert!(keys.verifier.verify(&tampered).is_err());
     }
 }
+
+#[test]
+fn corrupted_gzip_is_an_error_not_altered_content() {
+    let archive = bundle().to_tar_gz().unwrap();
+    // Flip one byte of the compressed data (after the 10-byte gzip header, before the trailer).
+    let mut corrupted = archive.clone();
+    let at = 10 + (archive.len() - 18) / 2;
+    corrupted[at] ^= 0x01;
+    match Bundle::from_tar_gz(&corrupted, &Limits::default()) {
+        Err(_) => {}
+        Ok(read) => assert_eq!(
+            read,
+            Bundle::from_tar_gz(&archive, &Limits::default()).unwrap(),
+            "altered content"
+        ),
+    }
+    // A wrong CRC in the trailer alone is caught.
+    let mut bad_crc = archive.clone();
+    let crc_at = archive.len() - 8;
+    bad_crc[crc_at] ^= 0xff;
+    assert!(matches!(
+        Bundle::from_tar_gz(&bad_crc, &Limits::default()),
+        Err(BundleError::Archive(_))
+    ));
+}

@@ -1,0 +1,209 @@
+//! A policy compiled once and evaluated many times: the regorus engine, prepared, with the
+//! decision module that reads the allow and reason rules in one evaluation.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use ligand_runtime::EvalResponse;
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{Engine, Value};
+
+use crate::error::{EvalError, LoadError, rego_location};
+
+/// The module the engine adds to every policy: it gathers the configured allow and reason
+/// rules into one document, so one evaluation computes both and shares every rule they have
+/// in common. Sets keep an undefined rule apart from a defined one (an empty set).
+const DECISION_PACKAGE: &str = "ligand_decision__";
+const DECISION_FILE: &str = "ligand:decision.rego";
+const DECISION_RULE: &str = "data.ligand_decision__.decision";
+
+/// How often (in interpreter work units) the time limit is checked.
+const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::MIN.saturating_add(63);
+
+/// The configured rules, validated as plain `data.a.b.c` references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rules {
+    pub(crate) allow: String,
+    pub(crate) reason: String,
+}
+
+impl Rules {
+    pub(crate) fn new(allow: &str, reason: &str) -> Result<Self, LoadError> {
+        for (name, rule) in [("allow_rule", allow), ("reason_rule", reason)] {
+            if !is_rule_path(rule) {
+                return Err(LoadError::Config(format!(
+                    "{name} {rule:?} is not a rule path such as \"data.ligand.authz.allow\""
+                )));
+            }
+        }
+        Ok(Self {
+            allow: allow.to_owned(),
+            reason: reason.to_owned(),
+        })
+    }
+
+    fn decision_module(&self) -> String {
+        format!(
+            "package {DECISION_PACKAGE}\n\nimport rego.v1\n\n\
+             decision := [{{value | value := {}}}, {{value | value := {}}}]\n",
+            self.allow, self.reason
+        )
+    }
+}
+
+/// `data` followed by identifier segments; nothing else can reach the generated module.
+fn is_rule_path(path: &str) -> bool {
+    let mut segments = path.split('.');
+    let is_ident = |s: &str| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    segments.next() == Some("data") && {
+        let rest: Vec<&str> = segments.collect();
+        !rest.is_empty() && rest.iter().all(|s| is_ident(s))
+    }
+}
+
+/// A loaded, compiled policy. Immutable once built; evaluations clone the prepared engine
+/// (a handful of reference-count increments) because regorus evaluates through `&mut`.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    engine: Engine,
+    version: Option<String>,
+}
+
+impl Compiled {
+    /// Parses and compiles `modules` (`(file, source)`) with `data`, failing on the first
+    /// invalid module with its file and line.
+    pub(crate) fn new(
+        modules: &[(String, String)],
+        data: serde_json::Value,
+        rules: &Rules,
+        version: Option<String>,
+        time_limit: Duration,
+    ) -> Result<Self, LoadError> {
+        if modules.is_empty() {
+            return Err(LoadError::NoModules);
+        }
+        let mut engine = Engine::new();
+        // Builtin errors (a failed `to_number`, a division by zero) fail the evaluation
+        // rather than making the rule silently undefined.
+        engine.set_strict_builtin_errors(true);
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: time_limit,
+            check_interval: TIMER_CHECK_INTERVAL,
+        });
+        let mut declared = false;
+        for (file, source) in modules {
+            let package = engine
+                .add_policy(file.clone(), source.clone())
+                .map_err(|e| rego_error(file, &e))?;
+            // The allow rule, relative to this module's package, if it lies below it.
+            let relative = rules
+                .allow
+                .strip_prefix(package.as_str())
+                .and_then(|rest| rest.strip_prefix('.'));
+            declared |= relative.is_some_and(|rule| {
+                engine
+                    .has_declared_rule_rooted_at(file, rule)
+                    .unwrap_or(false)
+            });
+        }
+        if !declared {
+            return Err(LoadError::MissingAllowRule(rules.allow.clone()));
+        }
+        engine
+            .add_data(Value::from(data))
+            .map_err(|e| LoadError::Data(format!("{e:#}")))?;
+        engine
+            .add_policy(DECISION_FILE.to_owned(), rules.decision_module())
+            .map_err(|e| rego_error(DECISION_FILE, &e))?;
+        // Compiling analyses every module (unsafe variables, unknown functions, recursion)
+        // and leaves the engine prepared, so evaluations never parse or analyse again.
+        engine
+            .compile_with_entrypoint(&DECISION_RULE.into())
+            .map_err(|e| rego_error("<policy>", &e))?;
+        Ok(Self { engine, version })
+    }
+
+    /// The bundle revision.
+    pub(crate) fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Decides one request. `input` is the request's input document.
+    pub(crate) fn evaluate(&self, input: Value) -> Result<EvalResponse, EvalError> {
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        let decision = engine
+            .eval_rule(DECISION_RULE.to_owned())
+            .map_err(|e| EvalError::Rego(format!("{e:#}")))?;
+        let (allow, reason) = match &decision {
+            Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
+            other => {
+                return Err(EvalError::Rego(format!(
+                    "decision document has an unexpected shape: {other}"
+                )));
+            }
+        };
+        // Only a single boolean `true` allows: undefined (empty set), `false`, any other
+        // value, all deny.
+        let allowed = matches!(allow, Value::Set(values)
+            if values.len() == 1 && values.contains(&Value::Bool(true)));
+        let reason = match reason {
+            Value::Set(values) => values.iter().next().map(|value| match value {
+                Value::String(s) => s.to_string(),
+                other => other.to_string(),
+            }),
+            _ => None,
+        };
+        Ok(EvalResponse {
+            allowed,
+            reason,
+            policy_version: self.version.clone(),
+        })
+    }
+}
+
+/// A load error naming the module: regorus's own `--> file:line:col` marker when present.
+fn rego_error(file: &str, error: &impl std::fmt::Display) -> LoadError {
+    let message = format!("{error:#}");
+    let (file, line) = match rego_location(&message) {
+        Some((file, line)) => (file, Some(line)),
+        None => (file.to_owned(), None),
+    };
+    LoadError::Rego {
+        file,
+        line,
+        message: message.trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_paths_are_plain_references() {
+        assert!(is_rule_path("data.ligand.authz.allow"));
+        assert!(is_rule_path("data.x"));
+        assert!(is_rule_path("data._a1"));
+        for bad in [
+            "",
+            "data",
+            "data.",
+            "allow",
+            "input.allow",
+            "data.a..b",
+            "data.a[\"b\"]",
+            "data.a\nallow := true",
+            "data.1a",
+            "data.a-b",
+        ] {
+            assert!(!is_rule_path(bad), "{bad:?}");
+        }
+    }
+}
