@@ -19,7 +19,7 @@ mod policy;
 mod telemetry;
 
 pub use self::ca::{SvidSpec, TestCa};
-pub use self::client::{PeerClient, PeerConnection, PeerResponse};
+pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_config};
 pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};

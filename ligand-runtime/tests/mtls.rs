@@ -6,11 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{CALLER_ID, Fixture, SERVER_ID};
-use ligand_runtime::testkit::{AllowList, PeerClient, SvidSpec, TestCa};
+use ligand_runtime::testkit::{AllowList, PeerClient, SvidSpec, TestCa, probe_client_config};
 use ligand_runtime::{SpiffeId, X509Context, X509Svid};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,60 +21,11 @@ async fn fixture() -> Fixture {
     Fixture::start(|c| c.policy(allow_all())).await
 }
 
-/// Trusts any server certificate: lets a test client reach the server's own checks.
-#[derive(Debug)]
-struct AnyServer;
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 fn raw_client(
     versions: &[&'static rustls::SupportedProtocolVersion],
     svid: Option<&X509Svid>,
 ) -> ClientConfig {
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer));
-    match svid {
-        Some(svid) => builder
-            .with_client_auth_cert(svid.cert_chain.clone(), svid.private_key.clone_key())
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    }
+    (*probe_client_config(versions, svid).unwrap()).clone()
 }
 
 /// Handshakes with `config`, sends one HTTP request and returns what came back, or the error.
