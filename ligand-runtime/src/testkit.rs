@@ -13,6 +13,7 @@
 
 mod ca;
 mod client;
+pub mod conformance;
 mod identity;
 mod limiter;
 mod policy;

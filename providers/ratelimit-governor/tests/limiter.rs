@@ -4,54 +4,12 @@
 use std::time::Duration;
 
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
-use ligand_runtime::{
-    Action, Chain, LimitOverride, Link, ProviderError, RateLimitRequest, RateLimitResponse,
-    RateLimiter, Resource,
-};
+use ligand_runtime::testkit::conformance::{self, LimiterCall as Call, allowed_count};
+use ligand_runtime::{Chain, LimitOverride, Link, ProviderError, RateLimiter};
 use proptest::prelude::*;
 
 const ALICE: &str = "spiffe://example.org/service/alice";
 const BOB: &str = "spiffe://example.org/service/bob";
-
-struct Call {
-    chain: Chain,
-    resource: Resource,
-    action: Action,
-}
-
-impl Call {
-    fn new(caller: &str, resource: &str, action: &str) -> Self {
-        Self {
-            chain: Chain(vec![Link::workload(caller)]),
-            resource: Resource::http_path(resource.to_owned()),
-            action: Action::new(action.to_owned()),
-        }
-    }
-
-    fn get(caller: &str) -> Self {
-        Self::new(caller, "/hello/{name}", "GET")
-    }
-
-    fn request(&self) -> RateLimitRequest<'_> {
-        RateLimitRequest {
-            chain: &self.chain,
-            resource: &self.resource,
-            action: &self.action,
-        }
-    }
-
-    async fn on(&self, limiter: &GovernorLimiter) -> RateLimitResponse {
-        limiter.check(&self.request()).await.unwrap()
-    }
-}
-
-async fn allowed(limiter: &GovernorLimiter, call: &Call, n: usize) -> usize {
-    let mut count = 0;
-    for _ in 0..n {
-        count += usize::from(call.on(limiter).await.allowed);
-    }
-    count
-}
 
 #[tokio::test(start_paused = true)]
 async fn burst_is_allowed_then_one_request_per_interval() {
@@ -75,28 +33,34 @@ async fn burst_is_allowed_then_one_request_per_interval() {
 
     // After a full burst window of silence the whole burst is back.
     tokio::time::advance(Duration::from_millis(300)).await;
-    assert_eq!(allowed(&limiter, &alice, 10).await, 3);
+    assert_eq!(allowed_count(&limiter, &alice, 10).await, 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn callers_have_separate_buckets() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1.0, 2)).unwrap();
-    assert_eq!(allowed(&limiter, &Call::get(ALICE), 5).await, 2);
-    assert_eq!(allowed(&limiter, &Call::get(BOB), 5).await, 2);
+    assert_eq!(allowed_count(&limiter, &Call::get(ALICE), 5).await, 2);
+    assert_eq!(allowed_count(&limiter, &Call::get(BOB), 5).await, 2);
     assert_eq!(limiter.tracked_keys(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn meets_the_rate_limiter_contract() {
+    // 0.01 rps: nothing is replenished while the paused clock stands still.
+    let limiter = GovernorLimiter::new(GovernorConfig::new(0.01, 3)).unwrap();
+    conformance::rate_limiter(&limiter, 3).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_key_is_the_immediate_peer_not_an_upstream_link() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1.0, 1)).unwrap();
-    let mut via_alice = Call::get(ALICE);
-    via_alice.chain = Chain(vec![
+    let via_alice = Call::get(ALICE).with_chain(Chain(vec![
         Link {
             user: Some("carol".into()),
             ..Link::default()
         },
         Link::workload(ALICE),
-    ]);
+    ]));
     assert!(via_alice.on(&limiter).await.allowed);
     // Same peer, different upstream: same bucket.
     assert!(!Call::get(ALICE).on(&limiter).await.allowed);
@@ -113,17 +77,17 @@ async fn overrides_apply_first_match_with_their_own_buckets() {
     .unwrap();
     // Resource + action override, even for BOB (it comes first).
     let debit = Call::new(BOB, "/accounts/{id}", "debit");
-    assert_eq!(allowed(&limiter, &debit, 10).await, 1);
+    assert_eq!(allowed_count(&limiter, &debit, 10).await, 1);
     // Caller override on any other resource.
-    assert_eq!(allowed(&limiter, &Call::get(BOB), 10).await, 5);
+    assert_eq!(allowed_count(&limiter, &Call::get(BOB), 10).await, 5);
     // Resource-only override for ALICE's reads.
     let read = Call::new(ALICE, "/accounts/{id}", "GET");
-    assert_eq!(allowed(&limiter, &read, 10).await, 3);
+    assert_eq!(allowed_count(&limiter, &read, 10).await, 3);
     // The default, untouched by the overrides' buckets.
     let response = Call::get(ALICE).on(&limiter).await;
     assert!(response.allowed);
     assert_eq!(response.limit_rps, Some(1.0));
-    assert_eq!(allowed(&limiter, &Call::get(ALICE), 10).await, 1);
+    assert_eq!(allowed_count(&limiter, &Call::get(ALICE), 10).await, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,10 +108,7 @@ async fn utilisation_is_reported() {
 async fn a_request_without_a_peer_principal_is_an_error() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1000.0, 1000)).unwrap();
     for chain in [Chain::new(), Chain(vec![Link::default()])] {
-        let call = Call {
-            chain,
-            ..Call::get(ALICE)
-        };
+        let call = Call::get(ALICE).with_chain(chain);
         let error = limiter.check(&call.request()).await.unwrap_err();
         assert!(matches!(error, ProviderError::Invalid(_)), "{error}");
     }
@@ -210,14 +171,14 @@ async fn stale_keys_are_evicted_so_memory_stays_bounded() {
 async fn eviction_keeps_callers_still_holding_burst() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1.0, 5)).unwrap();
     let alice = Call::get(ALICE);
-    assert_eq!(allowed(&limiter, &alice, 5).await, 5);
+    assert_eq!(allowed_count(&limiter, &alice, 5).await, 5);
     assert!(Call::get(BOB).on(&limiter).await.allowed);
     tokio::time::advance(Duration::from_secs(2)).await;
     limiter.evict_stale();
     // BOB used one token two seconds ago: stale. ALICE still owes three seconds: kept, and
     // her state (not a fresh burst) still applies.
     assert_eq!(limiter.tracked_keys(), 1);
-    assert_eq!(allowed(&limiter, &alice, 5).await, 2);
+    assert_eq!(allowed_count(&limiter, &alice, 5).await, 2);
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -238,7 +199,7 @@ proptest! {
         paused_runtime().block_on(async {
             let limiter = GovernorLimiter::new(GovernorConfig::new(rate, burst)).unwrap();
             let alice = Call::get(ALICE);
-            prop_assert_eq!(allowed(&limiter, &alice, burst as usize).await, burst as usize);
+            prop_assert_eq!(allowed_count(&limiter, &alice, burst as usize).await, burst as usize);
             let denied = alice.on(&limiter).await;
             prop_assert!(!denied.allowed);
             let wait = denied.retry_after.unwrap();

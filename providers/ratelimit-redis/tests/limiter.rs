@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use common::RedisServer;
 use ligand_ratelimit_redis::{ConnectError, RedisConfig, RedisLimiter};
-use ligand_runtime::{
-    Action, Chain, LimitOverride, Link, ProviderError, RateLimitRequest, RateLimitResponse,
-    RateLimiter, Resource,
-};
+use ligand_runtime::testkit::conformance::{self, LimiterCall as Call, allowed_count};
+use ligand_runtime::{Chain, LimitOverride, Link, ProviderError, RateLimitResponse, RateLimiter};
 
 const ALICE: &str = "spiffe://example.org/service/alice";
 const BOB: &str = "spiffe://example.org/service/bob";
@@ -18,50 +16,16 @@ const BOB: &str = "spiffe://example.org/service/bob";
 /// Slow enough that no token comes back during a test: counts are exact.
 const SLOW_RATE: f64 = 0.01;
 
-struct Call {
-    chain: Chain,
-    resource: Resource,
-    action: Action,
-}
-
-impl Call {
-    fn new(caller: &str, resource: &str, action: &str) -> Self {
-        Self {
-            chain: Chain(vec![Link::workload(caller)]),
-            resource: Resource::http_path(resource.to_owned()),
-            action: Action::new(action.to_owned()),
-        }
-    }
-
-    fn get(caller: &str) -> Self {
-        Self::new(caller, "/hello/{name}", "GET")
-    }
-
-    fn request(&self) -> RateLimitRequest<'_> {
-        RateLimitRequest {
-            chain: &self.chain,
-            resource: &self.resource,
-            action: &self.action,
-        }
-    }
-
-    async fn on(&self, limiter: &RedisLimiter) -> RateLimitResponse {
-        limiter.check(&self.request()).await.unwrap()
-    }
-}
-
-async fn allowed(limiter: &RedisLimiter, call: &Call, n: usize) -> usize {
-    let mut count = 0;
-    for _ in 0..n {
-        count += usize::from(call.on(limiter).await.allowed);
-    }
-    count
-}
-
 async fn connect(redis: &RedisServer, rate: f64, burst: u32) -> RedisLimiter {
     RedisLimiter::connect(RedisConfig::new(redis.url(), rate, burst))
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn meets_the_rate_limiter_contract() {
+    let redis = RedisServer::start();
+    conformance::rate_limiter(&connect(&redis, SLOW_RATE, 3).await, 3).await;
 }
 
 #[tokio::test]
@@ -82,8 +46,8 @@ async fn two_instances_share_one_limit() {
 async fn callers_are_isolated() {
     let redis = RedisServer::start();
     let limiter = connect(&redis, SLOW_RATE, 3).await;
-    assert_eq!(allowed(&limiter, &Call::get(ALICE), 10).await, 3);
-    assert_eq!(allowed(&limiter, &Call::get(BOB), 10).await, 3);
+    assert_eq!(allowed_count(&limiter, &Call::get(ALICE), 10).await, 3);
+    assert_eq!(allowed_count(&limiter, &Call::get(BOB), 10).await, 3);
 }
 
 #[tokio::test]
@@ -112,7 +76,7 @@ async fn denial_carries_a_retry_within_one_emission_interval() {
 async fn state_expires_with_the_burst_window() {
     let redis = RedisServer::start();
     let limiter = connect(&redis, SLOW_RATE, 2).await;
-    assert_eq!(allowed(&limiter, &Call::get(ALICE), 3).await, 2);
+    assert_eq!(allowed_count(&limiter, &Call::get(ALICE), 3).await, 2);
     let mut admin = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -139,9 +103,9 @@ async fn overrides_apply_first_match() {
     .await
     .unwrap();
     let debit = Call::new(BOB, "/accounts/{id}", "debit");
-    assert_eq!(allowed(&limiter, &debit, 5).await, 1);
-    assert_eq!(allowed(&limiter, &Call::get(BOB), 10).await, 4);
-    assert_eq!(allowed(&limiter, &Call::get(ALICE), 10).await, 2);
+    assert_eq!(allowed_count(&limiter, &debit, 5).await, 1);
+    assert_eq!(allowed_count(&limiter, &Call::get(BOB), 10).await, 4);
+    assert_eq!(allowed_count(&limiter, &Call::get(ALICE), 10).await, 2);
 }
 
 #[tokio::test]
@@ -149,10 +113,7 @@ async fn a_request_without_a_peer_principal_is_an_error() {
     let redis = RedisServer::start();
     let limiter = connect(&redis, 1000.0, 1000).await;
     for chain in [Chain::new(), Chain(vec![Link::default()])] {
-        let call = Call {
-            chain,
-            ..Call::get(ALICE)
-        };
+        let call = Call::get(ALICE).with_chain(chain);
         let error = limiter.check(&call.request()).await.unwrap_err();
         assert!(matches!(error, ProviderError::Invalid(_)), "{error}");
     }
@@ -233,7 +194,7 @@ async fn redis_down_denies_with_errors_and_service_resumes_when_it_returns() {
     let response = until_served(&limiter, &alice).await;
     assert!(response.allowed);
     assert_eq!(
-        allowed(&limiter, &alice, 5).await,
+        allowed_count(&limiter, &alice, 5).await,
         1,
         "fresh state: burst of 2"
     );

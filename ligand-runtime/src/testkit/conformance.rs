@@ -1,0 +1,109 @@
+//! Checks every implementation of a contract the same way, so that providers prove the
+//! framework's expectations with one shared test instead of each re-deriving them.
+
+use crate::chain::{Chain, Link};
+use crate::ratelimit::{RateLimitRequest, RateLimitResponse, RateLimiter};
+use crate::request::{Action, Resource};
+
+/// One rate-limit check, owned, for tests.
+#[derive(Debug, Clone)]
+pub struct LimiterCall {
+    chain: Chain,
+    resource: Resource,
+    action: Action,
+}
+
+impl LimiterCall {
+    /// `caller` performing `action` on the route template `resource`.
+    pub fn new(caller: &str, resource: &str, action: &str) -> Self {
+        Self {
+            chain: Chain(vec![Link::workload(caller)]),
+            resource: Resource::http_path(resource.to_owned()),
+            action: Action::new(action.to_owned()),
+        }
+    }
+
+    /// `caller` doing `GET /hello/{name}`.
+    pub fn get(caller: &str) -> Self {
+        Self::new(caller, "/hello/{name}", "GET")
+    }
+
+    /// The same check arriving with `chain` (the immediate peer is its last link).
+    pub fn with_chain(mut self, chain: Chain) -> Self {
+        self.chain = chain;
+        self
+    }
+
+    /// The request as a limiter receives it.
+    pub fn request(&self) -> RateLimitRequest<'_> {
+        RateLimitRequest {
+            chain: &self.chain,
+            resource: &self.resource,
+            action: &self.action,
+        }
+    }
+
+    /// Runs the check on `limiter`.
+    ///
+    /// # Panics
+    /// If the limiter fails.
+    pub async fn on(&self, limiter: &dyn RateLimiter) -> RateLimitResponse {
+        match limiter.check(&self.request()).await {
+            Ok(response) => response,
+            Err(error) => panic!("limiter failed: {error}"),
+        }
+    }
+}
+
+/// How many of `n` checks of `call` the limiter allows.
+pub async fn allowed_count(limiter: &dyn RateLimiter, call: &LimiterCall, n: usize) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        count += usize::from(call.on(limiter).await.allowed);
+    }
+    count
+}
+
+/// The contract every [`RateLimiter`] meets, checked on a fresh limiter configured with
+/// `burst` and a rate slow enough that no request is replenished during the check:
+///
+/// - a caller gets exactly `burst` requests, then denials that say when to retry and report
+///   the configured limit;
+/// - callers are limited independently (keyed on the immediate peer);
+/// - a request whose chain names no principal is an error, never allowed and never keyed on
+///   an empty name.
+///
+/// # Panics
+/// On the first broken expectation, saying which.
+pub async fn rate_limiter(limiter: &dyn RateLimiter, burst: u32) {
+    let burst = burst as usize;
+    let alice = LimiterCall::get("spiffe://conformance.test/alice");
+    let bob = LimiterCall::get("spiffe://conformance.test/bob");
+    assert_eq!(
+        allowed_count(limiter, &alice, burst).await,
+        burst,
+        "the burst is allowed"
+    );
+    let denied = alice.on(limiter).await;
+    assert!(!denied.allowed, "the request after the burst is denied");
+    assert!(
+        denied.retry_after.is_some_and(|d| !d.is_zero()),
+        "a denial says when to retry: {denied:?}"
+    );
+    assert!(
+        denied.limit_rps.is_some_and(|r| r > 0.0),
+        "a denial reports the limit: {denied:?}"
+    );
+    assert_eq!(
+        allowed_count(limiter, &bob, burst).await,
+        burst,
+        "another caller has its own limit"
+    );
+    for chain in [Chain::new(), Chain(vec![Link::default()])] {
+        let anonymous = LimiterCall::get("").with_chain(chain);
+        assert!(
+            limiter.check(&anonymous.request()).await.is_err(),
+            "a request without a peer principal fails closed"
+        );
+    }
+}
