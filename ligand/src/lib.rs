@@ -19,8 +19,11 @@
 //! }
 //!
 //! async fn config() -> Result<ligand::Config, ligand::BoxError> {
-//!     // identity, policy and binding providers go here
-//! #   unimplemented!()
+//!     Ok(ligand::Config::builder()
+//!         .binding(ligand::HttpBinding::new("0.0.0.0:8443"))
+//!         // .identity(..) and .policy(..) are required: without them init refuses to start
+//!         // and names both.
+//!         .build())
 //! }
 //!
 //! #[ligand::main(config = config)]
