@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ligand_runtime::testkit::{AllowList, FakeIdentity, RecordingTelemetry, TestCa};
 use ligand_runtime::{
     Config, ExposeSecret, ProviderError, ProviderKind, SecretAccess, SecretError, SecretRevocation,
-    SecretValue, Secrets, Server, State, TracingTelemetry, init_trust_boundary,
+    SecretValue, Secrets, Server, State, Telemetry, TracingTelemetry, init_trust_boundary,
 };
 use tokio::sync::mpsc;
 
@@ -85,7 +85,7 @@ impl Secrets for Backend {
     }
 }
 
-async fn server(backend: Arc<Backend>, telemetry: Arc<RecordingTelemetry>) -> Server {
+async fn server(backend: Arc<Backend>, telemetry: impl Telemetry) -> Server {
     let ca = TestCa::new("example.org");
     init_trust_boundary(
         Config::builder()
@@ -270,19 +270,7 @@ async fn secret_values_never_reach_logs() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let (backend, revoke) = Backend::new(Some(Duration::from_secs(3600)));
-    let ca = TestCa::new("example.org");
-    let server = init_trust_boundary(
-        Config::builder()
-            .identity(FakeIdentity::new(
-                ca.context(ca.svid("spiffe://example.org/accounts")),
-            ))
-            .policy(AllowList::new())
-            .secrets(backend.clone())
-            .telemetry(TracingTelemetry)
-            .build(),
-    )
-    .await
-    .unwrap();
+    let server = server(backend.clone(), TracingTelemetry).await;
     let value = server.secret_bytes(DB).await.unwrap();
     let _ = format!("{value:?}");
     server.secret_bytes(DB).await.unwrap();
