@@ -45,7 +45,7 @@ pub(crate) fn expand(
     cx.finish(
         || match config {
             Some(config) => expand::expand(&main, config, &allowances, &track),
-            // Unreachable: a missing `config` is always reported. Emit the stub all the same
+            // Unreachable: an invalid `config` is always reported. Emit the stub all the same
             // rather than panic inside the compiler.
             None => expand::stub(&original, None, &track),
         },

@@ -67,16 +67,23 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 }
 
 /// Turns `async fn main(server: Server) -> ligand::Result<()>` into the program's entry point:
-/// it installs logging, initializes from `config`, closes the server on SIGTERM or ctrl-c and
-/// returns the result of the body.
+/// it installs logging, initializes from the configuration, closes the server on SIGTERM or
+/// ctrl-c and returns the result of the body. Without `config = ...` the configuration is
+/// `ligand::config::load`: `ligand.toml` (or `LIGAND_CONFIG`) with embedded defaults.
 ///
 /// It also runs the lint pass over every source file of the crate (see the `ligand` crate's
 /// documentation of `#[ligand::allow]` for the rules): bypassing the framework does not compile.
 ///
 /// ```ignore
+/// #[ligand::main]                       // ligand.toml, embedded defaults
+/// async fn main(server: Server) -> ligand::Result<()> {
+///     server.serve(Hello).await?;
+///     Ok(())
+/// }
+///
 /// async fn config() -> Result<ligand::Config, ligand::BoxError> { .. }
 ///
-/// #[ligand::main(config = config)]
+/// #[ligand::main(config = config)]      // the Rust builder instead
 /// async fn main(server: Server) -> ligand::Result<()> {
 ///     server.serve(Hello).await?;
 ///     Ok(())

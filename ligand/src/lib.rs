@@ -35,6 +35,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "embedded")]
+pub mod config;
+
 pub use ligand_macros::{allow, delete, get, main, patch, post, put, secret, service};
 pub use ligand_runtime::*;
 

@@ -1,6 +1,6 @@
-//! The arguments of `#[ligand::main(config = path::to::async_fn)]`.
+//! The arguments of `#[ligand::main]` and `#[ligand::main(config = path::to::async_fn)]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::{Expr, ExprPath};
 
 use crate::args::{self, Arg};
@@ -12,7 +12,8 @@ const CONFIG: Symbol = Symbol("config");
 pub(crate) const EXPECTS_CONFIG: &str =
     "#[ligand::main] expects `config = path::to::async_fn` returning Result<ligand::Config, E>";
 
-/// Parsed arguments. A missing or invalid `config` was reported and is `None`.
+/// Parsed arguments. Without `config`, it is `::ligand::config::load`; an invalid one was
+/// reported and is `None`.
 pub(crate) struct MainAttr {
     /// The async fn that builds the configuration.
     pub(crate) config: Option<ExprPath>,
@@ -52,7 +53,8 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> MainAttr {
         }
     }
     if !seen_config {
-        cx.error_at(Span::call_site(), EXPECTS_CONFIG);
+        // No `config`: `ligand.toml` with embedded defaults, from the facade's `config` module.
+        attr.config = Some(syn::parse_quote!(::ligand::config::load));
     }
     attr
 }

@@ -33,13 +33,31 @@ fn expands_main() {
 }
 
 #[test]
+fn without_config_uses_ligand_toml_with_embedded_defaults() {
+    let input = quote! {
+        async fn main(server: Server) -> ligand::Result<()> {
+            Ok(())
+        }
+    };
+    // `#[ligand::main]` and `#[ligand::main()]` both arrive as no tokens.
+    let output = super::expand(quote!(), input, None, Default::default()).to_string();
+    assert!(!output.contains("compile_error"), "{output}");
+    assert!(
+        output.contains(
+            ":: ligand :: __private :: run_main_with_allowances (:: ligand :: config :: load"
+        ),
+        "{output}"
+    );
+}
+
+#[test]
 fn reports_every_error_and_still_emits_a_main() {
     let input = quote! {
         fn start<T>() {}
     };
     let output = super::expand(quote!(), input, None, Default::default()).to_string();
-    // missing config, name, not async, generics, no parameter, no return type
-    assert_eq!(output.matches("compile_error").count(), 6, "{output}");
+    // name, not async, generics, no parameter, no return type
+    assert_eq!(output.matches("compile_error").count(), 5, "{output}");
     assert!(output.contains("fn main ()"), "{output}");
 }
 

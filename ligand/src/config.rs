@@ -1,0 +1,242 @@
+//! Declarative configuration: `ligand.toml`, overridable by environment variables, with
+//! embedded defaults so that a service runs with nothing installed.
+//!
+//! | setting | file | environment | default |
+//! |---|---|---|---|
+//! | config file | | `LIGAND_CONFIG` | `./ligand.toml` (absent: all defaults) |
+//! | listen address | `listen` | `LIGAND_LISTEN` | `127.0.0.1:8443` |
+//! | Workload API socket | `[identity] socket` | `SPIFFE_ENDPOINT_SOCKET` | none: embedded development identity |
+//! | SPIFFE ID | `[identity] spiffe_id` | `LIGAND_SPIFFE_ID` | `spiffe://ligand.local/service/<executable name>` |
+//! | policy | `[policy]` (regorus: `folder`, `bundle`, `signing`, …) | | the `policy/` folder |
+//! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
+//! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
+//!
+//! Paths in the file are relative to the file's folder. Without a Workload API socket the
+//! service gets an in-process development identity from an ephemeral CA, and says so loudly:
+//! no other workload can verify it, so it is for one machine only. With the socket (SPIRE, or
+//! `ligand-agent`), the same binary runs in production. Policy has no default that allows
+//! anything: without a policy folder or bundle, startup fails and says what to create.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"
+//!
+//! [identity]
+//! socket = "unix:///run/spire/agent.sock"
+//!
+//! [policy]
+//! bundle = "policy/accounts.tar.gz"
+//!
+//! [rate_limit]
+//! rate = 50
+//! burst = 100
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use ligand_identity_agent::EmbeddedIdentity;
+use ligand_identity_spiffe::SpiffeIdentity;
+use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
+use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
+use ligand_runtime::{BoxError, Config, HttpBinding, SpiffeId};
+use ligand_secrets_file::FileSecrets;
+use serde::Deserialize;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// `ligand.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<String>,
+    #[serde(default)]
+    identity: Identity,
+    policy: Option<RegorusConfig>,
+    rate_limit: Option<GovernorConfig>,
+    secrets: Option<SecretsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    socket: Option<String>,
+    spiffe_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    dir: PathBuf,
+}
+
+/// Why the configuration could not be loaded. Every message names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid (the message names the line, column and field).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with the position and the offending key.
+        message: String,
+    },
+    /// A setting has an unusable value.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting, such as `identity.spiffe_id` or `policy`.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.to_string(),
+    }
+}
+
+/// Loads the configuration from `LIGAND_CONFIG` or `./ligand.toml`, applying the environment
+/// overrides and the embedded defaults. This is what `#[ligand::main]` uses when it is given
+/// no `config = ...`.
+pub async fn load() -> Result<Config, BoxError> {
+    let path = std::env::var_os("LIGAND_CONFIG")
+        .map_or_else(|| PathBuf::from("ligand.toml"), PathBuf::from);
+    let explicit = std::env::var_os("LIGAND_CONFIG").is_some();
+    let env = Environment {
+        listen: std::env::var("LIGAND_LISTEN").ok(),
+        socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),
+        spiffe_id: std::env::var("LIGAND_SPIFFE_ID").ok(),
+    };
+    Ok(load_from(&path, explicit, &env)?)
+}
+
+/// Environment overrides, read once by [`load`].
+#[derive(Debug, Default, Clone)]
+pub struct Environment {
+    /// `LIGAND_LISTEN`.
+    pub listen: Option<String>,
+    /// `SPIFFE_ENDPOINT_SOCKET`.
+    pub socket: Option<String>,
+    /// `LIGAND_SPIFFE_ID`.
+    pub spiffe_id: Option<String>,
+}
+
+/// Loads the configuration from the file at `path` (which must exist when `required`; an
+/// absent optional file means all defaults). Relative paths, the default `policy/` and
+/// `secrets/` folders included, are relative to the file's folder.
+pub fn load_from(path: &Path, required: bool, env: &Environment) -> Result<Config, ConfigError> {
+    let file = match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => File::default(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    // Relative paths are relative to the file's folder, whether or not the file exists.
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    build(file, &base, env)
+}
+
+fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigError> {
+    let mut builder = Config::builder();
+
+    let listen = env
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    builder = builder.binding(HttpBinding::new(listen));
+
+    let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id);
+    match env.socket.clone().or(file.identity.socket) {
+        Some(socket) => {
+            let identity =
+                SpiffeIdentity::new(socket).map_err(|e| invalid("identity.socket", e))?;
+            builder = builder.identity(identity);
+            if let Some(id) = spiffe_id {
+                builder = builder.spiffe_id(id);
+            }
+        }
+        None => {
+            let id = spiffe_id.unwrap_or_else(default_spiffe_id);
+            let id = SpiffeId::new(&id)
+                .map_err(|e| invalid("identity.spiffe_id", format!("{id}: {e}")))?;
+            let identity = EmbeddedIdentity::new(id).map_err(|e| invalid("identity", e))?;
+            builder = builder.identity(identity);
+        }
+    }
+
+    let mut policy = file
+        .policy
+        .unwrap_or_else(|| RegorusConfig::folder("policy"));
+    policy.folder = policy.folder.map(|p| base.join(p));
+    policy.bundle = policy.bundle.map(|p| base.join(p));
+    if policy.folder.as_deref().is_some_and(|f| !f.is_dir()) {
+        return Err(invalid(
+            "policy",
+            format!(
+                "no policy folder at {}: create it with Rego defining data.ligand.authz.allow, or set [policy] in ligand.toml",
+                policy
+                    .folder
+                    .as_deref()
+                    .unwrap_or(Path::new("policy"))
+                    .display()
+            ),
+        ));
+    }
+    builder = builder.policy(RegorusPolicy::new(&policy).map_err(|e| invalid("policy", e))?);
+
+    let limits = file
+        .rate_limit
+        .unwrap_or_else(|| GovernorConfig::new(100.0, 200));
+    builder =
+        builder.rate_limiter(GovernorLimiter::new(limits).map_err(|e| invalid("rate_limit", e))?);
+
+    let secrets_dir = match file.secrets {
+        Some(section) => Some(base.join(section.dir)),
+        None => Some(base.join("secrets")).filter(|d| d.is_dir()),
+    };
+    if let Some(dir) = secrets_dir {
+        builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
+    }
+    Ok(builder.build())
+}
+
+/// `spiffe://ligand.local/service/<executable name>`.
+fn default_spiffe_id() -> String {
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "service".to_owned());
+    format!("spiffe://ligand.local/service/{name}")
+}

@@ -1,0 +1,163 @@
+//! `ligand.toml` with embedded defaults: what starts, what refuses to, and the messages.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::path::Path;
+
+use ligand::config::{ConfigError, Environment, load_from};
+use ligand::{InitError, ProviderKind, State};
+
+const POLICY: &str = "package ligand.authz\n\ndefault allow := false\n";
+
+fn write(dir: &Path, relative: &str, contents: &str) {
+    let path = dir.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+#[tokio::test]
+async fn embedded_defaults_start_a_fail_closed_service() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(
+        dir.path(),
+        "ligand.toml",
+        "listen = \"127.0.0.1:0\"\n[identity]\nspiffe_id = \"spiffe://ligand.local/service/accounts\"\n",
+    );
+    let config = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    let server = ligand::init(config).await.unwrap();
+    assert_eq!(
+        server.spiffe_id().to_string(),
+        "spiffe://ligand.local/service/accounts"
+    );
+    assert_eq!(
+        server.monitor().provider(ProviderKind::RateLimiter),
+        Some(State::Ready),
+        "governor by default"
+    );
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Secrets),
+        None,
+        "no secrets/ folder, no secrets"
+    );
+    server.close().await;
+}
+
+#[tokio::test]
+async fn environment_overrides_the_file_and_secrets_folder_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[identity]\nspiffe_id = \"spiffe://ligand.local/service/file\"\n",
+    );
+    let env = Environment {
+        listen: Some("127.0.0.1:0".into()),
+        spiffe_id: Some("spiffe://ligand.local/service/env".into()),
+        socket: None,
+    };
+    let server = ligand::init(load_from(&dir.path().join("ligand.toml"), true, &env).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.spiffe_id().to_string(),
+        "spiffe://ligand.local/service/env"
+    );
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Secrets),
+        Some(State::Ready)
+    );
+    server.close().await;
+}
+
+#[test]
+fn a_missing_policy_is_refused_with_what_to_create() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ligand.toml", "");
+    let err = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                setting: "policy",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("data.ligand.authz.allow"), "{err}");
+}
+
+#[test]
+fn file_errors_name_the_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(
+        dir.path(),
+        "ligand.toml",
+        "listen = \"127.0.0.1:0\"\n[rate_limit]\nrate = 10\nbrust = 5\n",
+    );
+    let err = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{message}");
+    assert!(
+        message.contains("line 4") && message.contains("brust"),
+        "{message}"
+    );
+    let bad_id = "[identity]\nspiffe_id = \"not-a-spiffe-id\"\n";
+    write(dir.path(), "ligand.toml", bad_id);
+    let err = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                setting: "identity.spiffe_id",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let required = load_from(
+        &dir.path().join("absent.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(required, ConfigError::Read { .. }), "{required}");
+}
+
+#[tokio::test]
+async fn an_unreachable_workload_api_fails_init() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let socket = format!("unix://{}", dir.path().join("absent.sock").display());
+    let env = Environment {
+        listen: Some("127.0.0.1:0".into()),
+        socket: Some(socket),
+        spiffe_id: None,
+    };
+    let config = load_from(&dir.path().join("ligand.toml"), false, &env).unwrap();
+    let err = ligand::init(config).await.unwrap_err();
+    assert!(matches!(err, InitError::Identity(_)), "{err:?}");
+}
