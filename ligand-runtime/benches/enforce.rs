@@ -43,10 +43,7 @@ fn request() -> InboundRequest {
         peer: Link::workload(CALLER),
         resource: Resource::http_path("/accounts/{id}"),
         action: Action::new("GET"),
-        request: RequestLine {
-            method: "GET".into(),
-            path: "/accounts/42".into(),
-        },
+        request: RequestLine::new(http::Method::GET, "/accounts/42"),
     }
 }
 

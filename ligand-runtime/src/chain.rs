@@ -1,6 +1,8 @@
 //! The identity chain: who has handled a request, from the originating principal to the
 //! immediate peer.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The header carrying the upstream chain between Ligand services, as a JSON array of links.
@@ -13,30 +15,31 @@ pub const MAX_CHAIN_HEADER_LEN: usize = 8 * 1024;
 pub const MAX_CHAIN_LINKS: usize = 32;
 
 /// One hop of a [`Chain`]: a principal that handled the request. Each field is one identity
-/// dimension; absent dimensions are `None`.
+/// dimension; absent dimensions are `None`. Fields are shared strings, so cloning a link (once
+/// per request for the immediate peer) copies no bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
     /// The SPIFFE ID of the workload that handled this hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
+    pub workload: Option<Arc<str>>,
     /// The identity provider's subject for the human principal of this hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// The hardware-rooted identity of the device that handled this hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    pub device: Option<Arc<str>>,
     /// The OS and software-stack identity of the host on that device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<Arc<str>>,
     /// The credential subject of a party outside the organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_party: Option<String>,
+    pub external_party: Option<Arc<str>>,
 }
 
 impl Link {
     /// A link for a workload identified by its SPIFFE ID.
-    pub fn workload(id: impl Into<String>) -> Self {
+    pub fn workload(id: impl Into<Arc<str>>) -> Self {
         Self {
             workload: Some(id.into()),
             ..Self::default()
@@ -46,6 +49,12 @@ impl Link {
     /// The principal of this hop: the first present field in the order workload, user,
     /// external party, device, host.
     pub fn principal(&self) -> Option<&str> {
+        self.principal_shared().map(|p| &**p)
+    }
+
+    /// The principal as the shared string it is stored in, for keys that outlive the request
+    /// (a rate limiter's per-caller state) without copying it.
+    pub fn principal_shared(&self) -> Option<&Arc<str>> {
         [
             &self.workload,
             &self.user,
@@ -54,7 +63,7 @@ impl Link {
             &self.host,
         ]
         .into_iter()
-        .find_map(|field| field.as_deref())
+        .find_map(Option::as_ref)
     }
 
     fn is_empty(&self) -> bool {
@@ -230,7 +239,7 @@ mod tests {
         fn accepted_headers_round_trip(
             users in proptest::collection::vec("[a-z]{1,12}", 0..MAX_CHAIN_LINKS),
         ) {
-            let chain = Chain(users.into_iter().map(|u| Link { user: Some(u), ..Link::default() }).collect());
+            let chain = Chain(users.into_iter().map(|u| Link { user: Some(u.into()), ..Link::default() }).collect());
             prop_assert_eq!(Chain::from_header(chain.to_header().as_bytes()), Ok(chain));
         }
     }

@@ -29,6 +29,24 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SECRET_RENEWAL_LEAD: Duration = Duration::from_secs(600);
 /// How often a metrics snapshot is sent to telemetry.
 pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(30);
+/// How many audit and telemetry records may wait for the sink.
+pub const DEFAULT_AUDIT_QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// What a request does when the audit queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditOverflow {
+    /// Drop the record and go on (the default): the loss is counted in
+    /// [`MetricsSnapshot::audit_dropped`](crate::MetricsSnapshot::audit_dropped) and telemetry
+    /// turns Degraded. Requests never wait for the sink.
+    #[default]
+    Drop,
+    /// Wait for room: no decision or rate-limit record is ever dropped, at the price of
+    /// requests slowing to the sink's pace when it falls behind. For deployments whose audit
+    /// log must be complete.
+    Block,
+}
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
@@ -57,6 +75,8 @@ pub struct Config {
     pub(crate) identity_grace_period: Option<Duration>,
     pub(crate) metrics_interval: Duration,
     pub(crate) secret_renewal_lead: Duration,
+    pub(crate) audit_queue_capacity: usize,
+    pub(crate) audit_overflow: AuditOverflow,
 }
 
 impl fmt::Debug for Config {
@@ -73,6 +93,8 @@ impl fmt::Debug for Config {
             .field("spiffe_id", &self.spiffe_id)
             .field("policy_timeout", &self.policy_timeout)
             .field("pre_stop_hooks", &self.pre_stop_hooks.len())
+            .field("audit_queue_capacity", &self.audit_queue_capacity)
+            .field("audit_overflow", &self.audit_overflow)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +121,8 @@ impl Config {
                 identity_grace_period: None,
                 metrics_interval: DEFAULT_METRICS_INTERVAL,
                 secret_renewal_lead: DEFAULT_SECRET_RENEWAL_LEAD,
+                audit_queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
+                audit_overflow: AuditOverflow::Drop,
             },
         }
     }
@@ -143,7 +167,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// The telemetry sink. Without one, events go to `tracing` under `ligand::audit`.
+    /// The telemetry sink. Without one, events go to `tracing` under `ligand::audit`;
+    /// [`JsonLinesTelemetry`](crate::JsonLinesTelemetry) writes JSON lines instead. The sink
+    /// is called from the audit writer thread, never on the request path.
     pub fn telemetry(mut self, telemetry: impl Telemetry) -> Self {
         self.config.telemetry = Some(Arc::new(telemetry));
         self
@@ -218,7 +244,7 @@ impl ConfigBuilder {
     }
 
     /// How often a [`MetricsSnapshot`](crate::MetricsSnapshot) goes to telemetry (default
-    /// 30 s). Telemetry that answers `NotSupported` stops the loop.
+    /// 30 s).
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
         self.config.metrics_interval = interval;
         self
@@ -228,6 +254,18 @@ impl ConfigBuilder {
     /// `min(lead, ttl/2)` before expiry, so short-lived secrets renew at half-life).
     pub fn secret_renewal_lead(mut self, lead: Duration) -> Self {
         self.config.secret_renewal_lead = lead;
+        self
+    }
+
+    /// How many records may wait for the telemetry sink (default 16384).
+    pub fn audit_queue_capacity(mut self, capacity: usize) -> Self {
+        self.config.audit_queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What requests do when the audit queue is full (default [`AuditOverflow::Drop`]).
+    pub fn audit_overflow(mut self, overflow: AuditOverflow) -> Self {
+        self.config.audit_overflow = overflow;
         self
     }
 

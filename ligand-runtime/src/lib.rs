@@ -49,6 +49,7 @@ mod provider;
 mod ratelimit;
 mod registry;
 mod request;
+mod request_id;
 mod secrets;
 mod server;
 mod service;
@@ -70,9 +71,9 @@ pub use self::chain::{
     CHAIN_HEADER, Chain, ChainHeaderError, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS,
 };
 pub use self::config::{
-    Config, ConfigBuilder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
-    DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
-    DEFAULT_SECRET_RENEWAL_LEAD,
+    AuditOverflow, Config, ConfigBuilder, DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_METRICS_INTERVAL, DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT,
+    DEFAULT_PRE_STOP_TIMEOUT, DEFAULT_SECRET_RENEWAL_LEAD,
 };
 pub use self::error::{
     BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,
@@ -90,14 +91,15 @@ pub use self::ratelimit::{
 };
 pub use self::registry::{Endpoint, ServiceRegistry};
 pub use self::request::{Action, InboundRequest, RequestLine, Resource};
+pub use self::request_id::RequestId;
 pub use self::secrets::{
     Secret, SecretError, SecretRevocation, SecretValue, Secrets, SecretsCache, decode_secret,
 };
 pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
 pub use self::service::{Ctx, Service, denial_response};
 pub use self::telemetry::{
-    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, OutboundOutcome,
-    RateLimitEvent, SecretAccess, SecretAccessEvent, Telemetry, TracingTelemetry,
+    DecisionEvent, HealthTransitionEvent, JsonLinesTelemetry, MetricsSnapshot, OutboundCallEvent,
+    OutboundOutcome, RateLimitEvent, SecretAccess, SecretAccessEvent, Telemetry, TracingTelemetry,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};

@@ -1,5 +1,7 @@
 //! The policy engine contract.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -24,18 +26,22 @@ pub struct EvalRequest {
     /// The concrete request line.
     pub request: RequestLine,
     /// This service's own SPIFFE ID.
-    pub service: String,
+    pub service: Arc<str>,
 }
 
-/// A policy decision.
+/// A policy decision. Its strings are shared, so an engine that caches decisions hands out
+/// copies without copying bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EvalResponse {
     /// Whether the request is allowed. Anything but `true` denies.
     pub allowed: bool,
     /// A human-readable reason, for audit records only; never sent to the caller.
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     /// The version of the policy that decided, recorded in every decision event.
-    pub policy_version: Option<String>,
+    pub policy_version: Option<Arc<str>>,
+    /// Whether the engine answered from its decision cache (an earlier evaluation of an input
+    /// identical in every field the policy reads, under the same policy revision).
+    pub cached: bool,
 }
 
 impl EvalResponse {
@@ -48,11 +54,11 @@ impl EvalResponse {
     }
 
     /// A deny decision with a reason.
-    pub fn deny(reason: impl Into<String>) -> Self {
+    pub fn deny(reason: impl Into<Arc<str>>) -> Self {
         Self {
             allowed: false,
             reason: Some(reason.into()),
-            policy_version: None,
+            ..Self::default()
         }
     }
 }
@@ -63,6 +69,10 @@ impl EvalResponse {
 pub trait PolicyEngine: Send + Sync + 'static {
     /// Decides one request. Called after identity verification and rate limiting, bounded by
     /// the configured policy timeout. Implementations must be safe under concurrent calls.
+    ///
+    /// This runs on the request path, on the async worker that received the request: an
+    /// engine that computes in-process should decide inline (bounding its own work) rather
+    /// than hand each request to another thread, and one that calls a backend awaits it.
     async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError>;
 
     /// Replaces the policy with `bundle` atomically: evaluations already running finish on the

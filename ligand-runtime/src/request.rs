@@ -51,10 +51,25 @@ impl Action {
 /// The HTTP request line as the policy sees it under `input.request`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RequestLine {
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method, as its name (`"GET"`).
+    #[serde(serialize_with = "method_name")]
+    pub method: http::Method,
     /// The concrete path (the resource carries the template).
     pub path: String,
+}
+
+impl RequestLine {
+    /// The request line `method path`.
+    pub fn new(method: http::Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+        }
+    }
+}
+
+fn method_name<S: serde::Serializer>(method: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(method.as_str())
 }
 
 /// What a binding extracts from an inbound request and hands to the pipeline.

@@ -26,7 +26,7 @@ use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::ServiceRegistry;
 use crate::secrets::{Secret, SecretError, Secrets, SecretsCache};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{AuditQueue, Telemetry};
 use crate::tls::IdentityState;
 
 /// An initialized Ligand server. Cheap to clone; every clone is the same server.
@@ -44,13 +44,15 @@ struct Inner {
     policy: Arc<dyn PolicyEngine>,
     binding: Option<Arc<dyn Binding>>,
     rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// The audit queue as a sink, for components that record outside the request path.
     telemetry: Arc<dyn Telemetry>,
+    audit: Arc<AuditQueue>,
     secrets: Option<Arc<dyn Secrets>>,
     secrets_cache: Option<Arc<SecretsCache>>,
     registry: Option<Arc<dyn ServiceRegistry>>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,
-    service_id: String,
+    service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
     pre_stop_hooks: Vec<PreStopHook>,
@@ -116,7 +118,7 @@ impl Server {
         &self,
         name: &str,
         chain: Option<&crate::Chain>,
-        request_id: Option<&str>,
+        request_id: Option<crate::RequestId>,
     ) -> Result<Arc<secrecy::SecretSlice<u8>>, SecretError> {
         let cache = self
             .inner

@@ -13,9 +13,11 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use spiffe::SpiffeId;
 
-use crate::chain::{CHAIN_HEADER, Chain, Link};
+use crate::chain::{CHAIN_HEADER, Chain};
 use crate::error::Denial;
+use crate::policy::EvalRequest;
 use crate::request::{Action, InboundRequest, RequestLine, Resource};
+use crate::request_id::RequestId;
 use crate::server::{Denied, Server};
 use crate::tls::VerifiedPeer;
 
@@ -94,7 +96,7 @@ async fn enforce_route(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = RequestId::new();
     let Some(peer) = request.extensions().get::<VerifiedPeer>().cloned() else {
         return denial_response(&Denied {
             denial: Denial::Unauthenticated,
@@ -116,23 +118,18 @@ async fn enforce_route(
     };
     let inbound = InboundRequest {
         chain,
-        peer: Link::workload(peer.spiffe_id().to_string()),
+        peer: peer.link().clone(),
         resource: guard.resource.clone(),
         action: guard.action.clone(),
-        request: RequestLine {
-            method: request.method().as_str().to_owned(),
-            path: request.uri().path().to_owned(),
-        },
+        request: RequestLine::new(request.method().clone(), request.uri().path()),
     };
-    match guard.server.pipeline(inbound, Some(request_id)).await {
+    match guard.server.pipeline(inbound, request_id).await {
         Ok(enforced) => {
             let ctx = Ctx {
-                inner: Arc::new(CtxInner {
-                    chain: enforced.chain,
-                    request_id: enforced.request_id,
-                    peer: peer.spiffe_id().clone(),
-                    server: guard.server.clone(),
-                }),
+                input: enforced.input,
+                request_id,
+                peer,
+                server: guard.server.clone(),
             };
             request.extensions_mut().insert(ctx);
             next.run(request).await
@@ -152,7 +149,7 @@ struct ErrorBody<'a> {
     request_id: &'a str,
 }
 
-fn error_body(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+fn error_body(status: StatusCode, code: &'static str, message: &str, request_id: &str) -> Response {
     let body = ErrorBody {
         error_code: code,
         error: message,
@@ -169,7 +166,7 @@ pub fn denial_response(denied: &Denied) -> Response {
         denied.denial.status(),
         denied.denial.code(),
         &message,
-        &denied.request_id,
+        denied.request_id.as_str(),
     );
     if let Denial::RateLimited { retry_after } = denied.denial {
         let secs = retry_after
@@ -189,25 +186,22 @@ impl IntoResponse for Denied {
 }
 
 /// The context of one enforced request: the verified chain and peer. Take it as a handler
-/// argument; it exists only for requests the pipeline allowed.
+/// argument; it exists only for requests the pipeline allowed. Cloning it copies three
+/// pointers and the inline request ID.
 #[derive(Clone)]
 pub struct Ctx {
-    inner: Arc<CtxInner>,
-}
-
-struct CtxInner {
-    chain: Chain,
-    request_id: String,
-    peer: SpiffeId,
+    input: Arc<EvalRequest>,
+    request_id: RequestId,
+    peer: VerifiedPeer,
     server: Server,
 }
 
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
-            .field("peer", &self.inner.peer.to_string())
-            .field("chain", &self.inner.chain)
-            .field("request_id", &self.inner.request_id)
+            .field("peer", &self.peer)
+            .field("chain", &self.input.chain)
+            .field("request_id", &self.request_id)
             .finish()
     }
 }
@@ -215,30 +209,30 @@ impl fmt::Debug for Ctx {
 impl Ctx {
     /// The verified immediate peer.
     pub fn peer(&self) -> &SpiffeId {
-        &self.inner.peer
+        self.peer.spiffe_id()
     }
 
     /// The evaluated chain, immediate peer last.
     pub fn chain(&self) -> &Chain {
-        &self.inner.chain
+        &self.input.chain
+    }
+
+    /// Exactly what the policy evaluated for this request.
+    pub fn policy_input(&self) -> &EvalRequest {
+        &self.input
     }
 
     /// The request's correlation ID.
     pub fn request_id(&self) -> &str {
-        &self.inner.request_id
+        self.request_id.as_str()
     }
 
     /// The typed secret `T` (a `#[ligand::secret]` struct), read through the framework's
     /// audited cache; the access is recorded with this request's chain and ID.
     pub async fn secret<T: crate::Secret>(&self) -> Result<T, crate::SecretError> {
         let bytes = self
-            .inner
             .server
-            .secret_for(
-                T::PATH,
-                Some(&self.inner.chain),
-                Some(&self.inner.request_id),
-            )
+            .secret_for(T::PATH, Some(&self.input.chain), Some(self.request_id))
             .await?;
         T::__from_secret(secrecy::ExposeSecret::expose_secret(&*bytes))
     }
@@ -248,15 +242,14 @@ impl Ctx {
         &self,
         name: &str,
     ) -> Result<std::sync::Arc<secrecy::SecretSlice<u8>>, crate::SecretError> {
-        self.inner
-            .server
-            .secret_for(name, Some(&self.inner.chain), Some(&self.inner.request_id))
+        self.server
+            .secret_for(name, Some(&self.input.chain), Some(self.request_id))
             .await
     }
 
     /// This service's own SPIFFE ID.
     pub fn service_id(&self) -> SpiffeId {
-        self.inner.server.spiffe_id()
+        self.server.spiffe_id()
     }
 }
 

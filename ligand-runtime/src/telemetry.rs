@@ -3,55 +3,79 @@
 //! Unlike the other contracts, [`Telemetry`] is synchronous: it is called on the request path
 //! and must never block it, so an implementation that does I/O buffers and returns at once.
 
+mod json;
+mod queue;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+pub use self::json::JsonLinesTelemetry;
+pub(crate) use self::queue::{AuditQueue, QueuedTelemetry, Record};
+
 use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::health::{ProviderKind, State};
+use crate::policy::EvalRequest;
 use crate::request::{Action, Resource};
+use crate::request_id::RequestId;
 
 /// The audit record of every request that reached policy evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DecisionEvent {
     /// When the request entered the pipeline.
     pub timestamp: SystemTime,
     /// The request's correlation ID, also sent to the caller on denial.
-    pub request_id: String,
-    /// The evaluated chain, immediate peer last.
-    pub chain: Chain,
-    /// What was accessed.
-    pub resource: Resource,
-    /// The operation.
-    pub action: Action,
+    pub request_id: RequestId,
+    /// Exactly what the policy evaluated: the chain (immediate peer last), the resource, the
+    /// action, the request line and this service's ID. Shared with the request, not copied.
+    pub input: Arc<EvalRequest>,
     /// Whether policy allowed the request.
     pub allowed: bool,
+    /// Whether the decision came from the engine's decision cache.
+    pub cached: bool,
     /// Time from pipeline entry to decision, rate limiting included.
     pub latency: Duration,
     /// Time spent in policy evaluation alone.
     pub policy_latency: Duration,
     /// The policy version that decided, when the engine reports one.
-    pub policy_version: Option<String>,
+    pub policy_version: Option<Arc<str>>,
     /// The engine's reason, when it gives one.
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     /// Set when evaluation failed or timed out rather than deciding.
     pub error: Option<String>,
 }
 
+impl DecisionEvent {
+    /// The evaluated chain, immediate peer last.
+    pub fn chain(&self) -> &Chain {
+        &self.input.chain
+    }
+
+    /// What was accessed.
+    pub fn resource(&self) -> &Resource {
+        &self.input.resource
+    }
+
+    /// The operation.
+    pub fn action(&self) -> &Action {
+        &self.input.action
+    }
+}
+
 /// The record of every rate-limiter call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct RateLimitEvent {
     /// When the request entered the pipeline.
     pub timestamp: SystemTime,
     /// The request's correlation ID.
-    pub request_id: String,
-    /// The chain, immediate peer last.
-    pub chain: Chain,
-    /// What was accessed.
-    pub resource: Resource,
-    /// The operation.
-    pub action: Action,
+    pub request_id: RequestId,
+    /// The request as the limiter saw it (the chain, immediate peer last, the resource and the
+    /// action), shared with the request.
+    pub input: Arc<EvalRequest>,
     /// Whether the limiter allowed the request (false on error too).
     pub allowed: bool,
     /// Time spent in the limiter.
@@ -60,8 +84,27 @@ pub struct RateLimitEvent {
     pub current_rps: Option<f64>,
     /// The caller's configured limit, when reported.
     pub limit_rps: Option<f64>,
+    /// How long the caller should wait, on a denial.
+    pub retry_after: Option<Duration>,
     /// Set when the limiter failed.
     pub error: Option<String>,
+}
+
+impl RateLimitEvent {
+    /// The chain, immediate peer last.
+    pub fn chain(&self) -> &Chain {
+        &self.input.chain
+    }
+
+    /// What was accessed.
+    pub fn resource(&self) -> &Resource {
+        &self.input.resource
+    }
+
+    /// The operation.
+    pub fn action(&self) -> &Action {
+        &self.input.action
+    }
 }
 
 /// A provider's health changed.
@@ -140,7 +183,7 @@ pub struct SecretAccessEvent {
     /// The chain of the request that read it (absent for background renewal).
     pub chain: Option<Chain>,
     /// The request's correlation ID, when a request read it.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// What happened.
     pub access: SecretAccess,
     /// The backend's error, for failures.
@@ -160,13 +203,24 @@ pub struct MetricsSnapshot {
     pub secrets_cache_hits: u64,
     /// Secrets fetched from the backend.
     pub secrets_cache_misses: u64,
+    /// Audit and telemetry records lost because the queue to the sink was full (always 0 in
+    /// the `block` overflow mode). Any loss also marks telemetry Degraded.
+    pub audit_dropped: u64,
+    /// Records waiting in the queue to the sink when the snapshot was taken.
+    pub audit_queued: u64,
 }
 
 /// Receives the framework's structured events.
 ///
 /// Decision, rate-limit and outbound-call events are required; the others are optional and
-/// default to [`ProviderError::NotSupported`]. No method may block: they run on the request
-/// path.
+/// default to [`ProviderError::NotSupported`].
+///
+/// The framework never calls a sink on the request path: requests hand their records to a
+/// bounded queue, and one writer thread (`ligand-audit`) calls the sink in order, then
+/// [`flush`](Self::flush) whenever the queue runs empty. A sink may therefore write
+/// synchronously (to a buffered file or stdout); it should still not wait on the network
+/// without a bound, since a slow sink fills the queue (see the overflow mode in
+/// [`ConfigBuilder::audit_overflow`](crate::ConfigBuilder::audit_overflow)).
 pub trait Telemetry: Send + Sync + 'static {
     /// Records a policy decision (allowed or denied). This is the decision audit log.
     fn record_decision(&self, event: &DecisionEvent) -> Result<(), ProviderError>;
@@ -195,6 +249,12 @@ pub trait Telemetry: Send + Sync + 'static {
         Err(ProviderError::NotSupported)
     }
 
+    /// Writes out anything buffered. Called by the writer whenever the queue runs empty, so a
+    /// buffered sink writes in batches under load and promptly when idle.
+    fn flush(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Flushes and releases the sink. Called last at shutdown.
     fn close(&self) -> Result<(), ProviderError> {
         Ok(())
@@ -210,10 +270,11 @@ impl Telemetry for TracingTelemetry {
         tracing::info!(
             target: "ligand::audit",
             request_id = %e.request_id,
-            peer = e.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
-            resource = %e.resource.value,
-            action = %e.action.name,
+            peer = e.chain().peer().and_then(|l| l.principal()).unwrap_or(""),
+            resource = %e.input.resource.value,
+            action = %e.input.action.name,
             allowed = e.allowed,
+            cached = e.cached,
             reason = e.reason.as_deref().unwrap_or(""),
             error = e.error.as_deref().unwrap_or(""),
             latency_us = e.latency.as_micros() as u64,
@@ -227,8 +288,8 @@ impl Telemetry for TracingTelemetry {
             tracing::info!(
                 target: "ligand::audit",
                 request_id = %e.request_id,
-                peer = e.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
-                resource = %e.resource.value,
+                peer = e.chain().peer().and_then(|l| l.principal()).unwrap_or(""),
+                resource = %e.input.resource.value,
                 error = e.error.as_deref().unwrap_or(""),
                 "rate limited"
             );
@@ -251,7 +312,7 @@ impl Telemetry for TracingTelemetry {
             target: "ligand::audit",
             secret = %e.name,
             access = ?e.access,
-            request_id = e.request_id.as_deref().unwrap_or(""),
+            request_id = e.request_id.as_ref().map_or("", RequestId::as_str),
             peer = e.chain.as_ref().and_then(|c| c.peer()).and_then(|l| l.principal()).unwrap_or(""),
             error = e.error.as_deref().unwrap_or(""),
             "secret access"
@@ -283,6 +344,10 @@ impl<T: Telemetry + ?Sized> Telemetry for std::sync::Arc<T> {
 
     fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
         (**self).record_metrics(snapshot)
+    }
+
+    fn flush(&self) -> Result<(), ProviderError> {
+        (**self).flush()
     }
 
     fn close(&self) -> Result<(), ProviderError> {

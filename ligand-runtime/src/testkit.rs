@@ -25,3 +25,11 @@ pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};
 pub use self::telemetry::RecordingTelemetry;
+
+/// Blocks the calling thread until every audit and telemetry record `server` has produced so
+/// far has reached its sink. For tests under tokio's paused time: awaiting
+/// [`Server::flush_audit`](crate::Server::flush_audit) there lets the paused clock run ahead
+/// while the writer thread works, firing timers the test did not ask for.
+pub fn flush_audit_blocking(server: &crate::Server) {
+    server.flush_audit_blocking();
+}

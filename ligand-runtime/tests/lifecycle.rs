@@ -131,7 +131,7 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
         .enforce_inbound(login(external.clone(), "/login"))
         .await
         .unwrap();
-    assert_eq!(allowed.chain.peer(), Some(&external));
+    assert_eq!(allowed.chain().peer(), Some(&external));
     let denied = server
         .enforce_inbound(login(external, "/admin"))
         .await
@@ -142,6 +142,7 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.denial, Denial::Unauthenticated);
+    server.flush_audit().await;
     assert_eq!(telemetry.decisions().len(), 2);
     assert!(server.local_addr().await.is_none());
     server.close().await;
@@ -255,7 +256,7 @@ async fn close_runs_in_the_documented_order_and_is_idempotent() {
             .status,
         200
     );
-    let before = f.telemetry.health_transitions().len();
+    let before = f.audit().await.health_transitions().len();
 
     let Fixture {
         server, serving, ..
@@ -265,7 +266,7 @@ async fn close_runs_in_the_documented_order_and_is_idempotent() {
         serving.await.unwrap().is_ok(),
         "serve returns cleanly after close"
     );
-    let after: Vec<_> = f.telemetry.health_transitions()[before..]
+    let after: Vec<_> = f.audit().await.health_transitions()[before..]
         .iter()
         .map(|e| (e.kind, e.to))
         .collect();
@@ -281,16 +282,16 @@ async fn close_runs_in_the_documented_order_and_is_idempotent() {
         ]
     );
     assert_eq!(*hook_saw.lock().unwrap(), Some("ran"));
-    assert!(f.telemetry.is_closed());
+    assert!(f.audit().await.is_closed());
     assert!(
         f.caller(CALLER_ID).get(f.addr, "/hello/x").await.is_err(),
         "listener is gone"
     );
 
-    let count = f.telemetry.health_transitions().len();
+    let count = f.audit().await.health_transitions().len();
     f.server.close().await;
     assert_eq!(
-        f.telemetry.health_transitions().len(),
+        f.audit().await.health_transitions().len(),
         count,
         "second close does nothing"
     );
@@ -417,6 +418,7 @@ async fn metrics_snapshots_report_svid_lifetime_at_each_interval() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(35)).await;
+    ligand_runtime::testkit::flush_audit_blocking(&server);
     let metrics = telemetry.metrics();
     assert_eq!(metrics.len(), 3);
     let ttl = metrics[0].svid_time_to_expiry.unwrap();

@@ -200,7 +200,7 @@ async fn rotation_keeps_open_connections_and_new_handshakes_see_the_new_svid() {
             attempts < 200,
             "rotation never reached new handshakes: {:?} {:?}",
             f.server,
-            f.telemetry.health_transitions()
+            f.audit().await.health_transitions()
         );
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

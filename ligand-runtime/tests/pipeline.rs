@@ -33,15 +33,15 @@ async fn allowed_request_is_audited_with_template_resource_and_policy_version() 
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     let response = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
     assert_eq!(response.status, 200);
-    let decisions = f.telemetry.decisions();
+    let decisions = f.audit().await.decisions();
     assert_eq!(decisions.len(), 1);
     let d = &decisions[0];
     assert!(d.allowed);
-    assert_eq!(d.resource.kind, "http.path");
-    assert_eq!(d.resource.value, "/hello/{name}");
-    assert_eq!(d.action.name, "GET");
+    assert_eq!(d.input.resource.kind, "http.path");
+    assert_eq!(d.input.resource.value, "/hello/{name}");
+    assert_eq!(d.input.action.name, "GET");
     assert_eq!(d.policy_version.as_deref(), Some("rev-7"));
-    assert_eq!(d.chain, Chain(vec![Link::workload(CALLER_ID)]));
+    assert_eq!(d.input.chain, Chain(vec![Link::workload(CALLER_ID)]));
 }
 
 #[tokio::test]
@@ -57,10 +57,10 @@ async fn policy_denial_is_403_json_and_the_handler_never_runs() {
     assert_eq!(response.headers["content-type"], "application/json");
     let request_id = assert_error_body(&response.json().unwrap(), "POLICY_DENIED");
     assert_eq!(f.handler_calls(), 0);
-    let decisions = f.telemetry.decisions();
+    let decisions = f.audit().await.decisions();
     assert_eq!(decisions.len(), 1);
     assert!(!decisions[0].allowed);
-    assert_eq!(decisions[0].request_id, request_id);
+    assert_eq!(decisions[0].request_id, *request_id);
     assert!(decisions[0].reason.as_deref().unwrap().contains("intruder"));
     // The reason is for the audit log only; the caller gets the fixed message.
     assert!(!response.text().contains("intruder"));
@@ -77,7 +77,7 @@ async fn action_override_is_what_policy_sees() {
         .unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.text(), "closed 42");
-    assert_eq!(f.telemetry.decisions()[0].action.name, "close");
+    assert_eq!(f.audit().await.decisions()[0].input.action.name, "close");
 }
 
 #[tokio::test]
@@ -97,8 +97,8 @@ async fn rate_limit_denial_is_429_with_retry_after() {
     assert_error_body(&response.json().unwrap(), "RATE_LIMITED");
     assert_eq!(f.handler_calls(), 2);
     // Rate limiting runs before policy: the denied request produced no decision.
-    assert_eq!(f.telemetry.decisions().len(), 2);
-    let limits = f.telemetry.rate_limits();
+    assert_eq!(f.audit().await.decisions().len(), 2);
+    let limits = f.audit().await.rate_limits();
     assert_eq!(limits.len(), 3);
     assert_eq!(limits.iter().filter(|e| e.allowed).count(), 2);
 }
@@ -114,10 +114,10 @@ async fn limiter_failure_is_503_and_denies() {
     assert_eq!(response.status, 503);
     assert_error_body(&response.json().unwrap(), "RATE_LIMITER_UNAVAILABLE");
     assert_eq!(f.handler_calls(), 0);
-    let limits = f.telemetry.rate_limits();
+    let limits = f.audit().await.rate_limits();
     assert!(!limits[0].allowed);
     assert!(limits[0].error.is_some());
-    assert!(f.telemetry.decisions().is_empty());
+    assert!(f.audit().await.decisions().is_empty());
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn policy_error_is_503_and_denies() {
     assert_eq!(response.status, 503);
     assert_error_body(&response.json().unwrap(), "POLICY_UNAVAILABLE");
     assert_eq!(f.handler_calls(), 0);
-    let d = &f.telemetry.decisions()[0];
+    let d = &f.audit().await.decisions()[0];
     assert!(!d.allowed);
     assert!(d.error.as_deref().unwrap().contains("evaluating"));
 }
@@ -146,7 +146,7 @@ async fn policy_timeout_denies() {
     assert_error_body(&response.json().unwrap(), "POLICY_UNAVAILABLE");
     assert_eq!(f.handler_calls(), 0);
     assert!(
-        f.telemetry.decisions()[0]
+        f.audit().await.decisions()[0]
             .error
             .as_deref()
             .unwrap()
@@ -181,7 +181,7 @@ async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
         "{}",
         response.text()
     );
-    let chain = &f.telemetry.decisions()[0].chain;
+    let chain = &f.audit().await.decisions()[0].input.chain;
     assert_eq!(chain.len(), 2);
     assert_eq!(chain.peer(), Some(&Link::workload(CALLER_ID)));
 }
@@ -204,7 +204,7 @@ async fn a_peer_cannot_impersonate_itself_through_the_chain_header() {
         .unwrap();
     assert_eq!(response.status, 403);
     assert_eq!(
-        f.telemetry.decisions()[0].chain.peer(),
+        f.audit().await.decisions()[0].input.chain.peer(),
         Some(&Link::workload("spiffe://example.org/service/intruder"))
     );
 }
@@ -226,7 +226,7 @@ async fn malformed_chain_header_is_400_and_never_evaluated() {
     assert_eq!(response.status, 400);
     assert_error_body(&response.json().unwrap(), "BAD_REQUEST");
     assert_eq!(f.handler_calls(), 0);
-    assert!(f.telemetry.decisions().is_empty());
+    assert!(f.audit().await.decisions().is_empty());
 }
 
 #[tokio::test]

@@ -121,6 +121,7 @@ async fn a_hundred_concurrent_cold_reads_make_one_backend_call() {
         assert_eq!(read.await.unwrap().unwrap(), VALUE.as_bytes());
     }
     assert_eq!(backend.calls(), 1);
+    ligand_runtime::testkit::flush_audit_blocking(&server);
     let accesses = telemetry.secret_accesses();
     assert_eq!(accesses.len(), 100);
     assert_eq!(
@@ -223,6 +224,7 @@ async fn revocation_evicts_and_refetches() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(backend.calls(), 2, "re-fetched after revocation");
+    ligand_runtime::testkit::flush_audit_blocking(&server);
     let kinds: Vec<State> = telemetry
         .health_transitions()
         .iter()

@@ -103,6 +103,7 @@ async fn handlers_read_typed_secrets_through_the_audited_cache() {
         r#"secret "secret/data/accounts/missing-key" has no key "token""#
     );
 
+    server.flush_audit().await;
     let accesses = telemetry.secret_accesses();
     assert_eq!(accesses.len(), 2);
     assert_eq!(accesses[0].access, SecretAccess::Miss);

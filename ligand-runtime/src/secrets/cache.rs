@@ -16,6 +16,7 @@ use super::{SecretValue, Secrets};
 use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
+use crate::request_id::RequestId;
 use crate::telemetry::{SecretAccess, SecretAccessEvent, Telemetry};
 
 /// A cached secret.
@@ -116,7 +117,7 @@ impl SecretsCache {
         &self,
         name: &str,
         chain: Option<&Chain>,
-        request_id: Option<&str>,
+        request_id: Option<RequestId>,
     ) -> Result<Arc<SecretSlice<u8>>, SecretError> {
         let entry = self.entry(name);
         if let Some(value) = entry.valid(Instant::now()) {
@@ -334,7 +335,7 @@ impl SecretsCache {
         &self,
         name: &str,
         chain: Option<&Chain>,
-        request_id: Option<&str>,
+        request_id: Option<RequestId>,
         access: SecretAccess,
         error: Option<String>,
     ) {
@@ -342,7 +343,7 @@ impl SecretsCache {
             timestamp: SystemTime::now(),
             name: name.to_owned(),
             chain: chain.cloned(),
-            request_id: request_id.map(str::to_owned),
+            request_id,
             access,
             error,
         };

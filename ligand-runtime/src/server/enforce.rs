@@ -1,6 +1,11 @@
-//! The enforcement pipeline: readiness → rate limit → policy (bounded) → telemetry.
+//! The enforcement pipeline: readiness → rate limit → policy (bounded) → audit.
+//!
+//! The request path does no I/O and no formatting of its own: the evaluated input is built
+//! once and shared (by reference count) with the rate-limit and decision records, the policy
+//! engine runs on the calling task, and the records are moved into the audit queue.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::chain::Chain;
@@ -8,17 +13,27 @@ use crate::error::Denial;
 use crate::policy::{EvalRequest, EvalResponse};
 use crate::ratelimit::{RateLimitRequest, RateLimiter};
 use crate::request::InboundRequest;
-use crate::telemetry::{DecisionEvent, RateLimitEvent};
+use crate::request_id::RequestId;
+use crate::telemetry::{DecisionEvent, RateLimitEvent, Record};
 
 use super::Server;
 
 /// A request the pipeline allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Enforced {
-    /// The evaluated chain, immediate peer last.
-    pub chain: Chain,
+    /// Exactly what the policy evaluated: the chain with the verified peer last, the
+    /// resource, the action, the request line and this service's ID.
+    pub input: Arc<EvalRequest>,
     /// The request's correlation ID.
-    pub request_id: String,
+    pub request_id: RequestId,
+}
+
+impl Enforced {
+    /// The evaluated chain, immediate peer last.
+    pub fn chain(&self) -> &Chain {
+        &self.input.chain
+    }
 }
 
 /// A request the pipeline refused, with the correlation ID the caller is told.
@@ -28,11 +43,7 @@ pub struct Denied {
     /// Why.
     pub denial: Denial,
     /// The request's correlation ID, also in the audit events.
-    pub request_id: String,
-}
-
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    pub request_id: RequestId,
 }
 
 impl Server {
@@ -45,24 +56,37 @@ impl Server {
     /// [`Denial::PolicyDenied`], error or timeout → [`Denial::PolicyFailure`]). Every path
     /// that is not an explicit allow denies.
     pub async fn enforce(&self, request: InboundRequest) -> Result<Enforced, Denied> {
-        self.pipeline(request, None).await
+        self.pipeline(request, RequestId::new()).await
     }
 
     /// The same pipeline for trust-boundary services, called from their own handlers with
     /// the external caller as `request.peer` (for example `Link { user: Some(account), .. }`
     /// after authentication, or an `external_party` link before it).
     pub async fn enforce_inbound(&self, request: InboundRequest) -> Result<Enforced, Denied> {
-        self.pipeline(request, None).await
+        self.pipeline(request, RequestId::new()).await
+    }
+
+    /// Waits until every audit and telemetry record produced before this call has reached the
+    /// sink and the sink has flushed. Requests never wait for the sink; this is for tests,
+    /// and for a service that wants its log complete at a point of its choosing.
+    pub async fn flush_audit(&self) {
+        self.inner.audit.flush().await;
+    }
+
+    /// Blocks the calling thread until the audit writer has caught up; see
+    /// [`testkit::flush_audit_blocking`](crate::testkit::flush_audit_blocking).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn flush_audit_blocking(&self) {
+        self.inner.audit.flush_blocking();
     }
 
     pub(crate) async fn pipeline(
         &self,
         request: InboundRequest,
-        request_id: Option<String>,
+        request_id: RequestId,
     ) -> Result<Enforced, Denied> {
         let started = Instant::now();
         let timestamp = SystemTime::now();
-        let request_id = request_id.unwrap_or_else(new_request_id);
         let inner = &*self.inner;
 
         let overall = inner.monitor.overall();
@@ -88,49 +112,48 @@ impl Server {
             request: line,
         } = request;
         chain.push(peer.clone());
-        let eval = EvalRequest {
+        let input = Arc::new(EvalRequest {
             chain,
             peer,
             resource,
             action,
             request: line,
             service: inner.service_id.clone(),
-        };
+        });
         if let Some(limiter) = &inner.rate_limiter
             && let Some(denial) = self
-                .rate_limit(limiter.as_ref(), &eval, &request_id, timestamp)
+                .rate_limit(limiter.as_ref(), &input, request_id, timestamp)
                 .await
         {
             return Err(Denied { denial, request_id });
         }
-        self.decide(eval, request_id, timestamp, started).await
+        self.decide(input, request_id, timestamp, started).await
     }
 
     /// The rate-limit stage: `Some(denial)` unless the limiter explicitly allowed.
     async fn rate_limit(
         &self,
         limiter: &dyn RateLimiter,
-        eval: &EvalRequest,
-        request_id: &str,
+        input: &Arc<EvalRequest>,
+        request_id: RequestId,
         timestamp: SystemTime,
     ) -> Option<Denial> {
         let check = RateLimitRequest {
-            chain: &eval.chain,
-            resource: &eval.resource,
-            action: &eval.action,
+            chain: &input.chain,
+            resource: &input.resource,
+            action: &input.action,
         };
         let started = Instant::now();
         let outcome = limiter.check(&check).await;
         let mut event = RateLimitEvent {
             timestamp,
-            request_id: request_id.to_owned(),
-            chain: eval.chain.clone(),
-            resource: eval.resource.clone(),
-            action: eval.action.clone(),
+            request_id,
+            input: input.clone(),
             allowed: false,
             latency: started.elapsed(),
             current_rps: None,
             limit_rps: None,
+            retry_after: None,
             error: None,
         };
         let denial = match outcome {
@@ -138,6 +161,7 @@ impl Server {
                 event.allowed = response.allowed;
                 event.current_rps = response.current_rps;
                 event.limit_rps = response.limit_rps;
+                event.retry_after = response.retry_after;
                 (!response.allowed).then_some(Denial::RateLimited {
                     retry_after: response.retry_after,
                 })
@@ -148,22 +172,22 @@ impl Server {
                 Some(Denial::RateLimiterFailure)
             }
         };
-        let _ = self.inner.telemetry.record_rate_limit(&event);
+        self.inner.audit.record(Record::RateLimit(event)).await;
         denial
     }
 
     /// The policy stage, bounded by the policy timeout: only an explicit allow passes.
     async fn decide(
         &self,
-        eval: EvalRequest,
-        request_id: String,
+        input: Arc<EvalRequest>,
+        request_id: RequestId,
         timestamp: SystemTime,
         started: Instant,
     ) -> Result<Enforced, Denied> {
         let settings = &self.inner.settings;
         let policy_started = Instant::now();
         let outcome =
-            tokio::time::timeout(settings.policy_timeout, self.inner.policy.evaluate(&eval)).await;
+            tokio::time::timeout(settings.policy_timeout, self.inner.policy.evaluate(&input)).await;
         let policy_latency = policy_started.elapsed();
         if policy_latency > settings.policy_latency_warn {
             tracing::warn!(%request_id, ?policy_latency, threshold = ?settings.policy_latency_warn, "slow policy evaluation");
@@ -179,46 +203,31 @@ impl Server {
                 )),
             ),
         };
-        let EvalRequest {
-            chain,
-            resource,
-            action,
-            ..
-        } = eval;
+        let allowed = decision.allowed && error.is_none();
+        let denial = match &error {
+            _ if allowed => None,
+            Some(error) => {
+                tracing::warn!(%request_id, %error, "policy evaluation failed; denying");
+                Some(Denial::PolicyFailure)
+            }
+            None => Some(Denial::PolicyDenied),
+        };
         let event = DecisionEvent {
             timestamp,
             request_id,
-            chain,
-            resource,
-            action,
-            allowed: decision.allowed && error.is_none(),
+            input: input.clone(),
+            allowed,
+            cached: decision.cached,
             latency: started.elapsed(),
             policy_latency,
             policy_version: decision.policy_version,
             reason: decision.reason,
             error,
         };
-        let _ = self.inner.telemetry.record_decision(&event);
-        let DecisionEvent {
-            chain,
-            request_id,
-            allowed,
-            error,
-            ..
-        } = event;
-        match (allowed, error) {
-            (true, _) => Ok(Enforced { chain, request_id }),
-            (false, Some(error)) => {
-                tracing::warn!(%request_id, %error, "policy evaluation failed; denying");
-                Err(Denied {
-                    denial: Denial::PolicyFailure,
-                    request_id,
-                })
-            }
-            (false, None) => Err(Denied {
-                denial: Denial::PolicyDenied,
-                request_id,
-            }),
+        self.inner.audit.record(Record::Decision(event)).await;
+        match denial {
+            None => Ok(Enforced { input, request_id }),
+            Some(denial) => Err(Denied { denial, request_id }),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::health::{Monitor, ProviderKind, State};
 use crate::provider::ProviderContext;
 use crate::secrets::SecretsCache;
 use crate::service::Service;
-use crate::telemetry::{Telemetry, TracingTelemetry};
+use crate::telemetry::{AuditQueue, QueuedTelemetry, Telemetry, TracingTelemetry};
 use crate::tls::{IdentityState, MtlsAcceptor};
 
 /// Initializes a service reached by its peers over mTLS. Fail-closed: every missing required
@@ -54,9 +54,14 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .transpose()
         .map_err(|e| InitError::Config(format!("spiffe_id: {e}")))?;
 
-    let telemetry: Arc<dyn Telemetry> = config
+    // Every record reaches the sink through the audit queue's writer thread, never on the
+    // request path; the monitor and the secrets cache record through the same queue.
+    let sink: Arc<dyn Telemetry> = config
         .telemetry
         .unwrap_or_else(|| Arc::new(TracingTelemetry));
+    let audit = AuditQueue::start(sink, config.audit_queue_capacity, config.audit_overflow)
+        .map_err(|e| InitError::Config(format!("starting the audit writer thread: {e}")))?;
+    let telemetry: Arc<dyn Telemetry> = Arc::new(QueuedTelemetry(audit.clone()));
     let mut kinds = vec![
         ProviderKind::Identity,
         ProviderKind::Policy,
@@ -71,6 +76,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     ];
     kinds.extend(optional.iter().filter(|(_, on)| *on).map(|(kind, _)| *kind));
     let monitor = Arc::new(Monitor::new(kinds, telemetry.clone()));
+    audit.attach(&monitor);
     monitor.set(ProviderKind::Telemetry, State::Ready, None);
 
     // Identity first: nothing else may start without it.
@@ -92,7 +98,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     }
     let tls = Arc::new(IdentityState::new(&context, want.as_ref())?);
     monitor.set(ProviderKind::Identity, State::Ready, None);
-    let service_id = tls.spiffe_id().to_string();
+    let service_id: Arc<str> = tls.spiffe_id().to_string().into();
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).
@@ -174,6 +180,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             binding: config.binding,
             rate_limiter: config.rate_limiter,
             telemetry,
+            audit,
             secrets: config.secrets,
             secrets_cache,
             registry: config.registry,
@@ -330,7 +337,8 @@ impl Server {
         if let Some(registry) = &inner.registry {
             log(ProviderKind::ServiceRegistry, registry.close().await);
         }
-        log(ProviderKind::Telemetry, inner.telemetry.close());
+        // The writer delivers what is queued, then closes the sink.
+        inner.audit.close().await;
         tracing::info!(spiffe_id = %inner.service_id, "shut down");
     }
 }

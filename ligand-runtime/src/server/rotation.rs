@@ -37,6 +37,7 @@ impl Server {
         }
         let metrics = MetricsLoop {
             telemetry: inner.telemetry.clone(),
+            audit: inner.audit.clone(),
             tls: inner.tls.clone(),
             secrets: inner.secrets_cache.clone(),
             interval: inner.settings.metrics_interval,
@@ -253,6 +254,7 @@ impl BundleLoop {
 
 struct MetricsLoop {
     telemetry: Arc<dyn Telemetry>,
+    audit: Arc<crate::telemetry::AuditQueue>,
     tls: Arc<IdentityState>,
     secrets: Option<Arc<crate::secrets::SecretsCache>>,
     interval: Duration,
@@ -270,6 +272,8 @@ impl MetricsLoop {
                 svid_time_to_expiry: self.tls.not_after().duration_since(now).ok(),
                 secrets_cache_hits: self.secrets.as_ref().map_or(0, |c| c.hits()),
                 secrets_cache_misses: self.secrets.as_ref().map_or(0, |c| c.misses()),
+                audit_dropped: self.audit.lost(),
+                audit_queued: self.audit.queued(),
                 ..MetricsSnapshot::default()
             };
             match self.telemetry.record_metrics(&snapshot) {

@@ -11,7 +11,7 @@ use crate::policy::{EvalRequest, EvalResponse, PolicyEngine};
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
     rules: Vec<(String, String, String)>,
-    version: Option<String>,
+    version: Option<std::sync::Arc<str>>,
 }
 
 impl AllowList {
@@ -29,7 +29,7 @@ impl AllowList {
 
     /// Reports `version` as the policy version of every decision.
     pub fn version(mut self, version: &str) -> Self {
-        self.version = Some(version.to_owned());
+        self.version = Some(version.into());
         self
     }
 

@@ -21,6 +21,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::svid::{TrustStore, Usage, peer_spiffe_id, verify_with_store};
 use super::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
 use super::{SvidError, TlsError};
+use crate::chain::Link;
 use crate::identity::{X509Context, X509Svid};
 
 /// The identity in force at one moment.
@@ -220,23 +221,45 @@ impl ResolvesClientCert for Resolver {
 }
 
 /// The verified identity of the peer of one connection.
+///
+/// Made once per connection, from the certificate the handshake verified; every request on
+/// the connection shares it (cloning copies a pointer), so no request parses or formats the
+/// peer's identity again.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedPeer {
+    inner: Arc<PeerIdentity>,
+}
+
+#[derive(PartialEq, Eq)]
+struct PeerIdentity {
     spiffe_id: SpiffeId,
+    link: Link,
 }
 
 impl fmt::Debug for VerifiedPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("VerifiedPeer")
-            .field(&self.spiffe_id.to_string())
+            .field(&self.inner.link.workload)
             .finish()
     }
 }
 
 impl VerifiedPeer {
+    fn new(spiffe_id: SpiffeId) -> Self {
+        let link = Link::workload(spiffe_id.to_string());
+        Self {
+            inner: Arc::new(PeerIdentity { spiffe_id, link }),
+        }
+    }
+
     /// The peer's SPIFFE ID, verified in the handshake.
     pub fn spiffe_id(&self) -> &SpiffeId {
-        &self.spiffe_id
+        &self.inner.spiffe_id
+    }
+
+    /// The peer as a chain link (its SPIFFE ID as the workload).
+    pub fn link(&self) -> &Link {
+        &self.inner.link
     }
 }
 
@@ -278,6 +301,6 @@ impl MtlsAcceptor {
         // certificate it accepted, and an error here still refuses the connection.
         let spiffe_id =
             peer_spiffe_id(leaf).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
-        Ok((tls, VerifiedPeer { spiffe_id }))
+        Ok((tls, VerifiedPeer::new(spiffe_id)))
     }
 }

@@ -99,6 +99,12 @@ impl Fixture {
         PeerClient::new(&self.ca.context(self.ca.svid(id)), Some(&expect)).unwrap()
     }
 
+    /// The recorded events, once every record produced so far has reached the recorder.
+    pub async fn audit(&self) -> &RecordingTelemetry {
+        ligand_runtime::testkit::flush_audit_blocking(&self.server);
+        &self.telemetry
+    }
+
     pub fn handler_calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }

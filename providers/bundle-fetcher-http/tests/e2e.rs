@@ -49,7 +49,7 @@ impl PolicyEngine for DataPolicy {
         } else {
             EvalResponse::deny("data.ligand.authz.allow is false")
         };
-        response.policy_version = Some(revision);
+        response.policy_version = Some(revision.into());
         Ok(response)
     }
 
@@ -313,8 +313,10 @@ async fn last_good_policy_survives_an_outage_and_a_new_revision_loads_after_it()
             .filter(|e| e.kind == ProviderKind::BundleFetcher && e.to == State::Unavailable)
             .count()
     };
+    server.flush_audit().await;
     let before = failures(&telemetry);
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.flush_audit().await;
     let retries = failures(&telemetry) - before;
     assert!((2..=12).contains(&retries), "{retries} retries in 1.5 s");
     decide(&server).await.expect("still the last good policy");

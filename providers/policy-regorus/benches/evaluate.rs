@@ -30,8 +30,8 @@ fn rbac_dir() -> std::path::PathBuf {
 
 fn link(workload: Option<&str>, user: Option<&str>) -> Link {
     Link {
-        workload: workload.map(str::to_owned),
-        user: user.map(str::to_owned),
+        workload: workload.map(Into::into),
+        user: user.map(Into::into),
         ..Link::default()
     }
 }
@@ -48,10 +48,7 @@ fn allowed_request() -> EvalRequest {
         peer,
         resource: Resource::http_path("/accounts/{id}/debit"),
         action: Action::new("debit"),
-        request: RequestLine {
-            method: "POST".into(),
-            path: "/accounts/42/debit".into(),
-        },
+        request: RequestLine::new(http::Method::POST, "/accounts/42/debit"),
         service: "spiffe://bank.example/service/accounts".into(),
     }
 }
@@ -65,11 +62,17 @@ fn denied_request() -> EvalRequest {
     request
 }
 
+/// The RBAC policy with its decision cache on (the default).
 fn rbac_policy() -> RegorusPolicy {
     RegorusPolicy::new(&RegorusConfig::folder(rbac_dir())).unwrap()
 }
 
-fn trivial_policy() -> (tempfile::TempDir, RegorusPolicy) {
+/// The RBAC policy with the cache off: every decision is a cold evaluation.
+fn rbac_cold() -> RegorusPolicy {
+    RegorusPolicy::new(&RegorusConfig::folder(rbac_dir()).with_cache(false)).unwrap()
+}
+
+fn trivial_policy(cache: bool) -> (tempfile::TempDir, RegorusPolicy) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("authz")).unwrap();
     std::fs::write(
@@ -78,7 +81,7 @@ fn trivial_policy() -> (tempfile::TempDir, RegorusPolicy) {
          allow if input.peer.workload == \"spiffe://bank.example/service/transfers\"\n",
     )
     .unwrap();
-    let policy = RegorusPolicy::new(&RegorusConfig::folder(dir.path())).unwrap();
+    let policy = RegorusPolicy::new(&RegorusConfig::folder(dir.path()).with_cache(cache)).unwrap();
     (dir, policy)
 }
 
@@ -107,28 +110,37 @@ fn input(request: &EvalRequest) -> regorus::Value {
 }
 
 fn benches(c: &mut Criterion) {
-    let policy = rbac_policy();
+    let cold = rbac_cold();
+    let cached = rbac_policy();
     let allowed = allowed_request();
     let denied = denied_request();
-    assert!(policy.evaluate_now(&allowed).unwrap().allowed);
-    assert!(!policy.evaluate_now(&denied).unwrap().allowed);
+    assert!(cold.evaluate_now(&allowed).unwrap().allowed);
+    assert!(!cold.evaluate_now(&denied).unwrap().allowed);
+    assert!(!cold.evaluate_now(&allowed).unwrap().cached);
+    cached.evaluate_now(&allowed).unwrap();
+    assert!(cached.evaluate_now(&allowed).unwrap().cached);
 
     let mut group = c.benchmark_group("rbac");
-    group.bench_function("evaluate_now/allow", |b| {
-        b.iter(|| policy.evaluate_now(black_box(&allowed)).unwrap())
+    group.bench_function("cold/allow", |b| {
+        b.iter(|| cold.evaluate_now(black_box(&allowed)).unwrap())
     });
-    group.bench_function("evaluate_now/deny", |b| {
-        b.iter(|| policy.evaluate_now(black_box(&denied)).unwrap())
+    group.bench_function("cold/deny", |b| {
+        b.iter(|| cold.evaluate_now(black_box(&denied)).unwrap())
+    });
+    group.bench_function("cached/allow", |b| {
+        b.iter(|| cached.evaluate_now(black_box(&allowed)).unwrap())
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()
         .unwrap();
-    group.bench_function("evaluate_spawn_blocking/allow", |b| {
+    group.bench_function("cold/evaluate_async", |b| {
         b.to_async(&rt)
-            .iter(|| async { policy.evaluate(black_box(&allowed)).await.unwrap() })
+            .iter(|| async { cold.evaluate(black_box(&allowed)).await.unwrap() })
     });
-    group.bench_function("input_document", |b| b.iter(|| input(black_box(&allowed))));
+    group.bench_function("input_document_via_serde", |b| {
+        b.iter(|| input(black_box(&allowed)))
+    });
     group.finish();
 
     // The alternatives: two eval_rule calls instead of the one decision document, and the
@@ -168,8 +180,8 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    let (_dir, trivial) = trivial_policy();
-    c.bench_function("trivial/evaluate_now", |b| {
+    let (_dir, trivial) = trivial_policy(false);
+    c.bench_function("trivial/cold", |b| {
         b.iter(|| trivial.evaluate_now(black_box(&allowed)).unwrap())
     });
 }
@@ -201,28 +213,22 @@ fn percentiles(name: &str, runs: usize, mut one: impl FnMut()) {
 
 fn measure_percentiles() {
     const RUNS: usize = 20_000;
-    let policy = rbac_policy();
+    let cold = rbac_cold();
+    let cached = rbac_policy();
     let allowed = allowed_request();
     let denied = denied_request();
-    percentiles("rbac evaluate_now allow", RUNS, || {
-        black_box(policy.evaluate_now(&allowed).unwrap());
+    percentiles("rbac cold allow", RUNS, || {
+        black_box(cold.evaluate_now(&allowed).unwrap());
     });
-    percentiles("rbac evaluate_now deny", RUNS, || {
-        black_box(policy.evaluate_now(&denied).unwrap());
+    percentiles("rbac cold deny", RUNS, || {
+        black_box(cold.evaluate_now(&denied).unwrap());
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
-    percentiles("rbac evaluate (spawn_blocking) allow", RUNS, || {
-        black_box(rt.block_on(policy.evaluate(&allowed)).unwrap());
+    percentiles("rbac cached allow", RUNS, || {
+        black_box(cached.evaluate_now(&allowed).unwrap());
     });
-    let (_dir, trivial) = trivial_policy();
-    percentiles("trivial evaluate_now", 100_000, || {
+    let (_dir, trivial) = trivial_policy(false);
+    percentiles("trivial cold", 100_000, || {
         black_box(trivial.evaluate_now(&allowed).unwrap());
-    });
-    percentiles("trivial evaluate (spawn_blocking)", 100_000, || {
-        black_box(rt.block_on(trivial.evaluate(&allowed)).unwrap());
     });
 }
 

@@ -1,13 +1,25 @@
 //! A policy compiled once and evaluated many times: the regorus engine, prepared, with the
-//! decision module that reads the allow and reason rules in one evaluation.
+//! decision module that reads the allow and reason rules in one evaluation, and its decision
+//! cache.
+//!
+//! Evaluation runs on the calling thread. Each thread keeps its own copy of the prepared
+//! engine for the revision in force and reuses it (regorus resets its evaluation state at
+//! every evaluation), so a request neither hands off to another thread nor clones and drops
+//! an engine. A slow policy is bounded by regorus's execution timer, set to the configured
+//! time limit.
 
+use std::cell::RefCell;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ligand_runtime::EvalResponse;
+use ligand_runtime::{EvalRequest, EvalResponse};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 
+use crate::analysis::{Analysis, analyse};
+use crate::cache::{Cached, DecisionCache, KeyPlan};
 use crate::error::{EvalError, LoadError, rego_location};
 
 /// The module the engine adds to every policy: it gathers the configured allow and reason
@@ -67,12 +79,38 @@ fn is_rule_path(path: &str) -> bool {
     }
 }
 
-/// A loaded, compiled policy. Immutable once built; evaluations clone the prepared engine
-/// (a handful of reference-count increments) because regorus evaluates through `&mut`.
+/// Whether and how much to cache decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheSettings {
+    pub(crate) enabled: bool,
+    pub(crate) capacity: usize,
+}
+
+/// Why a compiled policy has no decision cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Uncached {
+    /// `cache = false` in the configuration.
+    Disabled,
+    /// A builtin the policy calls may answer differently for the same input.
+    Impure { builtin: String, location: String },
+}
+
+/// A loaded, compiled policy. Immutable once built.
 #[derive(Debug)]
 pub(crate) struct Compiled {
+    /// Tells apart the per-thread engine copies of different revisions.
+    id: u64,
     engine: Engine,
-    version: Option<String>,
+    version: Option<Arc<str>>,
+    cache: Result<DecisionCache, Uncached>,
+}
+
+/// Identifies each compiled revision for the per-thread engine copies.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's copy of the prepared engine, with the id of the revision it belongs to.
+    static ENGINE: RefCell<Option<(u64, Engine)>> = const { RefCell::new(None) };
 }
 
 impl Compiled {
@@ -84,6 +122,7 @@ impl Compiled {
         rules: &Rules,
         version: Option<String>,
         time_limit: Duration,
+        cache: CacheSettings,
     ) -> Result<Self, LoadError> {
         if modules.is_empty() {
             return Err(LoadError::NoModules);
@@ -126,7 +165,29 @@ impl Compiled {
         engine
             .compile_with_entrypoint(&DECISION_RULE.into())
             .map_err(|e| rego_error("<policy>", &e))?;
-        Ok(Self { engine, version })
+        let Analysis { reads, impure } = analyse(engine.get_modules());
+        let cache = match (cache.enabled, impure) {
+            (false, _) => Err(Uncached::Disabled),
+            (true, Some(impurity)) => Err(Uncached::Impure {
+                builtin: impurity.builtin,
+                location: impurity.location,
+            }),
+            (true, None) => Ok(DecisionCache::new(KeyPlan::new(&reads), cache.capacity)),
+        };
+        match &cache {
+            Ok(cache) => tracing::info!(key = %cache.plan(), "policy decision cache on"),
+            Err(Uncached::Disabled) => tracing::info!("policy decision cache off (configured)"),
+            Err(Uncached::Impure { builtin, location }) => tracing::info!(
+                %builtin, %location,
+                "policy decision cache off: the policy calls a builtin whose answer can change for the same input"
+            ),
+        }
+        Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            engine,
+            version: version.map(Arc::from),
+            cache,
+        })
     }
 
     /// The bundle revision.
@@ -134,38 +195,99 @@ impl Compiled {
         self.version.as_deref()
     }
 
-    /// Decides one request. `input` is the request's input document.
-    pub(crate) fn evaluate(&self, input: Value) -> Result<EvalResponse, EvalError> {
+    /// The decision cache's key, or why there is none.
+    pub(crate) fn cache_plan(&self) -> Result<String, Uncached> {
+        self.cache
+            .as_ref()
+            .map(|cache| cache.plan().to_string())
+            .map_err(Clone::clone)
+    }
+
+    /// How many decisions the cache holds.
+    pub(crate) fn cached_decisions(&self) -> usize {
+        self.cache.as_ref().map_or(0, DecisionCache::len)
+    }
+
+    /// Decides `request`: from the decision cache when the policy allows caching and an
+    /// input identical in every field it reads was decided before, by evaluation otherwise.
+    pub(crate) fn decide(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
+        let evaluate = || self.evaluate(crate::input::input(request));
+        let (decision, cached) = match &self.cache {
+            Ok(cache) => cache.get_or_decide(request, evaluate)?,
+            Err(_) => (evaluate()?, false),
+        };
+        Ok(EvalResponse {
+            allowed: decision.allowed,
+            reason: decision.reason,
+            policy_version: self.version.clone(),
+            cached,
+        })
+    }
+
+    /// Runs `f` on this thread's copy of the prepared engine, making it for this revision if
+    /// needed. A copy whose evaluation failed is discarded rather than trusted again.
+    fn with_engine<R, E>(&self, f: impl FnOnce(&mut Engine) -> Result<R, E>) -> Result<R, E> {
+        ENGINE.with(|slot| {
+            let Ok(mut slot) = slot.try_borrow_mut() else {
+                // Re-entered on this thread (not expected): a private copy.
+                return f(&mut self.engine.clone());
+            };
+            let engine = match &mut *slot {
+                Some((id, engine)) if *id == self.id => engine,
+                other => &mut other.insert((self.id, self.engine.clone())).1,
+            };
+            let result = f(engine);
+            if result.is_err() {
+                *slot = None;
+            }
+            result
+        })
+    }
+
+    /// Evaluates on a fresh copy of the prepared engine, bypassing cache and thread copy.
+    pub(crate) fn evaluate_fresh(&self, input: Value) -> Result<Cached, EvalError> {
         let mut engine = self.engine.clone();
         engine.set_input(input);
         let decision = engine
             .eval_rule(DECISION_RULE.to_owned())
             .map_err(|e| EvalError::Rego(format!("{e:#}")))?;
-        let (allow, reason) = match &decision {
-            Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
-            other => {
-                return Err(EvalError::Rego(format!(
-                    "decision document has an unexpected shape: {other}"
-                )));
-            }
-        };
-        // Only a single boolean `true` allows: undefined (empty set), `false`, any other
-        // value, all deny.
-        let allowed = matches!(allow, Value::Set(values)
-            if values.len() == 1 && values.contains(&Value::Bool(true)));
-        let reason = match reason {
-            Value::Set(values) => values.iter().next().map(|value| match value {
-                Value::String(s) => s.to_string(),
-                other => other.to_string(),
-            }),
-            _ => None,
-        };
-        Ok(EvalResponse {
-            allowed,
-            reason,
-            policy_version: self.version.clone(),
-        })
+        read_decision(&decision)
     }
+
+    /// Evaluates the decision document for the input document `input`.
+    pub(crate) fn evaluate(&self, input: Value) -> Result<Cached, EvalError> {
+        let decision = self.with_engine(|engine| {
+            engine.set_input(input);
+            engine
+                .eval_rule(DECISION_RULE.to_owned())
+                .map_err(|e| EvalError::Rego(format!("{e:#}")))
+        })?;
+        read_decision(&decision)
+    }
+}
+
+/// The outcome and reason from the decision document `[allow set, reason set]`.
+fn read_decision(decision: &Value) -> Result<Cached, EvalError> {
+    let (allow, reason) = match decision {
+        Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
+        other => {
+            return Err(EvalError::Rego(format!(
+                "decision document has an unexpected shape: {other}"
+            )));
+        }
+    };
+    // Only a single boolean `true` allows: undefined (empty set), `false`, any other
+    // value, all deny.
+    let allowed = matches!(allow, Value::Set(values)
+        if values.len() == 1 && values.contains(&Value::Bool(true)));
+    let reason = match reason {
+        Value::Set(values) => values.iter().next().map(|value| match value {
+            Value::String(s) => s.clone(),
+            other => Arc::from(other.to_string()),
+        }),
+        _ => None,
+    };
+    Ok(Cached { allowed, reason })
 }
 
 /// A load error naming the module: regorus's own `--> file:line:col` marker when present.

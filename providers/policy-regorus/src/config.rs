@@ -56,6 +56,27 @@ pub struct RegorusConfig {
     /// milliseconds (default 5000); past it the evaluation fails, which denies.
     #[serde(default = "default_eval_time_limit_ms")]
     pub eval_time_limit_ms: u64,
+    /// Whether to cache decisions (default `true`). The cache is used only when it is sound
+    /// for the policy in force: every builtin the policy calls is pure (no `time.*`,
+    /// `rand.*`, `uuid.*`, `http.send`, `net.*`, `opa.runtime`, `io.jwt.*`, ...), and each
+    /// decision is keyed on exactly the `input` fields the policy can read plus the revision.
+    /// Errors are never cached; a reload starts an empty cache with the new revision.
+    #[serde(default = "default_cache")]
+    pub cache: bool,
+    /// The most decisions the cache keeps (default 10000); the least useful are evicted.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
+}
+
+/// The default number of decisions the cache keeps.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+fn default_cache() -> bool {
+    true
+}
+
+fn default_cache_capacity() -> usize {
+    DEFAULT_CACHE_CAPACITY
 }
 
 fn default_allow_rule() -> String {
@@ -79,6 +100,8 @@ impl Default for RegorusConfig {
             reason_rule: default_reason_rule(),
             signing: SigningConfig::default(),
             eval_time_limit_ms: default_eval_time_limit_ms(),
+            cache: default_cache(),
+            cache_capacity: default_cache_capacity(),
         }
     }
 }
@@ -108,6 +131,12 @@ impl RegorusConfig {
     /// Sets the signature verification.
     pub fn with_signing(mut self, signing: SigningConfig) -> Self {
         self.signing = signing;
+        self
+    }
+
+    /// Turns the decision cache on (the default) or off.
+    pub fn with_cache(mut self, cache: bool) -> Self {
+        self.cache = cache;
         self
     }
 

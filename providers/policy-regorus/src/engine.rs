@@ -8,14 +8,14 @@ use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, ProviderError};
 
-use crate::compiled::Compiled;
+use crate::compiled::{Compiled, Uncached};
 use crate::config::RegorusConfig;
 use crate::error::{EvalError, LoadError};
 use crate::loader::Loader;
 
-/// Rego policy on regorus: a folder or an OPA bundle, compiled once, evaluated for every
-/// request on the blocking thread pool, and swapped atomically by
-/// [`reload`](PolicyEngine::reload).
+/// Rego policy on regorus: a folder or an OPA bundle, compiled once, decided for every
+/// request on the calling task (from the decision cache when the policy allows it), and
+/// swapped atomically, cache included, by [`reload`](PolicyEngine::reload).
 ///
 /// ```
 /// use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
@@ -83,6 +83,28 @@ impl RegorusPolicy {
         self.inner.current.load().is_some()
     }
 
+    /// The decision cache of the policy in force: `Ok` with the input fields its key is made
+    /// of, or `Err` saying why decisions are not cached (turned off, or the policy calls a
+    /// builtin such as `time.now_ns` whose answer can change for the same input).
+    pub fn decision_cache(&self) -> Result<String, String> {
+        let policy = self.inner.policy().map_err(|e| e.to_string())?;
+        policy.cache_plan().map_err(|why| match why {
+            Uncached::Disabled => "turned off by configuration".to_owned(),
+            Uncached::Impure { builtin, location } => {
+                format!("the policy calls {builtin} at {location}")
+            }
+        })
+    }
+
+    /// How many decisions the cache of the policy in force holds.
+    pub fn cached_decisions(&self) -> usize {
+        self.inner
+            .current
+            .load()
+            .as_ref()
+            .map_or(0, |policy| policy.cached_decisions())
+    }
+
     /// The revision of the policy in force, from its bundle manifest.
     pub fn policy_version(&self) -> Option<String> {
         self.inner
@@ -92,23 +114,24 @@ impl RegorusPolicy {
             .and_then(|c| c.version().map(str::to_owned))
     }
 
-    /// Decides `request` on the calling thread. [`PolicyEngine::evaluate`] does the same on
-    /// the blocking thread pool.
+    /// Decides `request` on the calling thread, as [`PolicyEngine::evaluate`] does.
     pub fn evaluate_now(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
-        let policy = self.inner.policy()?;
-        policy.evaluate(input(request)?)
+        self.inner.policy()?.decide(request)
     }
-}
 
-/// The input document: exactly `serde_json::to_value(request)`.
-fn input(request: &EvalRequest) -> Result<regorus::Value, EvalError> {
-    serde_json::to_value(request)
-        .map(regorus::Value::from)
-        .map_err(EvalError::Input)
-}
-
-fn task_error(error: tokio::task::JoinError) -> EvalError {
-    EvalError::Task(error.to_string())
+    /// Evaluates `request` without the decision cache, on a fresh copy of the engine: the
+    /// reference the cache is checked against.
+    #[doc(hidden)]
+    pub fn evaluate_uncached(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
+        let policy = self.inner.policy()?;
+        let decision = policy.evaluate_fresh(crate::input::input(request))?;
+        Ok(EvalResponse {
+            allowed: decision.allowed,
+            reason: decision.reason,
+            policy_version: policy.version().map(Into::into),
+            cached: false,
+        })
+    }
 }
 
 // === impl Inner ===
@@ -135,18 +158,16 @@ impl Inner {
 
 #[async_trait]
 impl PolicyEngine for RegorusPolicy {
-    /// Pins the policy in force, then evaluates on the blocking pool so that a slow policy
-    /// never stalls an async worker. A reload during the evaluation does not affect it.
+    /// Pins the policy in force and decides on the calling task: a cached decision costs a
+    /// key encoding and a lookup, a cold one a regorus evaluation bounded by the configured
+    /// time limit. Handing each request to the blocking pool instead would cost more than
+    /// most evaluations (a thread wake-up per request, and a pool that grows under load). A
+    /// reload during the evaluation does not affect it.
     async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
-        let policy = self
-            .inner
+        self.inner
             .policy()
-            .map_err(|e| ProviderError::backend("policy unavailable", e))?;
-        let input = input(request).map_err(|e| ProviderError::backend("policy input", e))?;
-        tokio::task::spawn_blocking(move || policy.evaluate(input))
-            .await
-            .map_err(task_error)
-            .and_then(|decision| decision)
+            .map_err(|e| ProviderError::backend("policy unavailable", e))?
+            .decide(request)
             .map_err(|e| ProviderError::backend("policy evaluation failed", e))
     }
 
@@ -179,5 +200,66 @@ impl PolicyEngine for RegorusPolicy {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.current.store(None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use ligand_runtime::{Action, Chain, Link, RequestLine, Resource};
+
+    use super::*;
+
+    fn write_policy(dir: &Path, revision: &str, allowed: bool) {
+        std::fs::create_dir_all(dir.join("authz")).unwrap();
+        std::fs::write(
+            dir.join("authz/policy.rego"),
+            format!(
+                "package ligand.authz\n\nimport rego.v1\n\nallow := {allowed}\n\nreason := \"{revision}\"\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    fn request() -> EvalRequest {
+        let peer = Link::workload("spiffe://example.org/service/caller");
+        EvalRequest {
+            chain: Chain(vec![peer.clone()]),
+            peer,
+            resource: Resource::http_path("/hello/{name}"),
+            action: Action::new("GET"),
+            request: RequestLine::new(http::Method::GET, "/hello/ada"),
+            service: "spiffe://example.org/service/hello".into(),
+        }
+    }
+
+    #[test]
+    fn an_evaluation_finishes_on_the_policy_it_pinned_and_the_cache_goes_with_it() {
+        let old = tempfile::tempdir().unwrap();
+        write_policy(old.path(), "old", true);
+        let new = tempfile::tempdir().unwrap();
+        write_policy(new.path(), "new", false);
+        let policy = RegorusPolicy::new(&RegorusConfig::folder(old.path())).unwrap();
+        let req = request();
+        assert!(policy.evaluate_now(&req).unwrap().allowed);
+        assert!(
+            policy.evaluate_now(&req).unwrap().cached,
+            "the second is a hit"
+        );
+
+        // An evaluation pins the policy before deciding; a reload in between changes nothing
+        // for it.
+        let pinned = policy.inner.policy().unwrap();
+        policy.load_folder(new.path()).unwrap();
+        let finished = pinned.decide(&req).unwrap();
+        assert!(finished.allowed && finished.cached);
+        assert_eq!(finished.reason.as_deref(), Some("old"));
+
+        // Evaluations after the reload see only the new policy: its cache starts empty.
+        let fresh = policy.evaluate_now(&req).unwrap();
+        assert!(!fresh.allowed && !fresh.cached);
+        assert_eq!(fresh.reason.as_deref(), Some("new"));
+        assert!(policy.evaluate_now(&req).unwrap().cached);
     }
 }

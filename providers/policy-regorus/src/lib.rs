@@ -142,15 +142,18 @@
 
 #![forbid(unsafe_code)]
 
+mod analysis;
+mod cache;
 mod compiled;
 mod config;
 mod engine;
 mod error;
+mod input;
 mod loader;
 
 pub use self::config::{
-    DEFAULT_ALLOW_RULE, DEFAULT_EVAL_TIME_LIMIT, DEFAULT_REASON_RULE, KeyConfig, RegorusConfig,
-    SigningConfig,
+    DEFAULT_ALLOW_RULE, DEFAULT_CACHE_CAPACITY, DEFAULT_EVAL_TIME_LIMIT, DEFAULT_REASON_RULE,
+    KeyConfig, RegorusConfig, SigningConfig,
 };
 pub use self::engine::RegorusPolicy;
 pub use self::error::{EvalError, LoadError};

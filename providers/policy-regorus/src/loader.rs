@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ligand_opa_bundle::{Bundle, Limits, SignatureError, VerificationKey, Verifier};
 
-use crate::compiled::{Compiled, Rules};
+use crate::compiled::{CacheSettings, Compiled, Rules};
 use crate::config::RegorusConfig;
 use crate::error::LoadError;
 
@@ -17,6 +17,7 @@ pub(crate) struct Loader {
     required: bool,
     rules: Rules,
     time_limit: Duration,
+    cache: CacheSettings,
     limits: Limits,
 }
 
@@ -74,6 +75,10 @@ impl Loader {
             required,
             rules,
             time_limit: config.eval_time_limit(),
+            cache: CacheSettings {
+                enabled: config.cache,
+                capacity: config.cache_capacity,
+            },
             limits: Limits::default(),
         })
     }
@@ -120,6 +125,7 @@ impl Loader {
             &self.rules,
             bundle.revision().map(str::to_owned),
             self.time_limit,
+            self.cache,
         )
     }
 

@@ -1,13 +1,11 @@
-//! Atomic reload: evaluations in flight finish on the policy they started with, concurrent
-//! evaluations during reloads each see exactly one policy, and garbage never replaces a
-//! policy.
+//! Atomic reload: concurrent evaluations during reloads each see exactly one policy (cached
+//! decisions included), and garbage never replaces a policy. That an evaluation in flight
+//! finishes on the policy it pinned is a unit test of the engine.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 
 use common::{CALLER, bundle, request};
 use ligand_opa_bundle::{Bundle, BundleFile};
@@ -39,28 +37,6 @@ fn is_exactly(decision: &EvalResponse, revision: &str, allowed: bool) -> bool {
     decision.allowed == allowed
         && decision.reason.as_deref() == Some(revision)
         && decision.policy_version.as_deref() == Some(revision)
-}
-
-#[tokio::test]
-async fn an_evaluation_in_flight_finishes_on_the_policy_it_started_with() {
-    let policy = RegorusPolicy::new(&RegorusConfig::awaiting_bundle()).unwrap();
-    policy.reload(&versioned("old", true, true)).await.unwrap();
-    let req = request(CALLER, "GET", "/hello/{name}");
-
-    let mut in_flight = Box::pin(policy.evaluate(&req));
-    // One poll pins the policy and hands the evaluation to the blocking pool.
-    let first = std::future::poll_fn(|cx| Poll::Ready(in_flight.as_mut().poll(cx))).await;
-    assert!(first.is_pending(), "the slow evaluation cannot be done yet");
-
-    policy
-        .reload(&versioned("new", false, false))
-        .await
-        .unwrap();
-    let fresh = policy.evaluate(&req).await.unwrap();
-    assert!(is_exactly(&fresh, "new", false), "{fresh:?}");
-
-    let finished = in_flight.await.unwrap();
-    assert!(is_exactly(&finished, "old", true), "{finished:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +122,7 @@ proptest! {
         if reloaded {
             // The manifest itself may be what the flip changed.
             if let Ok(decision) = decision {
-                prop_assert_eq!(decision.policy_version, policy.policy_version());
+                prop_assert_eq!(decision.policy_version.as_deref().map(str::to_owned), policy.policy_version());
             }
         } else {
             let decision = decision.unwrap();

@@ -76,6 +76,7 @@ async fn allowed_and_denied_calls_over_mtls_carry_reason_and_revision() {
     // The reason is for the audit log only.
     assert!(!denied.text().contains("intruder"), "{}", denied.text());
 
+    server.flush_audit().await;
     let decisions = telemetry.decisions();
     assert_eq!(decisions.len(), 2);
     assert!(decisions[0].allowed);
@@ -97,6 +98,7 @@ async fn allowed_and_denied_calls_over_mtls_carry_reason_and_revision() {
         .await
         .unwrap();
     assert_eq!(now_allowed.status, 200);
+    server.flush_audit().await;
     assert_eq!(
         telemetry.decisions()[2].policy_version.as_deref(),
         Some("rev-43")
@@ -139,6 +141,7 @@ async fn evaluation_errors_deny_with_503() {
     let response = caller.get(addr, "/hello/ada").await.unwrap();
     assert_eq!(response.status, 503);
     assert_eq!(response.json().unwrap()["error_code"], "POLICY_UNAVAILABLE");
+    server.flush_audit().await;
     let decision = &telemetry.decisions()[0];
     assert!(!decision.allowed);
     assert!(decision.error.is_some());

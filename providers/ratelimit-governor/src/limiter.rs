@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use crate::clock::TokioClock;
 use crate::config::{ConfigError, GovernorConfig, Rules};
 
-type KeyedGcra = Gcra<String, DashMapStateStore<String>, TokioClock, StateInformationMiddleware>;
+// Keys are the callers' shared principal strings: a check clones a pointer, never the text.
+type KeyedGcra =
+    Gcra<Arc<str>, DashMapStateStore<Arc<str>>, TokioClock, StateInformationMiddleware>;
 
 /// An in-process rate limiter: a GCRA per caller principal, with per-caller and per-resource
 /// overrides.
@@ -203,7 +205,7 @@ impl Inner {
         let caller = request
             .chain
             .peer()
-            .and_then(Link::principal)
+            .and_then(Link::principal_shared)
             .ok_or_else(|| ProviderError::Invalid("request has no peer principal".into()))?;
         Ok(self
             .bucket(caller, request.resource, request.action)
@@ -253,9 +255,9 @@ impl Bucket {
         Self { limit, gcra }
     }
 
-    fn check(&self, caller: &str) -> RateLimitResponse {
+    fn check(&self, caller: &Arc<str>) -> RateLimitResponse {
         let burst = self.limit.burst().get();
-        match self.gcra.check_key(&caller.to_owned()) {
+        match self.gcra.check_key(caller) {
             Ok(snapshot) => {
                 let used = burst.saturating_sub(snapshot.remaining_burst_capacity());
                 RateLimitResponse {

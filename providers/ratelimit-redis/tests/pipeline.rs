@@ -86,6 +86,7 @@ async fn burst_then_429_with_retry_after_then_503_when_redis_dies() {
     assert_eq!(limited.json().unwrap()["error_code"], "RATE_LIMITED");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
+    server.flush_audit().await;
     let events = telemetry.rate_limits();
     assert_eq!(events.len(), 4);
     assert_eq!(events[3].limit_rps, Some(0.5));
@@ -99,6 +100,7 @@ async fn burst_then_429_with_retry_after_then_503_when_redis_dies() {
         "RATE_LIMITER_UNAVAILABLE"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    server.flush_audit().await;
     assert!(telemetry.rate_limits()[4].error.is_some());
 
     server.close().await;

@@ -70,11 +70,11 @@ pub fn request(peer: &str, action: &'static str, resource: &'static str) -> Eval
         peer: link,
         resource: Resource::http_path(resource),
         action: Action::new(action),
-        request: RequestLine {
-            method: action.to_owned(),
-            path: resource.replace("{name}", "ada"),
-        },
-        service: SERVICE.to_owned(),
+        request: RequestLine::new(
+            action.parse().unwrap_or(http::Method::GET),
+            resource.replace("{name}", "ada"),
+        ),
+        service: SERVICE.into(),
     }
 }
 

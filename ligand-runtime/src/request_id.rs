@@ -1,0 +1,118 @@
+//! [`RequestId`]: the correlation ID of one request, made without allocating.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// The correlation ID of one request: 128 random bits (a UUID v4) written as 32 lowercase hex
+/// digits. It is sent to the caller on denial, carried by [`Ctx`](crate::Ctx) and recorded in
+/// every audit event of the request.
+///
+/// The text is kept inline, so the ID is `Copy` and [`as_str`](Self::as_str) borrows it:
+/// making and passing one never touches the allocator.
+///
+/// ```
+/// use ligand_runtime::RequestId;
+///
+/// let id = RequestId::new();
+/// assert_eq!(id.as_str().len(), 32);
+/// assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+/// assert_ne!(id, RequestId::new());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    hex: [u8; 32],
+}
+
+impl RequestId {
+    /// A new random ID.
+    pub fn new() -> Self {
+        Self::from_u128(uuid::Uuid::new_v4().as_u128())
+    }
+
+    fn from_u128(value: u128) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            // Most significant nibble first; `i < 32` keeps the shift in range.
+            let nibble = (value >> (124 - 4 * i)) & 0xf;
+            *digit = DIGITS[nibble as usize];
+        }
+        Self { hex }
+    }
+
+    /// The ID as 32 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        // Every byte is an ASCII hex digit, written only by `from_u128`.
+        std::str::from_utf8(&self.hex).unwrap_or_default()
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
+    }
+}
+
+impl AsRef<str> for RequestId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for RequestId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_the_uuid_in_simple_form() {
+        let uuid = uuid::Uuid::new_v4();
+        let id = RequestId::from_u128(uuid.as_u128());
+        assert_eq!(id.as_str(), uuid.simple().to_string());
+        assert_eq!(id.to_string(), uuid.simple().to_string());
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", uuid.simple())
+        );
+    }
+
+    #[test]
+    fn extremes_render_every_digit() {
+        assert_eq!(RequestId::from_u128(0).as_str(), "0".repeat(32));
+        assert_eq!(RequestId::from_u128(u128::MAX).as_str(), "f".repeat(32));
+        assert_eq!(
+            RequestId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef).as_str(),
+            "0123456789abcdef0123456789abcdef"
+        );
+    }
+}

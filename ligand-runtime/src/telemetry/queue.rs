@@ -1,0 +1,339 @@
+//! The audit queue: the only way records leave the request path.
+//!
+//! Requests move their records into the queue and return; one writer thread, `ligand-audit`,
+//! hands them to the sink in order and flushes it whenever the queue runs empty. Request
+//! records (decisions, rate-limit outcomes, secret accesses, outbound calls) take one of
+//! `capacity` slots: with none free, the record is dropped (the default: counted, reported in
+//! the metrics snapshot, and telemetry turns Degraded on the first loss) or, in the `block`
+//! overflow mode, the request waits for a slot (decision and rate-limit records). Health
+//! transitions and metrics snapshots are rare and never take a slot, so a burst of requests
+//! cannot crowd out the record of the degradation it causes. A sink that fails to write a
+//! record counts as a loss too. Nothing is lost silently.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{
+    DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
+    SecretAccessEvent, Telemetry,
+};
+use crate::config::AuditOverflow;
+use crate::error::ProviderError;
+use crate::health::{Monitor, ProviderKind, State};
+
+/// One item for the writer.
+#[derive(Debug)]
+pub(crate) enum Record {
+    Decision(DecisionEvent),
+    RateLimit(RateLimitEvent),
+    Outbound(OutboundCallEvent),
+    Health(HealthTransitionEvent),
+    Secret(SecretAccessEvent),
+    Metrics(MetricsSnapshot),
+    /// Answered once every record queued before it has reached the sink and the sink flushed.
+    Flush(oneshot::Sender<()>),
+    /// The same, answered to a thread that blocks on it.
+    FlushBlocking(std::sync::mpsc::Sender<()>),
+    /// Deliver what is queued, close the sink, answer, and stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// A record, and whether it holds one of the queue's slots.
+#[derive(Debug)]
+struct Item {
+    record: Record,
+    slot: bool,
+}
+
+/// The bounded queue between the request path and the telemetry sink.
+pub(crate) struct AuditQueue {
+    tx: mpsc::UnboundedSender<Item>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    overflow: AuditOverflow,
+    lost: Arc<AtomicU64>,
+    monitor: OnceLock<Weak<Monitor>>,
+}
+
+impl fmt::Debug for AuditQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditQueue")
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("lost", &self.lost())
+            .finish()
+    }
+}
+
+impl AuditQueue {
+    /// Starts the writer thread for `sink`.
+    pub(crate) fn start(
+        sink: Arc<dyn Telemetry>,
+        capacity: usize,
+        overflow: AuditOverflow,
+    ) -> std::io::Result<Arc<Self>> {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(capacity));
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            rx,
+            sink,
+            slots: slots.clone(),
+            lost: lost.clone(),
+        };
+        // The writer logs (the default sink is `tracing`) under the subscriber in force where
+        // the server was initialized, as a task spawned there would.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        std::thread::Builder::new()
+            .name("ligand-audit".into())
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run()))?;
+        Ok(Arc::new(Self {
+            tx,
+            slots,
+            capacity,
+            overflow,
+            lost,
+            monitor: OnceLock::new(),
+        }))
+    }
+
+    /// The monitor told about the first loss. Held weakly: the monitor's own telemetry is
+    /// this queue.
+    pub(crate) fn attach(&self, monitor: &Arc<Monitor>) {
+        let _ = self.monitor.set(Arc::downgrade(monitor));
+    }
+
+    /// Queues a record from the request path: waits for room in the `block` mode, drops and
+    /// counts it when full otherwise.
+    pub(crate) async fn record(&self, record: Record) {
+        match self.overflow {
+            AuditOverflow::Block => match self.slots.acquire().await {
+                Ok(permit) => {
+                    // The writer returns the slot once the sink has the record.
+                    permit.forget();
+                    self.send(Item { record, slot: true });
+                }
+                Err(_) => self.count_loss(),
+            },
+            AuditOverflow::Drop => self.try_record(record),
+        }
+    }
+
+    /// Queues a request record without waiting; with no free slot it is lost and counted.
+    pub(crate) fn try_record(&self, record: Record) {
+        match self.slots.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.send(Item { record, slot: true });
+            }
+            Err(_) => self.count_loss(),
+        }
+    }
+
+    /// Queues a record that takes no slot (health, metrics, markers).
+    fn record_unbounded(&self, record: Record) {
+        self.send(Item {
+            record,
+            slot: false,
+        });
+    }
+
+    fn send(&self, item: Item) {
+        if self.tx.send(item).is_err() {
+            // The writer has stopped: the server is closed.
+            self.count_loss();
+        }
+    }
+
+    fn count_loss(&self) {
+        if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+            // Once, on the first loss: later losses only count. The health transition this
+            // causes is itself a record and may be lost too; the counter is what is exact.
+            tracing::warn!(
+                capacity = self.capacity,
+                "audit queue full: records are being dropped (see audit_dropped in metrics)"
+            );
+            if let Some(monitor) = self.monitor.get().and_then(Weak::upgrade) {
+                monitor.set(
+                    ProviderKind::Telemetry,
+                    State::Degraded,
+                    Some("audit records dropped: the queue to the telemetry sink was full".into()),
+                );
+            }
+        }
+    }
+
+    /// Records lost so far: dropped on a full queue or refused by the sink.
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records waiting for the writer.
+    pub(crate) fn queued(&self) -> u64 {
+        self.capacity.saturating_sub(self.slots.available_permits()) as u64
+    }
+
+    /// Waits until every record queued before this call has reached the sink and the sink
+    /// has flushed. Returns at once if the writer has stopped.
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        let flush = Item {
+            record: Record::Flush(done),
+            slot: false,
+        };
+        if self.tx.send(flush).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// [`flush`](Self::flush) for a caller that blocks its thread: tests under paused time,
+    /// where awaiting another thread would let the clock jump ahead.
+    pub(crate) fn flush_blocking(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        let flush = Item {
+            record: Record::FlushBlocking(done),
+            slot: false,
+        };
+        if self.tx.send(flush).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Delivers what is queued, closes the sink and stops the writer. Records queued later
+    /// are counted as lost.
+    pub(crate) async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        let close = Item {
+            record: Record::Close(done),
+            slot: false,
+        };
+        if self.tx.send(close).is_ok() {
+            let _ = wait.await;
+        }
+        // Requests waiting for a slot in the `block` mode give up; their records count as lost.
+        self.slots.close();
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    rx: mpsc::UnboundedReceiver<Item>,
+    sink: Arc<dyn Telemetry>,
+    slots: Arc<Semaphore>,
+    lost: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        // `blocking_recv` is allowed here: this is a plain thread, outside any runtime.
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(record) = next {
+                if let Some(done) = self.deliver(record) {
+                    self.rx.close();
+                    while let Ok(record) = self.rx.try_recv() {
+                        // Whatever raced in behind the close marker still reaches the sink.
+                        if let Some(late) = self.deliver(record) {
+                            let _ = late.send(());
+                        }
+                    }
+                    self.flush();
+                    if let Err(error) = self.sink.close() {
+                        tracing::warn!(%error, "telemetry close failed");
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+                next = self.rx.try_recv().ok();
+            }
+            self.flush();
+        }
+        // Every sender is gone (the server was dropped without `close`).
+        self.flush();
+    }
+
+    /// Hands one record to the sink; returns the close answer when it is the close marker.
+    fn deliver(&mut self, item: Item) -> Option<oneshot::Sender<()>> {
+        let Item { record, slot } = item;
+        let sink = &*self.sink;
+        let result = match record {
+            Record::Decision(event) => sink.record_decision(&event),
+            Record::RateLimit(event) => sink.record_rate_limit(&event),
+            Record::Outbound(event) => sink.record_outbound_call(&event),
+            Record::Health(event) => sink.record_health_transition(&event),
+            Record::Secret(event) => sink.record_secret_access(&event),
+            Record::Metrics(snapshot) => sink.record_metrics(&snapshot),
+            Record::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
+                Ok(())
+            }
+            Record::FlushBlocking(done) => {
+                self.flush();
+                let _ = done.send(());
+                Ok(())
+            }
+            Record::Close(done) => return Some(done),
+        };
+        if slot {
+            self.slots.add_permits(1);
+        }
+        match result {
+            Ok(()) | Err(ProviderError::NotSupported) => {}
+            Err(error) => {
+                if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(%error, "telemetry sink refused a record; counting losses");
+                }
+            }
+        }
+        None
+    }
+
+    fn flush(&self) {
+        if let Err(error) = self.sink.flush() {
+            tracing::warn!(%error, "telemetry flush failed");
+        }
+    }
+}
+
+/// The queue as a [`Telemetry`], for the components that emit records outside the request
+/// path (the health monitor, the secrets cache, the metrics loop): each record is copied in
+/// without waiting.
+#[derive(Debug, Clone)]
+pub(crate) struct QueuedTelemetry(pub(crate) Arc<AuditQueue>);
+
+impl Telemetry for QueuedTelemetry {
+    fn record_decision(&self, event: &DecisionEvent) -> Result<(), ProviderError> {
+        self.0.try_record(Record::Decision(event.clone()));
+        Ok(())
+    }
+
+    fn record_rate_limit(&self, event: &RateLimitEvent) -> Result<(), ProviderError> {
+        self.0.try_record(Record::RateLimit(event.clone()));
+        Ok(())
+    }
+
+    fn record_outbound_call(&self, event: &OutboundCallEvent) -> Result<(), ProviderError> {
+        self.0.try_record(Record::Outbound(event.clone()));
+        Ok(())
+    }
+
+    fn record_health_transition(&self, event: &HealthTransitionEvent) -> Result<(), ProviderError> {
+        self.0.record_unbounded(Record::Health(event.clone()));
+        Ok(())
+    }
+
+    fn record_secret_access(&self, event: &SecretAccessEvent) -> Result<(), ProviderError> {
+        self.0.try_record(Record::Secret(event.clone()));
+        Ok(())
+    }
+
+    fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
+        self.0.record_unbounded(Record::Metrics(snapshot.clone()));
+        Ok(())
+    }
+}

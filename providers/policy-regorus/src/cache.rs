@@ -1,0 +1,399 @@
+//! The decision cache: sound by construction.
+//!
+//! A decision is a function of the policy revision, its data and the parts of `input` the
+//! policy can read, provided every builtin it calls is pure. [`crate::analysis`] finds both by
+//! walking the compiled policy's syntax tree; this module turns the input paths into a
+//! [`KeyPlan`] (the request fields those paths can reach, widened to the whole input for any
+//! shape it does not know) and keeps decisions under an exact, injective byte encoding of
+//! those fields. The cache lives inside one compiled revision, so a reload swaps it out with
+//! the policy, atomically. Only completed evaluations are stored: errors and time-outs never.
+//!
+//! A hit costs one encoding into a per-thread buffer and one lookup; no allocation.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use ligand_runtime::{Chain, EvalRequest, Link};
+
+use crate::analysis::InputReads;
+
+/// One request field a key can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Field {
+    Chain,
+    PeerWorkload,
+    PeerUser,
+    PeerDevice,
+    PeerHost,
+    PeerExternalParty,
+    ResourceKind,
+    ResourceValue,
+    ActionName,
+    RequestMethod,
+    RequestPath,
+    Service,
+}
+
+const PEER: [Field; 5] = [
+    Field::PeerWorkload,
+    Field::PeerUser,
+    Field::PeerDevice,
+    Field::PeerHost,
+    Field::PeerExternalParty,
+];
+
+const ALL: [Field; 12] = [
+    Field::Chain,
+    Field::PeerWorkload,
+    Field::PeerUser,
+    Field::PeerDevice,
+    Field::PeerHost,
+    Field::PeerExternalParty,
+    Field::ResourceKind,
+    Field::ResourceValue,
+    Field::ActionName,
+    Field::RequestMethod,
+    Field::RequestPath,
+    Field::Service,
+];
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Chain => "input.chain",
+            Self::PeerWorkload => "input.peer.workload",
+            Self::PeerUser => "input.peer.user",
+            Self::PeerDevice => "input.peer.device",
+            Self::PeerHost => "input.peer.host",
+            Self::PeerExternalParty => "input.peer.external_party",
+            Self::ResourceKind => "input.resource.kind",
+            Self::ResourceValue => "input.resource.value",
+            Self::ActionName => "input.action.name",
+            Self::RequestMethod => "input.request.method",
+            Self::RequestPath => "input.request.path",
+            Self::Service => "input.service",
+        }
+    }
+}
+
+/// The fields a policy's decisions depend on, in a fixed order.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KeyPlan {
+    fields: Vec<Field>,
+}
+
+impl fmt::Debug for KeyPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.fields.iter().map(|field| field.name()))
+            .finish()
+    }
+}
+
+impl fmt::Display for KeyPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(field.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyPlan {
+    /// The fields `reads` can reach. Any path outside the documented input shape keys on the
+    /// whole input.
+    pub(crate) fn new(reads: &InputReads) -> Self {
+        let paths = match reads {
+            InputReads::Whole => return Self::whole(),
+            InputReads::Paths(paths) => paths,
+        };
+        let mut fields = Vec::new();
+        for path in paths {
+            match fields_of(path) {
+                Some(found) => fields.extend_from_slice(found),
+                None => return Self::whole(),
+            }
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        Self { fields }
+    }
+
+    /// Every field: the key is the whole input.
+    pub(crate) fn whole() -> Self {
+        Self {
+            fields: ALL.to_vec(),
+        }
+    }
+
+    /// Writes the key of `request` into `out`: each field length-prefixed (and optional fields
+    /// tagged), so two requests share a key only if they agree on every planned field.
+    pub(crate) fn encode(&self, request: &EvalRequest, out: &mut Vec<u8>) {
+        out.clear();
+        for field in &self.fields {
+            match field {
+                Field::Chain => chain(&request.chain, out),
+                Field::PeerWorkload => optional(&request.peer.workload, out),
+                Field::PeerUser => optional(&request.peer.user, out),
+                Field::PeerDevice => optional(&request.peer.device, out),
+                Field::PeerHost => optional(&request.peer.host, out),
+                Field::PeerExternalParty => optional(&request.peer.external_party, out),
+                Field::ResourceKind => bytes(&request.resource.kind, out),
+                Field::ResourceValue => bytes(&request.resource.value, out),
+                Field::ActionName => bytes(&request.action.name, out),
+                Field::RequestMethod => bytes(request.request.method.as_str(), out),
+                Field::RequestPath => bytes(&request.request.path, out),
+                Field::Service => bytes(&request.service, out),
+            }
+        }
+    }
+}
+
+/// The fields under `path`, or `None` when the path leaves the documented shape.
+fn fields_of(path: &[String]) -> Option<&'static [Field]> {
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    Some(match segments.as_slice() {
+        [] => &ALL,
+        ["chain", ..] => &[Field::Chain],
+        ["peer"] => &PEER,
+        ["peer", "workload", ..] => &[Field::PeerWorkload],
+        ["peer", "user", ..] => &[Field::PeerUser],
+        ["peer", "device", ..] => &[Field::PeerDevice],
+        ["peer", "host", ..] => &[Field::PeerHost],
+        ["peer", "external_party", ..] => &[Field::PeerExternalParty],
+        ["resource"] => &[Field::ResourceKind, Field::ResourceValue],
+        ["resource", "kind", ..] => &[Field::ResourceKind],
+        ["resource", "value", ..] => &[Field::ResourceValue],
+        ["action"] | ["action", "name", ..] => &[Field::ActionName],
+        ["request"] => &[Field::RequestMethod, Field::RequestPath],
+        ["request", "method", ..] => &[Field::RequestMethod],
+        ["request", "path", ..] => &[Field::RequestPath],
+        ["service", ..] => &[Field::Service],
+        _ => return None,
+    })
+}
+
+fn bytes(value: &str, out: &mut Vec<u8>) {
+    // Inputs are bounded far below 4 GiB (headers, paths, SPIFFE IDs); saturating keeps the
+    // encoding total, and the bytes that follow still separate any two values.
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn optional(value: &Option<Arc<str>>, out: &mut Vec<u8>) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            bytes(value, out);
+        }
+    }
+}
+
+fn chain(chain: &Chain, out: &mut Vec<u8>) {
+    let len = u32::try_from(chain.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    for Link {
+        workload,
+        user,
+        device,
+        host,
+        external_party,
+    } in chain.links()
+    {
+        for field in [workload, user, device, host, external_party] {
+            optional(field, out);
+        }
+    }
+}
+
+/// What a cached decision keeps: the outcome and the reason.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    pub(crate) allowed: bool,
+    pub(crate) reason: Option<Arc<str>>,
+}
+
+/// A bounded cache of decisions for one compiled revision.
+pub(crate) struct DecisionCache {
+    plan: KeyPlan,
+    entries: quick_cache::sync::Cache<Box<[u8]>, Cached>,
+}
+
+impl fmt::Debug for DecisionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecisionCache")
+            .field("plan", &self.plan)
+            .field("len", &self.entries.len())
+            .finish()
+    }
+}
+
+thread_local! {
+    /// The key being looked up, reused so that a hit allocates nothing.
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DecisionCache {
+    pub(crate) fn new(plan: KeyPlan, capacity: usize) -> Self {
+        Self {
+            plan,
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
+    pub(crate) fn plan(&self) -> &KeyPlan {
+        &self.plan
+    }
+
+    /// The cached decision for `request`, or computes it with `decide` and keeps it when it
+    /// succeeds.
+    pub(crate) fn get_or_decide<E>(
+        &self,
+        request: &EvalRequest,
+        decide: impl FnOnce() -> Result<Cached, E>,
+    ) -> Result<(Cached, bool), E> {
+        let key = KEY.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => {
+                self.plan.encode(request, &mut buffer);
+                match self.entries.get(buffer.as_slice()) {
+                    Some(hit) => Ok(hit),
+                    None => Err(Box::<[u8]>::from(buffer.as_slice())),
+                }
+            }
+            // Re-entered on this thread (not expected): encode into a fresh buffer.
+            Err(_) => {
+                let mut key = Vec::new();
+                self.plan.encode(request, &mut key);
+                match self.entries.get(key.as_slice()) {
+                    Some(hit) => Ok(hit),
+                    None => Err(key.into_boxed_slice()),
+                }
+            }
+        });
+        match key {
+            Ok(hit) => Ok((hit, true)),
+            Err(key) => {
+                let decided = decide()?;
+                self.entries.insert(key, decided.clone());
+                Ok((decided, false))
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ligand_runtime::{Action, RequestLine, Resource};
+
+    use super::*;
+
+    fn paths(paths: &[&[&str]]) -> InputReads {
+        InputReads::Paths(
+            paths
+                .iter()
+                .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
+                .collect(),
+        )
+    }
+
+    fn request(peer: &str, path: &str) -> EvalRequest {
+        EvalRequest {
+            chain: Chain(vec![Link::workload(peer)]),
+            peer: Link::workload(peer),
+            resource: Resource::http_path("/accounts/{id}"),
+            action: Action::new("GET"),
+            request: RequestLine::new(http::Method::GET, path),
+            service: "spiffe://example.org/service/accounts".into(),
+        }
+    }
+
+    fn key(plan: &KeyPlan, request: &EvalRequest) -> Vec<u8> {
+        let mut out = Vec::new();
+        plan.encode(request, &mut out);
+        out
+    }
+
+    #[test]
+    fn plans_follow_the_documented_shape_and_widen_otherwise() {
+        let plan = KeyPlan::new(&paths(&[&["peer", "workload"], &["resource", "value"]]));
+        assert_eq!(plan.fields, [Field::PeerWorkload, Field::ResourceValue]);
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["request"]])).fields,
+            [Field::RequestMethod, Field::RequestPath]
+        );
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["chain", "0"]])).fields,
+            [Field::Chain]
+        );
+        for unknown in [&["txn"][..], &["peer", "admin"], &["resource", "x"], &[]] {
+            assert_eq!(
+                KeyPlan::new(&paths(&[unknown])),
+                KeyPlan::whole(),
+                "{unknown:?}"
+            );
+        }
+        assert_eq!(KeyPlan::new(&InputReads::Whole), KeyPlan::whole());
+    }
+
+    #[test]
+    fn keys_ignore_unread_fields_and_separate_read_ones() {
+        let plan = KeyPlan::new(&paths(&[&["peer", "workload"], &["resource", "value"]]));
+        let a = request("spiffe://example.org/a", "/accounts/1");
+        let b = request("spiffe://example.org/a", "/accounts/2");
+        let c = request("spiffe://example.org/b", "/accounts/1");
+        assert_eq!(
+            key(&plan, &a),
+            key(&plan, &b),
+            "the concrete path is not read"
+        );
+        assert_ne!(key(&plan, &a), key(&plan, &c));
+        let whole = KeyPlan::whole();
+        assert_ne!(key(&whole, &a), key(&whole, &b));
+    }
+
+    #[test]
+    fn encoding_is_injective_across_field_boundaries() {
+        let plan = KeyPlan::new(&paths(&[&["peer"]]));
+        let mut x = request("ab", "/");
+        x.peer.user = Some("c".into());
+        let mut y = request("a", "/");
+        y.peer.user = Some("bc".into());
+        assert_ne!(key(&plan, &x), key(&plan, &y));
+        let mut z = request("ab", "/");
+        z.peer.user = None;
+        z.peer.device = Some("c".into());
+        assert_ne!(key(&plan, &x), key(&plan, &z));
+    }
+
+    #[test]
+    fn errors_are_not_kept() {
+        let cache = DecisionCache::new(KeyPlan::whole(), 16);
+        let r = request("spiffe://example.org/a", "/");
+        let failed: Result<_, &str> = cache.get_or_decide(&r, || Err("boom"));
+        assert!(failed.is_err());
+        assert_eq!(cache.len(), 0);
+        let (first, hit) = cache
+            .get_or_decide::<()>(&r, || {
+                Ok(Cached {
+                    allowed: true,
+                    reason: None,
+                })
+            })
+            .unwrap();
+        assert!(first.allowed && !hit);
+        let (second, hit) = cache
+            .get_or_decide::<()>(&r, || panic!("a hit must not evaluate"))
+            .unwrap();
+        assert!(second.allowed && hit);
+    }
+}

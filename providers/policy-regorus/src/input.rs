@@ -1,0 +1,175 @@
+//! The input document, built as regorus values straight from the request.
+//!
+//! The document is exactly `serde_json::to_value(&EvalRequest)` (a property test holds the
+//! two together), without the JSON detour: strings the request shares (SPIFFE IDs, users)
+//! become regorus strings by reference count, and the object keys are made once per thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ligand_runtime::{Chain, EvalRequest, Link};
+use regorus::Value;
+
+/// The object keys of the input document, made once per thread and cloned by reference count.
+struct Keys {
+    chain: Value,
+    peer: Value,
+    resource: Value,
+    action: Value,
+    request: Value,
+    service: Value,
+    kind: Value,
+    value: Value,
+    name: Value,
+    method: Value,
+    path: Value,
+    workload: Value,
+    user: Value,
+    device: Value,
+    host: Value,
+    external_party: Value,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Self {
+            chain: "chain".into(),
+            peer: "peer".into(),
+            resource: "resource".into(),
+            action: "action".into(),
+            request: "request".into(),
+            service: "service".into(),
+            kind: "kind".into(),
+            value: "value".into(),
+            name: "name".into(),
+            method: "method".into(),
+            path: "path".into(),
+            workload: "workload".into(),
+            user: "user".into(),
+            device: "device".into(),
+            host: "host".into(),
+            external_party: "external_party".into(),
+        }
+    }
+}
+
+thread_local! {
+    static KEYS: Keys = Keys::new();
+}
+
+/// The input document for `request`.
+pub(crate) fn input(request: &EvalRequest) -> Value {
+    KEYS.with(|k| {
+        let mut resource = BTreeMap::new();
+        resource.insert(k.kind.clone(), string(&request.resource.kind));
+        resource.insert(k.value.clone(), string(&request.resource.value));
+        let mut action = BTreeMap::new();
+        action.insert(k.name.clone(), string(&request.action.name));
+        let mut line = BTreeMap::new();
+        line.insert(k.method.clone(), string(request.request.method.as_str()));
+        line.insert(k.path.clone(), string(&request.request.path));
+
+        let mut doc = BTreeMap::new();
+        doc.insert(k.chain.clone(), chain(k, &request.chain));
+        doc.insert(k.peer.clone(), link(k, &request.peer));
+        doc.insert(k.resource.clone(), Value::from(resource));
+        doc.insert(k.action.clone(), Value::from(action));
+        doc.insert(k.request.clone(), Value::from(line));
+        doc.insert(k.service.clone(), shared(&request.service));
+        Value::from(doc)
+    })
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.into())
+}
+
+fn shared(s: &Arc<str>) -> Value {
+    Value::String(s.clone())
+}
+
+fn chain(k: &Keys, chain: &Chain) -> Value {
+    Value::from(
+        chain
+            .links()
+            .iter()
+            .map(|l| link(k, l))
+            .collect::<Vec<Value>>(),
+    )
+}
+
+/// A link with only the dimensions it has, as serde writes it.
+fn link(k: &Keys, link: &Link) -> Value {
+    let mut fields = BTreeMap::new();
+    for (key, field) in [
+        (&k.workload, &link.workload),
+        (&k.user, &link.user),
+        (&k.device, &link.device),
+        (&k.host, &link.host),
+        (&k.external_party, &link.external_party),
+    ] {
+        if let Some(value) = field {
+            fields.insert(key.clone(), shared(value));
+        }
+    }
+    Value::from(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use ligand_runtime::{Action, RequestLine, Resource};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_field() -> impl Strategy<Value = Option<Arc<str>>> {
+        proptest::option::of("[a-z:/.@ é\"\\\\]{0,12}".prop_map(Arc::from))
+    }
+
+    fn arb_link() -> impl Strategy<Value = Link> {
+        (
+            arb_field(),
+            arb_field(),
+            arb_field(),
+            arb_field(),
+            arb_field(),
+        )
+            .prop_map(|(workload, user, device, host, external_party)| Link {
+                workload,
+                user,
+                device,
+                host,
+                external_party,
+            })
+    }
+
+    prop_compose! {
+        fn arb_request()(
+            chain in proptest::collection::vec(arb_link(), 0..4),
+            peer in arb_link(),
+            kind in "[a-z.]{0,10}",
+            value in "[a-z/{}]{0,16}",
+            action in "[A-Za-z]{0,8}",
+            method in prop::sample::select(vec!["GET", "POST", "DELETE", "PATCH"]),
+            path in "[a-z0-9/%]{0,16}",
+            service in "[a-z:/.]{0,24}",
+        ) -> EvalRequest {
+            EvalRequest {
+                chain: Chain(chain),
+                peer,
+                resource: Resource::new(kind, value),
+                action: Action::new(action),
+                request: RequestLine::new(method.parse().unwrap_or_default(), path),
+                service: service.into(),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn input_is_exactly_the_serialized_request(request in arb_request()) {
+            let json = serde_json::to_value(&request).unwrap();
+            prop_assert_eq!(input(&request), Value::from(json));
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The decision cache never changes a decision: cached and uncached answers agree over random
+//! inputs for the bench policies, impure policies are never cached, turning the cache off
+//! turns it off, and a policy that reads only the route template caches across concrete
+//! paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
+use ligand_runtime::{Action, Chain, EvalRequest, Link, RequestLine, Resource};
+use proptest::prelude::*;
+
+fn rbac_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/rbac")
+}
+
+fn folder(files: &[(&str, &str)]) -> (tempfile::TempDir, RegorusPolicy, RegorusPolicy) {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_folder(dir.path(), files);
+    let cached = RegorusPolicy::new(&RegorusConfig::folder(dir.path())).unwrap();
+    let uncached =
+        RegorusPolicy::new(&RegorusConfig::folder(dir.path()).with_cache(false)).unwrap();
+    (dir, cached, uncached)
+}
+
+const WORKLOADS: &[&str] = &[
+    "spiffe://bank.example/service/gateway",
+    "spiffe://bank.example/service/transfers",
+    "spiffe://bank.example/service/fraud",
+    "spiffe://bank.example/service/reporting",
+    "spiffe://bank.example/service/ops",
+    "spiffe://bank.example/service/legacy-batch",
+    "spiffe://other.example/service/gateway",
+    "spiffe://example.org/service/caller",
+    "spiffe://example.org/service/intruder",
+];
+const USERS: &[&str] = &[
+    "alice@bank.example",
+    "mallory@bank.example",
+    "bob@bank.example",
+];
+const ROUTES: &[&str] = &[
+    "/accounts/{id}",
+    "/accounts/{id}/debit",
+    "/accounts/{id}/credit",
+    "/transfers",
+    "/admin/reset",
+    "/hello/{name}",
+    "/reports/{id}",
+];
+const ACTIONS: &[&str] = &["GET", "POST", "debit", "credit", "reset", "DELETE"];
+
+fn arb_link() -> impl Strategy<Value = Link> {
+    (
+        proptest::option::of(prop::sample::select(WORKLOADS)),
+        proptest::option::of(prop::sample::select(USERS)),
+        proptest::option::weighted(0.1, Just("partner.example")),
+    )
+        .prop_map(|(workload, user, external_party)| Link {
+            workload: workload.map(Into::into),
+            user: user.map(Into::into),
+            external_party: external_party.map(Into::into),
+            ..Link::default()
+        })
+}
+
+prop_compose! {
+    fn arb_request()(
+        upstream in proptest::collection::vec(arb_link(), 0..6),
+        peer in prop::sample::select(WORKLOADS),
+        route in prop::sample::select(ROUTES),
+        action in prop::sample::select(ACTIONS),
+        method in prop::sample::select(vec!["GET", "POST", "DELETE"]),
+        id in 0u32..5,
+        service in prop::sample::select(vec![
+            "spiffe://bank.example/service/accounts",
+            "spiffe://example.org/service/hello",
+        ]),
+    ) -> EvalRequest {
+        let peer = Link::workload(peer);
+        let mut chain = Chain(upstream);
+        chain.push(peer.clone());
+        EvalRequest {
+            chain,
+            peer,
+            resource: Resource::http_path(route),
+            action: Action::new(action),
+            request: RequestLine::new(method.parse().unwrap(), route.replace("{id}", &id.to_string())),
+            service: service.into(),
+        }
+    }
+}
+
+/// Asks `cached` twice (the second from the cache when sound) and `uncached` once; the three
+/// answers must agree.
+fn agree(cached: &RegorusPolicy, uncached: &RegorusPolicy, request: &EvalRequest) {
+    let reference = uncached.evaluate_uncached(request).unwrap();
+    for _ in 0..2 {
+        let answer = cached.evaluate_now(request).unwrap();
+        assert_eq!(answer.allowed, reference.allowed, "{request:?}");
+        assert_eq!(answer.reason, reference.reason, "{request:?}");
+    }
+    let off = uncached.evaluate_now(request).unwrap();
+    assert!(!off.cached);
+    assert_eq!(
+        (off.allowed, off.reason),
+        (reference.allowed, reference.reason)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rbac_cached_and_uncached_decisions_are_identical(
+        requests in proptest::collection::vec(arb_request(), 1..24),
+    ) {
+        let cached = RegorusPolicy::new(&RegorusConfig::folder(rbac_dir())).unwrap();
+        let uncached = RegorusPolicy::new(&RegorusConfig::folder(rbac_dir()).with_cache(false)).unwrap();
+        prop_assert!(cached.decision_cache().is_ok());
+        for request in &requests {
+            agree(&cached, &uncached, request);
+        }
+    }
+
+    #[test]
+    fn test_policy_cached_and_uncached_decisions_are_identical(
+        requests in proptest::collection::vec(arb_request(), 1..24),
+    ) {
+        let (_dir, cached, uncached) = folder(&[
+            ("ligand/authz/policy.rego", &common::policy("rev")),
+            ("authz/data.json", &common::data(&[common::CALLER])),
+        ]);
+        for request in &requests {
+            agree(&cached, &uncached, request);
+        }
+    }
+}
+
+#[test]
+fn rbac_cache_keys_on_exactly_what_the_policy_reads() {
+    let policy = RegorusPolicy::new(&RegorusConfig::folder(rbac_dir())).unwrap();
+    assert_eq!(
+        policy.decision_cache().unwrap(),
+        "input.chain, input.peer.workload, input.resource.value, input.action.name, \
+         input.request.method, input.service"
+    );
+    // High-cardinality paths: the concrete id is not read, so the second account is a hit.
+    let peer = Link::workload("spiffe://bank.example/service/gateway");
+    let request = |id: u32| EvalRequest {
+        chain: Chain(vec![peer.clone()]),
+        peer: peer.clone(),
+        resource: Resource::http_path("/accounts/{id}"),
+        action: Action::new("GET"),
+        request: RequestLine::new(http::Method::GET, format!("/accounts/{id}")),
+        service: "spiffe://bank.example/service/accounts".into(),
+    };
+    let first = policy.evaluate_now(&request(1)).unwrap();
+    let second = policy.evaluate_now(&request(2)).unwrap();
+    assert!(!first.cached);
+    assert!(second.cached);
+    assert_eq!(first.allowed, second.allowed);
+}
+
+#[test]
+fn a_policy_reading_the_clock_is_never_cached() {
+    let (_dir, policy, _) = folder(&[(
+        "ligand/authz/policy.rego",
+        "package ligand.authz\n\nimport rego.v1\n\n\
+         allow if time.now_ns() > 0\n\n\
+         reason := sprintf(\"at %d\", [time.now_ns()])\n",
+    )]);
+    let why = policy.decision_cache().unwrap_err();
+    assert!(why.contains("time.now_ns"), "{why}");
+    let request = common::request(common::CALLER, "GET", "/hello/{name}");
+    let first = policy.evaluate_now(&request).unwrap();
+    let second = policy.evaluate_now(&request).unwrap();
+    assert!(first.allowed && second.allowed);
+    assert!(!first.cached && !second.cached);
+    assert_ne!(
+        first.reason, second.reason,
+        "each decision reads the clock anew"
+    );
+}
+
+#[test]
+fn impure_builtins_anywhere_turn_the_cache_off() {
+    for call in [
+        "rand.intn(\"k\", 10) >= 0",
+        "uuid.rfc4122(\"k\") != \"\"",
+        "count(opa.runtime()) >= 0",
+    ] {
+        let source = format!(
+            "package ligand.authz\n\nimport rego.v1\n\nhelper if {call}\n\nallow if helper\n"
+        );
+        let (_dir, policy, _) = folder(&[("ligand/authz/policy.rego", &source)]);
+        assert!(policy.decision_cache().is_err(), "{call}");
+        let request = common::request(common::CALLER, "GET", "/hello/{name}");
+        policy.evaluate_now(&request).unwrap();
+        assert!(!policy.evaluate_now(&request).unwrap().cached, "{call}");
+    }
+}
+
+#[test]
+fn whole_input_reads_key_on_the_whole_input() {
+    let (_dir, policy, _) = folder(&[(
+        "ligand/authz/policy.rego",
+        "package ligand.authz\n\nimport rego.v1\n\nallow if count(json.marshal(input)) < 100000\n\n\
+         reason := input.request.path\n",
+    )]);
+    assert!(
+        policy
+            .decision_cache()
+            .unwrap()
+            .contains("input.request.path")
+    );
+    let a = common::request(common::CALLER, "GET", "/hello/{name}");
+    let mut b = a.clone();
+    b.request.path = "/hello/bob".into();
+    policy.evaluate_now(&a).unwrap();
+    let other = policy.evaluate_now(&b).unwrap();
+    assert!(!other.cached);
+    assert_eq!(other.reason.as_deref(), Some("/hello/bob"));
+}
+
+#[test]
+fn errors_are_never_cached() {
+    let (_dir, policy, _) = folder(&[(
+        "ligand/authz/policy.rego",
+        "package ligand.authz\n\nimport rego.v1\n\nallow if to_number(input.request.path) > 0\n",
+    )]);
+    let request = common::request(common::CALLER, "GET", "/hello/{name}");
+    assert!(policy.evaluate_now(&request).is_err());
+    assert!(
+        policy.evaluate_now(&request).is_err(),
+        "the error is evaluated again"
+    );
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_folder(
+        dir.path(),
+        &[(
+            "ligand/authz/policy.rego",
+            "package ligand.authz\n\nimport rego.v1\n\nallow if input.request.path != \"\"\n",
+        )],
+    );
+    let mut config = RegorusConfig::folder(dir.path());
+    config.cache_capacity = 8;
+    let policy = Arc::new(RegorusPolicy::new(&config).unwrap());
+    let mut request = common::request(common::CALLER, "GET", "/hello/{name}");
+    for i in 0..1000 {
+        request.request.path = format!("/hello/{i}");
+        assert!(policy.evaluate_now(&request).unwrap().allowed);
+    }
+    assert!(
+        policy.cached_decisions() <= 16,
+        "{}",
+        policy.cached_decisions()
+    );
+}
