@@ -84,7 +84,7 @@ impl Load {
 }
 
 /// What one load measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct LoadResult {
     /// Wall time of the load, in seconds.
     pub(crate) seconds: f64,
@@ -100,6 +100,8 @@ pub(crate) struct LoadResult {
     pub(crate) p50_ms: f64,
     /// 99th percentile latency, in milliseconds.
     pub(crate) p99_ms: f64,
+    /// Responses per HTTP status code.
+    pub(crate) status_codes: BTreeMap<String, u64>,
 }
 
 /// The parts of oha's JSON report the harness reads.
@@ -158,6 +160,7 @@ pub(crate) fn parse(json: &str) -> Result<LoadResult> {
         rps: responses as f64 / report.summary.total,
         p50_ms: percentile("p50")?,
         p99_ms: percentile("p99")?,
+        status_codes: report.status_codes,
     })
 }
 

@@ -17,6 +17,10 @@ use crate::stats::{median, ratio};
 /// KiB in a MiB.
 const KIB_PER_MIB: f64 = 1024.0;
 
+/// The share of the fixed rate a scenario must achieve to count as having sustained it.
+/// Below it, requests queue, and the fixed-rate latencies measure the queue, not the cost.
+const SUSTAINED: f64 = 0.95;
+
 /// How the loads were run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -107,6 +111,10 @@ struct Summary {
     threads_mid_run: Option<f64>,
     /// The fixed rate, requests per second.
     fixed_rate: Option<f64>,
+    /// Responses per second achieved under the fixed rate.
+    fixed_achieved_rps: Option<f64>,
+    /// Whether the median achieved rate was at least 95% of the fixed rate.
+    fixed_sustained: Option<bool>,
     /// Median latency at the fixed rate, ms.
     fixed_p50_ms: Option<f64>,
     /// p99 latency at the fixed rate, ms.
@@ -261,21 +269,39 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<17} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
-            "scenario", "p50 ms", "p99 ms", "CPU us", "p50 +ms", "p99 x", "CPU x"
+            "{:<17} {:>9} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
+            "scenario", "rps", "p50 ms", "p99 ms", "CPU us", "p50 +ms", "p99 x", "CPU x"
         );
         for row in &self.summary {
             let v = &row.vs_plain;
+            let mark = if row.fixed_sustained == Some(false) {
+                "*"
+            } else {
+                " "
+            };
             let _ = writeln!(
                 out,
-                "{:<17} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
+                "{:<17} {:>8}{mark} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
                 row.scenario.label(),
+                num(row.fixed_achieved_rps, 0),
                 num(row.fixed_p50_ms, 2),
                 num(row.fixed_p99_ms, 2),
                 num(row.fixed_cpu_us_per_request, 1),
                 signed(v.fixed_p50_added_ms, 2),
                 num(v.fixed_p99_ratio, 2),
                 num(v.fixed_cpu_ratio, 2),
+            );
+        }
+        if self
+            .summary
+            .iter()
+            .any(|r| r.fixed_sustained == Some(false))
+        {
+            let _ = writeln!(
+                out,
+                "* achieved under {:.0}% of the fixed rate: requests queued, so its latencies \
+                 measure the queue (from each request's scheduled start), not added cost.",
+                SUSTAINED * 100.0
             );
         }
         let _ = writeln!(
@@ -337,6 +363,8 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
         )
     };
     let mib = |kib: u64| kib as f64 / KIB_PER_MIB;
+    let fixed_rate = of(&|r| Some(r.fixed_rate as f64));
+    let fixed_achieved_rps = of(&|r| Some(r.fixed.load.rps));
     Summary {
         scenario,
         rounds: own.len(),
@@ -347,7 +375,11 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
         rss_mib: of(&|r| Some(mib(r.after.rss_kib))),
         hwm_mib: of(&|r| Some(mib(r.after.hwm_kib))),
         threads_mid_run: of(&|r| Some(r.mid_run.threads as f64)),
-        fixed_rate: of(&|r| Some(r.fixed_rate as f64)),
+        fixed_rate,
+        fixed_achieved_rps,
+        fixed_sustained: fixed_rate
+            .zip(fixed_achieved_rps)
+            .map(|(rate, achieved)| achieved >= SUSTAINED * rate),
         fixed_p50_ms: of(&|r| Some(r.fixed.load.p50_ms)),
         fixed_p99_ms: of(&|r| Some(r.fixed.load.p99_ms)),
         fixed_cpu_us_per_request: of(&|r| r.fixed.cpu_us_per_request),
@@ -400,6 +432,7 @@ mod tests {
                 rps,
                 p50_ms: p50,
                 p99_ms: p50 * 3.0,
+                status_codes: [("200".to_owned(), (rps * 10.0) as u64)].into(),
             },
             cpu_ticks: 0,
             cpu_us_per_request: Some(cpu),
@@ -473,6 +506,20 @@ mod tests {
             .find(|l| l.starts_with("ligand cache-off"))
             .unwrap();
         assert!(row.contains(" - "), "{row}");
+        // Its fixed-rate load achieved 2500 of 5000 rps: marked, with the footnote.
+        let fixed_row = table
+            .lines()
+            .filter(|l| l.starts_with("ligand cache-off"))
+            .nth(1)
+            .unwrap();
+        assert!(fixed_row.contains("2500*"), "{fixed_row}");
+        assert!(table.contains("* achieved under 95%"), "{table}");
+        let plain_fixed = table
+            .lines()
+            .filter(|l| l.starts_with("plain"))
+            .nth(1)
+            .unwrap();
+        assert!(!plain_fixed.contains('*'), "{plain_fixed}");
         assert!(
             report
                 .oha_args

@@ -130,7 +130,7 @@ pub(crate) struct RunRecord {
 }
 
 /// One load and the server CPU it cost.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Phase {
     /// What oha measured.
     #[serde(flatten)]
@@ -448,14 +448,12 @@ impl Harness {
         let before = procfs::cpu_ticks(pids)?;
         let result = oha::run(&self.oha, load, &self.certs, log)?;
         let cpu_ticks = procfs::cpu_ticks(pids)?.saturating_sub(before);
+        let cpu_us_per_request =
+            stats::cpu_micros_per_request(cpu_ticks, self.micros_per_tick, result.responses);
         Ok(Phase {
             load: result,
             cpu_ticks,
-            cpu_us_per_request: stats::cpu_micros_per_request(
-                cpu_ticks,
-                self.micros_per_tick,
-                result.responses,
-            ),
+            cpu_us_per_request,
         })
     }
 
