@@ -83,6 +83,18 @@ impl Load {
     }
 }
 
+impl Load {
+    /// The whole command line, for the report.
+    pub(crate) fn command_line(&self, oha: &Path, certs: &CertPaths) -> String {
+        let mut line = oha.display().to_string();
+        for arg in self.args(certs) {
+            line.push(' ');
+            line.push_str(&arg.to_string_lossy());
+        }
+        line
+    }
+}
+
 /// What one load measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct LoadResult {

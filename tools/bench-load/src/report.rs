@@ -8,9 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::Result;
-use crate::account::{FIXED_PATH, RANDOM_PATH};
-use crate::identity::CertPaths;
-use crate::oha::Load;
 use crate::run::{RunRecord, Scenario};
 use crate::stats::{median, ratio};
 
@@ -43,7 +40,7 @@ pub(crate) struct Report {
     environment: Environment,
     /// Rounds, durations and connections.
     settings: SettingsJson,
-    /// oha's command lines (port and paths as in this run's last scenario).
+    /// oha's command lines.
     oha_args: OhaArgs,
     /// Medians per scenario, plain first.
     summary: Vec<Summary>,
@@ -77,15 +74,15 @@ struct SettingsJson {
     connections: u32,
 }
 
-/// Example oha command lines.
+/// oha's command lines in the first round (every run's are in `runs`).
 #[derive(Debug, Serialize)]
 struct OhaArgs {
-    /// The maximum-throughput load.
-    max: String,
-    /// The fixed-rate load.
-    fixed_rate: String,
-    /// The maximum-throughput load of the high-cardinality scenario.
-    high_cardinality: String,
+    /// Plain's maximum-throughput load.
+    max: Option<String>,
+    /// Plain's fixed-rate load.
+    fixed_rate: Option<String>,
+    /// The high-cardinality scenario's maximum-throughput load.
+    high_cardinality: Option<String>,
 }
 
 /// Medians over the rounds of one scenario.
@@ -154,7 +151,6 @@ impl Report {
         settings: Settings,
         oha: String,
         nginx: Option<String>,
-        certs: &CertPaths,
         runs: Vec<RunRecord>,
     ) -> Self {
         let mut scenarios: Vec<Scenario> = Vec::new();
@@ -165,21 +161,20 @@ impl Report {
         }
         scenarios.sort_by_key(|s| Scenario::ALL.iter().position(|a| a == s));
         let summary = scenarios.iter().map(|s| summarize(*s, &runs)).collect();
-        let example = |path, random, rate| {
-            let load = Load {
-                port: 0,
-                path,
-                random,
-                duration: settings.duration,
-                connections: settings.connections,
-                rate,
-            };
-            let args: Vec<String> = load
-                .args(certs)
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            format!("oha {}", args.join(" "))
+        // The commands of the first round, as run.
+        let command = |scenario: Scenario, fixed: bool| {
+            runs.iter().find(|r| r.scenario == scenario).map(|r| {
+                if fixed {
+                    r.fixed.command.clone()
+                } else {
+                    r.max.command.clone()
+                }
+            })
+        };
+        let oha_args = OhaArgs {
+            max: command(Scenario::Plain, false),
+            fixed_rate: command(Scenario::Plain, true),
+            high_cardinality: command(Scenario::HighCardinality, false),
         };
         Self {
             generated_unix: SystemTime::now()
@@ -199,11 +194,7 @@ impl Report {
                 warmup_s: settings.warmup.as_secs_f64(),
                 connections: settings.connections,
             },
-            oha_args: OhaArgs {
-                max: example(FIXED_PATH, false, None),
-                fixed_rate: example(FIXED_PATH, false, Some(0)),
-                high_cardinality: example(RANDOM_PATH, true, None),
-            },
+            oha_args,
             summary,
             runs,
         }
@@ -269,7 +260,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<17} {:>9} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
+            "{:<17} {:>9} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}",
             "scenario", "rps", "p50 ms", "p99 ms", "CPU us", "p50 +ms", "p99 x", "CPU x"
         );
         for row in &self.summary {
@@ -281,7 +272,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<17} {:>8}{mark} {:>7} {:>7} {:>8} | {:>7} {:>6} {:>6}",
+                "{:<17} {:>8}{mark} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}",
                 row.scenario.label(),
                 num(row.fixed_achieved_rps, 0),
                 num(row.fixed_p50_ms, 2),
@@ -424,6 +415,11 @@ mod tests {
         rss_kib: u64,
     ) -> RunRecord {
         let phase = |rps: f64| Phase {
+            command: if rps < 10_000.0 {
+                "oha -q 5000".into()
+            } else {
+                "oha".into()
+            },
             load: LoadResult {
                 seconds: 10.0,
                 responses: (rps * 10.0) as u64,
@@ -496,8 +492,7 @@ mod tests {
             warmup: Duration::from_secs(1),
             connections: 32,
         };
-        let certs = CertPaths::new(Path::new("/tmp/certs"));
-        let report = Report::new(settings, "oha 1.16.0".into(), None, &certs, runs);
+        let report = Report::new(settings, "oha 1.16.0".into(), None, runs);
         let table = report.table();
         assert!(table.contains("plain"), "{table}");
         assert!(table.contains("ligand cache-off"), "{table}");
@@ -520,12 +515,7 @@ mod tests {
             .nth(1)
             .unwrap();
         assert!(!plain_fixed.contains('*'), "{plain_fixed}");
-        assert!(
-            report
-                .oha_args
-                .fixed_rate
-                .contains("-q 0 --latency-correction")
-        );
+        assert_eq!(report.oha_args.fixed_rate.as_deref(), Some("oha -q 5000"));
     }
 
     #[test]

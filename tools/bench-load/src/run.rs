@@ -132,6 +132,8 @@ pub(crate) struct RunRecord {
 /// One load and the server CPU it cost.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Phase {
+    /// The oha command line, as run.
+    pub(crate) command: String,
     /// What oha measured.
     #[serde(flatten)]
     pub(crate) load: LoadResult,
@@ -266,13 +268,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         }
     }
 
-    let report = report::Report::new(
-        settings,
-        oha_version,
-        nginx_version,
-        &harness.certs,
-        records,
-    );
+    let report = report::Report::new(settings, oha_version, nginx_version, records);
     println!("{}", report.table());
     let out = args
         .out
@@ -451,6 +447,7 @@ impl Harness {
         let cpu_us_per_request =
             stats::cpu_micros_per_request(cpu_ticks, self.micros_per_tick, result.responses);
         Ok(Phase {
+            command: load.command_line(&self.oha, &self.certs),
             load: result,
             cpu_ticks,
             cpu_us_per_request,
