@@ -85,10 +85,7 @@ fn config(certs: &FsPath, policy: &FsPath, port: u16, cache: bool) -> Result<Con
 
 /// The policy engine's configuration: the folder at `dir`, with or without the decision cache.
 fn policy_config(dir: &FsPath, cache: bool) -> RegorusConfig {
-    let config = RegorusConfig::folder(dir);
-    // cache toggle: set config.cache = cache once RegorusConfig has the field
-    let _ = cache;
-    config
+    RegorusConfig::folder(dir).with_cache(cache)
 }
 
 #[cfg(test)]
@@ -107,7 +104,7 @@ mod tests {
 
         let policy = RegorusPolicy::new(&policy_config(&rbac_dir(), true)).unwrap();
         let peer = Link {
-            workload: Some(identity::CLIENT_ID.to_owned()),
+            workload: Some(identity::CLIENT_ID.into()),
             ..Link::default()
         };
         let request = EvalRequest {
@@ -115,13 +112,14 @@ mod tests {
             peer,
             resource: Resource::http_path(account::ROUTE),
             action: Action::new("GET"),
-            request: RequestLine {
-                method: "GET".into(),
-                path: account::FIXED_PATH.into(),
-            },
+            request: RequestLine::new("GET".parse().unwrap(), account::FIXED_PATH),
             service: identity::SERVER_ID.into(),
         };
         let decision = policy.evaluate_now(&request).unwrap();
         assert!(decision.allowed, "{decision:?}");
+        assert!(policy.evaluate_now(&request).unwrap().cached);
+        let cold = RegorusPolicy::new(&policy_config(&rbac_dir(), false)).unwrap();
+        cold.evaluate_now(&request).unwrap();
+        assert!(!cold.evaluate_now(&request).unwrap().cached);
     }
 }
