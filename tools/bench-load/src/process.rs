@@ -1,9 +1,11 @@
 //! The processes the harness starts, stopped by PID: SIGTERM, then SIGKILL after a grace
-//! period, always (on drop too, so an error or a panic in the orchestrator stops them).
+//! period, always: on drop too, so an error or a panic in the orchestrator stops them, and on
+//! SIGINT, SIGTERM or SIGHUP to the orchestrator (see [`stop_all_on_signal`]).
 
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,70 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// How often a wait checks on the process.
 const POLL: Duration = Duration::from_millis(20);
+
+/// A live process: its PID and, for helpers, its executable name (the harness did not get
+/// a helper's PID from `spawn`, so a reused PID must not be mistaken for it).
+type LiveProcess = (u32, Option<String>);
+
+/// Every process started and not yet stopped.
+static LIVE: Mutex<Vec<LiveProcess>> = Mutex::new(Vec::new());
+
+/// The live processes; a panic while the list was held leaves it usable.
+fn live() -> MutexGuard<'static, Vec<LiveProcess>> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, stops every live process (SIGTERM, then SIGKILL after
+/// [`GRACE`]) and exits, so that an interrupted run leaves no server behind.
+pub(crate) fn stop_all_on_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Registered before returning, so that no signal arrives unhandled in between.
+    let (mut int, mut term, mut hup) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+        });
+        eprintln!("interrupted: stopping every process the harness started");
+        let processes = std::mem::take(&mut *live());
+        for (pid, _) in &processes {
+            signal_pid(*pid, Signal::TERM);
+        }
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline
+            && processes
+                .iter()
+                .any(|(pid, comm)| running(*pid, comm.as_deref()))
+        {
+            thread::sleep(POLL);
+        }
+        for (pid, comm) in &processes {
+            if running(*pid, comm.as_deref()) {
+                signal_pid(*pid, Signal::KILL);
+            }
+        }
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+/// Whether `pid` is running (not exited, not a zombie), under the name `comm` when given.
+fn running(pid: u32, comm: Option<&str>) -> bool {
+    procfs::stat(pid).is_ok_and(|s| s.state != 'Z' && comm.is_none_or(|c| s.comm == c))
+}
 
 /// A started process.
 #[derive(Debug)]
@@ -32,34 +98,29 @@ pub(crate) struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `command` with stdout and stderr appended to `log` (created).
+    /// Starts `command` with stdout and stderr written to `log` (created).
     pub(crate) fn start(name: &str, command: &mut Command, log: &Path) -> Result<Self> {
         let stdout = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let stderr = stdout.try_clone()?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("starting {name} ({:?}): {e}", command.get_program()))?;
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            helpers: Vec::new(),
-            exited: None,
-        })
+        Self::spawn(name, command.stdout(stdout).stderr(stderr))
     }
 
     /// Starts `command` with its stdout piped (see [`take_stdout`](Self::take_stdout)) and
     /// stderr to `log`.
     pub(crate) fn start_piped(name: &str, command: &mut Command, log: &Path) -> Result<Self> {
         let stderr = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        Self::spawn(name, command.stdout(Stdio::piped()).stderr(stderr))
+    }
+
+    /// Spawns `command` and adds it to the live processes.
+    fn spawn(name: &str, command: &mut Command) -> Result<Self> {
+        // Held across the spawn, so that a signal handled meanwhile waits for the new PID.
+        let mut live = live();
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("starting {name} ({:?}): {e}", command.get_program()))?;
+        live.push((child.id(), None));
         Ok(Self {
             name: name.to_owned(),
             child,
@@ -80,10 +141,17 @@ impl Spawned {
 
     /// Records the current children of the process as its helpers and returns their PIDs.
     pub(crate) fn adopt_children(&mut self) -> Vec<u32> {
+        let mut live = live();
+        live.retain(|(pid, _)| !self.helpers.iter().any(|(helper, _)| helper == pid));
         self.helpers = procfs::children(self.pid())
             .into_iter()
             .filter_map(|pid| Some((pid, procfs::stat(pid).ok()?.comm)))
             .collect();
+        live.extend(
+            self.helpers
+                .iter()
+                .map(|(pid, comm)| (*pid, Some(comm.clone()))),
+        );
         self.helpers.iter().map(|(pid, _)| *pid).collect()
     }
 
@@ -111,30 +179,32 @@ impl Spawned {
 
     /// Stops the process and its helpers: SIGTERM, then SIGKILL after [`GRACE`]; reaps it.
     pub(crate) fn stop(&mut self) {
-        if self.exited.is_some() {
-            self.kill_helpers();
-            return;
-        }
-        signal(self.pid(), Signal::TERM);
-        if !matches!(self.wait_timeout(GRACE), Ok(Some(_))) {
-            eprintln!(
-                "{} ignored SIGTERM for {GRACE:?}; sending SIGKILL",
-                self.name
-            );
-            signal(self.pid(), Signal::KILL);
-            let _ = self.child.wait();
-        }
-        self.kill_helpers();
-    }
-
-    /// SIGKILL to every helper still alive under its recorded name. A helper that already
-    /// exited is skipped; the name check keeps a reused PID from being hit.
-    fn kill_helpers(&mut self) {
-        for (pid, comm) in std::mem::take(&mut self.helpers) {
-            if procfs::stat(pid).is_ok_and(|s| s.comm == comm) {
-                signal(pid, Signal::KILL);
+        if self.exited.is_none() {
+            signal_pid(self.pid(), Signal::TERM);
+            if !matches!(self.wait_timeout(GRACE), Ok(Some(_))) {
+                eprintln!(
+                    "{} ignored SIGTERM for {GRACE:?}; sending SIGKILL",
+                    self.name
+                );
+                signal_pid(self.pid(), Signal::KILL);
+                let _ = self.child.wait();
             }
         }
+        self.kill_helpers();
+        let pid = self.pid();
+        live().retain(|(live, _)| *live != pid);
+    }
+
+    /// SIGKILL to every helper still running under its recorded name. A helper that already
+    /// exited is skipped; the name check keeps a reused PID from being hit.
+    fn kill_helpers(&mut self) {
+        let helpers = std::mem::take(&mut self.helpers);
+        for (pid, comm) in &helpers {
+            if running(*pid, Some(comm)) {
+                signal_pid(*pid, Signal::KILL);
+            }
+        }
+        live().retain(|(live, _)| !helpers.iter().any(|(pid, _)| pid == live));
     }
 
     /// `try_wait`, remembering the exit.
@@ -153,7 +223,7 @@ impl Drop for Spawned {
 }
 
 /// Sends `signal` to `pid`; a process that is already gone is not an error.
-fn signal(pid: u32, signal: Signal) {
+fn signal_pid(pid: u32, signal: Signal) {
     let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
     if let Some(pid) = pid {
         let _ = kill_process(pid, signal);
@@ -174,9 +244,13 @@ mod tests {
         )
         .unwrap();
         sleeper.ensure_running().unwrap();
+        assert!(running(sleeper.pid(), None));
+        assert!(live().iter().any(|(pid, _)| *pid == sleeper.pid()));
         let started = Instant::now();
         sleeper.stop();
         assert!(started.elapsed() < GRACE);
         assert!(sleeper.ensure_running().is_err());
+        assert!(!running(sleeper.pid(), None));
+        assert!(!live().iter().any(|(pid, _)| *pid == sleeper.pid()));
     }
 }

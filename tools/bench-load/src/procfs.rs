@@ -12,6 +12,8 @@ use crate::Result;
 pub(crate) struct Stat {
     /// The executable name (`comm`), at most 15 bytes.
     pub(crate) comm: String,
+    /// The state: `R` running, `S` sleeping, `Z` zombie (exited, not yet reaped), ….
+    pub(crate) state: char,
     /// The parent's PID.
     pub(crate) ppid: u32,
     /// User-mode CPU time of the whole process (every thread), in clock ticks.
@@ -32,6 +34,7 @@ pub(crate) fn parse_stat(line: &str) -> Option<Stat> {
     let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     Some(Stat {
         comm,
+        state: rest.first()?.chars().next()?,
         ppid: u32::try_from(field(4)?).ok()?,
         utime: field(14)?,
         stime: field(15)?,
@@ -129,6 +132,7 @@ mod tests {
                     4096 0 0 0 0 17 1 0 0 0 0 0";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.comm, "nginx: (worker) x");
+        assert_eq!(stat.state, 'S');
         assert_eq!(stat.ppid, 4200);
         assert_eq!((stat.utime, stat.stime), (137, 42));
     }

@@ -169,6 +169,7 @@ struct Harness {
 
 /// Runs the comparison: every round, every scenario; prints the table and writes the JSON.
 pub(crate) fn run(args: &RunArgs) -> Result<()> {
+    crate::process::stop_all_on_signal()?;
     let settings = Settings {
         rounds: if args.quick { 1 } else { args.rounds.max(1) },
         duration: if args.quick {
