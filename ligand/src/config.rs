@@ -10,6 +10,8 @@
 //! | policy | `[policy]` (regorus: `folder`, `bundle`, `signing`, …) | | the `policy/` folder |
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
+//! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
+//! | audit log | `[audit] format` (`log` or `json`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log` (tracing), stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
 //! service gets an in-process development identity from an ephemeral CA, and says so loudly:
@@ -37,7 +39,7 @@ use ligand_identity_agent::EmbeddedIdentity;
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
-use ligand_runtime::{BoxError, Config, HttpBinding, SpiffeId};
+use ligand_runtime::{AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, SpiffeId};
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
 
@@ -54,6 +56,31 @@ struct File {
     policy: Option<RegorusConfig>,
     rate_limit: Option<GovernorConfig>,
     secrets: Option<SecretsSection>,
+    audit: Option<AuditSection>,
+}
+
+/// `[audit]`: where decision records go and what happens when the sink falls behind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    /// `log` (structured `tracing` events under `ligand::audit`) or `json` (JSON lines).
+    #[serde(default)]
+    format: AuditFormat,
+    /// For `json`: the file to append to (default stdout).
+    path: Option<PathBuf>,
+    /// How many records may wait for the sink.
+    queue: Option<usize>,
+    /// `drop` (count and degrade) or `block` (requests wait; nothing is lost).
+    #[serde(default)]
+    overflow: AuditOverflow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AuditFormat {
+    #[default]
+    Log,
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +243,29 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     };
     if let Some(dir) = secrets_dir {
         builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
+    }
+
+    if let Some(audit) = file.audit {
+        builder = builder.audit_overflow(audit.overflow);
+        if let Some(queue) = audit.queue {
+            builder = builder.audit_queue_capacity(queue);
+        }
+        match (audit.format, audit.path) {
+            (AuditFormat::Log, Some(_)) => {
+                return Err(invalid(
+                    "audit.path",
+                    "a path needs format = \"json\" (the log format goes to the tracing subscriber)",
+                ));
+            }
+            (AuditFormat::Log, None) => {}
+            (AuditFormat::Json, None) => builder = builder.telemetry(JsonLinesTelemetry::stdout()),
+            (AuditFormat::Json, Some(path)) => {
+                let path = base.join(path);
+                let sink = JsonLinesTelemetry::file(&path)
+                    .map_err(|e| invalid("audit.path", format!("{}: {e}", path.display())))?;
+                builder = builder.telemetry(sink);
+            }
+        }
     }
     Ok(builder.build())
 }

@@ -161,3 +161,77 @@ async fn an_unreachable_workload_api_fails_init() {
     let err = ligand::init(config).await.unwrap_err();
     assert!(matches!(err, InitError::Identity(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_audit_section_writes_json_lines_and_the_cache_can_be_turned_off() {
+    use ligand::{Action, InboundRequest, Link, Resource};
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\nallow if input.peer.workload == \"spiffe://ligand.local/service/caller\"\n",
+    );
+    write(
+        dir.path(),
+        "ligand.toml",
+        "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\ncache = false\n\
+         [audit]\nformat = \"json\"\npath = \"audit.jsonl\"\nqueue = 64\noverflow = \"block\"\n",
+    );
+    let config = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    let server = ligand::init(config).await.unwrap();
+    // The service is Ready once its binding listens.
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(Nothing).await }
+    });
+    server.local_addr().await.unwrap();
+    let request = || {
+        InboundRequest::new(
+            Link::workload("spiffe://ligand.local/service/caller"),
+            Resource::http_path("/accounts/{id}"),
+            Action::new("GET"),
+        )
+    };
+    server.enforce(request()).await.unwrap();
+    server.enforce(request()).await.unwrap();
+    server.close().await;
+    serving.await.unwrap().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let decisions: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["type"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{log}");
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["allowed"] == true && d["cached"] == false)
+    );
+
+    write(dir.path(), "ligand.toml", "[audit]\npath = \"audit.log\"\n");
+    let error = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().starts_with("audit.path"), "{error}");
+}
+
+/// A service with one route, for tests that need the binding up.
+struct Nothing;
+
+#[ligand::service]
+impl Nothing {
+    #[ligand::get("/nothing")]
+    async fn nothing(&self) -> &'static str {
+        ""
+    }
+}

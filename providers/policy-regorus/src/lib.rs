@@ -21,7 +21,7 @@
 //! # The input document
 //!
 //! Every decision evaluates the rules against `input`, which is exactly
-//! `serde_json::to_value(&EvalRequest)`:
+//! `serde_json::to_value(&EvalRequest)` (built directly as regorus values):
 //!
 //! ```json
 //! {
@@ -103,34 +103,56 @@
 //!
 //! # Design notes
 //!
-//! Figures are from `cargo bench -p ligand-policy-regorus` on a shared 2-core machine, for the
-//! ~50-rule RBAC policy in `benches/rbac` (roles from `data.json`, role inheritance, per-route
-//! permissions, chain checks, a reason chain) unless noted.
+//! `cargo bench -p ligand-policy-regorus` measures these on the ~50-rule RBAC policy in
+//! `benches/rbac` (roles from `data.json`, role inheritance, per-route permissions, chain
+//! checks, a reason chain): cold decisions with the cache off, and cached ones.
 //!
-//! - **One compile, cloned per evaluation.** regorus evaluates through `&mut Engine`; the
-//!   engine is parsed, analysed and prepared once at load, and each evaluation works on a
-//!   clone of it (reference-count increments, about 0.2 µs), so concurrent evaluations share
-//!   nothing mutable and never re-parse. A generated rule gathers the allow and reason rules
-//!   into one document, so that one evaluation computes both and shares the rules they have in
-//!   common: about 150 µs per decision against 310 µs for two `eval_rule` calls.
+//! - **One compile, one engine per thread.** regorus evaluates through `&mut Engine`; the
+//!   engine is parsed, analysed and prepared once at load. Each thread keeps its own copy for
+//!   the revision in force and reuses it (regorus resets its evaluation state at every
+//!   evaluation; a copy whose evaluation failed is discarded), so no request clones or drops an
+//!   engine and concurrent evaluations share nothing mutable. A generated rule gathers the
+//!   allow and reason rules into one document, so that one evaluation computes both and shares
+//!   the rules they have in common (about half the cost of two `eval_rule` calls).
+//! - **Inline, bounded by the interpreter.** A decision runs on the task that received the
+//!   request. Handing it to the blocking pool cost more than a cached decision and a large
+//!   share of a cold one (a thread wake-up per request, and a pool that grew to ~100 threads
+//!   under load); `block_in_place` panics on a current-thread runtime. A slow policy is bounded
+//!   by the interpreter's own time limit, [`RegorusConfig::eval_time_limit_ms`] (default 5 s,
+//!   checked every 64 work units), which fails the evaluation and so denies.
+//! - **Input as regorus values.** The input document is built directly as regorus values
+//!   (shared strings by reference count, object keys made once per thread), not through
+//!   `serde_json`; a property test holds it equal to `serde_json::to_value(&EvalRequest)`.
 //! - **Interpreter, not the RVM.** regorus can also compile a policy for its register VM,
-//!   which decides the same policy in 40–50 µs. It is not used: in regorus 0.14 the VM
-//!   turns a builtin error into undefined even in strict mode, and answers undefined where a
-//!   complete rule has two conflicting values. Both would turn an error into a silent
-//!   decision; the interpreter reports both as errors.
-//! - **Latency.** A decision costs about 150 µs (p50; p99 about 280 µs on a quiet machine)
-//!   for the RBAC policy and about 11 µs for a one-rule policy, of which about 3.5 µs build the
-//!   input document. regorus's interpreter costs a few microseconds per rule evaluated, so a
-//!   policy's cost follows the number of rules a decision touches.
-//! - **Blocking pool.** regorus is synchronous; evaluations run under
-//!   [`tokio::task::spawn_blocking`] so that a slow policy cannot stall an async worker (the
-//!   runtime bounds `evaluate` with its policy timeout, and the interpreter's own time limit,
-//!   [`RegorusConfig::eval_time_limit_ms`], stops the work left on the blocking thread). The
-//!   hop costs 5–20 µs at p50 (measured on a loaded machine), about a tenth of the RBAC
-//!   policy's evaluation.
-//!   `block_in_place` is not used: it panics on a current-thread runtime.
-//!   [`RegorusPolicy::evaluate_now`] evaluates inline for callers that manage threads
-//!   themselves.
+//!   which is faster. It is not used: in regorus 0.14 the VM turns a builtin error into
+//!   undefined even in strict mode, and answers undefined where a complete rule has two
+//!   conflicting values. Both would turn an error into a silent decision; the interpreter
+//!   reports both as errors.
+//!
+//! # The decision cache
+//!
+//! Most services see a small set of distinct (caller, route, action) combinations, so most
+//! decisions repeat. The engine caches them, and the cache is sound by construction:
+//!
+//! - at load, a walk of the compiled policy's syntax tree (every module, rule, body, `with`,
+//!   comprehension and call) finds every `input` path the policy can read; a bare `input`, a
+//!   `with input` or a computed top-level key means the whole input;
+//! - the same walk lists every function the policy calls; the cache is on only when each is a
+//!   user-defined function or on an allow-list of pure builtins (no `time.*`, `rand.*`,
+//!   `uuid.*`, `http.send`, `net.*`, `opa.runtime`, `io.jwt.*`, `crypto.x509.*`, `print`, ...).
+//!   [`RegorusPolicy::decision_cache`] says which fields the key holds, or why there is none;
+//! - a decision is kept under an exact encoding of those fields (not a hash) inside the
+//!   compiled revision, so a reload swaps the cache with the policy, atomically;
+//! - only completed evaluations are kept: errors and time-outs are evaluated again;
+//! - it holds at most [`RegorusConfig::cache_capacity`] decisions (default 10000, S3-FIFO
+//!   eviction through `quick_cache`, the lightweight concurrent cache the ecosystem uses for
+//!   exactly this);
+//! - every request still gets its own decision event, marked `cached`.
+//!
+//! The RBAC policy in `benches/rbac` reads `input.chain`, `input.peer.workload`,
+//! `input.resource.value`, `input.action.name`, `input.request.method` and `input.service`:
+//! requests for `/accounts/1` and `/accounts/2` share one decision, since the policy reads the
+//! route template, not the concrete path. `cache = false` in `[policy]` turns the cache off.
 //! - **Atomic reload.** The policy in force is an `ArcSwap`; an evaluation pins it before it
 //!   starts, so a reload never changes a decision in flight, and every decision (allow, reason
 //!   and revision) comes from exactly one policy version.
