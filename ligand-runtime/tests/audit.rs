@@ -113,6 +113,48 @@ async fn a_full_queue_drops_counts_and_degrades_but_never_holds_a_request() {
     server.close().await;
 }
 
+#[tokio::test]
+async fn a_sink_that_refuses_records_counts_losses_and_degrades() {
+    /// Fails every decision, as a full disk would.
+    #[derive(Default)]
+    struct Refusing(Mutex<Vec<MetricsSnapshot>>);
+    impl Telemetry for Refusing {
+        fn record_decision(&self, _: &DecisionEvent) -> Result<(), ProviderError> {
+            Err(ProviderError::Invalid("no space left on device".into()))
+        }
+        fn record_rate_limit(&self, _: &RateLimitEvent) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn record_outbound_call(&self, _: &OutboundCallEvent) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        fn record_metrics(&self, snapshot: &MetricsSnapshot) -> Result<(), ProviderError> {
+            self.0.lock().unwrap().push(snapshot.clone());
+            Ok(())
+        }
+    }
+    let sink = Arc::new(Refusing::default());
+    let server = server(|c| {
+        c.telemetry(sink.clone())
+            .metrics_interval(Duration::from_millis(20))
+    })
+    .await;
+    for _ in 0..3 {
+        assert!(server.enforce(request(CALLER)).await.is_ok());
+    }
+    server.flush_audit().await;
+    assert_eq!(
+        server.monitor().provider(ProviderKind::Telemetry),
+        Some(State::Degraded),
+        "a sink losing records degrades telemetry like a full queue does"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.flush_audit().await;
+    let dropped = sink.0.lock().unwrap().last().unwrap().audit_dropped;
+    assert_eq!(dropped, 3);
+    server.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_mode_makes_requests_wait_and_loses_nothing() {
     let sink = Arc::new(Gated::default());

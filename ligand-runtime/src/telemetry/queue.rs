@@ -54,8 +54,37 @@ pub(crate) struct AuditQueue {
     slots: Arc<Semaphore>,
     capacity: usize,
     overflow: AuditOverflow,
-    lost: Arc<AtomicU64>,
+    losses: Arc<Losses>,
+}
+
+/// Records lost on either side of the queue: dropped before it, or refused by the sink after
+/// it. The first loss, wherever it happens, is logged and turns telemetry Degraded.
+#[derive(Debug, Default)]
+struct Losses {
+    count: AtomicU64,
+    /// Held weakly: the monitor's own telemetry is this queue.
     monitor: OnceLock<Weak<Monitor>>,
+}
+
+impl Losses {
+    fn count(&self, what: &dyn fmt::Display) {
+        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            // Once, on the first loss: later losses only count. The health transition this
+            // causes is itself a record and may be lost too; the counter is what is exact.
+            tracing::warn!(%what, "audit records are being lost (see audit_dropped in metrics)");
+            if let Some(monitor) = self.monitor.get().and_then(Weak::upgrade) {
+                monitor.set(
+                    ProviderKind::Telemetry,
+                    State::Degraded,
+                    Some(format!("audit records lost: {what}")),
+                );
+            }
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for AuditQueue {
@@ -78,12 +107,12 @@ impl AuditQueue {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(capacity));
-        let lost = Arc::new(AtomicU64::new(0));
+        let losses = Arc::new(Losses::default());
         let writer = Writer {
             rx,
             sink,
             slots: slots.clone(),
-            lost: lost.clone(),
+            losses: losses.clone(),
         };
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
@@ -96,15 +125,13 @@ impl AuditQueue {
             slots,
             capacity,
             overflow,
-            lost,
-            monitor: OnceLock::new(),
+            losses,
         }))
     }
 
-    /// The monitor told about the first loss. Held weakly: the monitor's own telemetry is
-    /// this queue.
+    /// The monitor told about the first loss.
     pub(crate) fn attach(&self, monitor: &Arc<Monitor>) {
-        let _ = self.monitor.set(Arc::downgrade(monitor));
+        let _ = self.losses.monitor.set(Arc::downgrade(monitor));
     }
 
     /// Queues a record from the request path: waits for room in the `block` mode, drops and
@@ -117,7 +144,7 @@ impl AuditQueue {
                     permit.forget();
                     self.send(Item { record, slot: true });
                 }
-                Err(_) => self.count_loss(),
+                Err(_) => self.losses.count(&"the audit writer has stopped"),
             },
             AuditOverflow::Drop => self.try_record(record),
         }
@@ -130,7 +157,9 @@ impl AuditQueue {
                 permit.forget();
                 self.send(Item { record, slot: true });
             }
-            Err(_) => self.count_loss(),
+            Err(_) => self
+                .losses
+                .count(&"the queue to the telemetry sink was full"),
         }
     }
 
@@ -144,32 +173,13 @@ impl AuditQueue {
 
     fn send(&self, item: Item) {
         if self.tx.send(item).is_err() {
-            // The writer has stopped: the server is closed.
-            self.count_loss();
-        }
-    }
-
-    fn count_loss(&self) {
-        if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
-            // Once, on the first loss: later losses only count. The health transition this
-            // causes is itself a record and may be lost too; the counter is what is exact.
-            tracing::warn!(
-                capacity = self.capacity,
-                "audit queue full: records are being dropped (see audit_dropped in metrics)"
-            );
-            if let Some(monitor) = self.monitor.get().and_then(Weak::upgrade) {
-                monitor.set(
-                    ProviderKind::Telemetry,
-                    State::Degraded,
-                    Some("audit records dropped: the queue to the telemetry sink was full".into()),
-                );
-            }
+            self.losses.count(&"the audit writer has stopped");
         }
     }
 
     /// Records lost so far: dropped on a full queue or refused by the sink.
     pub(crate) fn lost(&self) -> u64 {
-        self.lost.load(Ordering::Relaxed)
+        self.losses.get()
     }
 
     /// Records waiting for the writer.
@@ -224,7 +234,7 @@ struct Writer {
     rx: mpsc::UnboundedReceiver<Item>,
     sink: Arc<dyn Telemetry>,
     slots: Arc<Semaphore>,
-    lost: Arc<AtomicU64>,
+    losses: Arc<Losses>,
 }
 
 impl Writer {
@@ -284,11 +294,9 @@ impl Writer {
         }
         match result {
             Ok(()) | Err(ProviderError::NotSupported) => {}
-            Err(error) => {
-                if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(%error, "telemetry sink refused a record; counting losses");
-                }
-            }
+            Err(error) => self.losses.count(&format_args!(
+                "the telemetry sink refused a record: {error}"
+            )),
         }
         None
     }
