@@ -18,7 +18,6 @@ use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::health::{ProviderKind, State};
 use crate::policy::EvalRequest;
-use crate::request::{Action, Resource};
 use crate::request_id::RequestId;
 
 /// The audit record of every request that reached policy evaluation.
@@ -48,23 +47,6 @@ pub struct DecisionEvent {
     pub error: Option<String>,
 }
 
-impl DecisionEvent {
-    /// The evaluated chain, immediate peer last.
-    pub fn chain(&self) -> &Chain {
-        &self.input.chain
-    }
-
-    /// What was accessed.
-    pub fn resource(&self) -> &Resource {
-        &self.input.resource
-    }
-
-    /// The operation.
-    pub fn action(&self) -> &Action {
-        &self.input.action
-    }
-}
-
 /// The record of every rate-limiter call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -88,23 +70,6 @@ pub struct RateLimitEvent {
     pub retry_after: Option<Duration>,
     /// Set when the limiter failed.
     pub error: Option<String>,
-}
-
-impl RateLimitEvent {
-    /// The chain, immediate peer last.
-    pub fn chain(&self) -> &Chain {
-        &self.input.chain
-    }
-
-    /// What was accessed.
-    pub fn resource(&self) -> &Resource {
-        &self.input.resource
-    }
-
-    /// The operation.
-    pub fn action(&self) -> &Action {
-        &self.input.action
-    }
 }
 
 /// A provider's health changed.
@@ -203,8 +168,9 @@ pub struct MetricsSnapshot {
     pub secrets_cache_hits: u64,
     /// Secrets fetched from the backend.
     pub secrets_cache_misses: u64,
-    /// Audit and telemetry records lost because the queue to the sink was full (always 0 in
-    /// the `block` overflow mode). Any loss also marks telemetry Degraded.
+    /// Audit and telemetry records lost: dropped because the queue to the sink was full (in
+    /// the `block` overflow mode, decision and rate-limit records wait instead), or refused
+    /// by the sink. Any loss also marks telemetry Degraded.
     pub audit_dropped: u64,
     /// Records waiting in the queue to the sink when the snapshot was taken.
     pub audit_queued: u64,
@@ -270,7 +236,7 @@ impl Telemetry for TracingTelemetry {
         tracing::info!(
             target: "ligand::audit",
             request_id = %e.request_id,
-            peer = e.chain().peer().and_then(|l| l.principal()).unwrap_or(""),
+            peer = e.input.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
             resource = %e.input.resource.value,
             action = %e.input.action.name,
             allowed = e.allowed,
@@ -288,7 +254,7 @@ impl Telemetry for TracingTelemetry {
             tracing::info!(
                 target: "ligand::audit",
                 request_id = %e.request_id,
-                peer = e.chain().peer().and_then(|l| l.principal()).unwrap_or(""),
+                peer = e.input.chain.peer().and_then(|l| l.principal()).unwrap_or(""),
                 resource = %e.input.resource.value,
                 error = e.error.as_deref().unwrap_or(""),
                 "rate limited"

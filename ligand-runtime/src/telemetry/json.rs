@@ -155,9 +155,9 @@ impl Telemetry for JsonLinesTelemetry {
             event: RateLimited {
                 request_id: e.request_id.as_str(),
                 allowed: e.allowed,
-                chain: e.chain(),
-                resource: e.resource(),
-                action: e.action(),
+                chain: &e.input.chain,
+                resource: &e.input.resource,
+                action: &e.input.action,
                 limit_rps: e.limit_rps,
                 retry_after_ms: e
                     .retry_after

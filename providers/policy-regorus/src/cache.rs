@@ -258,23 +258,17 @@ impl DecisionCache {
         request: &EvalRequest,
         decide: impl FnOnce() -> Result<Cached, E>,
     ) -> Result<(Cached, bool), E> {
+        // The hit, or the key to keep the new decision under.
+        let lookup = |key: &mut Vec<u8>| {
+            self.plan.encode(request, key);
+            self.entries
+                .get(key.as_slice())
+                .ok_or_else(|| Box::<[u8]>::from(key.as_slice()))
+        };
         let key = KEY.with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => {
-                self.plan.encode(request, &mut buffer);
-                match self.entries.get(buffer.as_slice()) {
-                    Some(hit) => Ok(hit),
-                    None => Err(Box::<[u8]>::from(buffer.as_slice())),
-                }
-            }
+            Ok(mut buffer) => lookup(&mut buffer),
             // Re-entered on this thread (not expected): encode into a fresh buffer.
-            Err(_) => {
-                let mut key = Vec::new();
-                self.plan.encode(request, &mut key);
-                match self.entries.get(key.as_slice()) {
-                    Some(hit) => Ok(hit),
-                    None => Err(key.into_boxed_slice()),
-                }
-            }
+            Err(_) => lookup(&mut Vec::new()),
         });
         match key {
             Ok(hit) => Ok((hit, true)),

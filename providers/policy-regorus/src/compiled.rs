@@ -211,17 +211,29 @@ impl Compiled {
     /// Decides `request`: from the decision cache when the policy allows caching and an
     /// input identical in every field it reads was decided before, by evaluation otherwise.
     pub(crate) fn decide(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
-        let evaluate = || self.evaluate(crate::input::input(request));
+        let input = || crate::input::input(request);
+        let evaluate = || self.with_engine(|engine| eval_decision(engine, input()));
         let (decision, cached) = match &self.cache {
             Ok(cache) => cache.get_or_decide(request, evaluate)?,
             Err(_) => (evaluate()?, false),
         };
-        Ok(EvalResponse {
+        Ok(self.response(decision, cached))
+    }
+
+    /// Decides `request` by evaluation on a fresh copy of the prepared engine, bypassing the
+    /// cache and this thread's copy: the reference the cache is checked against.
+    pub(crate) fn decide_fresh(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
+        let decision = eval_decision(&mut self.engine.clone(), crate::input::input(request))?;
+        Ok(self.response(decision, false))
+    }
+
+    fn response(&self, decision: Cached, cached: bool) -> EvalResponse {
+        EvalResponse {
             allowed: decision.allowed,
             reason: decision.reason,
             policy_version: self.version.clone(),
             cached,
-        })
+        }
     }
 
     /// Runs `f` on this thread's copy of the prepared engine, making it for this revision if
@@ -243,32 +255,16 @@ impl Compiled {
             result
         })
     }
-
-    /// Evaluates on a fresh copy of the prepared engine, bypassing cache and thread copy.
-    pub(crate) fn evaluate_fresh(&self, input: Value) -> Result<Cached, EvalError> {
-        let mut engine = self.engine.clone();
-        engine.set_input(input);
-        let decision = engine
-            .eval_rule(DECISION_RULE.to_owned())
-            .map_err(|e| EvalError::Rego(format!("{e:#}")))?;
-        read_decision(&decision)
-    }
-
-    /// Evaluates the decision document for the input document `input`.
-    pub(crate) fn evaluate(&self, input: Value) -> Result<Cached, EvalError> {
-        let decision = self.with_engine(|engine| {
-            engine.set_input(input);
-            engine
-                .eval_rule(DECISION_RULE.to_owned())
-                .map_err(|e| EvalError::Rego(format!("{e:#}")))
-        })?;
-        read_decision(&decision)
-    }
 }
 
-/// The outcome and reason from the decision document `[allow set, reason set]`.
-fn read_decision(decision: &Value) -> Result<Cached, EvalError> {
-    let (allow, reason) = match decision {
+/// Evaluates the decision document on `engine` for the input document `input`, and reads the
+/// outcome and reason from it (`[allow set, reason set]`).
+fn eval_decision(engine: &mut Engine, input: Value) -> Result<Cached, EvalError> {
+    engine.set_input(input);
+    let decision = engine
+        .eval_rule(DECISION_RULE.to_owned())
+        .map_err(|e| EvalError::Rego(format!("{e:#}")))?;
+    let (allow, reason) = match &decision {
         Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
         other => {
             return Err(EvalError::Rego(format!(

@@ -123,14 +123,7 @@ impl RegorusPolicy {
     /// reference the cache is checked against.
     #[doc(hidden)]
     pub fn evaluate_uncached(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
-        let policy = self.inner.policy()?;
-        let decision = policy.evaluate_fresh(crate::input::input(request))?;
-        Ok(EvalResponse {
-            allowed: decision.allowed,
-            reason: decision.reason,
-            policy_version: policy.version().map(Into::into),
-            cached: false,
-        })
+        self.inner.policy()?.decide_fresh(request)
     }
 }
 
