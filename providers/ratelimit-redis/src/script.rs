@@ -53,7 +53,7 @@ impl Decision {
         let Value::Array(items) = reply else {
             return Err(bad());
         };
-        let [allowed, retry_us, remaining, _backlog_us] = items.as_slice() else {
+        let [allowed, retry_us, remaining, backlog_us] = items.as_slice() else {
             return Err(bad());
         };
         let int = |value: &Value| match value {
@@ -65,6 +65,9 @@ impl Decision {
             1 => true,
             _ => return Err(bad()),
         };
+        // The backlog is not used, but it is part of the shape: a reply whose fourth item is
+        // not a count is not the script's.
+        int(backlog_us)?;
         let retry_us = u64::try_from(int(retry_us)?).map_err(|_| bad())?;
         let remaining = u32::try_from(int(remaining)?).map_err(|_| bad())?;
         // An allow carries no wait and fits the burst; a denial carries a positive wait.
@@ -121,6 +124,13 @@ mod tests {
             ints(&[1, 5, 0, 0]),
             ints(&[0, 0, 0, 0]),
             ints(&[1, 0, 5, 0]),
+            ints(&[1, 0, 0, -1]),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Nil,
+            ]),
             Value::Array(vec![
                 Value::BulkString(b"1".to_vec()),
                 Value::Int(0),
