@@ -98,8 +98,9 @@ pub use self::secrets::{
 pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
 pub use self::service::{Ctx, Service, denial_response};
 pub use self::telemetry::{
-    DecisionEvent, HealthTransitionEvent, JsonLinesTelemetry, MetricsSnapshot, OutboundCallEvent,
-    OutboundOutcome, RateLimitEvent, SecretAccess, SecretAccessEvent, Telemetry, TracingTelemetry,
+    DecisionEvent, HealthTransitionEvent, JsonLinesTelemetry, LogLinesTelemetry, MetricsSnapshot,
+    OutboundCallEvent, OutboundOutcome, RateLimitEvent, SecretAccess, SecretAccessEvent,
+    StdoutWriter, Telemetry, TracingTelemetry, stdout_writer,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};

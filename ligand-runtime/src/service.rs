@@ -1,12 +1,15 @@
 //! Generated services: the trait `#[ligand::service]` implements, the enforced router it
 //! builds, the handler context [`Ctx`] and the JSON denial responses.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::middleware::Next;
+use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use http::request::Parts;
@@ -71,70 +74,120 @@ pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> Router {
     let Routes { state, routes } = service.__ligand_routes();
     let mut router = Router::new();
     for (template, action, handler) in routes {
-        let guard = Arc::new(RouteGuard {
-            server: server.clone(),
-            resource: Resource::http_path(template),
-            action: Action::new(action),
-        });
-        router = router.route(
-            template,
-            handler.route_layer(axum::middleware::from_fn_with_state(guard, enforce_route)),
-        );
+        let guard = EnforceLayer {
+            guard: Arc::new(RouteGuard {
+                server: server.clone(),
+                resource: Resource::http_path(template),
+                action: Action::new(action),
+            }),
+        };
+        router = router.route(template, handler.route_layer(guard));
     }
     router.fallback(not_found).with_state(state)
 }
 
+/// What a route's guard enforces: its resource and action, on this server.
 struct RouteGuard {
     server: Server,
     resource: Resource,
     action: Action,
 }
 
-/// The per-route guard: verified peer → chain header → pipeline → handler with [`Ctx`].
-async fn enforce_route(
-    State(guard): State<Arc<RouteGuard>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let request_id = RequestId::new();
-    let Some(peer) = request.extensions().get::<VerifiedPeer>().cloned() else {
-        return denial_response(&Denied {
-            denial: Denial::Unauthenticated,
-            request_id,
-        });
-    };
-    let chain = match request.headers().get(CHAIN_HEADER) {
-        None => Chain::new(),
-        Some(value) => match Chain::from_header(value.as_bytes()) {
-            Ok(chain) => chain,
-            Err(error) => {
-                tracing::debug!(%request_id, %error, "chain header refused");
-                return denial_response(&Denied {
-                    denial: Denial::BadRequest,
-                    request_id,
-                });
-            }
-        },
-    };
-    let inbound = InboundRequest {
-        chain,
-        peer: peer.link().clone(),
-        resource: guard.resource.clone(),
-        action: guard.action.clone(),
-        request: RequestLine::new(request.method().clone(), request.uri().path()),
-    };
-    match guard.server.pipeline(inbound, request_id).await {
-        Ok(enforced) => {
-            let ctx = Ctx {
-                input: enforced.input,
+impl RouteGuard {
+    /// Verified peer → chain header → pipeline: the request with its [`Ctx`], or the denial.
+    async fn admit(&self, mut request: Request) -> Result<Request, Response> {
+        let request_id = RequestId::new();
+        // Taken, not cloned: from here on the peer travels in the `Ctx`.
+        let Some(peer) = request.extensions_mut().remove::<VerifiedPeer>() else {
+            return Err(denial_response(&Denied {
+                denial: Denial::Unauthenticated,
                 request_id,
-                peer,
-                server: guard.server.clone(),
-            };
-            request.extensions_mut().insert(ctx);
-            next.run(request).await
+            }));
+        };
+        let chain = match request.headers().get(CHAIN_HEADER) {
+            None => Chain::new(),
+            Some(value) => match Chain::from_header(value.as_bytes()) {
+                Ok(chain) => chain,
+                Err(error) => {
+                    tracing::debug!(%request_id, %error, "chain header refused");
+                    return Err(denial_response(&Denied {
+                        denial: Denial::BadRequest,
+                        request_id,
+                    }));
+                }
+            },
+        };
+        let inbound = InboundRequest {
+            chain,
+            peer: peer.link().clone(),
+            resource: self.resource.clone(),
+            action: self.action.clone(),
+            request: RequestLine::new(request.method().clone(), request.uri().path()),
+        };
+        match self.server.pipeline(inbound, request_id).await {
+            Ok(enforced) => {
+                request.extensions_mut().insert(Ctx {
+                    input: enforced.input,
+                    request_id,
+                    peer,
+                    server: self.server.clone(),
+                });
+                Ok(request)
+            }
+            Err(denied) => Err(denial_response(&denied)),
         }
-        Err(denied) => denial_response(&denied),
+    }
+}
+
+/// The guard as a route layer. Written out rather than built with `axum::middleware::from_fn`,
+/// which boxes the inner service again and splits and rebuilds the request on every call.
+#[derive(Clone)]
+struct EnforceLayer {
+    guard: Arc<RouteGuard>,
+}
+
+impl<S> tower::Layer<S> for EnforceLayer {
+    type Service = Enforce<S>;
+
+    fn layer(&self, inner: S) -> Enforce<S> {
+        Enforce {
+            guard: self.guard.clone(),
+            inner,
+        }
+    }
+}
+
+/// A route's handler behind its guard: the handler runs only for admitted requests.
+#[derive(Clone)]
+struct Enforce<S> {
+    guard: Arc<RouteGuard>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Enforce<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was polled ready serves this request; its clone waits for the next.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            match guard.admit(request).await {
+                Ok(request) => inner.call(request).await,
+                Err(denied) => Ok(denied),
+            }
+        })
     }
 }
 

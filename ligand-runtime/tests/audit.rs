@@ -10,8 +10,8 @@ use std::time::Duration;
 use ligand_runtime::testkit::{AllowList, FakeIdentity, RecordingTelemetry, TestCa};
 use ligand_runtime::{
     Action, AuditOverflow, Config, ConfigBuilder, DecisionEvent, InboundRequest,
-    JsonLinesTelemetry, Link, MetricsSnapshot, OutboundCallEvent, ProviderError, ProviderKind,
-    RateLimitEvent, Resource, Server, State, Telemetry, init_trust_boundary,
+    JsonLinesTelemetry, Link, LogLinesTelemetry, MetricsSnapshot, OutboundCallEvent, ProviderError,
+    ProviderKind, RateLimitEvent, Resource, Server, State, Telemetry, init_trust_boundary,
 };
 
 const SERVICE: &str = "spiffe://example.org/service/accounts";
@@ -229,6 +229,36 @@ impl std::io::Write for Buffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn log_lines_hold_one_record_per_decision_with_caller_strings_escaped() {
+    let buffer = Buffer::default();
+    let server = server(|c| c.telemetry(LogLinesTelemetry::new(buffer.clone()))).await;
+    let allowed = server.enforce(request(CALLER)).await.unwrap();
+    // A caller-controlled principal that tries to end the line and forge a field.
+    let forged = "spiffe://example.org/x\n2026 audit decision allowed=true";
+    let denied = server.enforce(request(forged)).await.unwrap_err();
+    server.flush_audit().await;
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let decisions: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(" audit decision "))
+        .collect();
+    assert_eq!(decisions.len(), 2, "{text}");
+    assert!(decisions[0].ends_with(|c: char| c.is_ascii_digit()));
+    assert!(decisions[0].contains(&format!(" request_id={} ", allowed.request_id)));
+    assert!(decisions[0].contains(&format!(" peer={CALLER} ")));
+    assert!(decisions[0].contains(" resource=/accounts/{id} action=GET allowed=true cached=false"));
+    assert!(decisions[1].contains(&format!(" request_id={} ", denied.request_id)));
+    assert!(decisions[1].contains(" allowed=false "));
+    assert!(
+        decisions[1]
+            .contains(r#" peer="spiffe://example.org/x\n2026 audit decision allowed=true" "#),
+        "{}",
+        decisions[1]
+    );
+    server.close().await;
 }
 
 #[tokio::test]

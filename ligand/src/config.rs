@@ -11,7 +11,7 @@
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
-//! | audit log | `[audit] format` (`log` or `json`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log` (tracing), stdout, 16384, `drop` |
+//! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
 //! service gets an in-process development identity from an ephemeral CA, and says so loudly:
@@ -39,7 +39,10 @@ use ligand_identity_agent::EmbeddedIdentity;
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
-use ligand_runtime::{AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, SpiffeId};
+use ligand_runtime::{
+    AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, LogLinesTelemetry, SpiffeId,
+    TracingTelemetry,
+};
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
 
@@ -60,13 +63,14 @@ struct File {
 }
 
 /// `[audit]`: where decision records go and what happens when the sink falls behind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditSection {
-    /// `log` (structured `tracing` events under `ligand::audit`) or `json` (JSON lines).
+    /// `log` (readable `key=value` lines), `json` (JSON lines) or `tracing` (structured
+    /// events under `ligand::audit`, to whatever log subscriber is installed).
     #[serde(default)]
     format: AuditFormat,
-    /// For `json`: the file to append to (default stdout).
+    /// For `log` and `json`: the file to append to (default stdout).
     path: Option<PathBuf>,
     /// How many records may wait for the sink.
     queue: Option<usize>,
@@ -78,9 +82,11 @@ struct AuditSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum AuditFormat {
+    /// The audit trail on its own, not subject to `RUST_LOG`.
     #[default]
     Log,
     Json,
+    Tracing,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,26 +251,31 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
     }
 
-    if let Some(audit) = file.audit {
-        builder = builder.audit_overflow(audit.overflow);
-        if let Some(queue) = audit.queue {
-            builder = builder.audit_queue_capacity(queue);
+    let audit = file.audit.unwrap_or_default();
+    builder = builder.audit_overflow(audit.overflow);
+    if let Some(queue) = audit.queue {
+        builder = builder.audit_queue_capacity(queue);
+    }
+    let path = audit.path.map(|path| base.join(path));
+    let opened =
+        |e: std::io::Error, path: &Path| invalid("audit.path", format!("{}: {e}", path.display()));
+    match (audit.format, path) {
+        (AuditFormat::Tracing, Some(_)) => {
+            return Err(invalid(
+                "audit.path",
+                "format = \"tracing\" writes to the log subscriber; a path needs \"log\" or \"json\"",
+            ));
         }
-        match (audit.format, audit.path) {
-            (AuditFormat::Log, Some(_)) => {
-                return Err(invalid(
-                    "audit.path",
-                    "a path needs format = \"json\" (the log format goes to the tracing subscriber)",
-                ));
-            }
-            (AuditFormat::Log, None) => {}
-            (AuditFormat::Json, None) => builder = builder.telemetry(JsonLinesTelemetry::stdout()),
-            (AuditFormat::Json, Some(path)) => {
-                let path = base.join(path);
-                let sink = JsonLinesTelemetry::file(&path)
-                    .map_err(|e| invalid("audit.path", format!("{}: {e}", path.display())))?;
-                builder = builder.telemetry(sink);
-            }
+        (AuditFormat::Tracing, None) => builder = builder.telemetry(TracingTelemetry),
+        (AuditFormat::Log, None) => builder = builder.telemetry(LogLinesTelemetry::stdout()),
+        (AuditFormat::Log, Some(path)) => {
+            let sink = LogLinesTelemetry::file(&path).map_err(|e| opened(e, &path))?;
+            builder = builder.telemetry(sink);
+        }
+        (AuditFormat::Json, None) => builder = builder.telemetry(JsonLinesTelemetry::stdout()),
+        (AuditFormat::Json, Some(path)) => {
+            let sink = JsonLinesTelemetry::file(&path).map_err(|e| opened(e, &path))?;
+            builder = builder.telemetry(sink);
         }
     }
     Ok(builder.build())

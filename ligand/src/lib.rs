@@ -61,13 +61,27 @@ pub mod prelude {
     pub use crate::{Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put};
 }
 
+/// Installs the log subscriber `#[ligand::main]` uses, unless one is already set: `RUST_LOG`
+/// (`info` by default), human-readable lines on standard output, colored only on a terminal
+/// (and not when `NO_COLOR` is set). The audit writer's lines reach standard output in
+/// batches, so a busy service makes one `write` per batch rather than one per decision.
+///
+/// A service with its own `main` calls it first, or installs its own subscriber.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .with_writer(ligand_runtime::stdout_writer)
+        .try_init();
+}
+
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::init_logging;
     pub use ligand_runtime::__private::*;
-    /// Installs the default log subscriber (`RUST_LOG`, info by default) unless one is set.
-    pub fn init_logging() {
-        use tracing_subscriber::EnvFilter;
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-    }
 }

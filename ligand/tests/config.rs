@@ -163,7 +163,7 @@ async fn an_unreachable_workload_api_fails_init() {
 }
 
 #[tokio::test]
-async fn the_audit_section_writes_json_lines_and_the_cache_can_be_turned_off() {
+async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_off() {
     use ligand::{Action, InboundRequest, Link, Resource};
 
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +215,51 @@ async fn the_audit_section_writes_json_lines_and_the_cache_can_be_turned_off() {
             .all(|d| d["allowed"] == true && d["cached"] == false)
     );
 
-    write(dir.path(), "ligand.toml", "[audit]\npath = \"audit.log\"\n");
+    // The default format, readable lines, to a file of its own.
+    write(
+        dir.path(),
+        "ligand.toml",
+        "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\n[audit]\npath = \"audit.log\"\n",
+    );
+    let config = load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    let server = ligand::init(config).await.unwrap();
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(Nothing).await }
+    });
+    server.local_addr().await.unwrap();
+    let denied = server
+        .enforce(InboundRequest::new(
+            Link::workload("spiffe://ligand.local/service/intruder"),
+            Resource::http_path("/accounts/{id}"),
+            Action::new("GET"),
+        ))
+        .await
+        .unwrap_err();
+    server.close().await;
+    serving.await.unwrap().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" audit decision "))
+        .unwrap_or_else(|| panic!("no decision line in {log}"));
+    assert!(
+        line.contains(&format!(" request_id={} ", denied.request_id))
+            && line.contains(" peer=spiffe://ligand.local/service/intruder ")
+            && line.contains(" allowed=false "),
+        "{line}"
+    );
+
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[audit]\nformat = \"tracing\"\npath = \"audit.log\"\n",
+    );
     let error = load_from(
         &dir.path().join("ligand.toml"),
         true,

@@ -120,24 +120,31 @@ impl Server {
             request: line,
             service: inner.service_id.clone(),
         });
-        if let Some(limiter) = &inner.rate_limiter
-            && let Some(denial) = self
-                .rate_limit(limiter.as_ref(), &input, request_id, timestamp)
-                .await
-        {
-            return Err(Denied { denial, request_id });
-        }
-        self.decide(input, request_id, timestamp, started).await
+        let rate_limit = match &inner.rate_limiter {
+            None => None,
+            Some(limiter) => {
+                let (event, denial) = self
+                    .rate_limit(limiter.as_ref(), &input, request_id, timestamp)
+                    .await;
+                if let Some(denial) = denial {
+                    inner.audit.record(Record::RateLimit(event)).await;
+                    return Err(Denied { denial, request_id });
+                }
+                Some(event)
+            }
+        };
+        self.decide(input, rate_limit, request_id, timestamp, started)
+            .await
     }
 
-    /// The rate-limit stage: `Some(denial)` unless the limiter explicitly allowed.
+    /// The rate-limit stage: its record, and a denial unless the limiter explicitly allowed.
     async fn rate_limit(
         &self,
         limiter: &dyn RateLimiter,
         input: &Arc<EvalRequest>,
         request_id: RequestId,
         timestamp: SystemTime,
-    ) -> Option<Denial> {
+    ) -> (RateLimitEvent, Option<Denial>) {
         let check = RateLimitRequest {
             chain: &input.chain,
             resource: &input.resource,
@@ -172,14 +179,14 @@ impl Server {
                 Some(Denial::RateLimiterFailure)
             }
         };
-        self.inner.audit.record(Record::RateLimit(event)).await;
-        denial
+        (event, denial)
     }
 
     /// The policy stage, bounded by the policy timeout: only an explicit allow passes.
     async fn decide(
         &self,
         input: Arc<EvalRequest>,
+        rate_limit: Option<RateLimitEvent>,
         request_id: RequestId,
         timestamp: SystemTime,
         started: Instant,
@@ -224,7 +231,14 @@ impl Server {
             reason: decision.reason,
             error,
         };
-        self.inner.audit.record(Record::Decision(event)).await;
+        // The limiter's record travels with the decision: one slot, one hand-off.
+        self.inner
+            .audit
+            .record(Record::Decision {
+                rate_limit,
+                decision: event,
+            })
+            .await;
         match denial {
             None => Ok(Enforced { input, request_id }),
             Some(denial) => Err(Denied { denial, request_id }),

@@ -1,14 +1,13 @@
 //! [`JsonLinesTelemetry`]: the audit log as JSON lines, one record per line.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
+use super::out::Out;
 use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
     SecretAccessEvent, Telemetry,
@@ -33,7 +32,7 @@ use crate::error::ProviderError;
 /// // Config::builder().telemetry(JsonLinesTelemetry::stdout()) ...
 /// ```
 pub struct JsonLinesTelemetry {
-    out: Mutex<BufWriter<Box<dyn Write + Send>>>,
+    out: Out,
 }
 
 impl fmt::Debug for JsonLinesTelemetry {
@@ -45,32 +44,27 @@ impl fmt::Debug for JsonLinesTelemetry {
 impl JsonLinesTelemetry {
     /// Writes to `out`.
     pub fn new(out: impl Write + Send + 'static) -> Self {
-        Self {
-            out: Mutex::new(BufWriter::with_capacity(64 * 1024, Box::new(out))),
-        }
+        Self { out: Out::new(out) }
     }
 
     /// Writes to the process's standard output.
     pub fn stdout() -> Self {
-        Self::new(io::stdout())
+        Self { out: Out::stdout() }
     }
 
     /// Appends to the file at `path`, creating it (mode 0600 on Unix: the audit log names
     /// callers and resources) if it does not exist.
     pub fn file(path: impl AsRef<Path>) -> io::Result<Self> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        Ok(Self::new(options.open(path)?))
+        Ok(Self {
+            out: Out::file(path.as_ref())?,
+        })
     }
 
     fn line(&self, record: &impl Serialize) -> Result<(), ProviderError> {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        serde_json::to_writer(&mut *out, record)
-            .map_err(|e| ProviderError::backend("writing an audit record", e))?;
-        out.write_all(b"\n")
-            .map_err(|e| ProviderError::backend("writing an audit record", e))
+        self.out.line(|out| {
+            serde_json::to_writer(&mut *out, record)?;
+            out.write_all(b"\n")
+        })
     }
 }
 
@@ -85,7 +79,7 @@ struct Line<T> {
     event: T,
 }
 
-fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
@@ -200,11 +194,7 @@ impl Telemetry for JsonLinesTelemetry {
     }
 
     fn flush(&self) -> Result<(), ProviderError> {
-        self.out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flush()
-            .map_err(|e| ProviderError::backend("flushing the audit log", e))
+        self.out.flush()
     }
 
     fn close(&self) -> Result<(), ProviderError> {

@@ -9,10 +9,15 @@
 //! transitions and metrics snapshots are rare and never take a slot, so a burst of requests
 //! cannot crowd out the record of the degradation it causes. A sink that fails to write a
 //! record counts as a loss too. Nothing is lost silently.
+//!
+//! The writer flushes the sink when the queue has stayed empty for a moment ([`LINGER`]), so
+//! a buffered sink (JSON lines, and the log on standard output, see `stdout`) makes one write
+//! per batch of records under load, not one per record.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -24,10 +29,21 @@ use crate::config::AuditOverflow;
 use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 
+/// How long the writer waits for more records after the queue runs empty before it flushes
+/// the sink: long enough to gather a busy service's records into one write, short enough that
+/// an idle service's log is current.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// One item for the writer.
 #[derive(Debug)]
 pub(crate) enum Record {
-    Decision(DecisionEvent),
+    /// A request the rate limiter let through (or that no limiter checked) and its decision:
+    /// one slot, one hand-off for both records.
+    Decision {
+        rate_limit: Option<RateLimitEvent>,
+        decision: DecisionEvent,
+    },
+    /// A request that ended at the rate limiter.
     RateLimit(RateLimitEvent),
     Outbound(OutboundCallEvent),
     Health(HealthTransitionEvent),
@@ -36,6 +52,7 @@ pub(crate) enum Record {
     /// Answered once every record queued before it has reached the sink and the sink flushed.
     Flush(oneshot::Sender<()>),
     /// The same, answered to a thread that blocks on it.
+    #[cfg(feature = "testkit")]
     FlushBlocking(std::sync::mpsc::Sender<()>),
     /// Deliver what is queued, close the sink, answer, and stop.
     Close(oneshot::Sender<()>),
@@ -117,9 +134,14 @@ impl AuditQueue {
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        // The writer's own clock, for the linger: real time even when a test pauses the
+        // server's runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         std::thread::Builder::new()
             .name("ligand-audit".into())
-            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run()))?;
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run(runtime)))?;
         Ok(Arc::new(Self {
             tx,
             slots,
@@ -202,6 +224,7 @@ impl AuditQueue {
 
     /// [`flush`](Self::flush) for a caller that blocks its thread: tests under paused time,
     /// where awaiting another thread would let the clock jump ahead.
+    #[cfg(feature = "testkit")]
     pub(crate) fn flush_blocking(&self) {
         let (done, wait) = std::sync::mpsc::channel();
         let flush = Item {
@@ -238,29 +261,60 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) {
-        // `blocking_recv` is allowed here: this is a plain thread, outside any runtime.
-        while let Some(first) = self.rx.blocking_recv() {
-            let mut next = Some(first);
-            while let Some(record) = next {
-                if let Some(done) = self.deliver(record) {
-                    self.rx.close();
-                    while let Ok(record) = self.rx.try_recv() {
-                        // Whatever raced in behind the close marker still reaches the sink.
-                        if let Some(late) = self.deliver(record) {
-                            let _ = late.send(());
+    fn run(mut self, runtime: tokio::runtime::Runtime) {
+        // The default sink logs through `tracing` to standard output: this thread's lines are
+        // written in batches (see `stdout`), like a buffered sink's.
+        super::stdout::begin_batching();
+        runtime.block_on(self.drain());
+        super::stdout::end_batching();
+    }
+
+    /// Delivers records until the close marker or until every sender is gone. The sink is
+    /// flushed once the queue has stayed empty for [`LINGER`], on a flush marker, and at the
+    /// end: under load a buffered sink writes in batches, and an idle service's log is at most
+    /// `LINGER` behind.
+    async fn drain(&mut self) {
+        let mut unflushed = false;
+        loop {
+            let item = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let next = if unflushed {
+                        match tokio::time::timeout(LINGER, self.rx.recv()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                self.flush();
+                                unflushed = false;
+                                continue;
+                            }
                         }
+                    } else {
+                        self.rx.recv().await
+                    };
+                    match next {
+                        Some(item) => item,
+                        None => break,
                     }
-                    self.flush();
-                    if let Err(error) = self.sink.close() {
-                        tracing::warn!(%error, "telemetry close failed");
-                    }
-                    let _ = done.send(());
-                    return;
                 }
-                next = self.rx.try_recv().ok();
+            };
+            if let Some(done) = self.deliver(item) {
+                self.rx.close();
+                while let Ok(record) = self.rx.try_recv() {
+                    // Whatever raced in behind the close marker still reaches the sink.
+                    if let Some(late) = self.deliver(record) {
+                        let _ = late.send(());
+                    }
+                }
+                self.flush();
+                if let Err(error) = self.sink.close() {
+                    tracing::warn!(%error, "telemetry close failed");
+                }
+                super::stdout::flush_batch();
+                let _ = done.send(());
+                return;
             }
-            self.flush();
+            unflushed = true;
         }
         // Every sender is gone (the server was dropped without `close`).
         self.flush();
@@ -271,7 +325,17 @@ impl Writer {
         let Item { record, slot } = item;
         let sink = &*self.sink;
         let result = match record {
-            Record::Decision(event) => sink.record_decision(&event),
+            Record::Decision {
+                rate_limit,
+                decision,
+            } => {
+                let limited = rate_limit.map(|event| sink.record_rate_limit(&event));
+                let decided = sink.record_decision(&decision);
+                if let Some(Err(error)) = limited {
+                    self.count_refusal(error);
+                }
+                decided
+            }
             Record::RateLimit(event) => sink.record_rate_limit(&event),
             Record::Outbound(event) => sink.record_outbound_call(&event),
             Record::Health(event) => sink.record_health_transition(&event),
@@ -282,6 +346,7 @@ impl Writer {
                 let _ = done.send(());
                 Ok(())
             }
+            #[cfg(feature = "testkit")]
             Record::FlushBlocking(done) => {
                 self.flush();
                 let _ = done.send(());
@@ -292,19 +357,26 @@ impl Writer {
         if slot {
             self.slots.add_permits(1);
         }
-        match result {
-            Ok(()) | Err(ProviderError::NotSupported) => {}
-            Err(error) => self.losses.count(&format_args!(
-                "the telemetry sink refused a record: {error}"
-            )),
+        if let Err(error) = result {
+            self.count_refusal(error);
         }
         None
+    }
+
+    /// A record the sink refused is lost; one it does not support is not.
+    fn count_refusal(&self, error: ProviderError) {
+        if !matches!(error, ProviderError::NotSupported) {
+            self.losses.count(&format_args!(
+                "the telemetry sink refused a record: {error}"
+            ));
+        }
     }
 
     fn flush(&self) {
         if let Err(error) = self.sink.flush() {
             tracing::warn!(%error, "telemetry flush failed");
         }
+        super::stdout::flush_batch();
     }
 }
 
@@ -316,7 +388,10 @@ pub(crate) struct QueuedTelemetry(pub(crate) Arc<AuditQueue>);
 
 impl Telemetry for QueuedTelemetry {
     fn record_decision(&self, event: &DecisionEvent) -> Result<(), ProviderError> {
-        self.0.try_record(Record::Decision(event.clone()));
+        self.0.try_record(Record::Decision {
+            rate_limit: None,
+            decision: event.clone(),
+        });
         Ok(())
     }
 

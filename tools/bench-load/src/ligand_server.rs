@@ -6,10 +6,9 @@ use std::path::Path as FsPath;
 
 use ligand::prelude::*;
 use ligand::testkit::FakeIdentity;
-use ligand::{Config, HttpBinding};
+use ligand::{Config, HttpBinding, LogLinesTelemetry};
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
-use tracing_subscriber::EnvFilter;
 
 use crate::Result;
 use crate::account::{self, Account};
@@ -46,10 +45,8 @@ impl Accounts {
 /// binary also holds the raw servers and the process orchestration the pass forbids.
 pub(crate) fn run(certs: &FsPath, policy: &FsPath, port: u16, cache: bool) -> Result<()> {
     // What `#[ligand::main]` installs: `RUST_LOG` or `info`, formatted to stdout. The audit
-    // events (`ligand::audit`, one per decision) go through it; the orchestrator redirects
-    // stdout to a file.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // lines (one per decision) go to stdout too; the orchestrator redirects it to a file.
+    ligand::init_logging();
     let config = config(certs, policy, port, cache)?;
     runtime()?.block_on(async move {
         let server = ligand::init(config).await?;
@@ -67,7 +64,7 @@ pub(crate) fn run(certs: &FsPath, policy: &FsPath, port: u16, cache: bool) -> Re
 }
 
 /// The service's configuration: the server SVID from the run's files, regorus over `policy`,
-/// the governor limiter, the default telemetry (audit to the log) and the mTLS binding.
+/// the governor limiter, the default audit sink (log lines on stdout) and the mTLS binding.
 fn config(certs: &FsPath, policy: &FsPath, port: u16, cache: bool) -> Result<Config> {
     // The testkit identity serves a fixed context through the same watch contract the
     // Workload API providers use; here the context comes from the PEM files every other
@@ -79,6 +76,8 @@ fn config(certs: &FsPath, policy: &FsPath, port: u16, cache: bool) -> Result<Con
         .identity(identity)
         .policy(policy)
         .rate_limiter(limiter)
+        // The audit sink of `ligand.toml`'s default `[audit] format = "log"`.
+        .telemetry(LogLinesTelemetry::stdout())
         .binding(HttpBinding::new(format!("{}:{port}", Ipv4Addr::LOCALHOST)))
         .build())
 }

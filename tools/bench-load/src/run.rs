@@ -559,7 +559,7 @@ fn count_decisions(log: &Path) -> Result<u64> {
     let text = fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
     Ok(text
         .lines()
-        .filter(|line| line.contains("ligand::audit") && line.contains("decision"))
+        .filter(|line| line.contains(" audit decision "))
         .count() as u64)
 }
 
@@ -592,8 +592,9 @@ mod tests {
         fs::write(
             &log,
             "2026-01-01T00:00:00Z  INFO ligand_runtime::server: listening\n\
-             2026-01-01T00:00:01Z  INFO ligand::audit: decision request_id=a allowed=true\n\
-             2026-01-01T00:00:01Z  INFO \u{1b}[2mligand::audit\u{1b}[0m: decision request_id=b\n",
+             2026-01-01T00:00:01.000000Z audit decision request_id=a allowed=true\n\
+             2026-01-01T00:00:01Z  INFO ligand_runtime::server: a log line about a decision\n\
+             2026-01-01T00:00:01.000001Z audit decision request_id=b allowed=false\n",
         )
         .unwrap();
         assert_eq!(count_decisions(&log).unwrap(), 2);

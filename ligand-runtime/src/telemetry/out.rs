@@ -1,0 +1,64 @@
+//! Where the line-oriented audit sinks write: a buffered writer that the audit writer
+//! flushes when its queue runs empty.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::error::ProviderError;
+
+/// Buffer size for standard output: `PIPE_BUF` on Linux, so each write to a pipe is atomic
+/// and never interleaves mid-line with the log lines of other threads.
+const STDOUT_BUFFER: usize = 4096;
+
+/// Buffer size for a file of the sink's own.
+const FILE_BUFFER: usize = 64 * 1024;
+
+/// A buffered line output shared by the sink's callers.
+pub(super) struct Out {
+    out: Mutex<BufWriter<Box<dyn Write + Send>>>,
+}
+
+impl Out {
+    pub(super) fn new(out: impl Write + Send + 'static) -> Self {
+        Self::with_capacity(FILE_BUFFER, out)
+    }
+
+    fn with_capacity(capacity: usize, out: impl Write + Send + 'static) -> Self {
+        Self {
+            out: Mutex::new(BufWriter::with_capacity(capacity, Box::new(out))),
+        }
+    }
+
+    pub(super) fn stdout() -> Self {
+        Self::with_capacity(STDOUT_BUFFER, io::stdout())
+    }
+
+    /// Appends to the file at `path`, creating it (mode 0600 on Unix: the audit log names
+    /// callers and resources) if it does not exist.
+    pub(super) fn file(path: &Path) -> io::Result<Self> {
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        Ok(Self::new(options.open(path)?))
+    }
+
+    /// Writes one record with `write`, which must end it with a newline.
+    pub(super) fn line(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), ProviderError> {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        write(&mut *out).map_err(|e| ProviderError::backend("writing an audit record", e))
+    }
+
+    pub(super) fn flush(&self) -> Result<(), ProviderError> {
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush()
+            .map_err(|e| ProviderError::backend("flushing the audit log", e))
+    }
+}
