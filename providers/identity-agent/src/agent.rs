@@ -50,6 +50,7 @@ impl Agent {
     /// Loads (or creates) the CA, binds the OIDC endpoint and the Workload API socket, and
     /// serves both until the returned agent is shut down or dropped.
     pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
+        config.validate()?;
         let ca = Arc::new(match &config.state_dir {
             Some(dir) => LocalCa::load_or_create(config.trust_domain.clone(), dir)?,
             None => {

@@ -83,6 +83,15 @@ pub enum CaError {
     /// A CA file is not a regular file.
     #[error("{0} is not a regular file")]
     NotAFile(PathBuf),
+    /// The CA does not issue an SVID for this SPIFFE ID: it names no workload (a root path) or
+    /// belongs to another trust domain.
+    #[error("no SVID is issued for {spiffe_id}: {reason}")]
+    NotIssuable {
+        /// The SPIFFE ID asked for.
+        spiffe_id: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// The persisted root has expired; remove the state directory to start a new trust root.
     #[error("the CA certificate in {0} has expired")]
     Expired(PathBuf),
@@ -223,7 +232,20 @@ impl LocalCa {
     }
 
     /// Issues an X.509-SVID for `id` valid for `ttl` (never past the root's expiry).
+    ///
+    /// Refuses an ID of another trust domain, and the trust domain's own ID (a root path),
+    /// which the X.509-SVID specification forbids in a leaf SVID.
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedSvid, CaError> {
+        let refuse = |reason| CaError::NotIssuable {
+            spiffe_id: id.to_string(),
+            reason,
+        };
+        if id.trust_domain() != &self.domain {
+            return Err(refuse("it belongs to another trust domain"));
+        }
+        if id.path().is_empty() {
+            return Err(refuse("a workload's SPIFFE ID needs a non-root path"));
+        }
         let key = KeyPair::generate()?;
         let now = SystemTime::now();
         let not_before = now - BACKDATE;

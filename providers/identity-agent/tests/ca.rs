@@ -165,3 +165,14 @@ fn files_owned_by_another_user_are_refused() {
         );
     }
 }
+
+#[test]
+fn root_path_and_foreign_ids_are_not_issued() {
+    let ca = LocalCa::ephemeral(domain()).unwrap();
+    for id in ["spiffe://example.org", "spiffe://other.org/service/a"] {
+        let error = ca
+            .issue(&SpiffeId::new(id).unwrap(), Duration::from_secs(60))
+            .unwrap_err();
+        assert!(matches!(error, CaError::NotIssuable { .. }), "{id}: {error:?}");
+    }
+}
