@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -216,6 +216,7 @@ async fn accept_loop(
                                 gid = peer.gid,
                                 "connection attested"
                             );
+                            let stream = crate::authority::relay(stream);
                             let _ = conns.send(Ok(AttestedStream { stream, peer })).await;
                         }
                         Err(error) => {
@@ -250,7 +251,8 @@ async fn rotate_keys(jwt: Arc<JwtAuthority>, every: Duration, stop: Cancellation
 /// An accepted connection with the credentials the kernel gave for its caller; tonic puts
 /// the [`PeerInfo`] in each request's extensions.
 pub(crate) struct AttestedStream {
-    stream: UnixStream,
+    /// The connection through the `:authority` relay (see [`crate::authority`]).
+    stream: DuplexStream,
     peer: PeerInfo,
 }
 

@@ -3,7 +3,10 @@
 //!
 //! - **Workload API** (the published `workload.proto`, gRPC over a unix socket): X.509-SVIDs
 //!   streamed with rotation at half-life, X.509 and JWT bundles, JWT-SVIDs and their
-//!   validation. Any SPIFFE client (the `spiffe` crate, go-spiffe, py-spiffe) works unchanged.
+//!   validation. Any SPIFFE client (the `spiffe` crate, go-spiffe, py-spiffe) works unchanged:
+//!   like SPIRE, the agent accepts the percent-encoded socket path that gRPC C-core (grpcio,
+//!   so py-spiffe) sends as `:authority`, which the HTTP/2 server alone would reset as
+//!   malformed; a relay in front of it drops such an authority, which the agent never reads.
 //! - **Attestation by the kernel**: each connection's SO_PEERCRED (pid, uid, gid) and
 //!   `/proc/<pid>/exe` become selectors (`unix:uid:N`, `unix:gid:N`, `unix:path:/…`), matched
 //!   against registration entries; a caller matching none gets PermissionDenied. Nothing the
@@ -67,6 +70,7 @@
 
 mod agent;
 mod attest;
+mod authority;
 mod ca;
 mod config;
 mod embedded;
