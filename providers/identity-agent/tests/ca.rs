@@ -157,7 +157,11 @@ fn files_owned_by_another_user_are_refused() {
             println!("skipped: changing a file's owner needs root (running as uid {own})");
             return;
         }
-        let path = if file.is_empty() { dir.path().to_owned() } else { path };
+        let path = if file.is_empty() {
+            dir.path().to_owned()
+        } else {
+            path
+        };
         let error = LocalCa::load_or_create(domain(), dir.path()).unwrap_err();
         assert!(
             matches!(error, CaError::NotOwned { path: ref p, owner, .. } if *p == path && owner == stranger),
@@ -173,6 +177,9 @@ fn root_path_and_foreign_ids_are_not_issued() {
         let error = ca
             .issue(&SpiffeId::new(id).unwrap(), Duration::from_secs(60))
             .unwrap_err();
-        assert!(matches!(error, CaError::NotIssuable { .. }), "{id}: {error:?}");
+        assert!(
+            matches!(error, CaError::NotIssuable { .. }),
+            "{id}: {error:?}"
+        );
     }
 }
