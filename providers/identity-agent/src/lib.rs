@@ -11,6 +11,9 @@
 //!   `/proc/<pid>/exe` become selectors (`unix:uid:N`, `unix:gid:N`, `unix:path:/…`), matched
 //!   against registration entries; a caller matching none gets PermissionDenied. Nothing the
 //!   client sends is trusted, and requests without `workload.spiffe.io: true` are rejected.
+//!   Before an SVID is sent, the attested process is checked again (same pid and start time,
+//!   same executable), so a caller that executed another program after connecting, or whose
+//!   pid was reused, gets nothing. See [Limits of attestation](#limits-of-attestation).
 //! - **Socket** created 0700 (configurable) in a 0700 directory; a stale socket is replaced,
 //!   anything else at the path is refused.
 //! - **CA**: ECDSA P-256, persisted as PEM (key 0600) or ephemeral; SVIDs meet the
@@ -62,6 +65,19 @@
 //! agent.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Limits of attestation
+//!
+//! The kernel names the process that *connected*; the agent cannot know which process reads
+//! the answer. A process can share its connection (fork, or pass the descriptor) with another
+//! and leave the reading to it, and any process of the same user can control another one
+//! (ptrace, `/proc/<pid>/mem`, `LD_PRELOAD` at its start). So callers of the same uid are not
+//! separated from each other: whatever one of them may obtain, all of them may. A `unix:path`
+//! selector alone even lets any user who can run that program obtain its identity; pair it
+//! with `unix:uid`, run workloads that need distinct identities as distinct users, and keep
+//! the socket 0700. The check before sending narrows the exec and pid-reuse races to the
+//! instant between that check and the write; a pid reused between the connection and the
+//! agent's first look at the caller is not detected.
 //!
 //! The Workload API has no WIT RPC, so WITs are issued in-process: through
 //! [`EmbeddedIdentity`] (`fetch_wit`) or [`JwtAuthority::issue_wit`].

@@ -49,6 +49,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> RawClient<T> {
         Self { codec }
     }
 
+    /// Continues a connection whose preface and settings another process already sent.
+    pub fn resume(io: T) -> Self {
+        Self {
+            codec: Codec::new(io),
+        }
+    }
+
     /// Sends a Workload API request on `stream` with `authority` (none for `None`).
     pub async fn send(&mut self, stream: u32, rpc: &str, authority: Option<&str>, message: &[u8]) {
         let pseudo = Pseudo {
