@@ -26,6 +26,17 @@ fn to_rustls(err: SvidError) -> rustls::Error {
     rustls::Error::InvalidCertificate(cert_err)
 }
 
+/// X.509-SVID specification, section 2: the SPIFFE ID of a leaf SVID names a workload, so its
+/// path is not the root. `spiffe://example.org` is the trust domain's own ID and never a peer.
+fn workload_id(id: SpiffeId) -> Result<SpiffeId, SvidError> {
+    if id.path().is_empty() {
+        return Err(SvidError::InvalidSpiffeId(format!(
+            "{id} has a root path; an X.509-SVID names a workload"
+        )));
+    }
+    Ok(id)
+}
+
 fn verify_tls13(
     message: &[u8],
     cert: &CertificateDer<'_>,
@@ -76,7 +87,8 @@ impl PeerVerifier {
 }
 
 /// Server side: requires a client certificate and verifies it as an X.509-SVID against the
-/// trust bundle of the client's own trust domain.
+/// trust bundle of the client's own trust domain. A certificate carrying the trust domain's own
+/// ID (a root path) is refused: it names no workload.
 #[derive(Debug)]
 pub struct SpiffeClientVerifier {
     state: Arc<IdentityState>,
@@ -112,6 +124,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             now,
             Usage::Client,
         )
+        .and_then(workload_id)
         .map(|_| ClientCertVerified::assertion())
         .map_err(to_rustls)
     }
@@ -142,8 +155,8 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 }
 
-/// Client side: verifies the server's certificate as an X.509-SVID and checks its SPIFFE ID
-/// against the expected one. DNS names play no part.
+/// Client side: verifies the server's certificate as an X.509-SVID (with a non-root SPIFFE ID
+/// path) and checks its SPIFFE ID against the expected one. DNS names play no part.
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
     state: Arc<IdentityState>,
@@ -174,6 +187,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             now,
             Usage::Server,
         )
+        .and_then(workload_id)
         .map_err(to_rustls)?;
         self.expected.check(&id).map_err(to_rustls)?;
         Ok(ServerCertVerified::assertion())
@@ -201,5 +215,103 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use rustls_pki_types::ServerName;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+    use crate::testkit::TestCa;
+
+    const SERVER: &str = "spiffe://example.org/service/server";
+    const CLIENT: &str = "spiffe://example.org/service/client";
+
+    fn state(ca: &TestCa, id: &str) -> Arc<IdentityState> {
+        Arc::new(IdentityState::new(&ca.context(ca.svid(id)), None).unwrap())
+    }
+
+    /// A real TLS 1.3 handshake over an in-memory pipe; the server's and the client's results.
+    async fn handshake(
+        server: &Arc<IdentityState>,
+        client: &Arc<IdentityState>,
+        expected: PeerVerifier,
+    ) -> (std::io::Result<()>, std::io::Result<()>) {
+        let acceptor = TlsAcceptor::from(server.server_config().unwrap());
+        let connector = TlsConnector::from(client.client_config(expected).unwrap());
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::try_from("ligand.invalid").unwrap();
+        let (s, c) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
+        (s.map(drop), c.map(drop))
+    }
+
+    fn is_bad_certificate(result: &std::io::Result<()>) -> bool {
+        let Err(error) = result else { return false };
+        error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+    }
+
+    #[tokio::test]
+    async fn workload_svids_are_accepted_both_ways() {
+        let ca = TestCa::new("example.org");
+        let (s, c) = handshake(
+            &state(&ca, SERVER),
+            &state(&ca, CLIENT),
+            PeerVerifier::Exact(SpiffeId::new(SERVER).unwrap()),
+        )
+        .await;
+        s.unwrap();
+        c.unwrap();
+    }
+
+    #[tokio::test]
+    async fn root_path_client_svid_is_refused() {
+        let ca = TestCa::new("example.org");
+        let (s, _) = handshake(
+            &state(&ca, SERVER),
+            &state(&ca, "spiffe://example.org"),
+            PeerVerifier::AnyTrusted,
+        )
+        .await;
+        assert!(is_bad_certificate(&s), "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn root_path_server_svid_is_refused() {
+        let ca = TestCa::new("example.org");
+        let root = "spiffe://example.org";
+        for expected in [
+            PeerVerifier::AnyTrusted,
+            PeerVerifier::Exact(SpiffeId::new(root).unwrap()),
+        ] {
+            let (_, c) = handshake(&state(&ca, root), &state(&ca, CLIENT), expected).await;
+            assert!(is_bad_certificate(&c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn root_path_is_refused_by_both_verifiers_directly() {
+        let ca = TestCa::new("example.org");
+        let own = state(&ca, SERVER);
+        let leaf = ca.svid("spiffe://example.org").cert_chain[0].clone();
+        let client = SpiffeClientVerifier::new(own.clone());
+        assert!(
+            client
+                .verify_client_cert(&leaf, &[], UnixTime::now())
+                .is_err()
+        );
+        let server = SpiffeServerVerifier::new(own, PeerVerifier::AnyTrusted);
+        let name = ServerName::try_from("ligand.invalid").unwrap();
+        assert!(
+            server
+                .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+                .is_err()
+        );
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! - **Identity.** At [`start`](BundleFetcher::start) the fetcher builds its TLS from the
 //!   workload's live SVID (rotation included) and accepts only a server presenting the
-//!   configured SPIFFE ID. The bundle it asks for is named after its own SPIFFE ID: the last
-//!   path segment (`spiffe://bank.example/service/accounts` → `GET /bundles/accounts`), unless
-//!   set explicitly.
+//!   configured SPIFFE ID. The bundle it asks for is set explicitly, or named after its own
+//!   SPIFFE ID when that is a service ID, `spiffe://<domain>/service/<name>`
+//!   (`spiffe://bank.example/service/accounts` → `GET /bundles/accounts`), as the bundle server's
+//!   default scoping does; any other ID must name its bundle (and be mapped to it on the server).
 //! - **Fetch.** `GET` with `If-None-Match`: `200` gives a [`PolicyBundle`] (its `revision` is the
 //!   unquoted ETag), `304` gives `Ok(None)`, anything else is a
 //!   [`ProviderError::Backend`] carrying a [`FetchError`]. The bundle is verified by the policy
@@ -277,7 +278,8 @@ impl BundleFetcher for HttpBundleFetcher {
             Some(name) => name.clone(),
             None => default_bundle_name(&own).ok_or_else(|| {
                 ProviderError::Invalid(format!(
-                    "cannot derive a bundle name from {own}; configure one explicitly"
+                    "cannot derive a bundle name from {own} (only spiffe://<domain>/service/<name> \
+                     names its bundle); configure one explicitly"
                 ))
             })?,
         };
@@ -319,11 +321,12 @@ impl BundleFetcher for HttpBundleFetcher {
     }
 }
 
-/// The default bundle name of a workload: the last segment of its SPIFFE ID path.
+/// The default bundle name of a workload: `<name>` when its SPIFFE ID's whole path is
+/// `/service/<name>`, none otherwise. A last path segment is not enough: `/dev/service/accounts`
+/// is not the accounts service.
 pub fn default_bundle_name(id: &SpiffeId) -> Option<String> {
     id.path()
-        .rsplit('/')
-        .next()
+        .strip_prefix("/service/")
         .filter(|name| is_valid_bundle_name(name))
         .map(str::to_owned)
 }
@@ -393,6 +396,25 @@ mod tests {
             "https:///p",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_name_only_for_a_service_id() {
+        let name = |id: &str| default_bundle_name(&SpiffeId::new(id).unwrap());
+        assert_eq!(
+            name("spiffe://example.org/service/accounts").as_deref(),
+            Some("accounts")
+        );
+        // The server gives these IDs no bundle by default: asking for `accounts` would be
+        // refused, and would name another workload's bundle.
+        for id in [
+            "spiffe://example.org/dev/service/accounts",
+            "spiffe://example.org/ns/prod/sa/accounts",
+            "spiffe://example.org/accounts",
+            "spiffe://example.org/service/accounts/debug",
+        ] {
+            assert_eq!(name(id), None, "{id}");
         }
     }
 

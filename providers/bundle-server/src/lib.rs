@@ -15,7 +15,9 @@
 //!   60 s by default) a current client is held until a new revision appears or N seconds pass
 //!   (then `304`). See the [`protocol`] module.
 //! - **Scoping.** The caller's SPIFFE ID, verified in the mTLS handshake, selects the only bundle
-//!   it may fetch ([`Scoping`]); any other name is refused with `403` whether it exists or not.
+//!   it may fetch ([`Scoping`]): an explicit mapping, or `<name>` for exactly
+//!   `spiffe://<own domain>/service/<name>`; any other name is refused with `403` whether it
+//!   exists or not.
 //!   Every request writes one audit line on the `ligand::audit` tracing target with the caller,
 //!   the bundle, the revision and the status.
 //! - **Changes.** [`watch`] rebuilds on filesystem events (debounced) and on a periodic rescan;
@@ -53,7 +55,7 @@ mod watch;
 
 pub use self::error::{BuildError, RepoError, ServerError};
 pub use self::layout::{LIB_DIR, SERVICES_DIR, is_valid_bundle_name, revision, roots};
-pub use self::scope::{Scoping, default_bundle_name};
+pub use self::scope::{SERVICE_PREFIX, Scoping, default_bundle_name};
 pub use self::server::{BundleServer, DEFAULT_DRAIN_TIMEOUT, HANDSHAKE_TIMEOUT, ServerHandle};
 pub use self::store::{BuiltBundle, BundleStore, Rescan};
 pub use self::watch::{DEFAULT_DEBOUNCE, DEFAULT_RESCAN_INTERVAL, RepoWatch, WatchOptions, watch};

@@ -23,8 +23,8 @@ use spiffe::{SpiffeId, TrustDomain};
 ///
 /// Layout of the repository: `services/<name>/**` (`*.rego`, `data.json`) is the bundle
 /// `<name>`; `lib/**` is added to every bundle. A caller gets only the bundle its SPIFFE ID
-/// maps to: an explicit `--map`, else the last path segment of an ID in the server's own
-/// trust domain. Protocol: `GET /bundles/<name>` with ETag, `If-None-Match` and long polling
+/// maps to: an explicit `--map`, else `<name>` for exactly `spiffe://<own domain>/service/<name>`
+/// (any other ID needs a `--map`). Protocol: `GET /bundles/<name>` with ETag, `If-None-Match` and long polling
 /// through `Prefer: wait=N`. Audit lines go to the `ligand::audit` target (set `RUST_LOG`).
 #[derive(Debug, Parser)]
 #[command(name = "ligand-bundle-server", version, about, long_about)]

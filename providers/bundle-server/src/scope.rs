@@ -8,11 +8,13 @@ use crate::layout::is_valid_bundle_name;
 
 /// Maps a caller's verified SPIFFE ID to the one bundle it may fetch.
 ///
-/// An explicit entry wins. Otherwise a caller of the server's own trust domain gets the bundle
-/// named by the last segment of its SPIFFE ID path (`spiffe://bank.example/service/accounts`
-/// → `accounts`). Callers of any other (federated) trust domain get nothing unless mapped
-/// explicitly: a federated domain must not obtain a local service's policy by choosing a
-/// matching path.
+/// An explicit entry wins. Otherwise only a service ID of the server's own trust domain,
+/// exactly `spiffe://<own domain>/service/<name>`, gets the bundle `<name>`: the name stands
+/// for that one SPIFFE ID, so no other workload reaches it. Every other ID gets nothing unless
+/// mapped explicitly: `spiffe://bank.example/dev/service/accounts` or
+/// `spiffe://bank.example/ns/dev/sa/accounts` sharing a last segment with the accounts service
+/// does not make them the accounts service, and a federated domain must not obtain a local
+/// service's policy by choosing a matching path.
 ///
 /// ```
 /// use ligand_bundle_server::Scoping;
@@ -22,6 +24,8 @@ use crate::layout::is_valid_bundle_name;
 ///     .map(SpiffeId::new("spiffe://partner.example/ns/fraud")?, "fraud");
 /// let accounts = SpiffeId::new("spiffe://bank.example/service/accounts")?;
 /// assert_eq!(scoping.bundle_for(&accounts).as_deref(), Some("accounts"));
+/// let dev = SpiffeId::new("spiffe://bank.example/dev/service/accounts")?;
+/// assert_eq!(scoping.bundle_for(&dev), None);
 /// let partner = SpiffeId::new("spiffe://partner.example/ns/fraud")?;
 /// assert_eq!(scoping.bundle_for(&partner).as_deref(), Some("fraud"));
 /// let stranger = SpiffeId::new("spiffe://partner.example/ns/other")?;
@@ -61,12 +65,15 @@ impl Scoping {
     }
 }
 
-/// The default bundle name of a workload: the last segment of its SPIFFE ID path, when that is
-/// a valid bundle name.
+/// The path prefix of the service IDs that name their bundle by default.
+pub const SERVICE_PREFIX: &str = "/service/";
+
+/// The default bundle name of a workload: `<name>` for a SPIFFE ID whose whole path is
+/// `/service/<name>` (a valid bundle name), and none for any other path. The name is derived
+/// from the full path so that two different IDs never share it.
 pub fn default_bundle_name(id: &SpiffeId) -> Option<&str> {
     id.path()
-        .rsplit('/')
-        .next()
+        .strip_prefix(SERVICE_PREFIX)
         .filter(|name| is_valid_bundle_name(name))
 }
 
@@ -80,14 +87,43 @@ mod tests {
     }
 
     #[test]
-    fn default_rule_is_last_segment_of_own_domain_only() {
+    fn default_rule_applies_to_the_own_domain_only() {
         let scoping = Scoping::new(TrustDomain::new("example.org").unwrap());
         assert_eq!(
-            scoping.bundle_for(&id("spiffe://example.org/ns/prod/sa/accounts")),
+            scoping.bundle_for(&id("spiffe://other.org/service/accounts")),
+            None
+        );
+        assert_eq!(scoping.bundle_for(&id("spiffe://example.org")), None);
+    }
+
+    #[test]
+    fn default_rule_is_the_full_service_path_not_the_last_segment() {
+        let scoping = Scoping::new(TrustDomain::new("example.org").unwrap());
+        for id_str in [
+            "spiffe://example.org/dev/service/accounts",
+            "spiffe://example.org/ns/dev/sa/accounts",
+            "spiffe://example.org/ns/prod/sa/accounts",
+            "spiffe://example.org/accounts",
+            "spiffe://example.org/service/accounts/debug",
+            "spiffe://example.org/agent/accounts",
+            "spiffe://example.org/service",
+        ] {
+            assert_eq!(scoping.bundle_for(&id(id_str)), None, "{id_str}");
+        }
+        assert_eq!(
+            scoping.bundle_for(&id("spiffe://example.org/service/accounts")),
             Some("accounts".into())
         );
-        assert_eq!(scoping.bundle_for(&id("spiffe://other.org/accounts")), None);
-        assert_eq!(scoping.bundle_for(&id("spiffe://example.org")), None);
+        // An explicit entry maps any other shape.
+        let mapped = scoping.map(id("spiffe://example.org/ns/prod/sa/accounts"), "accounts");
+        assert_eq!(
+            mapped.bundle_for(&id("spiffe://example.org/ns/prod/sa/accounts")),
+            Some("accounts".into())
+        );
+        assert_eq!(
+            mapped.bundle_for(&id("spiffe://example.org/ns/dev/sa/accounts")),
+            None
+        );
     }
 
     #[test]

@@ -307,6 +307,23 @@ async fn scoping_refuses_other_bundles_and_audits_every_fetch() {
 }
 
 #[tokio::test]
+async fn a_workload_elsewhere_in_the_domain_cannot_read_a_bundle_by_its_last_segment() {
+    let mut fx = Fixture::start(Duration::from_secs(60)).await;
+    // Same trust domain, same last path segment as the accounts service, other workloads.
+    for id in [
+        "spiffe://example.org/dev/service/accounts",
+        "spiffe://example.org/ns/dev/sa/accounts",
+        "spiffe://example.org/accounts",
+        "spiffe://example.org/service/accounts/debug",
+    ] {
+        let response = fx.get(id, "/bundles/accounts", &[]).await;
+        assert_eq!(response.status, 403, "{id} read the accounts bundle");
+    }
+    assert_eq!(fx.get(ACCOUNTS, "/bundles/accounts", &[]).await.status, 200);
+    fx.stop().await;
+}
+
+#[tokio::test]
 async fn callers_without_a_trusted_svid_are_refused_at_the_handshake() {
     let mut fx = Fixture::start(Duration::from_secs(60)).await;
 

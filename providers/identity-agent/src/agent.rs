@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,6 +50,7 @@ impl Agent {
     /// Loads (or creates) the CA, binds the OIDC endpoint and the Workload API socket, and
     /// serves both until the returned agent is shut down or dropped.
     pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
+        config.validate()?;
         let ca = Arc::new(match &config.state_dir {
             Some(dir) => LocalCa::load_or_create(config.trust_domain.clone(), dir)?,
             None => {
@@ -215,6 +216,7 @@ async fn accept_loop(
                                 gid = peer.gid,
                                 "connection attested"
                             );
+                            let stream = crate::authority::relay(stream);
                             let _ = conns.send(Ok(AttestedStream { stream, peer })).await;
                         }
                         Err(error) => {
@@ -249,7 +251,8 @@ async fn rotate_keys(jwt: Arc<JwtAuthority>, every: Duration, stop: Cancellation
 /// An accepted connection with the credentials the kernel gave for its caller; tonic puts
 /// the [`PeerInfo`] in each request's extensions.
 pub(crate) struct AttestedStream {
-    stream: UnixStream,
+    /// The connection through the `:authority` relay (see [`crate::authority`]).
+    stream: DuplexStream,
     peer: PeerInfo,
 }
 

@@ -1,5 +1,11 @@
 //! Caller attestation by the kernel: SO_PEERCRED on the accepted unix stream, and the caller's
 //! executable from `/proc/<pid>/exe`. Nothing the client sends is trusted.
+//!
+//! SO_PEERCRED names the process that connected, but the connection outlives what was
+//! attested: the process can execute another program (keeping the socket) or exit and leave
+//! the socket to a process it shared it with, and its pid can be reused. So the attested
+//! process is identified by its pid and its start time, and before an SVID is sent the agent
+//! checks that this same process still runs the same executable ([`PeerInfo::recheck`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -92,6 +98,9 @@ pub struct PeerInfo {
     pub gid: u32,
     /// The executable, when `/proc` could tell.
     pub exe: Option<PathBuf>,
+    /// The process's start time (clock ticks after boot, `/proc/<pid>/stat`): with the pid, it
+    /// names one process even after the pid is reused.
+    start_time: Option<u64>,
 }
 
 impl PeerInfo {
@@ -110,6 +119,15 @@ pub enum AttestError {
     /// SO_PEERCRED failed.
     #[error("cannot read peer credentials")]
     PeerCred(#[source] std::io::Error),
+    /// The attested process is gone (its pid now names another process or none), or it runs
+    /// another executable than when it was attested.
+    #[error("caller process {pid} changed since it was attested: {what}")]
+    Changed {
+        /// The attested pid.
+        pid: i32,
+        /// What changed.
+        what: &'static str,
+    },
     /// The kernel reported no usable process ID.
     #[error("peer credentials carry no valid pid ({0:?})")]
     InvalidPid(Option<i32>),
@@ -122,13 +140,56 @@ pub(crate) async fn attest(stream: &UnixStream) -> Result<PeerInfo, AttestError>
         Some(pid) if pid >= 1 => pid,
         other => return Err(AttestError::InvalidPid(other)),
     };
+    let start_time = start_time(pid).await;
     let exe = exe_path(pid).await;
     Ok(PeerInfo {
         pid,
         uid: cred.uid(),
         gid: cred.gid(),
         exe,
+        start_time,
     })
+}
+
+impl PeerInfo {
+    /// Checks that the attested process still exists as the same process (same start time)
+    /// running the same executable. The Workload API calls it after building a response that
+    /// carries an SVID and before sending it, so a caller that executed another program since
+    /// it was attested, or whose pid now names another process, gets nothing.
+    pub async fn recheck(&self) -> Result<(), AttestError> {
+        let changed = |what| AttestError::Changed {
+            pid: self.pid,
+            what,
+        };
+        if start_time(self.pid).await != self.start_time {
+            return Err(changed("the process exited (its pid is gone or reused)"));
+        }
+        if exe_path(self.pid).await != self.exe {
+            return Err(changed("it executed another program"));
+        }
+        // The executable was read after the start time: check again that it was read from the
+        // same process, not from a new one that took the pid in between.
+        if start_time(self.pid).await != self.start_time {
+            return Err(changed("the process exited (its pid is gone or reused)"));
+        }
+        Ok(())
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the process's start time in clock ticks after boot. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted after its
+/// last `)`.
+async fn start_time(pid: i32) -> Option<u64> {
+    let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .await
+        .ok()?;
+    parse_start_time(&stat)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    // after_comm starts with field 3 (state); field 22 is the 20th from there.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// `/proc/<pid>/exe`, retried briefly with backoff for `/proc` races. `None` when unreadable:
@@ -196,6 +257,39 @@ mod tests {
         assert_eq!(peer.pid, i32::try_from(std::process::id()).unwrap());
         assert_eq!(peer.uid, rustix::process::geteuid().as_raw());
         assert_eq!(peer.exe, Some(std::env::current_exe().unwrap()));
+        assert!(peer.start_time.is_some());
+        peer.recheck().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn recheck_refuses_another_process_or_executable() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let peer = attest(&a).await.unwrap();
+        let reused = PeerInfo {
+            start_time: peer.start_time.map(|t| t + 1),
+            ..peer.clone()
+        };
+        assert!(matches!(
+            reused.recheck().await,
+            Err(AttestError::Changed { .. })
+        ));
+        let other_exe = PeerInfo {
+            exe: Some("/usr/bin/something-else".into()),
+            ..peer.clone()
+        };
+        assert!(matches!(
+            other_exe.recheck().await,
+            Err(AttestError::Changed { .. })
+        ));
+    }
+
+    #[test]
+    fn start_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        let stat = format!("42 (a) b (c)) {}\n", fields.join(" "));
+        assert_eq!(parse_start_time(&stat), Some(22));
+        assert_eq!(parse_start_time("42 (a) S 1"), None);
+        assert_eq!(parse_start_time(""), None);
     }
 
     proptest! {

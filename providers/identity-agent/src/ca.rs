@@ -2,9 +2,9 @@
 //! X.509-SVID specification describes them (exactly one URI SAN, not a CA, digitalSignature,
 //! serverAuth and clientAuth). The root is the trust bundle.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +46,51 @@ pub enum CaError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The state directory or a CA file is not owned by the agent's user (or root): whoever
+    /// owns it can replace the CA.
+    #[error(
+        "{path} is owned by uid {owner}, not by this agent (uid {expected}) or root; refusing to use it"
+    )]
+    NotOwned {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The agent's effective uid.
+        expected: u32,
+    },
+    /// The state directory or a CA file is writable by group or others, who could replace the
+    /// CA key or certificate.
+    #[error("{path} is writable by group or others (mode {mode:o}); refusing to use it")]
+    Writable {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The CA private key is readable by group or others.
+    #[error("private key {path} is readable by group or others (mode {mode:o}); expected 0600")]
+    KeyReadable {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A CA file is a symbolic link; it is not followed.
+    #[error("{0} is a symbolic link; refusing to follow it")]
+    Symlink(PathBuf),
+    /// A CA file is not a regular file.
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+    /// The CA does not issue an SVID for this SPIFFE ID: it names no workload (a root path) or
+    /// belongs to another trust domain.
+    #[error("no SVID is issued for {spiffe_id}: {reason}")]
+    NotIssuable {
+        /// The SPIFFE ID asked for.
+        spiffe_id: String,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// The persisted root has expired; remove the state directory to start a new trust root.
     #[error("the CA certificate in {0} has expired")]
@@ -98,6 +143,11 @@ impl LocalCa {
 
     /// The CA persisted in `dir` (`ca.key.pem` with 0600 permissions and `ca.pem`), created
     /// on first use. The directory is created 0700 when missing.
+    ///
+    /// Whoever can write the directory or the files can replace the trust root, so they are
+    /// refused unless the directory and both files are owned by the agent's user (or root) and
+    /// writable by nobody else, the key is readable by nobody else, and neither file is a
+    /// symbolic link (they are opened with `O_NOFOLLOW`).
     pub fn load_or_create(domain: TrustDomain, dir: &Path) -> Result<Self, CaError> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -108,15 +158,25 @@ impl LocalCa {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
+        check_private(dir, &fs::metadata(dir).map_err(io(dir))?, false)?;
         let key_path = dir.join(KEY_FILE);
         let cert_path = dir.join(CERT_FILE);
-        if key_path.exists() {
-            return Self::load(domain, &key_path, &cert_path);
+        match fs::symlink_metadata(&key_path) {
+            Ok(_) => return Self::load(domain, &key_path, &cert_path),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(&key_path)(error)),
         }
         let ca = Self::ephemeral(domain)?;
-        write_private(&key_path, ca.issuer.key().serialize_pem().as_bytes())
+        write_new(&key_path, ca.issuer.key().serialize_pem().as_bytes(), 0o600)
             .map_err(io(&key_path))?;
-        fs::write(&cert_path, &ca.root_pem).map_err(io(&cert_path))?;
+        // A certificate without its key is useless: a new one replaces it.
+        match fs::remove_file(&cert_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(&cert_path)(error));
+            }
+            _ => {}
+        }
+        write_new(&cert_path, ca.root_pem.as_bytes(), 0o644).map_err(io(&cert_path))?;
         tracing::info!(dir = %dir.display(), "created a new CA");
         Ok(ca)
     }
@@ -126,31 +186,9 @@ impl LocalCa {
             path: path.to_owned(),
             reason,
         };
-        let mode = fs::metadata(key_path)
-            .map_err(|source| CaError::Io {
-                path: key_path.to_owned(),
-                source,
-            })?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(invalid(
-                key_path,
-                format!(
-                    "private key is readable by others (mode {:o}); expected 0600",
-                    mode & 0o777
-                ),
-            ));
-        }
-        let key_pem = fs::read_to_string(key_path).map_err(|source| CaError::Io {
-            path: key_path.to_owned(),
-            source,
-        })?;
+        let key_pem = read_private(key_path, true)?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key_path, e.to_string()))?;
-        let root_pem = fs::read_to_string(cert_path).map_err(|source| CaError::Io {
-            path: cert_path.to_owned(),
-            source,
-        })?;
+        let root_pem = read_private(cert_path, false)?;
         let root = CertificateDer::from_pem_slice(root_pem.as_bytes())
             .map_err(|e| invalid(cert_path, e.to_string()))?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&root)
@@ -194,7 +232,20 @@ impl LocalCa {
     }
 
     /// Issues an X.509-SVID for `id` valid for `ttl` (never past the root's expiry).
+    ///
+    /// Refuses an ID of another trust domain, and the trust domain's own ID (a root path),
+    /// which the X.509-SVID specification forbids in a leaf SVID.
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedSvid, CaError> {
+        let refuse = |reason| CaError::NotIssuable {
+            spiffe_id: id.to_string(),
+            reason,
+        };
+        if id.trust_domain() != &self.domain {
+            return Err(refuse("it belongs to another trust domain"));
+        }
+        if id.path().is_empty() {
+            return Err(refuse("a workload's SPIFFE ID needs a non-root path"));
+        }
         let key = KeyPair::generate()?;
         let now = SystemTime::now();
         let not_before = now - BACKDATE;
@@ -252,13 +303,72 @@ fn root_params(domain: &TrustDomain) -> (CertificateParams, SystemTime) {
     (params, not_after)
 }
 
-/// Writes `bytes` to a new file readable by the owner alone.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Refuses `path` unless it is owned by the agent's user or root and nobody else can write it
+/// (nor read it, when `secret`).
+fn check_private(path: &Path, meta: &fs::Metadata, secret: bool) -> Result<(), CaError> {
+    let own = rustix::process::geteuid().as_raw();
+    if meta.uid() != own && meta.uid() != 0 {
+        return Err(CaError::NotOwned {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            expected: own,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(CaError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    if secret && mode & 0o044 != 0 {
+        return Err(CaError::KeyReadable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a CA file without following a symbolic link, checking the opened file itself (not
+/// the path, which could be swapped between a check and the open).
+fn read_private(path: &Path, secret: bool) -> Result<String, CaError> {
+    let io = |source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|error| {
+            // O_NOFOLLOW on a symbolic link fails with ELOOP.
+            if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                CaError::Symlink(path.to_owned())
+            } else {
+                io(error)
+            }
+        })?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(CaError::NotAFile(path.to_owned()));
+    }
+    check_private(path, &meta, secret)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok(text)
+}
+
+/// Writes `bytes` to a new file with permissions `mode` (never more, whatever the umask).
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
+    // The umask may only remove bits; set the mode exactly in case it removed the owner's.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     file.write_all(bytes)?;
     file.sync_all()
 }

@@ -151,6 +151,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A registration entry given through the Rust API is unusable.
+    #[error("registration entry {spiffe_id}: {message}")]
+    Entry {
+        /// The entry's SPIFFE ID.
+        spiffe_id: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 // === raw document ===
@@ -212,6 +220,26 @@ impl AgentConfig {
     pub fn entry(mut self, entry: RegistrationEntry) -> Self {
         self.entries.push(entry);
         self
+    }
+
+    /// Checks what [`AgentConfig::parse`] checks of each entry, for entries added through the
+    /// Rust API: [`Agent::start`](crate::Agent::start) refuses a configuration that fails it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for entry in &self.entries {
+            let problem = spiffe_id_problem(&self.trust_domain, &entry.spiffe_id).or_else(|| {
+                entry
+                    .selectors
+                    .is_empty()
+                    .then(|| "an entry needs at least one selector".to_owned())
+            });
+            if let Some(message) = problem {
+                return Err(ConfigError::Entry {
+                    spiffe_id: entry.spiffe_id.to_string(),
+                    message,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads and validates the TOML file at `path`.
@@ -294,12 +322,8 @@ impl AgentConfig {
                     e.to_string(),
                 )
             })?;
-            if spiffe_id.trust_domain() != &trust_domain {
-                return Err(at(
-                    Some(entry.spiffe_id.span()),
-                    "entry.spiffe_id",
-                    format!("{spiffe_id} is not in trust domain {trust_domain}"),
-                ));
+            if let Some(message) = spiffe_id_problem(&trust_domain, &spiffe_id) {
+                return Err(at(Some(entry.spiffe_id.span()), "entry.spiffe_id", message));
             }
             if entry.selectors.get_ref().is_empty() {
                 return Err(at(
@@ -338,6 +362,21 @@ impl AgentConfig {
             entries,
         })
     }
+}
+
+/// Why `id` cannot be issued by an agent of `trust_domain`, if it cannot.
+fn spiffe_id_problem(trust_domain: &TrustDomain, id: &SpiffeId) -> Option<String> {
+    if id.trust_domain() != trust_domain {
+        return Some(format!("{id} is not in trust domain {trust_domain}"));
+    }
+    // X.509-SVID specification, section 2: the SPIFFE ID of a workload's SVID has a non-root
+    // path; the bare trust domain ID names the domain itself.
+    if id.path().is_empty() {
+        return Some(format!(
+            "{id} has no path; a workload's SPIFFE ID needs one, such as {id}/service/name"
+        ));
+    }
+    None
 }
 
 /// A humantime duration (`"1h"`, `"90s"`) of at least [`MIN_TTL`].

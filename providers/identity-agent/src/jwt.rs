@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 /// The JOSE `typ` of a Workload Identity Token (draft-ietf-wimse-workload-creds).
 pub const WIT_TYP: &str = "wit+jwt";
+/// The JOSE `typ` values a JWT-SVID may carry (besides none at all).
+const JWT_SVID_TYPES: [&str; 2] = ["JWT", "JOSE"];
 /// The JWK `use` of JWT authorities in a SPIFFE bundle.
 const SPIFFE_JWT_USE: &str = "jwt-svid";
 /// JWK members that only a private or symmetric key has: never acceptable in `cnf.jwk`.
@@ -89,6 +91,11 @@ pub enum JwtError {
     /// The token is malformed, expired, for another audience, or its signature is bad.
     #[error("token rejected")]
     Invalid(#[source] jsonwebtoken::errors::Error),
+    /// The token's JOSE `typ` is not one a JWT-SVID may carry (absent, `JWT` or `JOSE`): a WIT
+    /// (`wit+jwt`) or any other kind of token is not a JWT-SVID, even when signed by this
+    /// authority.
+    #[error("token type `{0}` is not a JWT-SVID (expected no typ, JWT or JOSE)")]
+    WrongType(String),
     /// The token's subject is not a SPIFFE ID of this trust domain.
     #[error("token subject is not a SPIFFE ID of this trust domain")]
     BadSubject,
@@ -338,14 +345,19 @@ impl JwtAuthority {
         Ok(JwtSvid { token, expires_at })
     }
 
-    /// Validates a JWT-SVID for `audience`: signature by one of this authority's published
-    /// keys, not expired (no leeway), `aud` contains `audience`, `sub` a SPIFFE ID of the
-    /// trust domain.
+    /// Validates a JWT-SVID for `audience`: `typ` absent, `JWT` or `JOSE` (so a WIT from the
+    /// same keys is refused), signature by one of this authority's published keys, not expired
+    /// (no leeway), `aud` contains `audience`, `sub` a SPIFFE ID of the trust domain.
     pub fn validate_jwt_svid(&self, token: &str, audience: &str) -> Result<ValidatedJwt, JwtError> {
         if audience.is_empty() {
             return Err(JwtError::NoAudience);
         }
         let header = jsonwebtoken::decode_header(token).map_err(JwtError::Invalid)?;
+        // JWT-SVID specification, section 2.2: `typ` is absent, `JWT` or `JOSE`. Anything else
+        // (a WIT's `wit+jwt` above all) is another kind of token from the same keys.
+        if let Some(typ) = header.typ.filter(|t| !JWT_SVID_TYPES.contains(&t.as_str())) {
+            return Err(JwtError::WrongType(typ));
+        }
         let kid = header.kid.ok_or(JwtError::UnknownKey)?;
         let (decoding, algorithm) = {
             let mut keys = self.keys();

@@ -3,11 +3,17 @@
 //!
 //! - **Workload API** (the published `workload.proto`, gRPC over a unix socket): X.509-SVIDs
 //!   streamed with rotation at half-life, X.509 and JWT bundles, JWT-SVIDs and their
-//!   validation. Any SPIFFE client (the `spiffe` crate, go-spiffe, py-spiffe) works unchanged.
+//!   validation. Any SPIFFE client (the `spiffe` crate, go-spiffe, py-spiffe) works unchanged:
+//!   like SPIRE, the agent accepts the percent-encoded socket path that gRPC C-core (grpcio,
+//!   so py-spiffe) sends as `:authority`, which the HTTP/2 server alone would reset as
+//!   malformed; a relay in front of it drops such an authority, which the agent never reads.
 //! - **Attestation by the kernel**: each connection's SO_PEERCRED (pid, uid, gid) and
 //!   `/proc/<pid>/exe` become selectors (`unix:uid:N`, `unix:gid:N`, `unix:path:/…`), matched
 //!   against registration entries; a caller matching none gets PermissionDenied. Nothing the
 //!   client sends is trusted, and requests without `workload.spiffe.io: true` are rejected.
+//!   Before an SVID is sent, the attested process is checked again (same pid and start time,
+//!   same executable), so a caller that executed another program after connecting, or whose
+//!   pid was reused, gets nothing. See [Limits of attestation](#limits-of-attestation).
 //! - **Socket** created 0700 (configurable) in a 0700 directory; a stale socket is replaced,
 //!   anything else at the path is refused.
 //! - **CA**: ECDSA P-256, persisted as PEM (key 0600) or ephemeral; SVIDs meet the
@@ -60,6 +66,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Limits of attestation
+//!
+//! The kernel names the process that *connected*; the agent cannot know which process reads
+//! the answer. A process can share its connection (fork, or pass the descriptor) with another
+//! and leave the reading to it, and any process of the same user can control another one
+//! (ptrace, `/proc/<pid>/mem`, `LD_PRELOAD` at its start). So callers of the same uid are not
+//! separated from each other: whatever one of them may obtain, all of them may. A `unix:path`
+//! selector alone even lets any user who can run that program obtain its identity; pair it
+//! with `unix:uid`, run workloads that need distinct identities as distinct users, and keep
+//! the socket 0700. The check before sending narrows the exec and pid-reuse races to the
+//! instant between that check and the write; a pid reused between the connection and the
+//! agent's first look at the caller is not detected.
+//!
 //! The Workload API has no WIT RPC, so WITs are issued in-process: through
 //! [`EmbeddedIdentity`] (`fetch_wit`) or [`JwtAuthority::issue_wit`].
 
@@ -67,6 +86,7 @@
 
 mod agent;
 mod attest;
+mod authority;
 mod ca;
 mod config;
 mod embedded;

@@ -57,7 +57,10 @@ impl WorkloadApi {
         clippy::result_large_err,
         reason = "tonic handlers return Status by value"
     )]
-    fn entries_for<T>(&self, request: &Request<T>) -> Result<Vec<RegistrationEntry>, Status> {
+    fn entries_for<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Vec<RegistrationEntry>, PeerInfo), Status> {
         let Some(peer) = request.extensions().get::<PeerInfo>() else {
             tracing::error!("request without attested peer credentials; denied");
             return Err(Status::permission_denied("no identity issued"));
@@ -79,7 +82,7 @@ impl WorkloadApi {
             entries = entries.len(),
             "caller attested"
         );
-        Ok(entries)
+        Ok((entries, peer.clone()))
     }
 
     fn bundle(&self) -> Vec<u8> {
@@ -143,7 +146,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let entries = self.entries_for(&request)?;
+        let (entries, peer) = self.entries_for(&request)?;
         let first = Self::x509_response(&self.ca, &entries)?;
         let (tx, rx) = mpsc::channel(2);
         let ca = self.ca.clone();
@@ -158,6 +161,10 @@ impl SpiffeWorkloadApi for WorkloadApi {
                         return;
                     }
                 };
+                if let Err(status) = recheck(&peer).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
                 if tx.send(Ok(response)).await.is_err() {
                     return;
                 }
@@ -199,7 +206,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         &self,
         request: Request<JwtsvidRequest>,
     ) -> Result<Response<JwtsvidResponse>, Status> {
-        let entries = self.entries_for(&request)?;
+        let (entries, peer) = self.entries_for(&request)?;
         let body = request.into_inner();
         if body.audience.is_empty() || body.audience.iter().any(String::is_empty) {
             return Err(Status::invalid_argument("audience must be specified"));
@@ -227,6 +234,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
                 hint: String::new(),
             });
         }
+        recheck(&peer).await?;
         Ok(Response::new(JwtsvidResponse { svids }))
     }
 
@@ -279,6 +287,19 @@ impl SpiffeWorkloadApi for WorkloadApi {
             claims: Some(to_struct(validated.claims)),
         }))
     }
+}
+
+/// Refuses to send an SVID to a caller that is no longer the process that was attested (see
+/// [`PeerInfo::recheck`]).
+#[allow(
+    clippy::result_large_err,
+    reason = "tonic handlers return Status by value"
+)]
+async fn recheck(peer: &PeerInfo) -> Result<(), Status> {
+    peer.recheck().await.map_err(|error| {
+        tracing::warn!(%error, "caller changed after attestation; SVID withheld");
+        Status::permission_denied("no identity issued")
+    })
 }
 
 // === claims as protobuf Struct ===

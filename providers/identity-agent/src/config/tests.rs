@@ -115,6 +115,44 @@ fn bad_ttl_and_foreign_domain_are_refused() {
 }
 
 #[test]
+fn root_path_spiffe_id_is_refused() {
+    // The X.509-SVID specification gives a workload's SVID a non-root path: the bare trust
+    // domain ID names the domain, not a workload.
+    for root in ["spiffe://example.org", "spiffe://example.org/"] {
+        let (line, field, message) = invalid(&GOOD.replace("spiffe://example.org/service/a", root));
+        assert_eq!((line, field.as_str()), (15, "entry.spiffe_id"), "{root}");
+        assert!(!message.is_empty());
+    }
+    let (_, _, message) =
+        invalid(&GOOD.replace("spiffe://example.org/service/a", "spiffe://example.org"));
+    assert!(message.contains("path"), "{message}");
+}
+
+#[test]
+fn validate_refuses_entries_the_file_parser_would_refuse() {
+    let domain = TrustDomain::new("example.org").unwrap();
+    let entry =
+        |id: &str| RegistrationEntry::new(SpiffeId::new(id).unwrap(), vec![Selector::Uid(1000)]);
+    let config = |id: &str| AgentConfig::new(domain.clone(), "/run/a.sock").entry(entry(id));
+    assert!(config("spiffe://example.org/service/a").validate().is_ok());
+    assert!(matches!(
+        config("spiffe://example.org").validate(),
+        Err(ConfigError::Entry { .. })
+    ));
+    assert!(matches!(
+        config("spiffe://other.org/service/a").validate(),
+        Err(ConfigError::Entry { .. })
+    ));
+    let no_selectors = AgentConfig::new(domain.clone(), "/run/a.sock").entry(
+        RegistrationEntry::new(SpiffeId::new("spiffe://example.org/a").unwrap(), Vec::new()),
+    );
+    assert!(matches!(
+        no_selectors.validate(),
+        Err(ConfigError::Entry { .. })
+    ));
+}
+
+#[test]
 fn empty_selectors_are_refused() {
     let (_, field, message) = invalid(&GOOD.replace("[\"unix:gid:20\"]", "[]"));
     assert_eq!(field, "entry.selectors");

@@ -145,6 +145,57 @@ fn wit_binds_the_public_key() {
     assert!(claims["jti"].is_string());
 }
 
+/// A token signed by `jwt`'s current key, with `typ` set to `typ` (absent for `None`), that
+/// is otherwise a valid JWT-SVID for `svc-b`.
+fn signed_with_typ(jwt: &JwtAuthority, typ: Option<&str>) -> String {
+    let (iat, exp) = JwtAuthority::expiry(Duration::from_secs(600));
+    let claims = json!({"sub": id().to_string(), "aud": ["svc-b"], "iat": iat, "exp": unix(exp)});
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = typ.map(str::to_owned);
+    jwt.sign(header, &claims, exp).unwrap()
+}
+
+#[test]
+fn jwt_svid_typ_must_be_absent_jwt_or_jose() {
+    let jwt = authority(JwtAlgorithm::Es256);
+    for typ in [None, Some("JWT"), Some("JOSE")] {
+        let token = signed_with_typ(&jwt, typ);
+        assert!(jwt.validate_jwt_svid(&token, "svc-b").is_ok(), "{typ:?}");
+    }
+    for typ in ["wit+jwt", "at+jwt", "jwt", "JWT+x", ""] {
+        let token = signed_with_typ(&jwt, Some(typ));
+        assert!(
+            matches!(
+                jwt.validate_jwt_svid(&token, "svc-b"),
+                Err(JwtError::WrongType(ref t)) if t == typ
+            ),
+            "{typ} accepted as a JWT-SVID"
+        );
+    }
+}
+
+#[test]
+fn wit_is_not_accepted_as_jwt_svid() {
+    let jwt = authority(JwtAlgorithm::Es256);
+    let holder = rcgen::KeyPair::generate().unwrap();
+    let cnf = Jwk::from_encoding_key(
+        &EncodingKey::from_ec_der(&holder.serialize_der()),
+        Algorithm::ES256,
+    )
+    .unwrap();
+    let request = FetchWitRequest {
+        audience: "svc-b".into(),
+        cnf_jwk: serde_json::to_string(&cnf).unwrap(),
+    };
+    let wit = jwt
+        .issue_wit(&id(), &request, Duration::from_secs(3600))
+        .unwrap();
+    assert!(matches!(
+        jwt.validate_jwt_svid(&wit.token, "svc-b"),
+        Err(JwtError::WrongType(_))
+    ));
+}
+
 #[test]
 fn wit_refuses_private_or_malformed_keys() {
     let jwt = authority(JwtAlgorithm::Es256);

@@ -6,6 +6,8 @@
 )]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
 
+pub mod raw;
+
 use std::time::Duration;
 
 use ligand_identity_agent::proto::spiffe_workload_api_client::SpiffeWorkloadApiClient;
