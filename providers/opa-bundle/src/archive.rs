@@ -1,7 +1,9 @@
 //! Bundle archives: reading (bounded, path-safe), writing and the data tree.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::path::Path;
+use std::rc::Rc;
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -12,14 +14,23 @@ use serde_json::{Map, Value};
 use crate::{MANIFEST_FILE, SIGNATURES_FILE};
 
 /// Bounds on what an archive may unpack to; a bundle comes from the network.
+///
+/// Every byte the gzip stream decompresses to counts: file contents, tar headers, PAX
+/// extended headers, GNU long names and links, padding, and whatever follows the end of the
+/// archive. Reading stops at the first byte over a bound, so a header that announces a huge
+/// size costs no more than the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The most bytes one file may hold.
     pub max_file_bytes: u64,
-    /// The most bytes all files together may hold.
+    /// The most bytes the archive may decompress to, headers and padding included.
     pub max_total_bytes: u64,
-    /// The most files.
+    /// The most entries: files and directories alike.
     pub max_files: usize,
+    /// The most metadata one entry may carry: its header blocks, a PAX extended header, a
+    /// GNU long name and long link, and the padding before it. Real paths need a few
+    /// kilobytes at most.
+    pub max_header_bytes: u64,
 }
 
 impl Default for Limits {
@@ -28,7 +39,33 @@ impl Default for Limits {
             max_file_bytes: 8 << 20,
             max_total_bytes: 64 << 20,
             max_files: 10_000,
+            max_header_bytes: 64 << 10,
         }
+    }
+}
+
+/// Which bound of [`Limits`] an archive went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_file_bytes`].
+    FileBytes,
+    /// [`Limits::max_total_bytes`].
+    TotalBytes,
+    /// [`Limits::max_files`].
+    Entries,
+    /// [`Limits::max_header_bytes`].
+    HeaderBytes,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FileBytes => "bytes per file",
+            Self::TotalBytes => "decompressed bytes",
+            Self::Entries => "entries",
+            Self::HeaderBytes => "header bytes per entry",
+        })
     }
 }
 
@@ -57,9 +94,19 @@ pub enum BundleError {
         /// The path.
         path: String,
     },
-    /// The archive is over one of the [`Limits`].
-    #[error("bundle exceeds its limits: {0}")]
-    TooLarge(String),
+    /// The archive is over one of the [`Limits`]; reading stopped there.
+    #[error(
+        "bundle archive exceeds its limit of {max} {limit}{}",
+        path.as_ref().map(|p| format!(" (at {p:?})")).unwrap_or_default()
+    )]
+    TooLarge {
+        /// The bound.
+        limit: Limit,
+        /// Its value.
+        max: u64,
+        /// The entry being read, when its name was known.
+        path: Option<String>,
+    },
     /// A JSON document (data, manifest or signatures) is malformed.
     #[error("bundle file {path:?} is not valid JSON: {source}")]
     Json {
@@ -271,13 +318,41 @@ impl Bundle {
     /// Reads a gzipped tar archive within `limits`. Entries must be regular files with safe
     /// relative paths; directories are skipped.
     pub fn from_tar_gz(archive: &[u8], limits: &Limits) -> Result<Self, BundleError> {
-        let mut tar = tar::Archive::new(GzDecoder::new(archive));
+        let meter = Rc::new(Meter::new(limits.max_total_bytes));
+        let mut tar = tar::Archive::new(Metered {
+            inner: GzDecoder::new(archive),
+            meter: meter.clone(),
+        });
+        // An error from the tar reader after the meter stopped it is the limit's.
+        let failed = |error: std::io::Error, path: Option<&str>| match meter.exceeded() {
+            Some((limit, max)) => BundleError::TooLarge {
+                limit,
+                max,
+                path: path.map(str::to_owned),
+            },
+            None => BundleError::Archive(error),
+        };
+        let too_large = |limit, max, path: &str| BundleError::TooLarge {
+            limit,
+            max,
+            path: Some(path.to_owned()),
+        };
         let mut raw: Vec<BundleFile> = Vec::new();
-        let mut total = 0u64;
-        for entry in tar.entries().map_err(BundleError::Archive)? {
-            let mut entry = entry.map_err(BundleError::Archive)?;
+        let mut declared = 0u64;
+        let mut count = 0usize;
+        let mut entries = tar.entries().map_err(|e| failed(e, None))?;
+        loop {
+            // The tar reader takes the next entry's headers, PAX records and long names (and
+            // the previous entry's padding) in this one call, into memory: bounded here.
+            meter.begin(Limit::HeaderBytes, limits.max_header_bytes);
+            let Some(entry) = entries.next() else { break };
+            let mut entry = entry.map_err(|e| failed(e, None))?;
             let kind = entry.header().entry_type();
             let stored = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            count += 1;
+            if count > limits.max_files {
+                return Err(too_large(Limit::Entries, limits.max_files as u64, &stored));
+            }
             if kind.is_dir() {
                 continue;
             }
@@ -289,37 +364,30 @@ impl Bundle {
             })?;
             let size = entry.header().size().map_err(BundleError::Archive)?;
             if size > limits.max_file_bytes {
-                return Err(BundleError::TooLarge(format!("{path} is {size} bytes")));
+                return Err(too_large(Limit::FileBytes, limits.max_file_bytes, &path));
             }
-            total += size;
-            if total > limits.max_total_bytes || raw.len() >= limits.max_files {
-                return Err(BundleError::TooLarge(format!(
-                    "over {} bytes or {} files",
-                    limits.max_total_bytes, limits.max_files
-                )));
+            // Refused before reading when the sizes announced already go over.
+            declared = declared.saturating_add(size);
+            if declared > limits.max_total_bytes {
+                return Err(too_large(Limit::TotalBytes, limits.max_total_bytes, &path));
             }
+            meter.begin(Limit::FileBytes, limits.max_file_bytes);
             let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             // `take` guards against a header that under-reports its size.
             (&mut entry)
                 .take(limits.max_file_bytes + 1)
                 .read_to_end(&mut bytes)
-                .map_err(BundleError::Archive)?;
+                .map_err(|e| failed(e, Some(&path)))?;
             if bytes.len() as u64 > limits.max_file_bytes {
-                return Err(BundleError::TooLarge(format!(
-                    "{path} is over {} bytes",
-                    limits.max_file_bytes
-                )));
+                return Err(too_large(Limit::FileBytes, limits.max_file_bytes, &path));
             }
             raw.push(BundleFile { path, bytes });
         }
         // The tar reader stops at the end-of-archive marker; reading the gzip stream to its end
-        // makes its CRC checked, so a corrupted archive is an error, not altered content.
-        let mut rest = tar.into_inner();
-        std::io::copy(
-            &mut (&mut rest).take(limits.max_total_bytes),
-            &mut std::io::sink(),
-        )
-        .map_err(BundleError::Archive)?;
+        // makes its CRC checked, so a corrupted archive is an error, not altered content. What
+        // follows the marker counts toward the total like the rest.
+        meter.begin(Limit::TotalBytes, u64::MAX);
+        std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(|e| failed(e, None))?;
         Self::from_files(raw)
     }
 
@@ -393,6 +461,85 @@ impl Bundle {
             .and_then(|gz| gz.finish())
             .map_err(BundleError::Archive)
     }
+}
+
+// === impl Metered ===
+
+/// Counts every byte read from the decompressed stream, and refuses the first one over the
+/// total or over the budget of the current step (one entry's metadata, one file's content).
+/// Shared between the reader the tar reader owns and the loop that drives it.
+#[derive(Debug)]
+struct Meter {
+    /// Bytes read so far.
+    read: Cell<u64>,
+    /// The most bytes the whole stream may hold.
+    total: u64,
+    /// The current step's bound, and where it ends in the stream.
+    step: Cell<(Limit, u64)>,
+    step_end: Cell<u64>,
+    /// The bound that stopped the reading, with its value.
+    exceeded: Cell<Option<(Limit, u64)>>,
+}
+
+impl Meter {
+    fn new(total: u64) -> Self {
+        Self {
+            read: Cell::new(0),
+            total,
+            step: Cell::new((Limit::TotalBytes, total)),
+            step_end: Cell::new(u64::MAX),
+            exceeded: Cell::new(None),
+        }
+    }
+
+    /// Starts a step that may read at most `max` more bytes.
+    fn begin(&self, limit: Limit, max: u64) {
+        self.step.set((limit, max));
+        self.step_end.set(self.read.get().saturating_add(max));
+    }
+
+    /// The bound that stopped the reading, if one did.
+    fn exceeded(&self) -> Option<(Limit, u64)> {
+        self.exceeded.get()
+    }
+}
+
+/// A reader whose bytes a [`Meter`] counts and bounds.
+#[derive(Debug)]
+struct Metered<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let meter = &*self.meter;
+        if meter.exceeded.get().is_some() {
+            return Err(over_limit());
+        }
+        let read = meter.read.get();
+        let step_end = meter.step_end.get();
+        let allowed = meter.total.min(step_end).saturating_sub(read);
+        // One byte past the budget tells a stream that goes on from one that ends there.
+        let want =
+            usize::try_from(allowed.saturating_add(1)).map_or(buf.len(), |a| a.min(buf.len()));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > allowed {
+            let bound = if step_end < meter.total {
+                meter.step.get()
+            } else {
+                (Limit::TotalBytes, meter.total)
+            };
+            meter.exceeded.set(Some(bound));
+            return Err(over_limit());
+        }
+        meter.read.set(read + n as u64);
+        Ok(n)
+    }
+}
+
+fn over_limit() -> std::io::Error {
+    std::io::Error::other("bundle archive is over its limits")
 }
 
 fn read_dir(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<(), BundleError> {

@@ -38,7 +38,7 @@ mod archive;
 mod hash;
 mod sign;
 
-pub use self::archive::{Bundle, BundleError, BundleFile, Limits, Manifest};
+pub use self::archive::{Bundle, BundleError, BundleFile, Limit, Limits, Manifest};
 pub use self::hash::{HashAlgorithm, file_digest, is_structured};
 pub use self::sign::{
     FileDigest, SignatureError, SignaturePayload, Signatures, SigningKey, VerificationKey, Verifier,

@@ -313,7 +313,7 @@ fn reader_refuses_unsafe_archives() {
     };
     assert!(matches!(
         Bundle::from_tar_gz(&tar_gz("data.json", tar::EntryType::Regular), &small),
-        Err(BundleError::TooLarge(_))
+        Err(BundleError::TooLarge { .. })
     ));
     assert!(matches!(
         Bundle::from_tar_gz(b"not gzip", &limits),

@@ -20,6 +20,7 @@ use regorus::{Engine, Value};
 
 use crate::analysis::{Analysis, analyse};
 use crate::cache::{Cached, DecisionCache, KeyPlan};
+use crate::conflicts::{Conflict, find_conflict};
 use crate::error::{EvalError, LoadError, rego_location};
 
 /// The module the engine adds to every policy: it gathers the configured allow and reason
@@ -155,11 +156,27 @@ impl Compiled {
             return Err(LoadError::MissingAllowRule(rules.allow.clone()));
         }
         engine
-            .add_data(Value::from(data))
-            .map_err(|e| LoadError::Data(format!("{e:#}")))?;
-        engine
             .add_policy(DECISION_FILE.to_owned(), rules.decision_module())
             .map_err(|e| rego_error(DECISION_FILE, &e))?;
+        // A value in `data` at a rule's path would replace the rule; the generated module is
+        // checked with the others.
+        if let Some(conflict) = find_conflict(engine.get_modules(), &data) {
+            let Conflict {
+                rule,
+                data,
+                file,
+                line,
+            } = conflict;
+            return Err(LoadError::RuleDataConflict {
+                rule,
+                data,
+                file,
+                line,
+            });
+        }
+        engine
+            .add_data(Value::from(data))
+            .map_err(|e| LoadError::Data(format!("{e:#}")))?;
         // Compiling analyses every module (unsafe variables, unknown functions, recursion)
         // and leaves the engine prepared, so evaluations never parse or analyse again.
         engine

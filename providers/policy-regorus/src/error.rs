@@ -39,6 +39,24 @@ pub enum LoadError {
     /// The data documents could not be loaded next to the modules.
     #[error("invalid policy data: {0}")]
     Data(String),
+    /// A data document overlaps a rule: it holds a value at the rule's path or inside it, or
+    /// a value other than an object at a prefix of it. The value would replace the rule (data
+    /// at the allow rule's path would decide every request), so the policy is refused, as OPA
+    /// refuses it.
+    #[error(
+        "conflicting rule and data paths: data at {data} overlaps the rule {rule} defined in {file} at line {line}"
+    )]
+    RuleDataConflict {
+        /// The rule's path (`data.ligand.authz.allow`).
+        rule: String,
+        /// Where the overlapping value lies in the data tree: the rule's path, or the prefix
+        /// of it that holds a value other than an object.
+        data: String,
+        /// The module that defines the rule.
+        file: String,
+        /// The rule's 1-based line.
+        line: u32,
+    },
     /// The policy holds no Rego module.
     #[error("the policy holds no Rego module")]
     NoModules,

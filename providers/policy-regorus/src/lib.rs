@@ -96,7 +96,10 @@
 //! `.manifest` gives the revision. A bundle is the same as a `.tar.gz`
 //! (see [`ligand_opa_bundle`]). Loading is fail-closed: a module that does not parse or compile
 //! is an error naming its file and line; a policy that defines no allow rule is refused, since
-//! it would deny everything. With verification keys configured, signatures are required by
+//! it would deny everything. Data may not overlap rules: as OPA does, a policy whose data holds
+//! a value at a rule's path or inside it, or a value other than an object at a prefix of it, is
+//! refused, naming both paths (a `data.json` holding `{"ligand": {"authz": {"allow": true}}}`
+//! would otherwise replace the allow rule). With verification keys configured, signatures are required by
 //! default and checked as OPA does (every file covered, digests match, known key, right
 //! scope). A refused [`reload`](ligand_runtime::PolicyEngine::reload) leaves the previous
 //! policy in force.
@@ -168,6 +171,7 @@ mod analysis;
 mod cache;
 mod compiled;
 mod config;
+mod conflicts;
 mod engine;
 mod error;
 mod input;

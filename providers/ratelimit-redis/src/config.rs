@@ -42,7 +42,9 @@ pub const DEFAULT_KEY_PREFIX: &str = "ligand:ratelimit";
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. The server's
+    /// certificate is always verified: the redis client's `#insecure` fragment is refused
+    /// ([`ConfigError::InsecureTls`]), as is any other fragment.
     pub url: String,
     /// A PEM file of CA certificates that a `rediss://` server must chain to, instead of the
     /// system's roots.
@@ -176,6 +178,43 @@ pub enum ConfigError {
     /// A timeout is zero.
     #[error("{0} must be at least 1")]
     ZeroTimeout(&'static str),
+    /// The URL ends in `#insecure`, the redis client's marker for skipping the server
+    /// certificate's verification. It is refused: trust a private CA with `ca_file` instead.
+    #[error(
+        "redis url {url} turns off TLS certificate verification (#insecure); \
+         trust a private CA with ca_file instead"
+    )]
+    InsecureTls {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// The URL has a fragment (`#…`). The redis client reads fragments as connection
+    /// options, and the only one it knows turns off certificate verification, so none is
+    /// accepted.
+    #[error("redis url {url} has a #fragment; redis urls take none")]
+    UrlFragment {
+        /// The URL, password redacted.
+        url: String,
+    },
+}
+
+/// Refuses a URL fragment, above all the redis client's `#insecure`. A `#` always starts the
+/// fragment (a password holding one must encode it), and the client's URL parser drops tabs
+/// and newlines anywhere, so the fragment is compared without them.
+fn check_url(url: &str) -> Result<(), ConfigError> {
+    let Some((base, fragment)) = url.split_once('#') else {
+        return Ok(());
+    };
+    let fragment: String = fragment
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let url = format!("{}#{fragment}", redacted(base));
+    if fragment.trim().eq_ignore_ascii_case("insecure") {
+        Err(ConfigError::InsecureTls { url })
+    } else {
+        Err(ConfigError::UrlFragment { url })
+    }
 }
 
 /// A validated limit as the script takes it.
@@ -231,6 +270,7 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn new(config: &RedisConfig) -> Result<Self, ConfigError> {
+        check_url(&config.url)?;
         let limits = LimitRules::new(config.rate, config.burst, &config.overrides)?;
         let default = ScriptLimit::new(None, limits.default_limit())?;
         let overrides = limits
@@ -311,6 +351,51 @@ mod tests {
             Rules::new(&RedisConfig::new(URL, 1.0, 1).with_timeout(Duration::ZERO)).unwrap_err(),
             ConfigError::ZeroTimeout("timeout_ms")
         );
+    }
+
+    #[test]
+    fn urls_that_turn_off_certificate_verification_are_refused() {
+        for url in [
+            "rediss://redis.internal:6380/0#insecure",
+            "rediss://redis.internal:6380#insecure",
+            "valkeys://redis.internal/#insecure",
+            "redis://redis.internal/#insecure",
+            "rediss://redis.internal/0#INSECURE",
+            "rediss://redis.internal/0#insec\ture",
+            "rediss://redis.internal/0#\ninsecure",
+        ] {
+            let error = Rules::new(&RedisConfig::new(url, 1.0, 1)).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::InsecureTls { .. }),
+                "{url:?}: {error:?}"
+            );
+        }
+        // The password stays out of the error.
+        let error = Rules::new(&RedisConfig::new(
+            "rediss://user:hunter2@redis.internal:6380/0#insecure",
+            1.0,
+            1,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::InsecureTls {
+                url: "rediss://***@redis.internal:6380/0#insecure".into()
+            }
+        );
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        // Any other fragment too.
+        assert!(matches!(
+            Rules::new(&RedisConfig::new("rediss://redis.internal/0#other", 1.0, 1)),
+            Err(ConfigError::UrlFragment { .. })
+        ));
+        // Without a fragment the URL is the client's to check.
+        Rules::new(&RedisConfig::new(
+            "rediss://user:p%23ss@redis.internal/0",
+            1.0,
+            1,
+        ))
+        .unwrap();
     }
 
     #[test]

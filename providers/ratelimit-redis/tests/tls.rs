@@ -54,3 +54,23 @@ async fn an_untrusted_server_certificate_fails_construction() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn insecure_tls_is_refused_before_connecting() {
+    let dir = tls_dir("insecure");
+    let files = write_tls_files(&dir);
+    let redis = RedisServer::start_tls(files);
+    // Without ca_file the server's private CA is untrusted; #insecure would skip the check.
+    let url = format!("{}#insecure", redis.url());
+    let error = RedisLimiter::connect(RedisConfig::new(url, 1.0, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ConnectError::Config(ligand_ratelimit_redis::ConfigError::InsecureTls { .. })
+        ),
+        "{error:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -60,6 +60,29 @@ pub enum FileSecretsError {
         /// The file's permission bits.
         mode: u32,
     },
+    /// A file, or a directory on its way from the root, was a symbolic link when it was
+    /// opened. Names are resolved (links included) and checked to lie under the root first;
+    /// the file is then opened without following any link, so a link swapped in after the
+    /// check cannot lead elsewhere.
+    #[error(
+        "secret {name:?} file {file:?} was reached through a symbolic link when it was opened; \
+         refused, since the link may lead out of the root"
+    )]
+    Symlink {
+        /// The secret's name.
+        name: String,
+        /// The file (a key of a directory secret, or the `.json` document).
+        file: String,
+    },
+    /// The opened file is not a regular file (a directory, FIFO, device or socket swapped in
+    /// after the name was resolved).
+    #[error("secret {name:?} file {file:?} is not a regular file")]
+    NotAFile {
+        /// The secret's name.
+        name: String,
+        /// The file.
+        file: String,
+    },
     /// A key's content is not UTF-8, so it cannot be a JSON string.
     #[error("secret {name:?} key {key:?} is not valid UTF-8")]
     NotUtf8 {

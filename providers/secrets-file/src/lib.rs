@@ -46,7 +46,10 @@
 //!
 //! - names are relative paths of plain components: no `..`, no absolute path, no empty or
 //!   dot-led component; the resolved path is then canonicalized and must lie under the root,
-//!   so a symbolic link cannot lead out of it;
+//!   so a symbolic link cannot lead out of it. The file is then opened one component at a
+//!   time from the root with `O_NOFOLLOW`, so a link swapped in after the check is refused
+//!   ([`FileSecretsError::Symlink`]) rather than followed, and every check that follows (a
+//!   regular file, mode, size) is made on the opened handle, not on the path;
 //! - a file readable by its group or by others (`mode & 0o077 != 0`) is refused; for
 //!   Kubernetes set `defaultMode: 0400` on the secret volume. Only
 //!   [`danger_allow_wide_permissions`](FileSecretsBuilder::danger_allow_wide_permissions)

@@ -5,10 +5,15 @@
 //! reallocation leaves an unzeroized copy behind.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, open, openat, statat};
+use rustix::io::Errno;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -118,10 +123,11 @@ fn read_directory(
             continue;
         }
         let path = inside(root, name, &entry.path())?;
+        // Skips subdirectories and the like; the file opened is checked again, on its handle.
         if !fs::metadata(&path).map_err(io_error)?.is_file() {
             continue;
         }
-        let mut value = read_file(name, &key, &path, options)?;
+        let mut value = read_file(root, name, &key, &path, options)?;
         if options.trim_trailing_newline && value.last() == Some(&b'\n') {
             value.pop();
             if value.last() == Some(&b'\r') {
@@ -147,7 +153,7 @@ fn read_document(
 ) -> Result<Zeroizing<Vec<u8>>, FileSecretsError> {
     let path = inside(root, name, document)?;
     let file = format!("{name}.json");
-    let bytes = read_file(name, &file, &path, options)?;
+    let bytes = read_file(root, name, &file, &path, options)?;
     if serde_json::from_slice::<ObjectShape>(&bytes).is_err() {
         return Err(FileSecretsError::NotObject {
             name: name.to_owned(),
@@ -157,8 +163,11 @@ fn read_document(
     Ok(Zeroizing::new(bytes.to_vec()))
 }
 
-/// Opens, checks (mode and size, on the opened file) and reads one file.
+/// Opens `path` (canonical, under `root`) without following links, checks the opened file
+/// (a regular file, its mode and size: `fstat` on the handle, never the path again) and reads
+/// it.
 fn read_file(
+    root: &Path,
     name: &str,
     file_label: &str,
     path: &Path,
@@ -168,8 +177,14 @@ fn read_file(
         name: name.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(io_error)?;
+    let mut file = open_beneath(root, path, name, file_label)?;
     let meta = file.metadata().map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(FileSecretsError::NotAFile {
+            name: name.to_owned(),
+            file: file_label.to_owned(),
+        });
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 && !options.allow_wide_permissions {
         return Err(FileSecretsError::WidePermissions {
@@ -196,6 +211,83 @@ fn read_file(
         return Err(too_large());
     }
     Ok(buffer)
+}
+
+/// Directories on the way: opened only to open what they hold (`O_PATH` where there is one,
+/// so a directory that may be searched but not listed still works).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DIR_FLAGS: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// The file itself: never through a link, and without blocking on a FIFO or taking a
+/// terminal, should one have been swapped in (the handle's type is checked next).
+const FILE_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Opens `path`, which was canonical and under `root` when it was resolved, one component at
+/// a time from `root`, each relative to the directory opened before it and none through a
+/// symbolic link. A link swapped in anywhere below the root after the name was resolved
+/// makes the open fail instead of leading elsewhere.
+fn open_beneath(
+    root: &Path,
+    path: &Path,
+    name: &str,
+    file_label: &str,
+) -> Result<File, FileSecretsError> {
+    let outside = || FileSecretsError::OutsideRoot {
+        name: name.to_owned(),
+    };
+    let relative = path.strip_prefix(root).map_err(|_| outside())?;
+    let parts = relative
+        .components()
+        .map(|component| match component {
+            Component::Normal(part) => Ok(part),
+            _ => Err(outside()),
+        })
+        .collect::<Result<Vec<&OsStr>, _>>()?;
+    let Some((file, dirs)) = parts.split_last() else {
+        return Err(outside());
+    };
+    let refused = |dir: &OwnedFd, part: &OsStr, errno: Errno| {
+        let is_link = statat(dir, part, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink);
+        if is_link {
+            FileSecretsError::Symlink {
+                name: name.to_owned(),
+                file: file_label.to_owned(),
+            }
+        } else {
+            FileSecretsError::Io {
+                name: name.to_owned(),
+                source: errno.into(),
+            }
+        }
+    };
+    // The root is configured and canonical; it is the one place links were followed to.
+    let mut dir =
+        open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|errno| {
+            FileSecretsError::Io {
+                name: name.to_owned(),
+                source: errno.into(),
+            }
+        })?;
+    for part in dirs {
+        dir = openat(&dir, *part, DIR_FLAGS, Mode::empty())
+            .map_err(|errno| refused(&dir, part, errno))?;
+    }
+    let opened = openat(&dir, *file, FILE_FLAGS, Mode::empty())
+        .map_err(|errno| refused(&dir, file, errno))?;
+    Ok(File::from(opened))
 }
 
 // === JSON encoding of a directory secret ===
@@ -287,6 +379,105 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed["password"], "p\"w\n\u{1}");
         assert_eq!(parsed["username"], "app");
+    }
+
+    fn options() -> ReadOptions {
+        ReadOptions {
+            trim_trailing_newline: false,
+            allow_wide_permissions: false,
+            max_file_bytes: 1024,
+        }
+    }
+
+    /// A canonical root with `target`, a 0600 file holding `secret`, and `dir/key`, another.
+    fn root() -> (tempfile::TempDir, PathBuf) {
+        let temp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(temp.path()).unwrap();
+        for file in [root.join("target"), root.join("dir/key")] {
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(&file, b"secret").unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        (temp, root)
+    }
+
+    #[test]
+    fn a_regular_file_under_the_root_is_read() {
+        let (_temp, root) = root();
+        for path in [root.join("target"), root.join("dir/key")] {
+            let bytes = read_file(&root, "s", "key", &path, &options()).unwrap();
+            assert_eq!(&bytes[..], b"secret");
+        }
+        // A path that does not lie under the root is not opened.
+        assert!(matches!(
+            read_file(
+                &root.join("dir"),
+                "s",
+                "key",
+                &root.join("target"),
+                &options()
+            ),
+            Err(FileSecretsError::OutsideRoot { .. })
+        ));
+    }
+
+    /// The name was resolved when the link was a file; by the time it is opened, it is a
+    /// link. Opening through it would read whatever it points to, inside the root or not.
+    #[test]
+    fn a_link_found_when_opening_is_refused() {
+        let (_temp, root) = root();
+        std::os::unix::fs::symlink(root.join("target"), root.join("link")).unwrap();
+        let error = read_file(&root, "s", "key", &root.join("link"), &options()).unwrap_err();
+        assert!(
+            matches!(&error, FileSecretsError::Symlink { name, file } if name == "s" && file == "key"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+    }
+
+    #[test]
+    fn a_link_on_the_way_to_the_file_is_refused() {
+        let (_temp, root) = root();
+        std::os::unix::fs::symlink(root.join("dir"), root.join("linkdir")).unwrap();
+        let error =
+            read_file(&root, "s", "key", &root.join("linkdir/key"), &options()).unwrap_err();
+        assert!(
+            matches!(error, FileSecretsError::Symlink { .. }),
+            "{error:?}"
+        );
+    }
+
+    /// The file's type is checked on the opened handle: a FIFO swapped in for a key is
+    /// neither waited on (the open does not block) nor read.
+    #[test]
+    fn the_opened_handle_is_checked_not_the_path() {
+        let (_temp, root) = root();
+        let fifo = root.join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (root_, fifo_) = (root.clone(), fifo.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(read_file(&root_, "s", "key", &fifo_, &options()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO must not block");
+        assert!(
+            matches!(result, Err(FileSecretsError::NotAFile { .. })),
+            "{result:?}"
+        );
+        // A directory is not read as a file either.
+        assert!(matches!(
+            read_file(&root, "s", "key", &root.join("dir"), &options()),
+            Err(FileSecretsError::NotAFile { .. })
+        ));
     }
 
     proptest! {
