@@ -14,12 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::error::BoxError;
@@ -126,18 +126,44 @@ pub trait Binding: Send + Sync + 'static {
 }
 
 /// The HTTP binding: HTTP/1.1 and HTTP/2 over the framework's mTLS, on one TCP address.
+///
+/// Bounded by default, so that a flood of connections cannot exhaust the process:
+///
+/// | limit | default | |
+/// |---|---|---|
+/// | [`max_connections`](Self::max_connections) | 10 000 | established connections; beyond it, new ones wait in the kernel's backlog |
+/// | [`max_handshakes`](Self::max_handshakes) | 256 | TLS handshakes in progress at once |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | to complete the TLS handshake |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | HTTP/1.1: to send a request's headers, and so also how long a keep-alive connection may sit idle |
+/// | [`max_connection_age`](Self::max_connection_age) | none | then the connection is closed gracefully |
+///
+/// HTTP/2 connections are pinged every 30 s and closed when a ping goes unanswered for 20 s.
+/// Whatever the settings, a connection is closed gracefully (in-flight requests finish) when a
+/// certificate of its peer expires or when the trust store stops verifying its peer (see
+/// [`MtlsAcceptor::peer_expiry`]): an established connection never outlives the trust that
+/// admitted it.
 pub struct HttpBinding {
     addr: String,
-    handshake_timeout: Duration,
+    limits: Limits,
     stop: CancellationToken,
     deadline: Arc<Mutex<Duration>>,
     done: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    max_handshakes: usize,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+    max_connection_age: Option<Duration>,
 }
 
 impl fmt::Debug for HttpBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpBinding")
             .field("addr", &self.addr)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -147,16 +173,49 @@ impl HttpBinding {
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
             addr: addr.into(),
-            handshake_timeout: Duration::from_secs(10),
+            limits: Limits {
+                max_connections: 10_000,
+                max_handshakes: 256,
+                handshake_timeout: Duration::from_secs(10),
+                header_read_timeout: Duration::from_secs(30),
+                max_connection_age: None,
+            },
             stop: CancellationToken::new(),
             deadline: Arc::new(Mutex::new(crate::config::DEFAULT_DRAIN_TIMEOUT)),
             done: watch::channel(false).0,
         }
     }
 
+    /// How many connections may be established at once (default 10 000, at least 1). At the
+    /// limit the binding stops accepting until one closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// How many TLS handshakes may be in progress at once (default 256, at least 1).
+    pub fn max_handshakes(mut self, max: usize) -> Self {
+        self.limits.max_handshakes = max.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
     /// How long a client may take to complete the TLS handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// HTTP/1.1: how long a client may take to send a request's headers, counted from the end
+    /// of the previous response on a keep-alive connection (default 30 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Closes each connection gracefully once it is this old (default: only when its peer's
+    /// certificate expires or stops being trusted).
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.limits.max_connection_age = Some(age);
         self
     }
 }
@@ -175,7 +234,9 @@ impl Binding for HttpBinding {
             listener,
             acceptor: args.acceptor,
             service: args.service,
-            handshake_timeout: self.handshake_timeout,
+            limits: self.limits,
+            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
+            handshakes: Arc::new(Semaphore::new(self.limits.max_handshakes)),
             stop: self.stop.clone(),
             deadline: self.deadline.clone(),
             done: self.done.clone(),
@@ -198,7 +259,9 @@ struct AcceptLoop {
     listener: TcpListener,
     acceptor: MtlsAcceptor,
     service: EnforcedService,
-    handshake_timeout: Duration,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
     stop: CancellationToken,
     deadline: Arc<Mutex<Duration>>,
     done: watch::Sender<bool>,
@@ -206,8 +269,22 @@ struct AcceptLoop {
 
 impl AcceptLoop {
     async fn run(self) {
-        let graceful = GracefulShutdown::new();
+        let tasks = TaskTracker::new();
         loop {
+            // Room for one more connection and one more handshake before accepting: at the
+            // limits, connections wait in the kernel's backlog, not in memory.
+            let permits = async {
+                let connection = self.connections.clone().acquire_owned().await;
+                let handshake = self.handshakes.clone().acquire_owned().await;
+                connection.ok().zip(handshake.ok())
+            };
+            let (connection, handshake) = tokio::select! {
+                () = self.stop.cancelled() => break,
+                permits = permits => match permits {
+                    Some(permits) => permits,
+                    None => break,
+                },
+            };
             let (stream, remote) = tokio::select! {
                 () = self.stop.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
@@ -220,42 +297,105 @@ impl AcceptLoop {
                     }
                 },
             };
-            let acceptor = self.acceptor.clone();
-            let service = self.service.clone();
-            let watcher = graceful.watcher();
-            let handshake_timeout = self.handshake_timeout;
-            tokio::spawn(async move {
-                let (tls, peer) =
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(accepted)) => accepted,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%remote, %error, "handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "handshake timed out");
-                            return;
-                        }
-                    };
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection =
-                    builder.serve_connection(TokioIo::new(tls), service.for_peer(peer));
-                if let Err(error) = watcher.watch(connection.into_owned()).await {
-                    tracing::debug!(%remote, %error, "connection ended with an error");
-                }
+            let serve = Connection {
+                acceptor: self.acceptor.clone(),
+                service: self.service.clone(),
+                limits: self.limits,
+                stop: self.stop.clone(),
+                remote,
+            };
+            tasks.spawn(async move {
+                serve.run(stream, handshake).await;
+                drop(connection);
             });
         }
         drop(self.listener);
+        tasks.close();
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        if tokio::time::timeout(deadline, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
             tracing::warn!(
                 ?deadline,
                 "drain deadline passed with requests still in flight"
             );
         }
         self.done.send_replace(true);
+    }
+}
+
+/// One accepted connection: handshake, then HTTP until the client leaves, the binding stops,
+/// the connection reaches its maximum age, or its peer stops being trusted.
+struct Connection {
+    acceptor: MtlsAcceptor,
+    service: EnforcedService,
+    limits: Limits,
+    stop: CancellationToken,
+    remote: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, handshake: OwnedSemaphorePermit) {
+        let remote = self.remote;
+        let accepted = tokio::select! {
+            // Shutdown abandons handshakes in progress.
+            () = self.stop.cancelled() => return,
+            accepted = tokio::time::timeout(self.limits.handshake_timeout, self.acceptor.accept(stream)) => accepted,
+        };
+        drop(handshake);
+        let (tls, peer) = match accepted {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, %error, "handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "handshake timed out");
+                return;
+            }
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let connection =
+            builder.serve_connection(TokioIo::new(tls), self.service.for_peer(peer.clone()));
+        tokio::pin!(connection);
+        let expiry = self.acceptor.peer_expiry(&peer);
+        tokio::pin!(expiry);
+        let age = async {
+            match self.limits.max_connection_age {
+                Some(age) => tokio::time::sleep(age).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(age);
+        let mut closing = false;
+        let ended = loop {
+            tokio::select! {
+                ended = connection.as_mut() => break ended,
+                () = self.stop.cancelled(), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                why = &mut expiry, if !closing => {
+                    tracing::info!(%remote, peer = %peer.spiffe_id(), %why, "closing the connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut age, if !closing => {
+                    tracing::debug!(%remote, "connection reached its maximum age; closing it");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        };
+        if let Err(error) = ended {
+            tracing::debug!(%remote, %error, "connection ended with an error");
+        }
     }
 }

@@ -11,7 +11,7 @@ mod state;
 mod svid;
 mod verifier;
 
-pub use self::state::{IdentityState, MtlsAcceptor, VerifiedPeer};
+pub use self::state::{IdentityState, MtlsAcceptor, PeerExpiry, VerifiedPeer};
 pub use self::svid::{SvidError, peer_spiffe_id, verify_svid};
 pub use self::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
 

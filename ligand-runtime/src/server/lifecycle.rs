@@ -240,7 +240,7 @@ impl Server {
             .map_err(|e| ServeError::Binding(e.into()))?;
         let router = crate::service::into_router(service, self);
         let args = BindingArgs {
-            acceptor: MtlsAcceptor::new(config),
+            acceptor: MtlsAcceptor::new(config, inner.tls.clone()),
             service: EnforcedService::new(router),
             listening: ListeningSignal::new(inner.monitor.clone(), inner.listening.clone()),
         };

@@ -180,6 +180,11 @@ impl PeerConnection {
     pub async fn get(&mut self, path: &str) -> Result<PeerResponse, BoxError> {
         self.send(Method::GET, path, &[], Vec::new()).await
     }
+
+    /// Waits until the server has closed this connection.
+    pub async fn closed(&mut self) {
+        let _ = (&mut self.task).await;
+    }
 }
 
 /// Accepts any server certificate: lets a probe reach the server's own checks.

@@ -11,7 +11,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
-use rustls_pki_types::UnixTime;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use spiffe::SpiffeId;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -38,6 +38,9 @@ pub(crate) struct Current {
 /// touching established connections.
 pub struct IdentityState {
     current: ArcSwap<Current>,
+    /// Bumped on every rotation, so established connections can check their peer against
+    /// the new trust store.
+    rotations: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for IdentityState {
@@ -56,6 +59,7 @@ impl IdentityState {
         let current = build(context, want)?;
         Ok(Self {
             current: ArcSwap::from_pointee(current),
+            rotations: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -64,6 +68,7 @@ impl IdentityState {
         let id = self.spiffe_id();
         let next = build(context, Some(&id))?;
         self.current.store(Arc::new(next));
+        self.rotations.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -234,6 +239,11 @@ pub struct VerifiedPeer {
 struct PeerIdentity {
     spiffe_id: SpiffeId,
     link: Link,
+    /// The certificates the peer presented, leaf first: checked again when the trust store
+    /// changes.
+    chain: Vec<CertificateDer<'static>>,
+    /// When the first certificate of the chain expires.
+    not_after: SystemTime,
 }
 
 impl fmt::Debug for VerifiedPeer {
@@ -245,10 +255,19 @@ impl fmt::Debug for VerifiedPeer {
 }
 
 impl VerifiedPeer {
-    fn new(spiffe_id: SpiffeId) -> Self {
+    fn new(
+        spiffe_id: SpiffeId,
+        chain: Vec<CertificateDer<'static>>,
+        not_after: SystemTime,
+    ) -> Self {
         let link = Link::workload(spiffe_id.to_string());
         Self {
-            inner: Arc::new(PeerIdentity { spiffe_id, link }),
+            inner: Arc::new(PeerIdentity {
+                spiffe_id,
+                link,
+                chain,
+                not_after,
+            }),
         }
     }
 
@@ -261,6 +280,30 @@ impl VerifiedPeer {
     pub fn link(&self) -> &Link {
         &self.inner.link
     }
+
+    /// When the peer's certificate chain stops being valid: the earliest `notAfter` in it.
+    pub fn not_after(&self) -> SystemTime {
+        self.inner.not_after
+    }
+}
+
+/// Why a connection's peer is no longer trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerExpiry {
+    /// A certificate in the peer's chain expired.
+    Expired,
+    /// The trust store changed (rotation, a bundle update) and no longer verifies the peer.
+    Untrusted,
+}
+
+impl fmt::Display for PeerExpiry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Expired => "the peer's certificate expired",
+            Self::Untrusted => "the trust store no longer verifies the peer",
+        })
+    }
 }
 
 /// Accepts inbound connections with the framework's mTLS configuration and yields each one
@@ -268,6 +311,7 @@ impl VerifiedPeer {
 #[derive(Clone)]
 pub struct MtlsAcceptor {
     acceptor: TlsAcceptor,
+    identity: Arc<IdentityState>,
 }
 
 impl fmt::Debug for MtlsAcceptor {
@@ -277,9 +321,10 @@ impl fmt::Debug for MtlsAcceptor {
 }
 
 impl MtlsAcceptor {
-    pub(crate) fn new(config: Arc<ServerConfig>) -> Self {
+    pub(crate) fn new(config: Arc<ServerConfig>, identity: Arc<IdentityState>) -> Self {
         Self {
             acceptor: TlsAcceptor::from(config),
+            identity,
         }
     }
 
@@ -289,18 +334,81 @@ impl MtlsAcceptor {
         &self,
         stream: TcpStream,
     ) -> io::Result<(TlsStream<TcpStream>, VerifiedPeer)> {
+        let denied =
+            |e: &dyn fmt::Display| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string());
         let tls = self.acceptor.accept(stream).await?;
         let (_, conn) = tls.get_ref();
-        let leaf = conn
+        let chain = conn
             .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate")
-            })?;
-        // The verifier already checked this certificate; reading the ID again cannot fail for a
-        // certificate it accepted, and an error here still refuses the connection.
-        let spiffe_id =
-            peer_spiffe_id(leaf).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
-        Ok((tls, VerifiedPeer::new(spiffe_id)))
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| denied(&"no client certificate"))?;
+        // The verifier already checked these certificates; reading them again cannot fail for
+        // a chain it accepted, and an error here still refuses the connection.
+        let spiffe_id = peer_spiffe_id(&chain[0]).map_err(|e| denied(&e))?;
+        let not_after = earliest_not_after(chain).ok_or_else(|| denied(&"unreadable validity"))?;
+        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+        Ok((tls, VerifiedPeer::new(spiffe_id, chain, not_after)))
     }
+
+    /// Resolves when the connection of `peer` must stop taking requests: when a certificate in
+    /// its chain expires, or when a rotation of this workload's identity (which carries the
+    /// trust bundles) leaves a trust store that no longer verifies it, for example because its
+    /// trust domain's bundle was removed or its CA rotated out. A binding closes the connection
+    /// gracefully then; the handshake of a new one verifies the peer afresh.
+    pub async fn peer_expiry(&self, peer: &VerifiedPeer) -> PeerExpiry {
+        let mut rotations = self.identity.rotations.subscribe();
+        let remaining = peer
+            .not_after()
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let expiry = tokio::time::sleep(remaining);
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                () = &mut expiry => return PeerExpiry::Expired,
+                changed = rotations.changed() => {
+                    if changed.is_err() {
+                        // The identity is gone with the server: expiry still applies.
+                        (&mut expiry).await;
+                        return PeerExpiry::Expired;
+                    }
+                    if !self.still_trusted(peer) {
+                        return PeerExpiry::Untrusted;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the current trust store verifies `peer`'s chain now.
+    fn still_trusted(&self, peer: &VerifiedPeer) -> bool {
+        let current = self.identity.current();
+        let Some((leaf, intermediates)) = peer.inner.chain.split_first() else {
+            return false;
+        };
+        verify_with_store(
+            leaf,
+            intermediates,
+            &current.trust,
+            UnixTime::now(),
+            Usage::Client,
+        )
+        .is_ok_and(|id| id == peer.inner.spiffe_id)
+    }
+}
+
+/// The earliest `notAfter` in `chain`; `None` if a certificate does not parse.
+fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
+    chain
+        .iter()
+        .map(|der| {
+            let (_, cert) = X509Certificate::from_der(der).ok()?;
+            let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+            Some(UNIX_EPOCH + Duration::from_secs(secs))
+        })
+        .try_fold(None, |earliest: Option<SystemTime>, next| {
+            let next = next?;
+            Some(Some(earliest.map_or(next, |e| e.min(next))))
+        })
+        .flatten()
 }
