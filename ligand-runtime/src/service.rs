@@ -69,7 +69,9 @@ impl<S: Send + Sync + 'static> Routes<S> {
     }
 }
 
-/// Attaches the enforcement guard to every route and fixes the state.
+/// Attaches the enforcement guard to every route and fixes the state. Requests that match no
+/// route (404) or no method of their route (405) are refused without reaching a handler, and
+/// each is audited like any other denial.
 pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> Router {
     let Routes { state, routes } = service.__ligand_routes();
     let mut router = Router::new();
@@ -81,9 +83,69 @@ pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> Router {
                 action: Action::new(action),
             }),
         };
-        router = router.route(template, handler.route_layer(guard));
+        let refuse = server.clone();
+        let handler = handler
+            .route_layer(guard)
+            .fallback(move |request: Request| {
+                refuse_unrouted(refuse, request, Unrouted::MethodNotAllowed)
+            });
+        router = router.route(template, handler);
     }
-    router.fallback(not_found).with_state(state)
+    let refuse = server.clone();
+    router
+        .fallback(move |request: Request| refuse_unrouted(refuse, request, Unrouted::NotFound))
+        .with_state(state)
+}
+
+/// A request that matched no route, or no method of its route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unrouted {
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl Unrouted {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        }
+    }
+
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::NotFound => "no such route",
+            Self::MethodNotAllowed => "method not allowed on this route",
+        }
+    }
+}
+
+/// Refuses a request no route takes, with an audit record of who asked for what.
+async fn refuse_unrouted(server: Server, request: Request, unrouted: Unrouted) -> Response {
+    let request_id = RequestId::new();
+    let Some(peer) = request.extensions().get::<VerifiedPeer>() else {
+        return denial_response(&Denied {
+            denial: Denial::Unauthenticated,
+            request_id,
+        });
+    };
+    let line = RequestLine::new(request.method().clone(), request.uri().path());
+    server
+        .audit_unrouted(peer.link().clone(), line, unrouted, request_id)
+        .await;
+    error_body(
+        unrouted.status(),
+        unrouted.code(),
+        unrouted.message(),
+        request_id.as_str(),
+    )
 }
 
 /// What a route's guard enforces: its resource and action, on this server.
@@ -189,10 +251,6 @@ where
             }
         })
     }
-}
-
-async fn not_found() -> Response {
-    error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", "")
 }
 
 #[derive(serde::Serialize)]

@@ -244,10 +244,42 @@ async fn requests_are_refused_while_the_service_is_not_ready() {
 }
 
 #[tokio::test]
-async fn unknown_route_is_json_404() {
+async fn unknown_route_is_json_404_and_audited() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     let response = f.caller(CALLER_ID).get(f.addr, "/nope").await.unwrap();
     assert_eq!(response.status, 404);
-    assert_eq!(response.json().unwrap()["error_code"], "NOT_FOUND");
+    let body = response.json().unwrap();
+    assert_eq!(body["error_code"], "NOT_FOUND");
+    let decisions = f.audit().await.decisions();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let record = &decisions[0];
+    assert!(!record.allowed);
+    assert_eq!(record.request_id.as_str(), body["request_id"]);
+    assert_eq!(record.input.request.path, "/nope");
+    assert_eq!(record.input.action.name, "GET");
+    assert_eq!(
+        record.input.chain.peer().unwrap().principal(),
+        Some(CALLER_ID)
+    );
+    assert_eq!(f.handler_calls(), 0);
     let _ = SERVER_ID;
+}
+
+#[tokio::test]
+async fn wrong_method_on_a_route_is_json_405_and_audited() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f
+        .caller(CALLER_ID)
+        .send(f.addr, Method::PUT, "/hello/ada", &[], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 405);
+    let body = response.json().unwrap();
+    assert_eq!(body["error_code"], "METHOD_NOT_ALLOWED");
+    let decisions = f.audit().await.decisions();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert!(!decisions[0].allowed);
+    assert_eq!(decisions[0].request_id.as_str(), body["request_id"]);
+    assert_eq!(decisions[0].input.action.name, "PUT");
+    assert_eq!(f.handler_calls(), 0);
 }

@@ -6,14 +6,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::chain::Chain;
+use crate::chain::{Chain, Link};
 use crate::error::Denial;
 use crate::policy::{EvalRequest, EvalResponse};
 use crate::ratelimit::{RateLimitRequest, RateLimiter};
-use crate::request::InboundRequest;
+use crate::request::{Action, InboundRequest, RequestLine, Resource};
 use crate::request_id::RequestId;
+use crate::service::Unrouted;
 use crate::telemetry::{DecisionEvent, RateLimitEvent, Record};
 
 use super::Server;
@@ -180,6 +181,48 @@ impl Server {
             }
         };
         (event, denial)
+    }
+
+    /// Records the refusal of a request that matched no route (or no method of its route): a
+    /// decision record with `allowed: false`, the concrete path as the resource and the
+    /// method as the action, so that probing for routes leaves the same trail as a denial.
+    pub(crate) async fn audit_unrouted(
+        &self,
+        peer: Link,
+        line: RequestLine,
+        unrouted: Unrouted,
+        request_id: RequestId,
+    ) {
+        let timestamp = SystemTime::now();
+        let mut chain = Chain::new();
+        chain.push(peer.clone());
+        let input = Arc::new(EvalRequest {
+            chain,
+            peer,
+            resource: Resource::http_path(line.path.clone()),
+            action: Action::new(line.method.as_str().to_owned()),
+            request: line,
+            service: self.inner.service_id.clone(),
+        });
+        let event = DecisionEvent {
+            timestamp,
+            request_id,
+            input,
+            allowed: false,
+            cached: false,
+            latency: Duration::ZERO,
+            policy_latency: Duration::ZERO,
+            policy_version: None,
+            reason: Some(Arc::from(unrouted.message())),
+            error: None,
+        };
+        self.inner
+            .audit
+            .record(Record::Decision {
+                rate_limit: None,
+                decision: event,
+            })
+            .await;
     }
 
     /// The policy stage, bounded by the policy timeout: only an explicit allow passes.
