@@ -90,7 +90,7 @@ pub use self::ratelimit::{
     Unlimited,
 };
 pub use self::registry::{Endpoint, ServiceRegistry};
-pub use self::request::{Action, InboundRequest, RequestLine, Resource};
+pub use self::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 pub use self::request_id::RequestId;
 pub use self::secrets::{
     Secret, SecretError, SecretRevocation, SecretValue, Secrets, SecretsCache, decode_secret,

@@ -12,7 +12,7 @@ use crate::request::{Action, RequestLine, Resource};
 
 /// One policy decision's input. It serializes to the documented Rego input:
 /// `{"chain":[…], "peer":{…}, "resource":{"kind","value"}, "action":{"name"},
-/// "request":{"method","path"}, "service":"<own SPIFFE ID>"}`.
+/// "request":{"method","path","params"}, "service":"<own SPIFFE ID>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EvalRequest {
     /// The full chain with the verified immediate peer as the last link.

@@ -1,6 +1,7 @@
 //! What a request asks for: the resource, the action and the metadata a binding extracts.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -54,17 +55,72 @@ pub struct RequestLine {
     /// The HTTP method, as its name (`"GET"`).
     #[serde(serialize_with = "method_name")]
     pub method: http::Method,
-    /// The concrete path (the resource carries the template).
+    /// The path as the client sent it: percent-encoded and not normalised (`/accounts/a%2Fb`).
+    /// Policies should match the route template (`resource`) and the decoded `params`
+    /// instead, which are what the handler sees.
     pub path: String,
+    /// The route's path parameters, percent-decoded exactly as the handler's `Path`
+    /// extractor receives them (`{"id": "a/b"}`).
+    pub params: PathParams,
 }
 
 impl RequestLine {
-    /// The request line `method path`.
+    /// The request line `method path`, without path parameters.
     pub fn new(method: http::Method, path: impl Into<String>) -> Self {
         Self {
             method,
             path: path.into(),
+            params: PathParams::default(),
         }
+    }
+
+    /// The same request line with the route's decoded path parameters.
+    pub fn with_params(mut self, params: PathParams) -> Self {
+        self.params = params;
+        self
+    }
+}
+
+/// The path parameters of the matched route, in template order, percent-decoded. Serializes
+/// as an object (`{"id": "42"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathParams(Vec<(Arc<str>, Arc<str>)>);
+
+impl PathParams {
+    /// No parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the parameter `name` with its decoded `value`.
+    pub fn push(&mut self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    /// The decoded value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
+    }
+
+    /// The parameters, in template order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (&**n, &**v))
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for PathParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
     }
 }
 

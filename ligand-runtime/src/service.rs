@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use http::request::Parts;
@@ -19,7 +19,7 @@ use spiffe::SpiffeId;
 use crate::chain::{CHAIN_HEADER, Chain};
 use crate::error::Denial;
 use crate::policy::EvalRequest;
-use crate::request::{Action, InboundRequest, RequestLine, Resource};
+use crate::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 use crate::request_id::RequestId;
 use crate::server::{Denied, Server};
 use crate::tls::VerifiedPeer;
@@ -157,16 +157,35 @@ struct RouteGuard {
 
 impl RouteGuard {
     /// Verified peer → chain header → pipeline: the request with its [`Ctx`], or the denial.
-    async fn admit(&self, mut request: Request) -> Result<Request, Response> {
+    async fn admit(&self, request: Request) -> Result<Request, Response> {
         let request_id = RequestId::new();
+        let (mut parts, body) = request.into_parts();
         // Taken, not cloned: from here on the peer travels in the `Ctx`.
-        let Some(peer) = request.extensions_mut().remove::<VerifiedPeer>() else {
+        let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
             return Err(denial_response(&Denied {
                 denial: Denial::Unauthenticated,
                 request_id,
             }));
         };
-        let chain = match request.headers().get(CHAIN_HEADER) {
+        // Decoded as the handler's `Path` extractor decodes them; a parameter that is not
+        // UTF-8 once decoded would reach neither, so the request is refused here.
+        let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
+            Ok(raw) => {
+                let mut params = PathParams::new();
+                for (name, value) in &raw {
+                    params.push(name, value);
+                }
+                params
+            }
+            Err(error) => {
+                tracing::debug!(%request_id, %error, "path parameters refused");
+                return Err(denial_response(&Denied {
+                    denial: Denial::BadRequest,
+                    request_id,
+                }));
+            }
+        };
+        let chain = match parts.headers.get(CHAIN_HEADER) {
             None => Chain::new(),
             Some(value) => match Chain::from_header(value.as_bytes()) {
                 Ok(chain) => chain,
@@ -184,17 +203,17 @@ impl RouteGuard {
             peer: peer.link().clone(),
             resource: self.resource.clone(),
             action: self.action.clone(),
-            request: RequestLine::new(request.method().clone(), request.uri().path()),
+            request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
         };
         match self.server.pipeline(inbound, request_id).await {
             Ok(enforced) => {
-                request.extensions_mut().insert(Ctx {
+                parts.extensions.insert(Ctx {
                     input: enforced.input,
                     request_id,
                     peer,
                     server: self.server.clone(),
                 });
-                Ok(request)
+                Ok(Request::from_parts(parts, body))
             }
             Err(denied) => Err(denial_response(&denied)),
         }

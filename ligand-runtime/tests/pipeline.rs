@@ -283,3 +283,38 @@ async fn wrong_method_on_a_route_is_json_405_and_audited() {
     assert_eq!(decisions[0].input.action.name, "PUT");
     assert_eq!(f.handler_calls(), 0);
 }
+
+#[tokio::test]
+async fn policy_sees_the_path_parameters_decoded_as_the_handler_does() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f
+        .caller(CALLER_ID)
+        .get(f.addr, "/hello/a%2Fb%20c")
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response.text().starts_with("hello a/b c|"),
+        "{}",
+        response.text()
+    );
+    let decisions = f.audit().await.decisions();
+    let line = &decisions[0].input.request;
+    assert_eq!(line.params.get("name"), Some("a/b c"));
+    assert_eq!(line.path, "/hello/a%2Fb%20c");
+    let input = serde_json::to_value(&*decisions[0].input).unwrap();
+    assert_eq!(
+        input["request"]["params"],
+        serde_json::json!({"name": "a/b c"})
+    );
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_once_decoded_is_refused_before_policy() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let response = f.caller(CALLER_ID).get(f.addr, "/hello/%FF").await.unwrap();
+    assert_eq!(response.status, 400);
+    assert_error_body(&response.json().unwrap(), "BAD_REQUEST");
+    assert_eq!(f.handler_calls(), 0);
+    assert!(f.audit().await.decisions().is_empty());
+}

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use ligand_runtime::{Chain, EvalRequest, Link};
+use ligand_runtime::{Chain, EvalRequest, Link, PathParams};
 
 use crate::analysis::InputReads;
 
@@ -32,6 +32,7 @@ pub(crate) enum Field {
     ActionName,
     RequestMethod,
     RequestPath,
+    RequestParams,
     Service,
 }
 
@@ -43,7 +44,7 @@ const PEER: [Field; 5] = [
     Field::PeerExternalParty,
 ];
 
-const ALL: [Field; 12] = [
+const ALL: [Field; 13] = [
     Field::Chain,
     Field::PeerWorkload,
     Field::PeerUser,
@@ -55,6 +56,7 @@ const ALL: [Field; 12] = [
     Field::ActionName,
     Field::RequestMethod,
     Field::RequestPath,
+    Field::RequestParams,
     Field::Service,
 ];
 
@@ -72,6 +74,7 @@ impl Field {
             Self::ActionName => "input.action.name",
             Self::RequestMethod => "input.request.method",
             Self::RequestPath => "input.request.path",
+            Self::RequestParams => "input.request.params",
             Self::Service => "input.service",
         }
     }
@@ -147,6 +150,7 @@ impl KeyPlan {
                 Field::ActionName => bytes(&request.action.name, out),
                 Field::RequestMethod => bytes(request.request.method.as_str(), out),
                 Field::RequestPath => bytes(&request.request.path, out),
+                Field::RequestParams => params(&request.request.params, out),
                 Field::Service => bytes(&request.service, out),
             }
         }
@@ -169,9 +173,14 @@ fn fields_of(path: &[String]) -> Option<&'static [Field]> {
         ["resource", "kind", ..] => &[Field::ResourceKind],
         ["resource", "value", ..] => &[Field::ResourceValue],
         ["action"] | ["action", "name", ..] => &[Field::ActionName],
-        ["request"] => &[Field::RequestMethod, Field::RequestPath],
+        ["request"] => &[
+            Field::RequestMethod,
+            Field::RequestPath,
+            Field::RequestParams,
+        ],
         ["request", "method", ..] => &[Field::RequestMethod],
         ["request", "path", ..] => &[Field::RequestPath],
+        ["request", "params", ..] => &[Field::RequestParams],
         ["service", ..] => &[Field::Service],
         _ => return None,
     })
@@ -183,6 +192,15 @@ fn bytes(value: &str, out: &mut Vec<u8>) {
     let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(value.as_bytes());
+}
+
+fn params(params: &PathParams, out: &mut Vec<u8>) {
+    let len = u32::try_from(params.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    for (name, value) in params.iter() {
+        bytes(name, out);
+        bytes(value, out);
+    }
 }
 
 fn optional(value: &Option<Arc<str>>, out: &mut Vec<u8>) {
@@ -323,7 +341,15 @@ mod tests {
         assert_eq!(plan.fields, [Field::PeerWorkload, Field::ResourceValue]);
         assert_eq!(
             KeyPlan::new(&paths(&[&["request"]])).fields,
-            [Field::RequestMethod, Field::RequestPath]
+            [
+                Field::RequestMethod,
+                Field::RequestPath,
+                Field::RequestParams
+            ]
+        );
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["request", "params", "id"]])).fields,
+            [Field::RequestParams]
         );
         assert_eq!(
             KeyPlan::new(&paths(&[&["chain", "0"]])).fields,
@@ -367,6 +393,36 @@ mod tests {
         z.peer.user = None;
         z.peer.device = Some("c".into());
         assert_ne!(key(&plan, &x), key(&plan, &z));
+    }
+
+    #[test]
+    fn keys_on_params_separate_values_and_boundaries() {
+        let plan = KeyPlan::new(&paths(&[&["request", "params", "id"]]));
+        let with = |pairs: &[(&str, &str)]| {
+            let mut params = PathParams::new();
+            for (name, value) in pairs {
+                params.push(*name, *value);
+            }
+            let mut r = request("spiffe://example.org/a", "/accounts/x");
+            r.request = r.request.with_params(params);
+            r
+        };
+        assert_eq!(
+            key(&plan, &with(&[("id", "1")])),
+            key(&plan, &with(&[("id", "1")]))
+        );
+        assert_ne!(
+            key(&plan, &with(&[("id", "1")])),
+            key(&plan, &with(&[("id", "2")]))
+        );
+        assert_ne!(
+            key(&plan, &with(&[("ab", "c")])),
+            key(&plan, &with(&[("a", "bc")]))
+        );
+        assert_ne!(
+            key(&plan, &with(&[("id", "1")])),
+            key(&plan, &with(&[("id", "1"), ("x", "")]))
+        );
     }
 
     #[test]

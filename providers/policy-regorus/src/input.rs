@@ -23,6 +23,7 @@ struct Keys {
     name: Value,
     method: Value,
     path: Value,
+    params: Value,
     workload: Value,
     user: Value,
     device: Value,
@@ -44,6 +45,7 @@ impl Keys {
             name: "name".into(),
             method: "method".into(),
             path: "path".into(),
+            params: "params".into(),
             workload: "workload".into(),
             user: "user".into(),
             device: "device".into(),
@@ -68,6 +70,13 @@ pub(crate) fn input(request: &EvalRequest) -> Value {
         let mut line = BTreeMap::new();
         line.insert(k.method.clone(), string(request.request.method.as_str()));
         line.insert(k.path.clone(), string(&request.request.path));
+        let params: BTreeMap<Value, Value> = request
+            .request
+            .params
+            .iter()
+            .map(|(name, value)| (string(name), string(value)))
+            .collect();
+        line.insert(k.params.clone(), Value::from(params));
 
         let mut doc = BTreeMap::new();
         doc.insert(k.chain.clone(), chain(k, &request.chain));
@@ -117,7 +126,7 @@ fn link(k: &Keys, link: &Link) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use ligand_runtime::{Action, RequestLine, Resource};
+    use ligand_runtime::{Action, PathParams, RequestLine, Resource};
     use proptest::prelude::*;
 
     use super::*;
@@ -152,14 +161,20 @@ mod tests {
             action in "[A-Za-z]{0,8}",
             method in prop::sample::select(vec!["GET", "POST", "DELETE", "PATCH"]),
             path in "[a-z0-9/%]{0,16}",
+            params in proptest::collection::vec(("[a-z]{1,3}", "[a-z0-9/% \"]{0,8}"), 0..4),
             service in "[a-z:/.]{0,24}",
         ) -> EvalRequest {
+            let mut decoded = PathParams::new();
+            for (name, value) in params {
+                decoded.push(name, value);
+            }
             EvalRequest {
                 chain: Chain(chain),
                 peer,
                 resource: Resource::new(kind, value),
                 action: Action::new(action),
-                request: RequestLine::new(method.parse().unwrap_or_default(), path),
+                request: RequestLine::new(method.parse().unwrap_or_default(), path)
+                    .with_params(decoded),
                 service: service.into(),
             }
         }

@@ -32,7 +32,7 @@
 //!   "peer": {"workload": "spiffe://bank.example/service/gateway"},
 //!   "resource": {"kind": "http.path", "value": "/accounts/{id}"},
 //!   "action": {"name": "GET"},
-//!   "request": {"method": "GET", "path": "/accounts/42"},
+//!   "request": {"method": "GET", "path": "/accounts/42", "params": {"id": "42"}},
 //!   "service": "spiffe://bank.example/service/accounts"
 //! }
 //! ```
@@ -42,8 +42,11 @@
 //!   `external_party`. Links before the peer come from the peer's chain header and are not
 //!   verified: grant no trust to them alone.
 //! - `peer` repeats the last link.
-//! - `resource` is the route template (`kind` `http.path`), not the concrete path;
-//!   `request.path` is the concrete one.
+//! - `resource` is the route template (`kind` `http.path`), not the concrete path.
+//! - `request.params` holds the route's path parameters, percent-decoded exactly as the
+//!   handler's `Path` extractor receives them: match on these. `request.path` is the path as
+//!   the client sent it, percent-encoded and not normalised (`/accounts/a%2Fb` for the
+//!   parameter `a/b`); a rule on it can disagree with what the handler serves.
 //! - `action.name` is the HTTP method or the handler's named action (`debit`).
 //! - `service` is this service's own SPIFFE ID.
 //!

@@ -139,7 +139,7 @@ async fn the_input_document_is_the_serialized_request() {
             "peer": {"workload": CALLER},
             "resource": {"kind": "http.path", "value": "/hello/{name}"},
             "action": {"name": "GET"},
-            "request": {"method": "GET", "path": "/hello/ada"},
+            "request": {"method": "GET", "path": "/hello/ada", "params": {"name": "ada"}},
             "service": common::SERVICE
         })
     );

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ligand_opa_bundle::{Bundle, BundleFile, SigningKey};
 use ligand_policy_regorus::KeyConfig;
-use ligand_runtime::{Action, Chain, EvalRequest, Link, RequestLine, Resource};
+use ligand_runtime::{Action, Chain, EvalRequest, Link, PathParams, RequestLine, Resource};
 
 pub const CALLER: &str = "spiffe://example.org/service/caller";
 pub const INTRUDER: &str = "spiffe://example.org/service/intruder";
@@ -65,6 +65,10 @@ pub fn write_folder(dir: &Path, files: &[(&str, &str)]) {
 /// A request from `peer` for `action` on `resource`.
 pub fn request(peer: &str, action: &'static str, resource: &'static str) -> EvalRequest {
     let link = Link::workload(peer);
+    let mut params = PathParams::new();
+    if resource.contains("{name}") {
+        params.push("name", "ada");
+    }
     EvalRequest {
         chain: Chain(vec![link.clone()]),
         peer: link,
@@ -73,7 +77,8 @@ pub fn request(peer: &str, action: &'static str, resource: &'static str) -> Eval
         request: RequestLine::new(
             action.parse().unwrap_or(http::Method::GET),
             resource.replace("{name}", "ada"),
-        ),
+        )
+        .with_params(params),
         service: SERVICE.into(),
     }
 }
