@@ -174,7 +174,7 @@ impl Denial {
 #[non_exhaustive]
 pub enum ServeError {
     /// `serve` was called without a binding (a trust-boundary server without one).
-    #[error("no binding configured: this server only enforces through enforce_inbound")]
+    #[error("no binding configured: this server only enforces through Server::enforce")]
     NoBinding,
     /// `serve` was already called on this server.
     #[error("the server is already serving")]

@@ -165,7 +165,7 @@ impl fmt::Debug for Monitor {
 impl Monitor {
     /// A monitor tracking `kinds`, all [`State::Initializing`], reporting transitions to
     /// `telemetry`.
-    pub fn new(
+    pub(crate) fn new(
         kinds: impl IntoIterator<Item = ProviderKind>,
         telemetry: Arc<dyn Telemetry>,
     ) -> Self {
@@ -204,7 +204,7 @@ impl Monitor {
     ///
     /// Once [`Monitor::begin_shutdown`] has been called, only Draining and Unavailable are
     /// accepted; other states are ignored.
-    pub fn set(&self, kind: ProviderKind, state: State, cause: Option<String>) {
+    pub(crate) fn set(&self, kind: ProviderKind, state: State, cause: Option<String>) {
         let from = {
             let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
             if self.shutting_down.load(Ordering::Acquire)
@@ -239,7 +239,7 @@ impl Monitor {
     }
 
     /// Marks the start of shutdown: no provider can become Ready or Degraded again.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
         self.shutting_down.store(true, Ordering::Release);
     }

@@ -87,7 +87,6 @@ pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;
 pub use self::ratelimit::{
     Limit, LimitError, LimitOverride, LimitRules, RateLimitRequest, RateLimitResponse, RateLimiter,
-    Unlimited,
 };
 pub use self::registry::{Endpoint, ServiceRegistry};
 pub use self::request::{Action, InboundRequest, PathParams, RequestLine, Resource};

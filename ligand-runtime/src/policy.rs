@@ -32,6 +32,7 @@ pub struct EvalRequest {
 /// A policy decision. Its strings are shared, so an engine that caches decisions hands out
 /// copies without copying bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EvalResponse {
     /// Whether the request is allowed. Anything but `true` denies.
     pub allowed: bool,
@@ -60,6 +61,32 @@ impl EvalResponse {
             reason: Some(reason.into()),
             ..Self::default()
         }
+    }
+
+    /// An allow (`true`) or deny decision, without a reason.
+    pub fn decided(allowed: bool) -> Self {
+        Self {
+            allowed,
+            ..Self::default()
+        }
+    }
+
+    /// The same decision with `reason` (or none).
+    pub fn with_reason(mut self, reason: Option<Arc<str>>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// The same decision, made by policy version `version` (or an unversioned policy).
+    pub fn with_policy_version(mut self, version: Option<Arc<str>>) -> Self {
+        self.policy_version = version;
+        self
+    }
+
+    /// The same decision, marked as answered from the engine's decision cache or not.
+    pub fn from_cache(mut self, cached: bool) -> Self {
+        self.cached = cached;
+        self
     }
 }
 

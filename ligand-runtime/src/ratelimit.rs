@@ -81,17 +81,6 @@ pub trait RateLimiter: Send + Sync + 'static {
     }
 }
 
-/// The limiter used when none is configured: every request is within the limit.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unlimited;
-
-#[async_trait]
-impl RateLimiter for Unlimited {
-    async fn check(&self, _: &RateLimitRequest<'_>) -> Result<RateLimitResponse, ProviderError> {
-        Ok(RateLimitResponse::allow())
-    }
-}
-
 #[async_trait]
 impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
     async fn check(

@@ -89,13 +89,19 @@ impl Server {
         self.inner.tls.spiffe_id()
     }
 
-    /// The health monitor.
+    /// The health of each provider and of the service (read-only: only the framework and its
+    /// providers change it).
     pub fn monitor(&self) -> &Monitor {
         &self.inner.monitor
     }
 
-    /// The live identity (current SVID and trust store), for building outbound TLS.
-    pub fn identity(&self) -> &Arc<IdentityState> {
+    /// The live identity (current SVID and trust store), for building outbound TLS. Not
+    /// public: it can replace the workload's certificate and trust store.
+    #[cfg_attr(
+        not(feature = "testkit"),
+        expect(dead_code, reason = "the outbound transport's entry point")
+    )]
+    pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
     }
 

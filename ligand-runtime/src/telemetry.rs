@@ -79,6 +79,7 @@ pub struct RateLimitEvent {
 
 /// A provider's health changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HealthTransitionEvent {
     /// When the monitor recorded it.
     pub timestamp: SystemTime,
@@ -111,6 +112,7 @@ pub enum OutboundOutcome {
 
 /// The record of every outbound call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct OutboundCallEvent {
     /// When the call started.
     pub timestamp: SystemTime,
@@ -145,6 +147,7 @@ pub enum SecretAccess {
 
 /// The audit record of a secret access. It never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SecretAccessEvent {
     /// When.
     pub timestamp: SystemTime,
@@ -162,6 +165,7 @@ pub struct SecretAccessEvent {
 
 /// Periodic aggregate metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct MetricsSnapshot {
     /// The current SVID's age.
     pub svid_age: Option<Duration>,

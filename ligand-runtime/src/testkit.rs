@@ -33,3 +33,22 @@ pub use self::telemetry::RecordingTelemetry;
 pub fn flush_audit_blocking(server: &crate::Server) {
     server.flush_audit_blocking();
 }
+
+/// The live identity of `server`, for tests that call one service from another before the
+/// outbound transport exists for them. Services cannot reach it: it can replace the
+/// workload's certificate and trust store.
+pub fn identity_state(server: &crate::Server) -> &std::sync::Arc<crate::tls::IdentityState> {
+    server.identity()
+}
+
+/// Sets `kind`'s health on `server` as its provider would, so a test can reach the paths a
+/// degraded or unavailable provider takes. Services cannot: outside the testkit only the
+/// framework and its providers change health.
+pub fn set_health(
+    server: &crate::Server,
+    kind: crate::ProviderKind,
+    state: crate::State,
+    cause: Option<String>,
+) {
+    server.monitor().set(kind, state, cause);
+}

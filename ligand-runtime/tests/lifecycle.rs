@@ -128,17 +128,14 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
         ..Link::default()
     };
     let allowed = server
-        .enforce_inbound(login(external.clone(), "/login"))
+        .enforce(login(external.clone(), "/login"))
         .await
         .unwrap();
     assert_eq!(allowed.chain().peer(), Some(&external));
-    let denied = server
-        .enforce_inbound(login(external, "/admin"))
-        .await
-        .unwrap_err();
+    let denied = server.enforce(login(external, "/admin")).await.unwrap_err();
     assert_eq!(denied.denial, Denial::PolicyDenied);
     let anonymous = server
-        .enforce_inbound(login(Link::default(), "/login"))
+        .enforce(login(Link::default(), "/login"))
         .await
         .unwrap_err();
     assert_eq!(anonymous.denial, Denial::Unauthenticated);

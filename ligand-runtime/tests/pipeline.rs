@@ -232,7 +232,8 @@ async fn malformed_chain_header_is_400_and_never_evaluated() {
 #[tokio::test]
 async fn requests_are_refused_while_the_service_is_not_ready() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    f.server.monitor().set(
+    ligand_runtime::testkit::set_health(
+        &f.server,
         ligand_runtime::ProviderKind::Policy,
         ligand_runtime::State::Unavailable,
         Some("test".into()),

@@ -56,14 +56,12 @@ impl Server {
     /// [`Denial::RateLimiterFailure`]), then policy bounded by the policy timeout (deny →
     /// [`Denial::PolicyDenied`], error or timeout → [`Denial::PolicyFailure`]). Every path
     /// that is not an explicit allow denies.
+    ///
+    /// Trust-boundary services ([`init_trust_boundary`](crate::init_trust_boundary)) call it
+    /// from their own handlers with the external caller as `request.peer` (for example
+    /// `Link { user: Some(account), .. }` after authentication, or an `external_party` link
+    /// before it).
     pub async fn enforce(&self, request: InboundRequest) -> Result<Enforced, Denied> {
-        self.pipeline(request, RequestId::new()).await
-    }
-
-    /// The same pipeline for trust-boundary services, called from their own handlers with
-    /// the external caller as `request.peer` (for example `Link { user: Some(account), .. }`
-    /// after authentication, or an `external_party` link before it).
-    pub async fn enforce_inbound(&self, request: InboundRequest) -> Result<Enforced, Denied> {
         self.pipeline(request, RequestId::new()).await
     }
 

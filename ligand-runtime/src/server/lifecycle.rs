@@ -26,7 +26,7 @@ pub async fn init(config: Config) -> Result<Server, InitError> {
 }
 
 /// Initializes a trust-boundary service: one that authenticates external callers itself and
-/// calls [`Server::enforce_inbound`] from its own handlers. A binding is optional; identity
+/// calls [`Server::enforce`] from its own handlers. A binding is optional; identity
 /// and policy are still required.
 pub async fn init_trust_boundary(config: Config) -> Result<Server, InitError> {
     start(config, false).await

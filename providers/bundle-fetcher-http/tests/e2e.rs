@@ -169,7 +169,7 @@ async fn decide(server: &Server) -> Result<(), Denial> {
         Action::new("GET"),
     );
     server
-        .enforce_inbound(request)
+        .enforce(request)
         .await
         .map(|_| ())
         .map_err(|denied| denied.denial)

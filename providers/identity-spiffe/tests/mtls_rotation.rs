@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_runtime::__private::Routes;
-use ligand_runtime::testkit::AllowList;
+use ligand_runtime::testkit::{AllowList, identity_state};
 use ligand_runtime::tls::{IdentityState, PeerVerifier};
 use ligand_runtime::{Config, Ctx, HttpBinding, Server, Service, SpiffeId};
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -112,8 +112,8 @@ async fn services_call_each_other_across_rotations_without_failures() {
     let mut seen = HashSet::new();
     while started.elapsed() < TRAFFIC {
         for (from, expect, addr, caller) in [
-            (a.identity(), &b_id, b_addr, A),
-            (b.identity(), &a_id, a_addr, B),
+            (identity_state(&a), &b_id, b_addr, A),
+            (identity_state(&b), &a_id, a_addr, B),
         ] {
             requests += 1;
             match call(from, expect, addr).await {

@@ -245,12 +245,10 @@ impl Compiled {
     }
 
     fn response(&self, decision: Cached, cached: bool) -> EvalResponse {
-        EvalResponse {
-            allowed: decision.allowed,
-            reason: decision.reason,
-            policy_version: self.version.clone(),
-            cached,
-        }
+        EvalResponse::decided(decision.allowed)
+            .with_reason(decision.reason)
+            .with_policy_version(self.version.clone())
+            .from_cache(cached)
     }
 
     /// Runs `f` on this thread's copy of the prepared engine, making it for this revision if
