@@ -72,6 +72,26 @@ fn each_violation_has_its_own_error() {
     assert_eq!(peer_spiffe_id(&ca.root()), Err(SvidError::LeafIsCa));
 }
 
+#[test]
+fn root_path_spiffe_id_is_not_an_svid() {
+    let ca = TestCa::new("example.org");
+    for root in ["spiffe://example.org", "spiffe://example.org/"] {
+        let svid = ca.svid(root);
+        let leaf = &svid.cert_chain[0];
+        let refused = |outcome: Result<SpiffeId, SvidError>| {
+            assert!(
+                matches!(outcome, Err(SvidError::InvalidSpiffeId(_))),
+                "{root}: {outcome:?}"
+            );
+        };
+        refused(peer_spiffe_id(leaf));
+        refused(verify_svid(leaf, &[], &ca.bundles(), UnixTime::now()));
+    }
+    // Nor does a workload start with one: its own SVID must be one its peers accept.
+    let own = IdentityState::new(&ca.context(ca.svid("spiffe://example.org")), None);
+    assert!(own.is_err(), "{own:?}");
+}
+
 // === root pathLenConstraint ===
 
 /// A root CA and a line of intermediate CAs below it, each issued by the one above. Only the

@@ -1,6 +1,6 @@
-//! X.509-SVID verification: exactly one SPIFFE ID URI SAN, leaf constraints from the SPIFFE
-//! X.509-SVID specification, and a chain to the roots of the SVID's own trust domain
-//! (verified by webpki, plus the roots' own path length constraints).
+//! X.509-SVID verification: exactly one SPIFFE ID URI SAN with a workload path, leaf
+//! constraints from the SPIFFE X.509-SVID specification, and a chain to the roots of the SVID's
+//! own trust domain (verified by webpki, plus the roots' own path length constraints).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -138,7 +138,8 @@ pub(crate) enum Usage {
 }
 
 /// Reads the SPIFFE ID of a leaf and checks the leaf constraints of the X.509-SVID
-/// specification (exactly one URI SAN, not a CA, digitalSignature without keyCertSign/cRLSign).
+/// specification (exactly one URI SAN, a SPIFFE ID naming a workload rather than the trust
+/// domain itself, not a CA, digitalSignature without keyCertSign/cRLSign).
 /// It does not verify the chain: see [`verify_svid`].
 pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
     let (_, cert) =
@@ -178,6 +179,13 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
             if id.to_string() != *uri {
                 return Err(SvidError::InvalidSpiffeId(format!(
                     "{uri} is not in canonical form"
+                )));
+            }
+            // X.509-SVID specification, section 2: a leaf SVID names a workload, so its path is
+            // not the root. `spiffe://example.org` is the trust domain's own ID and never a peer.
+            if id.path().is_empty() {
+                return Err(SvidError::InvalidSpiffeId(format!(
+                    "{id} has a root path; an X.509-SVID names a workload"
                 )));
             }
             Ok(id)
