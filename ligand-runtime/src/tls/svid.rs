@@ -1,13 +1,15 @@
-//! X.509-SVID verification: exactly one SPIFFE ID URI SAN, leaf constraints from the SPIFFE
-//! X.509-SVID specification, and a chain to the roots of the SVID's own trust domain
-//! (verified by webpki).
+//! X.509-SVID verification: exactly one SPIFFE ID URI SAN with a workload path, leaf
+//! constraints from the SPIFFE X.509-SVID specification, and a chain to the roots of the SVID's
+//! own trust domain (verified by webpki, plus the roots' own path length constraints).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use spiffe::{SpiffeId, TrustDomain};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS;
 use x509_parser::prelude::FromDer;
 
 use super::TlsError;
@@ -44,6 +46,18 @@ pub enum SvidError {
     /// The chain does not verify against the trust domain's roots (includes expiry).
     #[error("certificate chain rejected: {0}")]
     Chain(String),
+    /// The chain reaches a root only through more intermediate CA certificates than the root's
+    /// basicConstraints pathLenConstraint allows.
+    #[error(
+        "certificate chain has {intermediates} intermediate CA certificates below a root whose \
+         pathLenConstraint is {path_len}"
+    )]
+    RootPathLenExceeded {
+        /// The root's pathLenConstraint.
+        path_len: u32,
+        /// The intermediates between the leaf and that root.
+        intermediates: usize,
+    },
     /// The SVID does not carry the SPIFFE ID it was expected to.
     #[error("expected {expected}, certificate carries {actual}")]
     UnexpectedId {
@@ -57,31 +71,62 @@ pub enum SvidError {
 /// The trust anchors of each trust domain, parsed once per bundle update.
 #[derive(Debug, Default)]
 pub(crate) struct TrustStore {
-    anchors: HashMap<TrustDomain, Vec<TrustAnchor<'static>>>,
+    roots: HashMap<TrustDomain, Roots>,
+}
+
+/// One trust domain's roots: the webpki anchors and, index for index, each root certificate's
+/// pathLenConstraint. A webpki anchor keeps only the subject, key and name constraints, so
+/// webpki enforces the constraint of every intermediate but never the root's; RFC 5280 takes a
+/// root certificate's constraint as input to path validation, and SPIFFE bundle roots are
+/// certificates.
+#[derive(Debug)]
+struct Roots {
+    anchors: Vec<TrustAnchor<'static>>,
+    path_lens: Vec<Option<u32>>,
 }
 
 impl TrustStore {
     pub(crate) fn from_bundles(bundles: &TrustBundles) -> Result<Self, TlsError> {
-        let mut anchors = HashMap::new();
-        for (domain, roots) in bundles.iter() {
-            let parsed = roots
-                .iter()
-                .map(|root| {
-                    webpki::anchor_from_trusted_cert(root)
-                        .map(|a| a.to_owned())
-                        .map_err(|e| TlsError::Bundle {
-                            domain: domain.to_string(),
-                            reason: e.to_string(),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            anchors.insert(domain.clone(), parsed);
+        let mut store = HashMap::new();
+        for (domain, certs) in bundles.iter() {
+            let invalid = |reason: String| TlsError::Bundle {
+                domain: domain.to_string(),
+                reason,
+            };
+            let mut roots = Roots {
+                anchors: Vec::with_capacity(certs.len()),
+                path_lens: Vec::with_capacity(certs.len()),
+            };
+            for cert in certs {
+                let anchor = webpki::anchor_from_trusted_cert(cert)
+                    .map_err(|e| invalid(e.to_string()))?
+                    .to_owned();
+                roots.anchors.push(anchor);
+                roots.path_lens.push(root_path_len(cert).map_err(invalid)?);
+            }
+            store.insert(domain.clone(), roots);
         }
-        Ok(Self { anchors })
+        Ok(Self { roots: store })
     }
 
     pub(crate) fn contains(&self, domain: &TrustDomain) -> bool {
-        self.anchors.get(domain).is_some_and(|a| !a.is_empty())
+        self.roots
+            .get(domain)
+            .is_some_and(|r| !r.anchors.is_empty())
+    }
+}
+
+/// The pathLenConstraint of a root certificate's basicConstraints, `None` when it sets none.
+fn root_path_len(root: &CertificateDer<'_>) -> Result<Option<u32>, String> {
+    let (_, cert) = X509Certificate::from_der(root).map_err(|e| e.to_string())?;
+    let constraints = cert
+        .get_extension_unique(&OID_X509_EXT_BASIC_CONSTRAINTS)
+        .map_err(|e| e.to_string())?;
+    match constraints.map(|ext| ext.parsed_extension()) {
+        None => Ok(None),
+        Some(ParsedExtension::BasicConstraints(bc)) => Ok(bc.path_len_constraint),
+        // Reading an unparsable constraint as "none" would lift it: refuse the root instead.
+        Some(_) => Err("root certificate has an unparsable basicConstraints extension".into()),
     }
 }
 
@@ -93,7 +138,8 @@ pub(crate) enum Usage {
 }
 
 /// Reads the SPIFFE ID of a leaf and checks the leaf constraints of the X.509-SVID
-/// specification (exactly one URI SAN, not a CA, digitalSignature without keyCertSign/cRLSign).
+/// specification (exactly one URI SAN, a SPIFFE ID naming a workload rather than the trust
+/// domain itself, not a CA, digitalSignature without keyCertSign/cRLSign).
 /// It does not verify the chain: see [`verify_svid`].
 pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
     let (_, cert) =
@@ -135,6 +181,13 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
                     "{uri} is not in canonical form"
                 )));
             }
+            // X.509-SVID specification, section 2: a leaf SVID names a workload, so its path is
+            // not the root. `spiffe://example.org` is the trust domain's own ID and never a peer.
+            if id.path().is_empty() {
+                return Err(SvidError::InvalidSpiffeId(format!(
+                    "{id} has a root path; an X.509-SVID names a workload"
+                )));
+            }
             Ok(id)
         }
         more => Err(SvidError::MultipleUriSans(more.len())),
@@ -143,7 +196,8 @@ pub fn peer_spiffe_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> 
 
 /// Verifies a presented certificate chain as an X.509-SVID: the leaf constraints, then the
 /// chain against the roots of the trust domain named in the leaf's SPIFFE ID (never another
-/// domain's), at `now`. Returns the verified SPIFFE ID.
+/// domain's), at `now`, with no more intermediates than the root's pathLenConstraint allows.
+/// Returns the verified SPIFFE ID.
 pub fn verify_svid(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -163,10 +217,10 @@ pub(crate) fn verify_with_store(
 ) -> Result<SpiffeId, SvidError> {
     let id = peer_spiffe_id(end_entity)?;
     let domain = id.trust_domain();
-    let anchors = store
-        .anchors
+    let roots = store
+        .roots
         .get(domain)
-        .filter(|a| !a.is_empty())
+        .filter(|r| !r.anchors.is_empty())
         .ok_or_else(|| SvidError::UnknownTrustDomain(domain.to_string()))?;
     let cert = webpki::EndEntityCert::try_from(end_entity)
         .map_err(|e| SvidError::Malformed(e.to_string()))?;
@@ -174,15 +228,44 @@ pub(crate) fn verify_with_store(
         Usage::Client => webpki::KeyUsage::client_auth(),
         Usage::Server => webpki::KeyUsage::server_auth(),
     };
+    // Called for each path webpki has verified up to a root; refusing one makes webpki try the
+    // others, so a path through a less constrained root still verifies.
+    let exceeded = Cell::new(None);
+    let within_root_path_len = |path: &webpki::VerifiedPath<'_>| {
+        let intermediates = path.intermediate_certificates().count();
+        // webpki hands back one of the anchors it was given, by reference.
+        let root = roots
+            .anchors
+            .iter()
+            .position(|anchor| std::ptr::eq(anchor, path.anchor()));
+        match root.and_then(|at| roots.path_lens.get(at).copied()) {
+            Some(None) => Ok(()),
+            Some(Some(path_len)) if u32::try_from(intermediates).is_ok_and(|n| n <= path_len) => {
+                Ok(())
+            }
+            Some(Some(path_len)) => {
+                exceeded.set(Some(SvidError::RootPathLenExceeded {
+                    path_len,
+                    intermediates,
+                }));
+                Err(webpki::Error::PathLenConstraintViolated)
+            }
+            // Not one of ours: impossible by the above, and never trusted.
+            None => Err(webpki::Error::UnknownIssuer),
+        }
+    };
     cert.verify_for_usage(
         super::provider().signature_verification_algorithms.all,
-        anchors,
+        &roots.anchors,
         intermediates,
         now,
         eku,
         None,
-        None,
+        Some(&within_root_path_len),
     )
-    .map_err(|e| SvidError::Chain(e.to_string()))?;
+    .map_err(|e| match (e, exceeded.take()) {
+        (webpki::Error::PathLenConstraintViolated, Some(root)) => root,
+        (e, _) => SvidError::Chain(e.to_string()),
+    })?;
     Ok(id)
 }

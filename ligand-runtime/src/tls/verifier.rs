@@ -26,17 +26,6 @@ fn to_rustls(err: SvidError) -> rustls::Error {
     rustls::Error::InvalidCertificate(cert_err)
 }
 
-/// X.509-SVID specification, section 2: the SPIFFE ID of a leaf SVID names a workload, so its
-/// path is not the root. `spiffe://example.org` is the trust domain's own ID and never a peer.
-fn workload_id(id: SpiffeId) -> Result<SpiffeId, SvidError> {
-    if id.path().is_empty() {
-        return Err(SvidError::InvalidSpiffeId(format!(
-            "{id} has a root path; an X.509-SVID names a workload"
-        )));
-    }
-    Ok(id)
-}
-
 fn verify_tls13(
     message: &[u8],
     cert: &CertificateDer<'_>,
@@ -124,7 +113,6 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             now,
             Usage::Client,
         )
-        .and_then(workload_id)
         .map(|_| ClientCertVerified::assertion())
         .map_err(to_rustls)
     }
@@ -187,7 +175,6 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             now,
             Usage::Server,
         )
-        .and_then(workload_id)
         .map_err(to_rustls)?;
         self.expected.check(&id).map_err(to_rustls)?;
         Ok(ServerCertVerified::assertion())
@@ -222,14 +209,17 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+    use rustls::{ClientConfig, ServerConfig};
     use rustls_pki_types::ServerName;
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
-    use crate::testkit::TestCa;
+    use crate::identity::X509Svid;
+    use crate::testkit::{TestCa, probe_client_config};
 
     const SERVER: &str = "spiffe://example.org/service/server";
     const CLIENT: &str = "spiffe://example.org/service/client";
+    const ROOT: &str = "spiffe://example.org";
 
     fn state(ca: &TestCa, id: &str) -> Arc<IdentityState> {
         Arc::new(IdentityState::new(&ca.context(ca.svid(id)), None).unwrap())
@@ -237,16 +227,31 @@ mod tests {
 
     /// A real TLS 1.3 handshake over an in-memory pipe; the server's and the client's results.
     async fn handshake(
-        server: &Arc<IdentityState>,
-        client: &Arc<IdentityState>,
-        expected: PeerVerifier,
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
     ) -> (std::io::Result<()>, std::io::Result<()>) {
-        let acceptor = TlsAcceptor::from(server.server_config().unwrap());
-        let connector = TlsConnector::from(client.client_config(expected).unwrap());
+        let acceptor = TlsAcceptor::from(server);
+        let connector = TlsConnector::from(client);
         let (a, b) = tokio::io::duplex(64 * 1024);
         let name = ServerName::try_from("ligand.invalid").unwrap();
         let (s, c) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
         (s.map(drop), c.map(drop))
+    }
+
+    /// A client presenting `svid` as it is, whatever a workload would refuse to start with.
+    fn presenting_client(svid: &X509Svid) -> Arc<ClientConfig> {
+        probe_client_config(&[&rustls::version::TLS13], Some(svid)).unwrap()
+    }
+
+    /// A server presenting `svid` as it is, asking for no client certificate.
+    fn presenting_server(svid: &X509Svid) -> Arc<ServerConfig> {
+        let config = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(svid.cert_chain.clone(), svid.private_key.clone_key())
+            .unwrap();
+        Arc::new(config)
     }
 
     fn is_bad_certificate(result: &std::io::Result<()>) -> bool {
@@ -261,9 +266,10 @@ mod tests {
     async fn workload_svids_are_accepted_both_ways() {
         let ca = TestCa::new("example.org");
         let (s, c) = handshake(
-            &state(&ca, SERVER),
-            &state(&ca, CLIENT),
-            PeerVerifier::Exact(SpiffeId::new(SERVER).unwrap()),
+            state(&ca, SERVER).server_config().unwrap(),
+            state(&ca, CLIENT)
+                .client_config(PeerVerifier::Exact(SpiffeId::new(SERVER).unwrap()))
+                .unwrap(),
         )
         .await;
         s.unwrap();
@@ -274,9 +280,8 @@ mod tests {
     async fn root_path_client_svid_is_refused() {
         let ca = TestCa::new("example.org");
         let (s, _) = handshake(
-            &state(&ca, SERVER),
-            &state(&ca, "spiffe://example.org"),
-            PeerVerifier::AnyTrusted,
+            state(&ca, SERVER).server_config().unwrap(),
+            presenting_client(&ca.svid(ROOT)),
         )
         .await;
         assert!(is_bad_certificate(&s), "{s:?}");
@@ -285,12 +290,12 @@ mod tests {
     #[tokio::test]
     async fn root_path_server_svid_is_refused() {
         let ca = TestCa::new("example.org");
-        let root = "spiffe://example.org";
         for expected in [
             PeerVerifier::AnyTrusted,
-            PeerVerifier::Exact(SpiffeId::new(root).unwrap()),
+            PeerVerifier::Exact(SpiffeId::new(ROOT).unwrap()),
         ] {
-            let (_, c) = handshake(&state(&ca, root), &state(&ca, CLIENT), expected).await;
+            let client = state(&ca, CLIENT).client_config(expected).unwrap();
+            let (_, c) = handshake(presenting_server(&ca.svid(ROOT)), client).await;
             assert!(is_bad_certificate(&c), "{c:?}");
         }
     }
@@ -299,7 +304,7 @@ mod tests {
     fn root_path_is_refused_by_both_verifiers_directly() {
         let ca = TestCa::new("example.org");
         let own = state(&ca, SERVER);
-        let leaf = ca.svid("spiffe://example.org").cert_chain[0].clone();
+        let leaf = ca.svid(ROOT).cert_chain[0].clone();
         let client = SpiffeClientVerifier::new(own.clone());
         assert!(
             client
