@@ -39,7 +39,44 @@
 pub mod config;
 
 pub use ligand_macros::{allow, delete, get, main, patch, post, put, secret, service};
-pub use ligand_runtime::*;
+
+// The service-facing API: what a service's own code names. Provider contracts live in
+// `provider`; nothing here can change the workload's identity, trust or health.
+pub use ligand_runtime::{Action, Service};
+pub use ligand_runtime::{
+    AuditOverflow, BoxError, CHAIN_HEADER, Chain, ChainHeaderError, Config, ConfigBuilder, Ctx,
+    DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
+    DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
+    DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied, Enforced, Error, ExposeSecret, HttpBinding,
+    InboundRequest, InitError, JsonLinesTelemetry, Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN,
+    MAX_CHAIN_LINKS, MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId,
+    RequestLine, Resource, Result, Secret, SecretError, SecretSlice, SecretString, ServeError,
+    Server, SpiffeId, State, TracingTelemetry, TrustDomain, decode_secret, denial_response, init,
+    init_trust_boundary,
+};
+
+/// The contracts providers implement (identity, policy, rate limiting, secrets, telemetry,
+/// bindings, registries, bundle fetchers) and the types they exchange with the framework.
+/// A service needs them only to plug in a provider of its own.
+pub mod provider {
+    pub use ligand_runtime::tls;
+    pub use ligand_runtime::{
+        Binding, BindingArgs, BundleFetcher, BundleUpdate, DecisionEvent, Endpoint,
+        EnforcedService, EvalRequest, EvalResponse, FetchWitRequest, FetchWitResponse,
+        HealthTransitionEvent, Limit, LimitError, LimitOverride, LimitRules, ListeningSignal,
+        MetricsSnapshot, MtlsAcceptor, OutboundCallEvent, OutboundOutcome, PeerService,
+        PolicyBundle, PolicyEngine, ProviderContext, ProviderError, RateLimitEvent,
+        RateLimitRequest, RateLimitResponse, RateLimiter, SecretAccess, SecretAccessEvent,
+        SecretRevocation, SecretValue, Secrets, SecretsCache, ServiceRegistry, StdoutWriter,
+        Telemetry, TrustBundles, VerifiedPeer, WorkloadIdentity, X509Context, X509ContextUpdate,
+        X509Svid, stdout_writer,
+    };
+}
+
+/// Test doubles with real cryptography: a CA that mints SVIDs, in-process identities,
+/// allow-list policies, scripted limiters, recording telemetry and an mTLS client.
+#[cfg(feature = "testkit")]
+pub use ligand_runtime::testkit;
 
 /// Request extractors usable as handler arguments.
 pub mod extract {

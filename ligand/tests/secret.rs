@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ligand::prelude::*;
+use ligand::provider::{ProviderError, SecretAccess, SecretValue, Secrets};
 use ligand::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
-use ligand::{
-    Config, HttpBinding, ProviderError, SecretAccess, SecretError, SecretValue, Secrets, SpiffeId,
-};
+use ligand::{Config, HttpBinding, SecretError, SpiffeId};
 
 const SERVICE: &str = "spiffe://example.org/accounts";
 const CALLER: &str = "spiffe://example.org/gateway";

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use ligand::provider::{TrustBundles, X509Context, X509Svid};
 use ligand::testkit::{SvidSpec, TestCa};
-use ligand::{SpiffeId, TrustBundles, TrustDomain, X509Context, X509Svid};
+use ligand::{SpiffeId, TrustDomain};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn the_policy_allows_the_load_generator_on_the_benchmarked_route() {
-        use ligand::{Action, Chain, EvalRequest, Link, RequestLine, Resource};
+        use ligand::provider::EvalRequest;
+        use ligand::{Action, Chain, Link, RequestLine, Resource};
 
         let policy = RegorusPolicy::new(&policy_config(&rbac_dir(), true)).unwrap();
         let peer = Link {
