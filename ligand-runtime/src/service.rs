@@ -185,7 +185,9 @@ impl RouteGuard {
                 }));
             }
         };
-        let chain = match parts.headers.get(CHAIN_HEADER) {
+        // A `HeaderName` constant: looking up by `&str` would parse the name on every request.
+        const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
+        let chain = match parts.headers.get(CHAIN) {
             None => Chain::new(),
             Some(value) => match Chain::from_header(value.as_bytes()) {
                 Ok(chain) => chain,

@@ -11,6 +11,7 @@
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
+//! | connections | `[connections]` `max`, `max_handshakes`, `handshake_timeout`, `header_read_timeout`, `max_age` | | 10000, 256, `"10s"`, `"30s"`, none |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -60,6 +61,21 @@ struct File {
     rate_limit: Option<GovernorConfig>,
     secrets: Option<SecretsSection>,
     audit: Option<AuditSection>,
+    connections: Option<ConnectionsSection>,
+}
+
+/// `[connections]`: the HTTP binding's limits (see `HttpBinding`). Durations are written
+/// as `"30s"`, `"5m"`, `"1h 30m"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsSection {
+    /// Established connections at once.
+    max: Option<usize>,
+    /// TLS handshakes in progress at once.
+    max_handshakes: Option<usize>,
+    handshake_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    max_age: Option<String>,
 }
 
 /// `[audit]`: where decision records go and what happens when the sink falls behind.
@@ -94,6 +110,48 @@ enum AuditFormat {
 struct Identity {
     socket: Option<String>,
     spiffe_id: Option<String>,
+}
+
+impl ConnectionsSection {
+    fn apply(self, mut binding: HttpBinding) -> Result<HttpBinding, ConfigError> {
+        if let Some(max) = self.max {
+            binding = binding.max_connections(positive("connections.max", max)?);
+        }
+        if let Some(max) = self.max_handshakes {
+            binding = binding.max_handshakes(positive("connections.max_handshakes", max)?);
+        }
+        if let Some(timeout) = self.handshake_timeout {
+            binding =
+                binding.handshake_timeout(duration("connections.handshake_timeout", &timeout)?);
+        }
+        if let Some(timeout) = self.header_read_timeout {
+            binding =
+                binding.header_read_timeout(duration("connections.header_read_timeout", &timeout)?);
+        }
+        if let Some(age) = self.max_age {
+            binding = binding.max_connection_age(duration("connections.max_age", &age)?);
+        }
+        Ok(binding)
+    }
+}
+
+fn positive(setting: &'static str, value: usize) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+/// A non-zero duration such as `"30s"`.
+fn duration(setting: &'static str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(invalid(setting, "must be longer than zero")),
+        Err(e) => Err(invalid(
+            setting,
+            format!("{value:?} is not a duration such as \"30s\" ({e})"),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,7 +254,11 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         .clone()
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    builder = builder.binding(HttpBinding::new(listen));
+    let mut binding = HttpBinding::new(listen);
+    if let Some(connections) = file.connections {
+        binding = connections.apply(binding)?;
+    }
+    builder = builder.binding(binding);
 
     let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id);
     match env.socket.clone().or(file.identity.socket) {

@@ -279,3 +279,48 @@ impl Nothing {
         ""
     }
 }
+
+#[test]
+fn the_connections_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[connections]\nmax = 64\nmax_handshakes = 8\nhandshake_timeout = \"5s\"\n\
+         header_read_timeout = \"15s\"\nmax_age = \"1h\"\n",
+    );
+    // Each limit's effect is tested on the binding itself (ligand-runtime's connections tests).
+    load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    for (bad, setting) in [
+        ("max = 0", "connections.max"),
+        ("max_handshakes = 0", "connections.max_handshakes"),
+        (
+            "header_read_timeout = \"soon\"",
+            "connections.header_read_timeout",
+        ),
+        ("max_age = \"0s\"", "connections.max_age"),
+    ] {
+        write(
+            dir.path(),
+            "ligand.toml",
+            &format!("[connections]\n{bad}\n"),
+        );
+        let error = load_from(
+            &dir.path().join("ligand.toml"),
+            true,
+            &Environment::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{bad}: {error}");
+    }
+}
