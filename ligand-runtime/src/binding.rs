@@ -270,6 +270,8 @@ struct AcceptLoop {
 impl AcceptLoop {
     async fn run(self) {
         let tasks = TaskTracker::new();
+        // Cancelled when the drain deadline passes: connections still open are dropped.
+        let abort = CancellationToken::new();
         loop {
             // Room for one more connection and one more handshake before accepting: at the
             // limits, connections wait in the kernel's backlog, not in memory.
@@ -302,6 +304,7 @@ impl AcceptLoop {
                 service: self.service.clone(),
                 limits: self.limits,
                 stop: self.stop.clone(),
+                abort: abort.clone(),
                 remote,
             };
             tasks.spawn(async move {
@@ -315,8 +318,10 @@ impl AcceptLoop {
         if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
             tracing::warn!(
                 ?deadline,
-                "drain deadline passed with requests still in flight"
+                "drain deadline passed with requests still in flight; dropping their connections"
             );
+            abort.cancel();
+            tasks.wait().await;
         }
         self.done.send_replace(true);
     }
@@ -329,6 +334,7 @@ struct Connection {
     service: EnforcedService,
     limits: Limits,
     stop: CancellationToken,
+    abort: CancellationToken,
     remote: SocketAddr,
 }
 
@@ -378,6 +384,8 @@ impl Connection {
         let ended = loop {
             tokio::select! {
                 ended = connection.as_mut() => break ended,
+                // Past the drain deadline: dropping the connection closes its socket.
+                () = self.abort.cancelled() => return,
                 () = self.stop.cancelled(), if !closing => {
                     connection.as_mut().graceful_shutdown();
                     closing = true;

@@ -374,6 +374,41 @@ async fn drain_lets_in_flight_requests_finish() {
 }
 
 #[tokio::test]
+async fn past_the_drain_deadline_connections_still_busy_are_dropped() {
+    // A policy that never answers (and a policy timeout longer than the test): the request
+    // stays in flight until the binding gives up on it.
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let e = entered.clone();
+    let policy = PolicyFn::new(move |_| {
+        let e = e.clone();
+        async move {
+            e.notify_one();
+            std::future::pending::<()>().await;
+            Ok(EvalResponse::allow())
+        }
+    });
+    let f = Fixture::start(|c| {
+        c.policy(policy)
+            .policy_timeout(Duration::from_secs(3600))
+            .pre_stop_timeout(Duration::from_millis(10))
+            .drain_timeout(Duration::from_millis(200))
+    })
+    .await;
+    let caller = f.caller(CALLER_ID);
+    let addr = f.addr;
+    let in_flight = tokio::spawn(async move { caller.get(addr, "/hello/stuck").await });
+    entered.notified().await;
+    tokio::time::timeout(Duration::from_secs(20), f.server.close())
+        .await
+        .expect("close waited past the drain deadline");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .expect("the stuck connection was never dropped")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+}
+
+#[tokio::test]
 async fn close_completes_while_the_serve_future_is_not_polled() {
     let ca = TestCa::new(TRUST_DOMAIN);
     let server = init(
