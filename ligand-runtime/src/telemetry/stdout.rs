@@ -57,21 +57,31 @@ impl Write for StdoutWriter {
 /// Adds `buf` to the calling thread's batch: `false` when the thread writes through (it is
 /// not batching, `buf` is too long to batch, or the thread is being torn down).
 fn batch(buf: &[u8]) -> io::Result<bool> {
-    let batched = BATCH.try_with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let Some(batch) = cell.as_mut() else {
-            return Ok(false);
-        };
-        if batch.len() + buf.len() > BATCH_LIMIT {
-            write_out(batch)?;
-        }
-        if buf.len() > BATCH_LIMIT {
-            return Ok(false);
-        }
-        batch.extend_from_slice(buf);
-        Ok(true)
-    });
-    batched.unwrap_or(Ok(false))
+    BATCH
+        .try_with(|cell| match cell.borrow_mut().as_mut() {
+            Some(batch) => push(batch, buf, &mut write_stdout),
+            None => Ok(false),
+        })
+        .unwrap_or(Ok(false))
+}
+
+/// Adds `buf` to `batch`, first writing the batch to `out` if `buf` would take it past
+/// [`BATCH_LIMIT`]; `false` (after that write) when `buf` alone is too long to batch.
+fn push(
+    batch: &mut Vec<u8>,
+    buf: &[u8],
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<bool> {
+    if batch.len() + buf.len() > BATCH_LIMIT && !batch.is_empty() {
+        let written = out(batch);
+        batch.clear();
+        written?;
+    }
+    if buf.len() > BATCH_LIMIT {
+        return Ok(false);
+    }
+    batch.extend_from_slice(buf);
+    Ok(true)
 }
 
 /// Makes the calling thread batch its standard-output lines until [`end_batching`].
@@ -103,12 +113,14 @@ fn write_out(batch: &mut Vec<u8>) -> io::Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let result = {
-        let mut out = io::stdout().lock();
-        out.write_all(batch).and_then(|()| out.flush())
-    };
+    let result = write_stdout(batch);
     batch.clear();
     result
+}
+
+fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush())
 }
 
 #[cfg(test)]
@@ -123,39 +135,45 @@ mod tests {
     fn a_batching_thread_holds_its_lines_until_flushed_and_other_threads_write_through() {
         std::thread::spawn(|| {
             begin_batching();
-            StdoutWriter.write_all(b"first\n").unwrap();
-            StdoutWriter.write_all(b"second\n").unwrap();
-            assert_eq!(pending(), 13);
+            // Empty lines: what reaches the test's standard output is only blank.
+            StdoutWriter.write_all(b"\n").unwrap();
+            StdoutWriter.write_all(b"\n").unwrap();
+            assert_eq!(pending(), 2);
             flush_batch();
             assert_eq!(pending(), 0);
             end_batching();
-            StdoutWriter.write_all(b"third\n").unwrap();
+            StdoutWriter.write_all(b"\n").unwrap();
             assert_eq!(pending(), 0);
         })
         .join()
         .unwrap();
         // This thread never batched.
-        StdoutWriter.write_all(b"fourth\n").unwrap();
+        StdoutWriter.write_all(b"\n").unwrap();
         assert_eq!(pending(), 0);
     }
 
     #[test]
     fn a_batch_is_written_before_it_would_pass_the_limit() {
-        std::thread::spawn(|| {
-            begin_batching();
-            let line = [b'x'; 1000];
-            for _ in 0..4 {
-                StdoutWriter.write_all(&line).unwrap();
-            }
-            assert_eq!(pending(), 4000);
-            StdoutWriter.write_all(&line).unwrap();
-            assert_eq!(pending(), 1000, "the full batch went out first");
-            let long = vec![b'y'; BATCH_LIMIT + 1];
-            StdoutWriter.write_all(&long).unwrap();
-            assert_eq!(pending(), 0, "a line past the limit is written through");
-            end_batching();
-        })
-        .join()
-        .unwrap();
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let mut out = |bytes: &[u8]| {
+            written.push(bytes.to_vec());
+            Ok(())
+        };
+        let mut batch = Vec::new();
+        let line = [b'x'; 1000];
+        for _ in 0..4 {
+            assert!(push(&mut batch, &line, &mut out).unwrap());
+        }
+        assert_eq!(batch.len(), 4000);
+        assert!(push(&mut batch, &line, &mut out).unwrap());
+        assert_eq!(batch.len(), 1000, "the full batch went out first");
+        let long = vec![b'y'; BATCH_LIMIT + 1];
+        assert!(
+            !push(&mut batch, &long, &mut out).unwrap(),
+            "a line past the limit is written through"
+        );
+        assert!(batch.is_empty(), "after what was batched before it");
+        let sizes: Vec<usize> = written.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4000, 1000]);
     }
 }

@@ -72,3 +72,33 @@ fn a_health_transition_is_one_timestamped_line_once_flushed() {
         )
     );
 }
+
+#[test]
+fn timestamps_match_humantime_across_the_calendar() {
+    let mut secs: u64 = 0;
+    // Every 97 hours and some seconds from 1970 to past 2100: leap years, centuries (2000 is
+    // a leap year, 2100 is not), month ends.
+    while secs < 4_200_000_000 {
+        for micros in [0, 1, 999_999] {
+            let time = SystemTime::UNIX_EPOCH + Duration::new(secs, micros * 1000);
+            let ours = rfc3339_micros(time);
+            assert_eq!(
+                std::str::from_utf8(&ours).unwrap(),
+                humantime::format_rfc3339_micros(time).to_string(),
+                "{secs}.{micros}"
+            );
+        }
+        secs += 97 * 3600 + 13;
+    }
+}
+
+#[test]
+fn counts_are_decimal() {
+    assert_eq!(line(|f| f.count("n", 0)), " n=0");
+    assert_eq!(line(|f| f.count("n", 1234567890)), " n=1234567890");
+    assert_eq!(
+        line(|f| f.count("n", u128::MAX)),
+        format!(" n={}", u128::MAX)
+    );
+    assert_eq!(line(|f| f.bool("b", true)), " b=true");
+}
