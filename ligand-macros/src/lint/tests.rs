@@ -379,6 +379,54 @@ fn positions_are_one_based() {
     assert!(finding.message().contains("#[ligand::client]"));
 }
 
+#[test]
+fn ffi_socket_calls() {
+    assert_flags(
+        "fn f() -> i32 { unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) } }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "use libc::connect as c;\nfn f() { unsafe { c(3, p, 16) }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "fn f() { unsafe { libc::syscall(libc::SYS_socket, 2, 1, 0) }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "fn f() { nix::sys::socket::socket(a, b, c, d); }",
+        Rule::RawSocket,
+    );
+    assert_flags("fn f() { rustix::net::socket(a, b, c); }", Rule::RawSocket);
+    assert_clean("fn f() { let _ = unsafe { libc::getpid() }; }");
+}
+
+#[test]
+fn async_runtime_networking() {
+    for path in [
+        "async_net::TcpStream::connect",
+        "smol::net::TcpStream::connect",
+        "smol::Async::<T>::connect",
+        "async_io::Async::new",
+        "async_std::net::UdpSocket::bind",
+        "async_std::os::unix::net::UnixStream::connect",
+        "tokio_uring::net::TcpStream::connect",
+        "glommio::net::TcpStream::connect",
+        "monoio::net::TcpStream::connect",
+        "compio::net::TcpStream::connect",
+        "mio::net::TcpListener::bind",
+        "socket2::Socket::new",
+        "net2::TcpBuilder::new_v4",
+    ] {
+        assert_flags(&format!("fn f() {{ {path}(); }}"), Rule::RawSocket);
+    }
+    assert_flags(
+        "use smol::net as n;\nfn f() { n::TcpStream::connect(\"a\"); }",
+        Rule::RawSocket,
+    );
+    assert_clean("fn f() { smol::block_on(async {}); async_io::Timer::after(d); }");
+}
+
 proptest! {
     #[test]
     fn lint_never_panics_on_parsable_code(
