@@ -10,6 +10,10 @@ use syn::{Attribute, Item, ItemMod, Lit, Meta};
 /// The attribute marking a module whose items were read from `files[index]`.
 pub(crate) const FILE_MARKER: &str = "__ligand_lint_file";
 
+/// The attribute marking a module that stands for an `include!`: its items belong to the
+/// enclosing module.
+const INCLUDED_MARKER: &str = "__ligand_lint_included";
+
 /// Module trees deeper than this are cut off (real crates stay far below).
 const MAX_DEPTH: usize = 64;
 
@@ -186,6 +190,11 @@ pub(crate) fn marker(attrs: &[Attribute]) -> Option<usize> {
         }
         attr.parse_args::<syn::LitInt>().ok()?.base10_parse().ok()
     })
+}
+
+/// Whether a spliced module stands for an `include!`.
+pub(crate) fn is_included(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| attr.path().is_ident(INCLUDED_MARKER))
 }
 
 #[cfg(test)]

@@ -193,6 +193,70 @@ pub(crate) fn check_path<S: AsRef<str>>(path: &[S]) -> Option<Rule> {
     })
 }
 
+/// One segment of a path in a `macro_rules!` body: a name, or a metavariable (`$m`) that the
+/// caller fills with one or more segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Segment {
+    Name(String),
+    Meta,
+}
+
+/// Crate roots whose banned paths are a small part of a large API: a metavariable right after
+/// one of them says nothing by itself (`std::$int::MAX`, `tokio::$f(…)`, `#[ligand::$verb]`).
+const BROAD_ROOTS: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "ligand",
+    "ligand_runtime",
+    "tokio",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tonic",
+    "spiffe",
+];
+
+/// The rule a path with metavariables can break once its caller fills them, if any: some
+/// filling spells a banned path and a written name takes part in it (`std::$m::TcpStream`,
+/// `$krate::net::UdpSocket`, `libc::$call`). A path of metavariables alone says nothing.
+pub(crate) fn check_pattern(pattern: &[Segment]) -> Option<Rule> {
+    let ffi = FFI_CRATES.iter().flat_map(|krate| {
+        SOCKET_SYMBOLS
+            .iter()
+            .map(move |symbol| (vec![*krate, *symbol], Rule::RawSocket))
+    });
+    let paths = BANNED_PATHS
+        .iter()
+        .map(|(banned, rule)| (banned.to_vec(), *rule))
+        .chain(ffi);
+    for (banned, rule) in paths {
+        if spells(pattern, &banned, 0, false) {
+            return Some(rule);
+        }
+    }
+    None
+}
+
+/// Whether `pattern` can spell a path starting with `banned[at..]`, with a written name
+/// matched (`named`) somewhere that counts.
+fn spells(pattern: &[Segment], banned: &[&str], at: usize, named: bool) -> bool {
+    let Some(next) = banned.get(at) else {
+        return named;
+    };
+    match pattern.split_first() {
+        None => false,
+        Some((Segment::Name(name), rest)) => {
+            let counts = at > 0 || !BROAD_ROOTS.contains(next);
+            name == next && spells(rest, banned, at + 1, named || counts)
+        }
+        // A metavariable stands for one or more segments, possibly past the banned path.
+        Some((Segment::Meta, rest)) => {
+            (at + 1..=banned.len()).any(|end| spells(rest, banned, end, named))
+        }
+    }
+}
+
 /// Whether a resolved trait path is the framework's `Service` trait.
 pub(crate) fn is_service_trait<S: AsRef<str>>(path: &[S]) -> bool {
     SERVICE_TRAITS.iter().any(|service| {
