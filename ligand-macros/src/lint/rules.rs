@@ -201,6 +201,17 @@ pub(crate) enum Segment {
     Meta,
 }
 
+/// Type names that say "socket" wherever they appear after a banned prefix.
+const SOCKET_TYPES: &[&str] = &[
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "UnixStream",
+    "UnixListener",
+    "UnixDatagram",
+    "Socket",
+];
+
 /// Crate roots whose banned paths are a small part of a large API: a metavariable right after
 /// one of them says nothing by itself (`std::$int::MAX`, `tokio::$f(…)`, `#[ligand::$verb]`).
 const BROAD_ROOTS: &[&str] = &[
@@ -242,7 +253,11 @@ pub(crate) fn check_pattern(pattern: &[Segment]) -> Option<Rule> {
 /// matched (`named`) somewhere that counts.
 fn spells(pattern: &[Segment], banned: &[&str], at: usize, named: bool) -> bool {
     let Some(next) = banned.get(at) else {
-        return named;
+        // Past the banned prefix, a socket type's name counts too (`tokio::$m::TcpStream`).
+        return named
+            || pattern.iter().any(
+                |segment| matches!(segment, Segment::Name(name) if SOCKET_TYPES.contains(&name.as_str())),
+            );
     };
     match pattern.split_first() {
         None => false,

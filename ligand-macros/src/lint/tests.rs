@@ -476,6 +476,10 @@ fn macro_rules_metavariables_spelling_banned_paths() {
         Rule::RawSocket,
     );
     assert_flags(
+        "macro_rules! m { ($m:ident) => { tokio::$m::TcpStream::connect(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
         "macro_rules! m { ($($m:ident),*) => { $( std::$m::TcpStream::connect(\"a\"); )* }; }",
         Rule::RawSocket,
     );
