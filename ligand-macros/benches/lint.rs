@@ -108,17 +108,18 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("ligand-lint-bench-{}", std::process::id()));
     let (main, lines) = generate(&dir);
     let env = CrateEnv {
-        package: "svc".to_owned(),
         manifest_dir: dir.clone(),
+        bin_name: Some("svc".to_owned()),
+        rustdoc: false,
     };
-    let scan = scan_crate(&main, &env);
+    let scan = scan_crate(Some(&main), &env);
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     eprintln!(
         "generated crate: {lines} lines in {} files",
         scan.tracked.len() - 1
     );
     c.bench_function("scan_crate_10k_lines", |b| {
-        b.iter(|| black_box(scan_crate(black_box(&main), &env)))
+        b.iter(|| black_box(scan_crate(Some(black_box(&main)), &env)))
     });
     let _ = fs::remove_dir_all(&dir);
 }

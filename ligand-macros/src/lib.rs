@@ -94,10 +94,8 @@ pub fn main(args: TokenStream, input: TokenStream) -> TokenStream {
     let env = CrateEnv::from_env();
     let scan = match &env {
         Some(env) => {
-            let root = proc_macro::Span::call_site()
-                .local_file()
-                .unwrap_or_else(|| env.manifest_dir.join("src").join("main.rs"));
-            lint::scan_crate(&root, env)
+            let file = proc_macro::Span::call_site().local_file();
+            lint::scan_crate(file.as_deref(), env)
         }
         // Fail closed: without Cargo's environment the crate cannot be found, so it is not
         // known to be clean.

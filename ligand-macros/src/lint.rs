@@ -5,13 +5,16 @@ mod files;
 pub(crate) mod manifest;
 pub(crate) mod rules;
 mod scope;
+mod targets;
 mod visit;
 
+#[cfg(test)]
+mod tempdir;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use proc_macro2::TokenStream;
 use syn::Item;
@@ -19,40 +22,34 @@ use syn::Item;
 pub(crate) use self::allow::Allowance;
 pub(crate) use self::visit::analyze;
 
-/// Package names of the framework's own crates, which the lint leaves alone.
-const FRAMEWORK_CRATES: &[&str] = &["ligand", "ligand-runtime", "ligand-macros"];
-const PROVIDER_PREFIXES: &[&str] = &[
-    "ligand-identity-",
-    "ligand-policy-",
-    "ligand-ratelimit-",
-    "ligand-secrets-",
-    "ligand-registry-",
-    "ligand-bundle-",
-    "ligand-telemetry-",
-    "ligand-opa-",
-];
-
-/// Whether the crate being compiled is part of the framework.
-pub(crate) fn is_framework_crate(package: &str) -> bool {
-    FRAMEWORK_CRATES.contains(&package)
-        || PROVIDER_PREFIXES
-            .iter()
-            .any(|prefix| package.starts_with(prefix))
-}
-
-/// The environment of the crate being compiled, as Cargo sets it for rustc.
+/// The environment of the crate being compiled, as Cargo and rustdoc set it for rustc.
 #[derive(Debug, Clone)]
 pub(crate) struct CrateEnv {
-    pub(crate) package: String,
     pub(crate) manifest_dir: PathBuf,
+    /// The binary or example being compiled (`CARGO_BIN_NAME`); unset for libraries, tests,
+    /// benches and doctests.
+    pub(crate) bin_name: Option<String>,
+    /// Set when rustdoc compiles a standalone doctest (`UNSTABLE_RUSTDOC_TEST_PATH`).
+    pub(crate) rustdoc: bool,
 }
 
 impl CrateEnv {
     pub(crate) fn from_env() -> Option<Self> {
         Some(CrateEnv {
-            package: std::env::var("CARGO_PKG_NAME").unwrap_or_default(),
             manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR")?.into(),
+            bin_name: std::env::var("CARGO_BIN_NAME").ok(),
+            rustdoc: std::env::var_os("UNSTABLE_RUSTDOC_TEST_PATH").is_some(),
         })
+    }
+
+    /// A crate at `manifest_dir` compiled as the binary `bin_name`.
+    #[cfg(test)]
+    pub(crate) fn bin(manifest_dir: &Path, bin_name: &str) -> Self {
+        CrateEnv {
+            manifest_dir: manifest_dir.to_owned(),
+            bin_name: Some(bin_name.to_owned()),
+            rustdoc: false,
+        }
     }
 
     fn renames(&self) -> HashMap<String, String> {
@@ -60,13 +57,19 @@ impl CrateEnv {
             .map(|manifest| manifest.renames)
             .unwrap_or_default()
     }
+
+    /// Whether `#[ligand::main]` is expanding in a doctest: rustdoc compiles a standalone one
+    /// with its variable set, and merged ones from a file outside the package. A doctest is
+    /// built only by `cargo test --doc`, never into the service (like `tests/`).
+    fn is_doctest(&self, attr_file: Option<&Path>) -> bool {
+        self.bin_name.is_none()
+            && (self.rustdoc
+                || attr_file.is_none_or(|file| !absolute(file).starts_with(&self.manifest_dir)))
+    }
 }
 
 /// Lints a macro's input: one error per violation, each at its span.
 pub(crate) fn lint_input(item: &Item, env: Option<&CrateEnv>) -> Vec<syn::Error> {
-    if env.is_some_and(|env| is_framework_crate(&env.package)) {
-        return Vec::new();
-    }
     let renames = env.map(CrateEnv::renames).unwrap_or_default();
     let analysis = analyze(std::slice::from_ref(item), &renames, 0, false);
     analysis
@@ -87,16 +90,25 @@ pub(crate) struct CrateScan {
     pub(crate) allowances: Vec<Allowance>,
 }
 
-/// Scans the crate whose root module is `root` and whose manifest is in `env.manifest_dir`.
+/// Scans the package whose manifest is in `env.manifest_dir`, for a `#[ligand::main]` written
+/// in `attr_file`: its manifest, and every library, binary and example target from its root
+/// file (wherever the attribute is, even in an `include!`d file). A binary or example whose
+/// root holds its own `#[ligand::main]` is left to that attribute, which scans the package
+/// when that target is built, and one whose root lies outside the package directory is not
+/// the package's source; the target being compiled and the library are always scanned. When
+/// the attribute is in a file of no target (a test), that file's module tree is scanned too.
+///
 /// Violations inside items annotated `#[ligand::main]` or `#[ligand::service]` are left to
 /// those macros, which report them at their spans.
-pub(crate) fn scan_crate(root: &Path, env: &CrateEnv) -> CrateScan {
+pub(crate) fn scan_crate(attr_file: Option<&Path>, env: &CrateEnv) -> CrateScan {
     let mut scan = CrateScan::default();
-    if is_framework_crate(&env.package) {
+    if env.is_doctest(attr_file) {
         return scan;
     }
     let shown = |path: &Path| display_path(path, &env.manifest_dir);
-    let renames = match manifest::read(&env.manifest_dir) {
+    let manifest = manifest::read(&env.manifest_dir);
+    let manifest_read = manifest.is_ok();
+    let renames = match manifest {
         Ok(manifest) => {
             let file = shown(&manifest.path);
             for banned in &manifest.banned {
@@ -124,25 +136,86 @@ pub(crate) fn scan_crate(root: &Path, env: &CrateEnv) -> CrateScan {
             HashMap::new()
         }
     };
-    let _fallback = Fallback::enter();
-    let tree = match files::load(root) {
-        Ok(tree) => tree,
+    let targets = match targets::discover(&env.manifest_dir) {
+        Ok(targets) => targets,
         Err(err) => {
-            scan.errors
-                .push(format!("ligand lint could not read the crate: {err}"));
-            return scan;
+            // The manifest error says it already.
+            if manifest_read {
+                scan.errors.push(format!(
+                    "ligand lint could not list the package's targets: {err}"
+                ));
+            }
+            Vec::new()
         }
     };
-    for (path, err) in &tree.unreadable {
+    let attr_file = attr_file.map(absolute);
+    let _fallback = Fallback::enter();
+    let mut covered = false;
+    for target in &targets {
+        let tree = match files::load(&target.path) {
+            Ok(tree) => tree,
+            Err(err) => {
+                scan.errors.push(format!(
+                    "ligand lint could not read the {} target `{}`, so it cannot vouch for it: {err}",
+                    target.kind.noun(),
+                    target.name
+                ));
+                scan.tracked.push(absolute(&target.path));
+                continue;
+            }
+        };
+        let holds_attr = attr_file
+            .as_ref()
+            .is_some_and(|attr| tree.files.iter().any(|file| absolute(&file.path) == *attr));
+        covered |= holds_attr;
+        let current = holds_attr
+            || (target.kind != targets::Kind::Lib
+                && env.bin_name.as_deref() == Some(target.name.as_str()));
+        let outside = !absolute(&target.path).starts_with(&env.manifest_dir);
+        if !current && target.kind != targets::Kind::Lib && (outside || holds_main(&tree.root)) {
+            // Linted by its own `#[ligand::main]` whenever it is built; or not the package's
+            // own source (trybuild's generated package points every case elsewhere).
+            scan.tracked.push(absolute(&target.path));
+            continue;
+        }
+        scan_tree(&mut scan, &tree, &renames, &shown);
+    }
+    if !covered
+        && let Some(attr_file) = attr_file
+        && attr_file.starts_with(&env.manifest_dir)
+    {
+        match files::load(&attr_file) {
+            Ok(tree) => scan_tree(&mut scan, &tree, &renames, &shown),
+            Err(err) => scan
+                .errors
+                .push(format!("ligand lint could not read the crate: {err}")),
+        }
+    }
+    dedup(&mut scan.errors);
+    dedup(&mut scan.tracked);
+    scan
+}
+
+/// Reports what one target's tree holds.
+fn scan_tree(
+    scan: &mut CrateScan,
+    tree: &files::CrateTree,
+    renames: &HashMap<String, String>,
+    shown: &impl Fn(&Path) -> String,
+) {
+    for error in &tree.errors {
         scan.errors.push(format!(
-            "ligand lint could not parse {}, so it cannot vouch for it: {err}",
-            shown(path)
+            "{}:{}:{}: [unverified] {}",
+            shown(&error.path),
+            error.line,
+            error.column,
+            error.message
         ));
-        scan.tracked.push(absolute(path));
+        scan.tracked.push(absolute(&error.path));
     }
     scan.tracked
         .extend(tree.files.iter().map(|file| absolute(&file.path)));
-    let analysis = analyze(&tree.root.items, &renames, 0, true);
+    let analysis = analyze(&tree.root.items, renames, 0, true);
     let file_name = |index: usize| {
         tree.files
             .get(index)
@@ -159,15 +232,54 @@ pub(crate) fn scan_crate(root: &Path, env: &CrateEnv) -> CrateScan {
     }
     for granted in analysis.allowances {
         for rule in &granted.allow.rules {
-            scan.allowances.push(Allowance {
+            let allowance = Allowance {
                 file: file_name(granted.file),
                 line: granted.line,
                 rule: *rule,
                 reason: granted.allow.reason.clone(),
+            };
+            let listed = scan.allowances.iter().any(|a| {
+                (&a.file, a.line, a.rule) == (&allowance.file, allowance.line, allowance.rule)
             });
+            if !listed {
+                scan.allowances.push(allowance);
+            }
         }
     }
-    scan
+}
+
+/// Whether a target's root file holds `#[ligand::main]` on an item of its own (an `include!`d
+/// one counts), with no `cfg` that could remove it: then that attribute lints the target.
+fn holds_main(root: &syn::File) -> bool {
+    fn holds(items: &[Item]) -> bool {
+        items.iter().any(|item| match item {
+            Item::Mod(module) if files::is_included(&module.attrs) => module
+                .content
+                .as_ref()
+                .is_some_and(|(_, items)| holds(items)),
+            Item::Fn(function) => {
+                function.attrs.iter().any(allow::is_main)
+                    && !function
+                        .attrs
+                        .iter()
+                        .any(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"))
+            }
+            _ => false,
+        })
+    }
+    holds(&root.items)
+}
+
+/// Removes repeats, keeping the first of each (a file in two targets is reported once).
+fn dedup<T: PartialEq + Clone>(items: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::with_capacity(items.len());
+    items.retain(|item| {
+        let new = !seen.contains(item);
+        if new {
+            seen.push(item.clone());
+        }
+        new
+    });
 }
 
 /// `path` relative to the manifest directory when inside it, as users see their files.
@@ -179,14 +291,27 @@ fn display_path(path: &Path, manifest_dir: &Path) -> String {
         .to_string()
 }
 
-/// Paths the compiler hands out are relative to its working directory.
+/// Paths the compiler hands out are relative to its working directory; manifests may say
+/// `../`. Absolute, with `.` and `..` resolved lexically, so paths compare as locations.
 fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_owned();
+    let path = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    };
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
     }
-    std::env::current_dir()
-        .map(|dir| dir.join(path))
-        .unwrap_or_else(|_| path.to_owned())
+    out
 }
 
 /// Inside a procedural macro, tokens parsed from a string carry no source positions. While

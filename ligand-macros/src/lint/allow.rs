@@ -150,6 +150,13 @@ pub(crate) fn is_linting_macro(attr: &Attribute) -> bool {
         if krate.ident == LIGAND && (last.ident == "service" || last.ident == "main"))
 }
 
+/// `#[ligand::main]` or `#[::ligand::main]`.
+pub(crate) fn is_main(attr: &Attribute) -> bool {
+    let path = attr.path();
+    let segments: Vec<_> = path.segments.iter().collect();
+    matches!(segments.as_slice(), [krate, last] if krate.ident == LIGAND && last.ident == "main")
+}
+
 /// The attribute macro: checks the arguments and passes the item through. When a
 /// `#[ligand::service]` or `#[ligand::main]` follows on the same item, the allowance moves below
 /// it, so that macro, which expands next, sees the allowance in its input.

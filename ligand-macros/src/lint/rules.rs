@@ -78,8 +78,26 @@ const BANNED_PATHS: &[(&[&str], Rule)] = &[
     (&["std", "os", "unix", "net"], Rule::RawSocket),
     (&["tokio", "net"], Rule::RawSocket),
     (&["async_std", "net"], Rule::RawSocket),
+    (&["async_std", "os", "unix", "net"], Rule::RawSocket),
+    (&["async_net"], Rule::RawSocket),
+    (&["smol", "net"], Rule::RawSocket),
+    (&["smol", "Async"], Rule::RawSocket),
+    (&["async_io", "Async"], Rule::RawSocket),
+    (&["tokio_uring", "net"], Rule::RawSocket),
+    (&["glommio", "net"], Rule::RawSocket),
+    (&["monoio", "net"], Rule::RawSocket),
+    (&["compio", "net"], Rule::RawSocket),
+    (&["compio_net"], Rule::RawSocket),
+    (&["may", "net"], Rule::RawSocket),
     (&["socket2"], Rule::RawSocket),
+    (&["net2"], Rule::RawSocket),
     (&["mio", "net"], Rule::RawSocket),
+    (&["nix", "sys", "socket"], Rule::RawSocket),
+    (&["rustix", "net"], Rule::RawSocket),
+    (&["windows_sys", "Win32", "Networking"], Rule::RawSocket),
+    (&["windows", "Win32", "Networking"], Rule::RawSocket),
+    (&["winapi", "um", "winsock2"], Rule::RawSocket),
+    (&["winapi", "um", "ws2tcpip"], Rule::RawSocket),
     (&["reqwest"], Rule::HttpClient),
     (&["hyper", "client"], Rule::HttpClient),
     (&["hyper_util", "client"], Rule::HttpClient),
@@ -109,6 +127,43 @@ const BANNED_PATHS: &[(&[&str], Rule)] = &[
     (&["ligand_runtime", "__private"], Rule::FrameworkInternals),
 ];
 
+/// The C library's socket calls, banned as `libc::<name>` and as functions a crate declares in
+/// its own `extern` block.
+pub(crate) const SOCKET_SYMBOLS: &[&str] = &[
+    "socket",
+    "socketpair",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
+    "send",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "recvmmsg",
+    "SYS_socket",
+    "SYS_socketpair",
+    "SYS_socketcall",
+    "SYS_connect",
+    "SYS_bind",
+    "SYS_listen",
+    "SYS_accept",
+    "SYS_accept4",
+    "SYS_sendto",
+    "SYS_sendmsg",
+    "SYS_sendmmsg",
+    "SYS_recvfrom",
+    "SYS_recvmsg",
+    "SYS_recvmmsg",
+];
+
+/// Crates whose socket calls are banned by [`SOCKET_SYMBOLS`].
+const FFI_CRATES: &[&str] = &["libc"];
+
 /// The trait that only `#[ligand::service]` implements.
 const SERVICE_TRAITS: &[&[&str]] = &[
     &["ligand", "Service"],
@@ -122,6 +177,12 @@ pub(crate) const ROUTES_METHOD: &str = "__ligand_routes";
 
 /// The rule a resolved path breaks, if any.
 pub(crate) fn check_path<S: AsRef<str>>(path: &[S]) -> Option<Rule> {
+    if let [krate, symbol, ..] = path
+        && FFI_CRATES.contains(&krate.as_ref())
+        && SOCKET_SYMBOLS.contains(&symbol.as_ref())
+    {
+        return Some(Rule::RawSocket);
+    }
     BANNED_PATHS.iter().find_map(|(banned, rule)| {
         let prefix = path.len() >= banned.len()
             && banned
@@ -130,6 +191,85 @@ pub(crate) fn check_path<S: AsRef<str>>(path: &[S]) -> Option<Rule> {
                 .all(|(banned, segment)| *banned == segment.as_ref());
         prefix.then_some(*rule)
     })
+}
+
+/// One segment of a path in a `macro_rules!` body: a name, or a metavariable (`$m`) that the
+/// caller fills with one or more segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Segment {
+    Name(String),
+    Meta,
+}
+
+/// Type names that say "socket" wherever they appear after a banned prefix.
+const SOCKET_TYPES: &[&str] = &[
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "UnixStream",
+    "UnixListener",
+    "UnixDatagram",
+    "Socket",
+];
+
+/// Crate roots whose banned paths are a small part of a large API: a metavariable right after
+/// one of them says nothing by itself (`std::$int::MAX`, `tokio::$f(…)`, `#[ligand::$verb]`).
+const BROAD_ROOTS: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "ligand",
+    "ligand_runtime",
+    "tokio",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tonic",
+    "spiffe",
+];
+
+/// The rule a path with metavariables can break once its caller fills them, if any: some
+/// filling spells a banned path and a written name takes part in it (`std::$m::TcpStream`,
+/// `$krate::net::UdpSocket`, `libc::$call`). A path of metavariables alone says nothing.
+pub(crate) fn check_pattern(pattern: &[Segment]) -> Option<Rule> {
+    let ffi = FFI_CRATES.iter().flat_map(|krate| {
+        SOCKET_SYMBOLS
+            .iter()
+            .map(move |symbol| (vec![*krate, *symbol], Rule::RawSocket))
+    });
+    let paths = BANNED_PATHS
+        .iter()
+        .map(|(banned, rule)| (banned.to_vec(), *rule))
+        .chain(ffi);
+    for (banned, rule) in paths {
+        if spells(pattern, &banned, 0, false) {
+            return Some(rule);
+        }
+    }
+    None
+}
+
+/// Whether `pattern` can spell a path starting with `banned[at..]`, with a written name
+/// matched (`named`) somewhere that counts.
+fn spells(pattern: &[Segment], banned: &[&str], at: usize, named: bool) -> bool {
+    let Some(next) = banned.get(at) else {
+        // Past the banned prefix, a socket type's name counts too (`tokio::$m::TcpStream`).
+        return named
+            || pattern.iter().any(
+                |segment| matches!(segment, Segment::Name(name) if SOCKET_TYPES.contains(&name.as_str())),
+            );
+    };
+    match pattern.split_first() {
+        None => false,
+        Some((Segment::Name(name), rest)) => {
+            let counts = at > 0 || !BROAD_ROOTS.contains(next);
+            name == next && spells(rest, banned, at + 1, named || counts)
+        }
+        // A metavariable stands for one or more segments, possibly past the banned path.
+        Some((Segment::Meta, rest)) => {
+            (at + 1..=banned.len()).any(|end| spells(rest, banned, end, named))
+        }
+    }
 }
 
 /// Whether a resolved trait path is the framework's `Service` trait.
@@ -146,6 +286,8 @@ pub(crate) fn is_service_trait<S: AsRef<str>>(path: &[S]) -> bool {
 /// Crates banned as dependencies whatever their features.
 const BANNED_CRATES: &[(&str, Rule)] = &[
     ("socket2", Rule::RawSocket),
+    ("net2", Rule::RawSocket),
+    ("async-net", Rule::RawSocket),
     ("reqwest", Rule::HttpClient),
     ("ureq", Rule::HttpClient),
     ("isahc", Rule::HttpClient),
@@ -165,6 +307,8 @@ const BANNED_FEATURES: &[(&str, &[&str], Rule)] = &[
     ("hyper", &["client"], Rule::HttpClient),
     ("hyper-util", &["client", "client-legacy"], Rule::HttpClient),
     ("mio", &["net"], Rule::RawSocket),
+    ("nix", &["socket", "net"], Rule::RawSocket),
+    ("rustix", &["net"], Rule::RawSocket),
     (
         "spiffe",
         &[

@@ -4,7 +4,8 @@
 //! through a local module ends at the same banned path as the path written in full.
 //!
 //! It is deliberately generous where it cannot know (a glob from another crate may bring any
-//! name): every path a name may resolve to is checked.
+//! name): every path a name may resolve to is checked. Where it gives up (alias chains or glob
+//! graphs past its limits) it says so, and the lint treats the path as unverified.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -42,6 +43,14 @@ pub(crate) struct Scope {
     pub(crate) globs: Vec<UsePath>,
 }
 
+/// The crate-first paths a path may stand for.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolution {
+    pub(crate) paths: Vec<Vec<String>>,
+    /// False when a limit cut the resolution short: the path may stand for more than `paths`.
+    pub(crate) complete: bool,
+}
+
 /// What a path resolves to.
 #[derive(Clone, Debug)]
 enum Res {
@@ -50,11 +59,12 @@ enum Res {
     Module(ScopeId),
 }
 
-/// Deeper alias chains than this are cut off (and, in valid code, never happen).
-const MAX_DEPTH: usize = 24;
+/// Deeper alias chains than this are cut off, and the path is reported as unverified. About
+/// forty re-exports in a row; rustc's own resolution slows exponentially past twenty.
+const MAX_DEPTH: usize = 128;
 
 /// Resolution steps per path: globs that import each other branch, and valid code needs few.
-const MAX_STEPS: usize = 512;
+const MAX_STEPS: usize = 4096;
 
 /// Every scope of the analysed code; scope 0 is the crate root.
 #[derive(Debug)]
@@ -64,6 +74,8 @@ pub(crate) struct Model {
     pub(crate) renames: HashMap<String, String>,
     /// Steps left for the path being resolved.
     steps: Cell<usize>,
+    /// Whether resolving the current path hit a limit: what it could mean is then unknown.
+    cut: Cell<bool>,
     /// Globs being expanded, (scope, index): a glob never expands through itself.
     expanding: RefCell<HashSet<(ScopeId, usize)>>,
 }
@@ -79,6 +91,7 @@ impl Model {
             }],
             renames,
             steps: Cell::new(0),
+            cut: Cell::new(false),
             expanding: RefCell::new(HashSet::new()),
         }
     }
@@ -112,8 +125,9 @@ impl Model {
 
     /// The crate-first paths `path`, written in `scope`, may stand for. Local paths resolve
     /// through local modules to what they re-export; a path to a local item yields nothing.
-    pub(crate) fn resolve(&self, scope: ScopeId, path: &UsePath) -> Vec<Vec<String>> {
+    pub(crate) fn resolve(&self, scope: ScopeId, path: &UsePath) -> Resolution {
         self.steps.set(MAX_STEPS);
+        self.cut.set(false);
         let mut out = Vec::new();
         for res in self.resolve_in(scope, path, 0) {
             if let Res::External(mut segments) = res {
@@ -125,7 +139,10 @@ impl Model {
                 out.push(segments);
             }
         }
-        out
+        Resolution {
+            paths: out,
+            complete: !self.cut.get(),
+        }
     }
 
     fn module_of(&self, mut scope: ScopeId) -> ScopeId {
@@ -143,6 +160,7 @@ impl Model {
             return Vec::new();
         };
         if depth > MAX_DEPTH || self.steps.get() == 0 {
+            self.cut.set(true);
             return Vec::new();
         }
         self.steps.set(self.steps.get() - 1);
@@ -245,6 +263,7 @@ impl Model {
     /// A name inside a local module: its own bindings, then its globs.
     fn lookup_in_module(&self, module: ScopeId, name: &str, depth: usize) -> Vec<Res> {
         if depth > MAX_DEPTH {
+            self.cut.set(true);
             return Vec::new();
         }
         if let Some(binding) = self.scopes[module].names.get(name) {

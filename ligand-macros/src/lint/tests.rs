@@ -6,17 +6,32 @@ use proptest::prelude::*;
 
 use super::analyze;
 use super::rules::Rule;
+use super::visit::{Finding, Problem};
 
-fn lint_with(source: &str, renames: &[(&str, &str)]) -> Vec<(Rule, String, usize)> {
+fn findings(source: &str, renames: &[(&str, &str)]) -> Vec<Finding> {
     let file = syn::parse_file(source).expect("test source parses");
     let renames: HashMap<_, _> = renames
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    analyze(&file.items, &renames, 0, true)
-        .findings
+    analyze(&file.items, &renames, 0, true).findings
+}
+
+/// The rule findings; any other problem fails the test.
+fn lint_with(source: &str, renames: &[(&str, &str)]) -> Vec<(Rule, String, usize)> {
+    findings(source, renames)
         .into_iter()
-        .map(|f| (f.rule, f.written, f.line))
+        .map(|f| {
+            let rule = f.rule().unwrap_or_else(|| panic!("{}", f.message()));
+            (rule, f.written, f.line)
+        })
+        .collect()
+}
+
+fn problems(source: &str) -> Vec<Problem> {
+    findings(source, &[])
+        .into_iter()
+        .map(|f| f.problem)
         .collect()
 }
 
@@ -296,7 +311,7 @@ fn allow_suppresses_its_rule_inside_the_item() {
     "#;
     let file = syn::parse_file(source).expect("parses");
     let analysis = analyze(&file.items, &HashMap::new(), 0, true);
-    let rules: Vec<_> = analysis.findings.iter().map(|f| f.rule).collect();
+    let rules: Vec<_> = analysis.findings.iter().filter_map(|f| f.rule()).collect();
     assert_eq!(rules, [Rule::RawSocket]);
     let granted: Vec<_> = analysis
         .allowances
@@ -377,6 +392,168 @@ fn positions_are_one_based() {
             .starts_with("[http_client] `reqwest::get` is not allowed")
     );
     assert!(finding.message().contains("#[ligand::client]"));
+}
+
+// === fail closed ===
+
+#[test]
+fn ffi_socket_calls() {
+    assert_flags(
+        "fn f() -> i32 { unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) } }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "use libc::connect as c;\nfn f() { unsafe { c(3, p, 16) }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "fn f() { unsafe { libc::syscall(libc::SYS_socket, 2, 1, 0) }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "fn f() { nix::sys::socket::socket(a, b, c, d); }",
+        Rule::RawSocket,
+    );
+    assert_flags("fn f() { rustix::net::socket(a, b, c); }", Rule::RawSocket);
+    assert_flags(
+        "unsafe extern \"C\" { fn socket(d: i32, t: i32, p: i32) -> i32; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "unsafe extern \"C\" { #[link_name = \"connect\"] fn dial(fd: i32) -> i32; }",
+        Rule::RawSocket,
+    );
+    assert_clean("fn f() { let _ = unsafe { libc::getpid() }; }");
+    assert_clean("unsafe extern \"C\" { fn getpid() -> i32; }");
+}
+
+#[test]
+fn async_runtime_networking() {
+    for path in [
+        "async_net::TcpStream::connect",
+        "smol::net::TcpStream::connect",
+        "smol::Async::<T>::connect",
+        "async_io::Async::new",
+        "async_std::net::UdpSocket::bind",
+        "async_std::os::unix::net::UnixStream::connect",
+        "tokio_uring::net::TcpStream::connect",
+        "glommio::net::TcpStream::connect",
+        "monoio::net::TcpStream::connect",
+        "compio::net::TcpStream::connect",
+        "mio::net::TcpListener::bind",
+        "socket2::Socket::new",
+        "net2::TcpBuilder::new_v4",
+    ] {
+        assert_flags(&format!("fn f() {{ {path}(); }}"), Rule::RawSocket);
+    }
+    assert_flags(
+        "use smol::net as n;\nfn f() { n::TcpStream::connect(\"a\"); }",
+        Rule::RawSocket,
+    );
+    assert_clean("fn f() { smol::block_on(async {}); async_io::Timer::after(d); }");
+}
+
+#[test]
+fn macro_rules_metavariables_spelling_banned_paths() {
+    assert_flags(
+        "macro_rules! m { ($m:ident) => { std::$m::TcpStream::connect(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "macro_rules! m { ($k:ident) => { $k::net::UdpSocket::bind(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "macro_rules! m { ($p:path) => { $p::TcpListener::bind(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "macro_rules! m { ($f:ident) => { unsafe { libc::$f(2, 1, 0) } }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "use std as s;\nmacro_rules! m { ($t:ident) => { s::net::$t::connect(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "macro_rules! m { ($m:ident) => { tokio::$m::TcpStream::connect(\"a\") }; }",
+        Rule::RawSocket,
+    );
+    assert_flags(
+        "macro_rules! m { ($($m:ident),*) => { $( std::$m::TcpStream::connect(\"a\"); )* }; }",
+        Rule::RawSocket,
+    );
+    // Metavariables that spell nothing banned, or next to broad crates only.
+    assert_clean(
+        r#"
+        macro_rules! m {
+            ($t:ty, $e:expr, $int:ident, $verb:ident) => {
+                let _ = <$t>::default();
+                let _ = $e;
+                let _ = std::$int::MAX;
+                let _ = $crate::util::helper();
+                tokio::$verb(async {});
+            };
+        }
+        "#,
+    );
+}
+
+#[test]
+fn modules_declared_inside_macros_are_unverified() {
+    assert_eq!(
+        problems("cfg_if::cfg_if! { if #[cfg(unix)] { #[path = \"x.rs\"] mod x; } }"),
+        [Problem::ModuleInMacro]
+    );
+    assert_eq!(
+        problems("macro_rules! m { ($n:ident) => { mod $n; }; }"),
+        [Problem::ModuleInMacro]
+    );
+    assert_clean("macro_rules! m { () => { mod inline { pub fn f() {} } }; }");
+}
+
+#[test]
+fn unfollowed_includes_are_unverified() {
+    // The crate scan splices module-level inclusions; any left here is unknown code.
+    assert_eq!(
+        problems("fn f() { include!(\"dial.rs\"); }"),
+        [Problem::Include]
+    );
+    assert_eq!(
+        problems("use std::include as inc;\ninc!(\"dial.rs\");"),
+        [Problem::Include]
+    );
+    assert_clean("fn f() -> &'static str { include_str!(\"notes.txt\") }");
+}
+
+#[test]
+fn reexport_chains_past_the_limit_are_unverified() {
+    let mut source = String::new();
+    for i in 0..60 {
+        source.push_str(&format!("mod m{i} {{ pub use super::m{}::n; }}\n", i + 1));
+    }
+    source.push_str("mod m60 { pub use std::net as n; }\n");
+    // Far more than rustc compiles in reasonable time (it slows exponentially past twenty).
+    source.push_str("fn f() { m0::n::TcpStream::connect(\"a\"); }\n");
+    let found = findings(&source, &[]);
+    assert!(
+        found.iter().all(|f| f.problem == Problem::Unresolved),
+        "{found:?}"
+    );
+    let last = found.last().expect("the call is reported");
+    assert_eq!(
+        (last.written.as_str(), last.line),
+        ("m0::n::TcpStream::connect", 62)
+    );
+    assert!(
+        last.message()
+            .starts_with("[unverified] `m0::n::TcpStream::connect` could not be resolved")
+    );
+    // A chain within the limit resolves, and is banned.
+    assert_flags(
+        "mod a { pub use super::b::n; }\nmod b { pub use std::net as n; }\nfn f() { a::n::TcpStream::connect(\"a\"); }",
+        Rule::RawSocket,
+    );
 }
 
 proptest! {

@@ -1,6 +1,7 @@
 //! The syn visitor. It walks the code twice over one [`Model`]: the first pass records what
 //! every scope binds (uses, extern crates, modules, items), the second resolves every path,
-//! `use` leaf, trait impl and macro body against the scopes and records what breaks a rule.
+//! `use` leaf, trait impl, foreign function and macro body against the scopes and records what
+//! breaks a rule, and what it cannot follow (fail closed: unverified code is an error too).
 //! Both passes open scopes at the same nodes, so scope ids line up.
 
 use std::collections::{HashMap, HashSet};
@@ -11,19 +12,32 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::visit::{self, Visit};
 use syn::{
-    Attribute, Block, Expr, Ident, ImplItem, Item, ItemExternCrate, ItemImpl, ItemMod, ItemUse,
-    Macro, Meta, Path, Stmt, Token, TraitItem, UseTree,
+    Attribute, Block, Expr, ForeignItem, Ident, ImplItem, Item, ItemExternCrate, ItemForeignMod,
+    ItemImpl, ItemMod, ItemUse, Macro, Meta, Path, Stmt, Token, TraitItem, UseTree,
 };
 
 use super::allow::{self, AllowAttr};
 use super::files;
-use super::rules::{self, ROUTES_METHOD, Rule};
+use super::rules::{self, ROUTES_METHOD, Rule, Segment};
 use super::scope::{Binding, Model, ScopeId, UsePath};
+
+/// What is wrong with a piece of code.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Problem {
+    /// It breaks a rule.
+    Rule(Rule),
+    /// A path the resolver gave up on: it may stand for a banned path.
+    Unresolved,
+    /// An `include!` the crate scan did not follow: the included code is unknown.
+    Include,
+    /// A module declared inside a macro call or `macro_rules!` body: its file is unknown.
+    ModuleInMacro,
+}
 
 /// One violation.
 #[derive(Clone, Debug)]
 pub(crate) struct Finding {
-    pub(crate) rule: Rule,
+    pub(crate) problem: Problem,
     /// The path as written, such as `net::TcpStream`.
     pub(crate) written: String,
     /// What it resolves to when that differs, such as `std::net::TcpStream`.
@@ -37,18 +51,44 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
+    /// The rule broken, if the problem is a rule.
+    #[cfg(test)]
+    pub(crate) fn rule(&self) -> Option<Rule> {
+        match self.problem {
+            Problem::Rule(rule) => Some(rule),
+            _ => None,
+        }
+    }
+
     pub(crate) fn message(&self) -> String {
         let what = match &self.resolved {
             Some(resolved) => format!("`{}` (that is `{resolved}`)", self.written),
             None => format!("`{}`", self.written),
         };
-        format!(
-            "[{}] {what} is not allowed in a Ligand service: {}; to bypass deliberately, \
-             annotate the item with #[ligand::allow({}, reason = \"…\")]",
-            self.rule,
-            self.rule.advice(),
-            self.rule
-        )
+        let unverified = "the lint cannot vouch for code it cannot follow, so this is an error \
+                          rather than clean";
+        match self.problem {
+            Problem::Rule(rule) => format!(
+                "[{rule}] {what} is not allowed in a Ligand service: {}; to bypass \
+                 deliberately, annotate the item with #[ligand::allow({rule}, reason = \"…\")]",
+                rule.advice(),
+            ),
+            Problem::Unresolved => format!(
+                "[unverified] {what} could not be resolved: its re-exports nest deeper, or its \
+                 glob imports branch wider, than the lint follows; {unverified}; import the \
+                 item from where it is defined"
+            ),
+            Problem::Include => format!(
+                "[unverified] {what} includes code the lint did not read (only \
+                 `include!(\"file.rs\")` or `include!(concat!(env!(\"OUT_DIR\"), \"/file.rs\"))` \
+                 at module level is followed); {unverified}; make the file a module \
+                 (`#[path = \"file.rs\"] mod name;`)"
+            ),
+            Problem::ModuleInMacro => format!(
+                "[unverified] {what} declares a module inside a macro, whose file the lint does \
+                 not read; {unverified}; declare the module outside the macro"
+            ),
+        }
     }
 }
 
@@ -116,8 +156,8 @@ struct Walker {
     /// Rules allowed by the enclosing items' `#[ligand::allow]`.
     allowed: Vec<Rule>,
     subtract_self_linted: bool,
-    /// (rule, file, line, column) reported by a macro on its own input.
-    suppressed: HashSet<(Rule, usize, usize, usize)>,
+    /// (problem, file, line, column) reported by a macro on its own input.
+    suppressed: HashSet<(Problem, usize, usize, usize)>,
     analysis: Analysis,
 }
 
@@ -140,12 +180,15 @@ impl Walker {
 
     fn report(
         &mut self,
-        rule: Rule,
+        problem: impl Into<Problem>,
         tokens: TokenStream,
         written: String,
         resolved: Option<String>,
     ) {
-        if self.allowed.contains(&rule) {
+        let problem = problem.into();
+        if let Problem::Rule(rule) = problem
+            && self.allowed.contains(&rule)
+        {
             return;
         }
         let start = tokens
@@ -155,11 +198,14 @@ impl Walker {
             .map_or_else(Span::call_site, |token| token.span())
             .start();
         let (line, column) = (start.line, start.column + 1);
-        if self.suppressed.contains(&(rule, self.file, line, column)) {
+        if self
+            .suppressed
+            .contains(&(problem, self.file, line, column))
+        {
             return;
         }
         self.analysis.findings.push(Finding {
-            rule,
+            problem,
             written,
             resolved,
             tokens,
@@ -174,11 +220,67 @@ impl Walker {
             return;
         }
         let written = written(path);
-        for resolved in self.model.resolve(self.scope, path) {
+        let resolution = self.model.resolve(self.scope, path);
+        for resolved in resolution.paths {
             if let Some(rule) = rules::check_path(&resolved) {
                 let resolved = resolved.join("::");
                 let resolved = (resolved != written.trim_start_matches("::")).then_some(resolved);
                 self.report(rule, tokens, written, resolved);
+                return;
+            }
+        }
+        if !resolution.complete {
+            self.report(Problem::Unresolved, tokens, written, None);
+        }
+    }
+
+    /// A path in a macro body with metavariables (`std::$m::TcpStream`): what its written
+    /// prefix resolves to, with the rest as written, checked against every filling.
+    fn check_pattern(&mut self, segments: &[Segment], absolute: bool, tokens: TokenStream) {
+        if self.pass != Pass::Check {
+            return;
+        }
+        let written = segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Name(name) => name.as_str(),
+                Segment::Meta => "$…",
+            })
+            .collect::<Vec<_>>()
+            .join("::");
+        let written = if absolute {
+            format!("::{written}")
+        } else {
+            written
+        };
+        let split = segments
+            .iter()
+            .position(|segment| *segment == Segment::Meta)
+            .unwrap_or(segments.len());
+        let prefix: Vec<String> = segments[..split]
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Name(name) => Some(name.clone()),
+                Segment::Meta => None,
+            })
+            .collect();
+        let mut patterns = Vec::new();
+        if prefix.is_empty() {
+            patterns.push(segments.to_vec());
+        } else {
+            let path = UsePath {
+                absolute,
+                segments: prefix,
+            };
+            for resolved in self.model.resolve(self.scope, &path).paths {
+                let mut pattern: Vec<Segment> = resolved.into_iter().map(Segment::Name).collect();
+                pattern.extend(segments[split..].iter().cloned());
+                patterns.push(pattern);
+            }
+        }
+        for pattern in patterns {
+            if let Some(rule) = rules::check_pattern(&pattern) {
+                self.report(rule, tokens, written, None);
                 return;
             }
         }
@@ -228,7 +330,7 @@ impl Walker {
         );
         for finding in own.findings {
             self.suppressed
-                .insert((finding.rule, finding.file, finding.line, finding.column));
+                .insert((finding.problem, finding.file, finding.line, finding.column));
         }
     }
 
@@ -288,7 +390,9 @@ impl Walker {
         }
     }
 
-    /// Paths in a macro body that does not parse as expressions: every `a::b::c` run of tokens.
+    /// Paths in a macro body that does not parse as expressions: every `a::b::c` run of tokens,
+    /// where a segment may be a metavariable (`$m`) of a `macro_rules!` body. A module declared
+    /// in the body (`mod name;`) is reported: its file is not read.
     fn scan_tokens(&mut self, tokens: TokenStream) {
         let tokens: Vec<TokenTree> = tokens.into_iter().collect();
         let mut i = 0;
@@ -299,14 +403,21 @@ impl Walker {
                     i += 1;
                 }
                 TokenTree::Ident(_) | TokenTree::Punct(_) => {
+                    if is_module_declaration(&tokens, i) && self.pass == Pass::Check {
+                        let run: TokenStream = tokens[i..i + 2].iter().cloned().collect();
+                        let written = "mod …;".to_owned();
+                        self.report(Problem::ModuleInMacro, run, written, None);
+                    }
                     let start = i;
                     let absolute = is_colon2(&tokens, i);
                     if absolute {
                         i += 2;
                     }
                     let mut segments = Vec::new();
-                    while let Some(TokenTree::Ident(ident)) = tokens.get(i) {
-                        if ident == ROUTES_METHOD {
+                    while let Some((segment, len)) = segment_at(&tokens, i) {
+                        if let Some(TokenTree::Ident(ident)) = tokens.get(i)
+                            && ident == ROUTES_METHOD
+                        {
                             self.report(
                                 Rule::FrameworkInternals,
                                 ident.to_token_stream(),
@@ -314,11 +425,9 @@ impl Walker {
                                 None,
                             );
                         }
-                        segments.push(unraw(ident));
-                        i += 1;
-                        if is_colon2(&tokens, i)
-                            && matches!(tokens.get(i + 2), Some(TokenTree::Ident(_)))
-                        {
+                        segments.push(segment);
+                        i += len;
+                        if is_colon2(&tokens, i) && segment_at(&tokens, i + 2).is_some() {
                             i += 2;
                         } else {
                             break;
@@ -328,9 +437,19 @@ impl Walker {
                         i = start + 1;
                         continue;
                     }
-                    let path = UsePath { absolute, segments };
                     let run: TokenStream = tokens[start..i].iter().cloned().collect();
-                    self.check(&path, run);
+                    if segments.contains(&Segment::Meta) {
+                        self.check_pattern(&segments, absolute, run);
+                    } else {
+                        let segments = segments
+                            .into_iter()
+                            .filter_map(|segment| match segment {
+                                Segment::Name(name) => Some(name),
+                                Segment::Meta => None,
+                            })
+                            .collect();
+                        self.check(&UsePath { absolute, segments }, run);
+                    }
                 }
                 TokenTree::Literal(_) => i += 1,
             }
@@ -371,13 +490,23 @@ impl<'ast> Visit<'ast> for Walker {
     }
 
     fn visit_item_mod(&mut self, module: &'ast ItemMod) {
-        let outer = self.scope;
-        let id = self.open_scope(true);
-        self.bind(&module.ident, Binding::Module(id));
         let file = self.file;
         if let Some(index) = files::marker(&module.attrs) {
             self.file = index;
         }
+        if files::is_included(&module.attrs) {
+            // Items of an `include!`d file, spliced where the macro was: the same scope.
+            if let Some((_, items)) = &module.content {
+                for item in items {
+                    self.visit_item(item);
+                }
+            }
+            self.file = file;
+            return;
+        }
+        let outer = self.scope;
+        let id = self.open_scope(true);
+        self.bind(&module.ident, Binding::Module(id));
         self.scope = id;
         if let Some((_, items)) = &module.content {
             for item in items {
@@ -431,6 +560,7 @@ impl<'ast> Visit<'ast> for Walker {
             let by_hand = self
                 .model
                 .resolve(self.scope, &path)
+                .paths
                 .iter()
                 .any(|resolved| rules::is_service_trait(resolved));
             if by_hand {
@@ -461,8 +591,37 @@ impl<'ast> Visit<'ast> for Walker {
         }
     }
 
+    fn visit_item_foreign_mod(&mut self, block: &'ast ItemForeignMod) {
+        if self.pass == Pass::Check {
+            for item in &block.items {
+                let ForeignItem::Fn(function) = item else {
+                    continue;
+                };
+                let symbol =
+                    link_name(&function.attrs).unwrap_or_else(|| unraw(&function.sig.ident));
+                if rules::SOCKET_SYMBOLS.contains(&symbol.as_str()) {
+                    self.report(
+                        Rule::RawSocket,
+                        function.sig.to_token_stream(),
+                        format!("extern fn {symbol}"),
+                        None,
+                    );
+                }
+            }
+        }
+        visit::visit_item_foreign_mod(self, block);
+    }
+
     fn visit_macro(&mut self, mac: &'ast Macro) {
         self.visit_path(&mac.path);
+        if self.pass == Pass::Check && self.is_include(&mac.path) {
+            self.report(
+                Problem::Include,
+                mac.to_token_stream(),
+                format!("{}!(…)", written(&use_path(&mac.path))),
+                None,
+            );
+        }
         let parser = Punctuated::<Expr, Token![,]>::parse_terminated;
         match parser.parse2(mac.tokens.clone()) {
             Ok(exprs) => {
@@ -478,6 +637,74 @@ impl<'ast> Visit<'ast> for Walker {
         // Attribute arguments are not code; only the attribute's own path is.
         self.visit_path(attr.path());
     }
+}
+
+impl From<Rule> for Problem {
+    fn from(rule: Rule) -> Self {
+        Problem::Rule(rule)
+    }
+}
+
+impl Walker {
+    /// Whether a macro path is `include!`, under its own name or through a `use`. The crate
+    /// scan splices what it can follow; any left is unknown code.
+    fn is_include(&self, path: &Path) -> bool {
+        if path.is_ident("include") {
+            return true;
+        }
+        self.model
+            .resolve(self.scope, &use_path(path))
+            .paths
+            .iter()
+            .any(|resolved| {
+                matches!(resolved.as_slice(), [krate, name]
+                    if (krate == "std" || krate == "core") && name == "include")
+            })
+    }
+}
+
+/// `#[link_name = "…"]` of a foreign function.
+fn link_name(attrs: &[Attribute]) -> Option<String> {
+    attrs.iter().find_map(|attr| match &attr.meta {
+        Meta::NameValue(nv) if nv.path.is_ident("link_name") => match &nv.value {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) => Some(name.value()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The path segment at `tokens[i]`: a name (one token) or a metavariable (`$m`, two tokens;
+/// `$crate` is the name `crate`), with its length in tokens.
+fn segment_at(tokens: &[TokenTree], i: usize) -> Option<(Segment, usize)> {
+    match (tokens.get(i), tokens.get(i + 1)) {
+        (Some(TokenTree::Ident(ident)), _) => Some((Segment::Name(unraw(ident)), 1)),
+        (Some(TokenTree::Punct(dollar)), Some(TokenTree::Ident(ident)))
+            if dollar.as_char() == '$' =>
+        {
+            if ident == "crate" {
+                Some((Segment::Name("crate".to_owned()), 2))
+            } else {
+                Some((Segment::Meta, 2))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `mod name;` or `mod $name;` at `tokens[i]`.
+fn is_module_declaration(tokens: &[TokenTree], i: usize) -> bool {
+    let is_mod = matches!(tokens.get(i), Some(TokenTree::Ident(ident)) if ident == "mod");
+    if !is_mod {
+        return false;
+    }
+    let Some((_, len)) = segment_at(tokens, i + 1) else {
+        return false;
+    };
+    matches!(tokens.get(i + 1 + len), Some(TokenTree::Punct(semi)) if semi.as_char() == ';')
 }
 
 fn item_attrs(item: &Item) -> &[Attribute] {

@@ -1,39 +1,8 @@
 //! The crate scan over real files: the module tree, rebuild tracking, allowances, failures.
 
-use std::fs;
-use std::path::PathBuf;
-
 use super::super::rules::Rule;
+use super::super::tempdir::TempDir;
 use super::super::{CrateEnv, files, scan_crate};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ligand-lint-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, path: &str, text: &str) -> PathBuf {
-        let path = self.0.join(path);
-        fs::create_dir_all(path.parent().expect("has parent")).expect("dirs");
-        fs::write(&path, text).expect("write");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 const MANIFEST: &str =
     "[package]\nname = \"svc\"\nversion = \"0.1.0\"\n\n[dependencies]\nligand = \"0.1\"\n";
@@ -44,7 +13,7 @@ fn scans_the_module_tree() {
     dir.write("Cargo.toml", MANIFEST);
     let main = dir.write(
         "src/main.rs",
-        "mod a;\nmod b;\n#[path = \"other/c_file.rs\"]\nmod c;\nmod inline { mod d; }\nmod missing;\nfn main() {}\n",
+        "mod a;\nmod b;\n#[path = \"other/c_file.rs\"]\nmod c;\nmod inline { mod d; }\nfn main() {}\n",
     );
     dir.write("src/a.rs", "mod nested;\npub use std::net::*;\n");
     dir.write("src/a/nested.rs", "fn f() { reqwest::get(\"u\"); }\n");
@@ -59,11 +28,8 @@ fn scans_the_module_tree() {
     dir.write("src/inline/d.rs", "fn f(_: tokio::net::UdpSocket) {}\n");
     dir.write("tests/t.rs", "fn f() { reqwest::get(\"u\"); }\n");
     dir.write("build.rs", "fn main() { reqwest::get(\"u\"); }\n");
-    let env = CrateEnv {
-        package: "svc".to_owned(),
-        manifest_dir: dir.0.clone(),
-    };
-    let scan = scan_crate(&main, &env);
+    let env = CrateEnv::bin(&dir.0, "svc");
+    let scan = scan_crate(Some(&main), &env);
     let mut errors = scan.errors.clone();
     errors.sort();
     let heads: Vec<_> = errors
@@ -116,14 +82,13 @@ fn unparsable_module_files_fail_closed() {
     dir.write("Cargo.toml", MANIFEST);
     let main = dir.write("src/main.rs", "mod broken;\nfn main() {}\n");
     dir.write("src/broken.rs", "fn f( {\n");
-    let env = CrateEnv {
-        package: "svc".to_owned(),
-        manifest_dir: dir.0.clone(),
-    };
-    let scan = scan_crate(&main, &env);
+    let env = CrateEnv::bin(&dir.0, "svc");
+    let scan = scan_crate(Some(&main), &env);
     assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
     assert!(
-        scan.errors[0].contains("could not parse src/broken.rs"),
+        scan.errors[0].starts_with("src/broken.rs:1:")
+            && scan.errors[0].contains("[unverified]")
+            && scan.errors[0].contains("could not parse this file, so it cannot vouch for it"),
         "{:?}",
         scan.errors
     );
@@ -133,11 +98,8 @@ fn unparsable_module_files_fail_closed() {
 fn unreadable_root_fails_closed() {
     let dir = TempDir::new("no-root");
     dir.write("Cargo.toml", MANIFEST);
-    let env = CrateEnv {
-        package: "svc".to_owned(),
-        manifest_dir: dir.0.clone(),
-    };
-    let scan = scan_crate(&dir.0.join("src/main.rs"), &env);
+    let env = CrateEnv::bin(&dir.0, "svc");
+    let scan = scan_crate(Some(&dir.0.join("src/main.rs")), &env);
     assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
     assert!(scan.errors[0].starts_with("ligand lint could not read the crate"));
 }
@@ -151,11 +113,8 @@ fn allowances_are_listed_with_file_and_line() {
         "src/probe.rs",
         "\n#[ligand::allow(raw_socket, reason = \"sidecar probe\")]\nfn f() { std::net::TcpStream::connect(\"a\"); }\n",
     );
-    let env = CrateEnv {
-        package: "svc".to_owned(),
-        manifest_dir: dir.0.clone(),
-    };
-    let scan = scan_crate(&main, &env);
+    let env = CrateEnv::bin(&dir.0, "svc");
+    let scan = scan_crate(Some(&main), &env);
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     let listed: Vec<_> = scan
         .allowances
@@ -171,20 +130,6 @@ fn allowances_are_listed_with_file_and_line() {
             "sidecar probe".to_owned()
         )]
     );
-}
-
-#[test]
-fn framework_crates_are_not_linted() {
-    let dir = TempDir::new("framework");
-    dir.write("Cargo.toml", MANIFEST);
-    let main = dir.write("src/main.rs", "fn f() { redis::Client::open(\"r\"); }\n");
-    for package in ["ligand", "ligand-runtime", "ligand-ratelimit-redis"] {
-        let env = CrateEnv {
-            package: package.to_owned(),
-            manifest_dir: dir.0.clone(),
-        };
-        assert!(scan_crate(&main, &env).errors.is_empty(), "{package}");
-    }
 }
 
 #[test]
@@ -225,11 +170,211 @@ fn manifest_errors_are_reported() {
     assert!(super::super::manifest::analyze("[dependencies\n", |_| None).is_err());
     let dir = TempDir::new("no-manifest");
     let main = dir.write("src/main.rs", "fn main() {}\n");
-    let env = CrateEnv {
-        package: "svc".to_owned(),
-        manifest_dir: dir.0.clone(),
-    };
-    let scan = scan_crate(&main, &env);
+    let env = CrateEnv::bin(&dir.0, "svc");
+    let scan = scan_crate(Some(&main), &env);
     assert_eq!(scan.errors.len(), 1);
     assert!(scan.errors[0].starts_with("ligand lint could not read the manifest"));
+}
+
+/// The scan's messages, sorted, each cut before the advice.
+fn heads(scan: &super::super::CrateScan) -> Vec<String> {
+    let mut errors: Vec<_> = scan
+        .errors
+        .iter()
+        .map(|e| {
+            e.split(" is not allowed")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    errors.sort();
+    errors
+}
+
+/// A one-binary package `svc` with `main` as its `src/main.rs`; the scan of its binary.
+fn scan_main(dir: &TempDir, main: &str) -> super::super::CrateScan {
+    dir.write("Cargo.toml", MANIFEST);
+    let main = dir.write("src/main.rs", main);
+    scan_crate(Some(&main), &CrateEnv::bin(&dir.0, "svc"))
+}
+
+#[test]
+fn missing_module_files_fail_closed() {
+    let dir = TempDir::new("missing");
+    let scan = scan_main(&dir, "fn main() {}\n#[cfg(any())]\nmod absent;\n");
+    assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+    assert!(
+        scan.errors[0].starts_with(
+            "src/main.rs:3:1: [unverified] ligand lint could not find the file of `mod absent;`"
+        ),
+        "{:?}",
+        scan.errors
+    );
+    assert!(scan.errors[0].contains("create the file or remove the declaration"));
+}
+
+#[test]
+fn raw_identifier_modules_name_their_file() {
+    let dir = TempDir::new("raw-ident");
+    dir.write(
+        "src/dyn.rs",
+        "fn f() { std::net::TcpStream::connect(\"a\"); }\n",
+    );
+    let scan = scan_main(&dir, "mod r#dyn;\nfn main() {}\n");
+    assert_eq!(
+        heads(&scan),
+        ["src/dyn.rs:1:10: [raw_socket] `std::net::TcpStream::connect`"]
+    );
+}
+
+#[test]
+fn cfg_attr_paths_are_all_read() {
+    let dir = TempDir::new("cfg-attr");
+    dir.write(
+        "src/unix.rs",
+        "fn f() { std::net::UdpSocket::bind(\"a\"); }\n",
+    );
+    dir.write("src/other.rs", "fn f() { reqwest::get(\"u\"); }\n");
+    let scan = scan_main(
+        &dir,
+        "#[cfg_attr(unix, path = \"unix.rs\")]\n#[cfg_attr(not(unix), cfg_attr(all(), path = \"other.rs\"))]\nmod sys;\nfn main() {}\n",
+    );
+    // `sys.rs` is missing: used only when no condition holds, where rustc requires it.
+    assert_eq!(
+        heads(&scan),
+        [
+            "src/other.rs:1:10: [http_client] `reqwest::get`",
+            "src/unix.rs:1:10: [raw_socket] `std::net::UdpSocket::bind`",
+        ]
+    );
+    let dir = TempDir::new("cfg-attr-missing");
+    let scan = scan_main(
+        &dir,
+        "#[cfg_attr(all(), path = \"gone.rs\")]\nmod sys;\nfn main() {}\n",
+    );
+    assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+    assert!(scan.errors[0].contains("could not find the file of `mod sys;`"));
+}
+
+#[test]
+fn modules_declared_in_blocks_are_read() {
+    let dir = TempDir::new("block");
+    dir.write(
+        "src/dial.rs",
+        "pub fn dial() { std::net::TcpStream::connect(\"a\"); }\n",
+    );
+    dir.write("src/a/inner/deep.rs", "fn f() { reqwest::get(\"u\"); }\n");
+    let scan = scan_main(
+        &dir,
+        "fn main() {\n    #[path = \"dial.rs\"]\n    mod dial;\n    dial::dial();\n}\nimpl S { fn f() { mod a { #[path = \"inner/deep.rs\"] mod deep; } } }\nfn g() { mod nopath; }\n",
+    );
+    assert_eq!(
+        heads(&scan),
+        [
+            "src/a/inner/deep.rs:1:10: [http_client] `reqwest::get`",
+            "src/dial.rs:1:17: [raw_socket] `std::net::TcpStream::connect`",
+            "src/main.rs:7:10: [unverified] ligand lint could not locate `mod nopath;` declared in a block without `#[path]`; give it a `#[path = \"…\"]`",
+        ]
+    );
+}
+
+#[test]
+fn path_attributes_follow_rustc_directories() {
+    // In `a.rs`, `#[path]` on an inline module is relative to `src/`, and a `#[path]` module
+    // inside an inline module to `src/a/<inline>/`.
+    let dir = TempDir::new("rustc-dirs");
+    dir.write(
+        "src/a.rs",
+        "#[path = \"p\"]\nmod m { mod x; }\nmod inline { #[path = \"y.rs\"] mod y; }\n",
+    );
+    dir.write("src/p/x.rs", "");
+    dir.write("src/a/inline/y.rs", "");
+    let main = dir.write("src/main.rs", "mod a;\n");
+    let tree = files::load(&main).expect("loads");
+    assert!(tree.errors.is_empty(), "{:?}", tree.errors);
+    let mut names: Vec<_> = tree
+        .files
+        .iter()
+        .map(|f| {
+            f.path
+                .strip_prefix(&dir.0)
+                .expect("inside")
+                .display()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["src/a.rs", "src/a/inline/y.rs", "src/main.rs", "src/p/x.rs"]
+    );
+}
+
+#[test]
+fn a_file_declared_twice_is_read_in_each_place() {
+    // What `use super::*` brings in depends on where the file is declared.
+    let dir = TempDir::new("twice");
+    dir.write(
+        "src/shared.rs",
+        "use super::*;\nfn f() { net::TcpStream::connect(\"a\"); }\n",
+    );
+    // `#[path]` inside an inline module is relative to its directory, which must exist.
+    dir.write("src/clean/.keep", "");
+    dir.write("src/dirty/.keep", "");
+    let scan = scan_main(
+        &dir,
+        "mod clean { #[path = \"../shared.rs\"] mod s; }\nmod dirty { use std::net; #[path = \"../shared.rs\"] mod s; }\nfn main() {}\n",
+    );
+    assert_eq!(
+        heads(&scan),
+        [
+            "src/shared.rs:2:10: [raw_socket] `net::TcpStream::connect` (that is `std::net::TcpStream::connect`)"
+        ]
+    );
+}
+
+#[test]
+fn module_level_includes_are_read() {
+    let dir = TempDir::new("include");
+    dir.write(
+        "src/parts/dial.rs",
+        "fn dial() { std::net::TcpStream::connect(\"a\"); }\nmod sub;\n",
+    );
+    dir.write("src/sub.rs", "fn f() { reqwest::get(\"u\"); }\n");
+    dir.write("out/gen.rs", "fn g() { redis::Client::open(\"r\"); }\n");
+    // `env!` reads the compiler's environment, here the test's: Cargo sets
+    // CARGO_MANIFEST_DIR for both. Climb from there to the temp dir.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let up = "../".repeat(std::path::Path::new(&manifest_dir).components().count());
+    let out = format!("/{up}{}", dir.0.join("out").display());
+    let scan = scan_main(
+        &dir,
+        &format!(
+            "include!(\"parts/dial.rs\");\nmod generated {{ include!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"{out}/gen.rs\")); }}\ninclude!(concat!(env!(\"LIGAND_LINT_UNSET_VAR\"), \"/x.rs\"));\ninclude!(\"nowhere.rs\");\nfn main() {{}}\n"
+        ),
+    );
+    let heads = heads(&scan);
+    assert_eq!(heads.len(), 5, "{heads:#?}");
+    assert_eq!(
+        heads[0],
+        "out/gen.rs:1:10: [backend_client] `redis::Client::open`"
+    );
+    assert_eq!(
+        heads[1],
+        "src/main.rs:3:1: [unverified] ligand lint could not evaluate the path of this `include!` (it follows string literals, `concat!` and `env!`), so it cannot vouch for the included code"
+    );
+    assert!(
+        heads[2].starts_with(
+            "src/main.rs:4:1: [unverified] ligand lint could not find the file included from here"
+        ),
+        "{}",
+        heads[2]
+    );
+    assert_eq!(
+        heads[3],
+        "src/parts/dial.rs:1:13: [raw_socket] `std::net::TcpStream::connect`"
+    );
+    // `mod sub;` in an included file belongs to the including module: `src/sub.rs`.
+    assert_eq!(heads[4], "src/sub.rs:1:10: [http_client] `reqwest::get`");
 }

@@ -61,6 +61,24 @@ curl = "0.4"
 }
 
 #[test]
+fn socket_crates_as_dependencies() {
+    let text = "[dependencies]\nasync-net = \"2\"\nnet2 = \"0.2\"\nnix = { version = \"0.29\", features = [\"socket\"] }\nrustix = { version = \"1\", features = [\"net\"] }\nlibc = \"0.2\"\nnix-fs = { package = \"nix\", version = \"0.29\", features = [\"fs\"] }\n";
+    let names: Vec<_> = banned(text)
+        .into_iter()
+        .map(|(rule, name, ..)| (rule, name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (Rule::RawSocket, "async-net".to_owned()),
+            (Rule::RawSocket, "net2".to_owned()),
+            (Rule::RawSocket, "nix".to_owned()),
+            (Rule::RawSocket, "rustix".to_owned()),
+        ]
+    );
+}
+
+#[test]
 fn manifest_workspace_inheritance_and_renames() {
     let text = "[dependencies]\nweb = { workspace = true }\nhyper = { workspace = true }\nspiffe = { version = \"0.19\", features = [\"x509-source\"] }\n";
     assert_eq!(

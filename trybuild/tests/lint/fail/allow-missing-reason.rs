@@ -1,10 +1,19 @@
 //! An allowance must say why.
 
+use ligand::prelude::*;
+
+async fn config() -> Result<ligand::Config, ligand::BoxError> {
+    unimplemented!()
+}
+
 #[ligand::allow(raw_socket)]
 fn probe() -> bool {
     std::net::TcpStream::connect("127.0.0.1:9").is_ok()
 }
 
-fn main() {
+#[ligand::main(config = config)]
+async fn main(server: Server) -> ligand::Result<()> {
     let _ = probe();
+    let _ = &server;
+    Ok(())
 }
