@@ -52,8 +52,9 @@ impl Rule {
             }
             Rule::BackendClient => {
                 "the framework owns this backend; configure its provider in `ligand::Config` \
-                 (secrets: `ligand::Secrets`, registry: `ligand::ServiceRegistry`, limits: \
-                 `ligand::RateLimiter`, identity: `ligand::WorkloadIdentity`)"
+                 (secrets: `ligand::provider::Secrets`, registry: \
+                 `ligand::provider::ServiceRegistry`, limits: `ligand::provider::RateLimiter`, \
+                 identity: `ligand::provider::WorkloadIdentity`)"
             }
             Rule::FrameworkInternals => {
                 "this is generated code's private interface; annotate an inherent impl with \
