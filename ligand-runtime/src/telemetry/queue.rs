@@ -10,9 +10,10 @@
 //! cannot crowd out the record of the degradation it causes. A sink that fails to write a
 //! record counts as a loss too. Nothing is lost silently.
 //!
-//! The writer flushes the sink when the queue has stayed empty for a moment ([`LINGER`]), so
-//! a buffered sink (JSON lines, and the log on standard output, see `stdout`) makes one write
-//! per batch of records under load, not one per record.
+//! Under load the writer polls the queue every [`LINGER`] rather than being woken for each
+//! record, and flushes the sink once per batch: a buffered sink (log or JSON lines, and the
+//! log on standard output, see `stdout`) makes one write per batch, and requests never pay for
+//! waking the writer.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,10 +30,12 @@ use crate::config::AuditOverflow;
 use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 
-/// How long the writer waits for more records after the queue runs empty before it flushes
-/// the sink: long enough to gather a busy service's records into one write, short enough that
-/// an idle service's log is current.
+/// How long the writer sleeps after the queue runs empty before it drains again: long enough
+/// to gather a busy service's records into one batch, short enough that the log is current.
 const LINGER: Duration = Duration::from_millis(1);
+
+/// Empty rounds of [`LINGER`] after which the writer stops polling and waits on the channel.
+const IDLE_POLLS: u32 = 20;
 
 /// One item for the writer.
 #[derive(Debug)]
@@ -269,35 +272,38 @@ impl Writer {
         super::stdout::end_batching();
     }
 
-    /// Delivers records until the close marker or until every sender is gone. The sink is
-    /// flushed once the queue has stayed empty for [`LINGER`], on a flush marker, and at the
-    /// end: under load a buffered sink writes in batches, and an idle service's log is at most
-    /// `LINGER` behind.
+    /// Delivers records until the close marker or until every sender is gone.
+    ///
+    /// Under load the writer does not wait on the channel: once the queue runs empty it
+    /// flushes the sink and sleeps for [`LINGER`] before draining again, so requests hand
+    /// their records over without waking this thread (a wake-up per record cost a system call
+    /// on each side), and a buffered sink writes once per batch. After [`IDLE_POLLS`] empty
+    /// rounds it waits on the channel instead, and an idle service costs nothing. Records
+    /// reach the sink at most about `LINGER` after they were queued.
     async fn drain(&mut self) {
         let mut unflushed = false;
+        let mut idle = 0;
         loop {
             let item = match self.rx.try_recv() {
                 Ok(item) => item,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    let next = if unflushed {
-                        match tokio::time::timeout(LINGER, self.rx.recv()).await {
-                            Ok(next) => next,
-                            Err(_) => {
-                                self.flush();
-                                unflushed = false;
-                                continue;
-                            }
-                        }
-                    } else {
-                        self.rx.recv().await
-                    };
-                    match next {
+                    if unflushed {
+                        self.flush();
+                        unflushed = false;
+                    }
+                    if idle < IDLE_POLLS {
+                        idle += 1;
+                        tokio::time::sleep(LINGER).await;
+                        continue;
+                    }
+                    match self.rx.recv().await {
                         Some(item) => item,
                         None => break,
                     }
                 }
             };
+            idle = 0;
             if let Some(done) = self.deliver(item) {
                 self.rx.close();
                 while let Ok(record) = self.rx.try_recv() {
