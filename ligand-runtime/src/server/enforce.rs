@@ -5,7 +5,9 @@
 //! engine runs on the calling task, and the records are moved into the audit queue.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::chain::{Chain, Link};
@@ -234,8 +236,15 @@ impl Server {
     ) -> Result<Enforced, Denied> {
         let settings = &self.inner.settings;
         let policy_started = Instant::now();
-        let outcome =
-            tokio::time::timeout(settings.policy_timeout, self.inner.policy.evaluate(&input)).await;
+        // Engines that decide inline (regorus does) answer on the first poll; only one that
+        // has to wait gets a timer, so the common case does not build and drop one.
+        let outcome = {
+            let mut evaluation = std::pin::pin!(self.inner.policy.evaluate(&input));
+            match std::future::poll_fn(|cx| Poll::Ready(evaluation.as_mut().poll(cx))).await {
+                Poll::Ready(decided) => Ok(decided),
+                Poll::Pending => tokio::time::timeout(settings.policy_timeout, evaluation).await,
+            }
+        };
         let policy_latency = policy_started.elapsed();
         if policy_latency > settings.policy_latency_warn {
             tracing::warn!(%request_id, ?policy_latency, threshold = ?settings.policy_latency_warn, "slow policy evaluation");
