@@ -36,10 +36,7 @@ const CALLER: &str = "spiffe://example.org/service/caller";
 
 fn request() -> InboundRequest {
     InboundRequest {
-        chain: Chain(vec![Link {
-            user: Some("alice@example.org".into()),
-            ..Link::default()
-        }]),
+        chain: Chain::from(vec![Link::default().with_user("alice@example.org")]),
         peer: Link::workload(CALLER),
         resource: Resource::http_path("/accounts/{id}"),
         action: Action::new("GET"),
@@ -92,14 +89,14 @@ fn bench(c: &mut Criterion) {
                 request: line,
             } = request();
             chain.push(peer.clone());
-            let eval = EvalRequest {
+            let eval = EvalRequest::new(
                 chain,
                 peer,
                 resource,
                 action,
-                request: line,
-                service: "spiffe://example.org/service/accounts".into(),
-            };
+                line,
+                "spiffe://example.org/service/accounts",
+            );
             let check = RateLimitRequest {
                 chain: &eval.chain,
                 resource: &eval.resource,

@@ -19,6 +19,7 @@ pub const MAX_CHAIN_LINKS: usize = 32;
 /// per request for the immediate peer) copies no bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Link {
     /// The SPIFFE ID of the workload that handled this hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +45,56 @@ impl Link {
             workload: Some(id.into()),
             ..Self::default()
         }
+    }
+
+    /// The same link with `id` as its workload.
+    pub fn with_workload(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.workload = Some(id.into());
+        self
+    }
+
+    /// The same link with `subject` as its human principal.
+    pub fn with_user(mut self, subject: impl Into<Arc<str>>) -> Self {
+        self.user = Some(subject.into());
+        self
+    }
+
+    /// The same link with `id` as its device.
+    pub fn with_device(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.device = Some(id.into());
+        self
+    }
+
+    /// The same link with `id` as its host.
+    pub fn with_host(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.host = Some(id.into());
+        self
+    }
+
+    /// The same link with `subject` as its external party.
+    pub fn with_external_party(mut self, subject: impl Into<Arc<str>>) -> Self {
+        self.external_party = Some(subject.into());
+        self
+    }
+
+    /// Every identity dimension of the link, by name, in a fixed order. A decision cache or any
+    /// other code that must account for every field of a link reads them here: a field added
+    /// to `Link` appears in this list (the destructuring below does not compile otherwise).
+    pub fn dimensions(&self) -> [(&'static str, Option<&Arc<str>>); 5] {
+        let Self {
+            workload,
+            user,
+            device,
+            host,
+            external_party,
+        } = self;
+        [
+            ("workload", workload.as_ref()),
+            ("user", user.as_ref()),
+            ("device", device.as_ref()),
+            ("host", host.as_ref()),
+            ("external_party", external_party.as_ref()),
+        ]
     }
 
     /// The principal of this hop: the first present field in the order workload, user,
@@ -74,7 +125,20 @@ impl Link {
 /// The hops that have handled a request, most distal first and the immediate peer last.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[non_exhaustive]
 pub struct Chain(pub Vec<Link>);
+
+impl From<Vec<Link>> for Chain {
+    fn from(links: Vec<Link>) -> Self {
+        Self(links)
+    }
+}
+
+impl FromIterator<Link> for Chain {
+    fn from_iter<I: IntoIterator<Item = Link>>(links: I) -> Self {
+        Self(links.into_iter().collect())
+    }
+}
 
 impl Chain {
     /// An empty chain.

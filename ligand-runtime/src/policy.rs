@@ -14,6 +14,7 @@ use crate::request::{Action, RequestLine, Resource};
 /// `{"chain":[…], "peer":{…}, "resource":{"kind","value"}, "action":{"name"},
 /// "request":{"method","path","params"}, "service":"<own SPIFFE ID>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EvalRequest {
     /// The full chain with the verified immediate peer as the last link.
     pub chain: Chain,
@@ -27,6 +28,28 @@ pub struct EvalRequest {
     pub request: RequestLine,
     /// This service's own SPIFFE ID.
     pub service: Arc<str>,
+}
+
+impl EvalRequest {
+    /// The input for `request` from `peer` (already the last link of `chain`), evaluated by
+    /// the service `service`. The pipeline builds it; engines and their tests build it too.
+    pub fn new(
+        chain: Chain,
+        peer: crate::chain::Link,
+        resource: Resource,
+        action: Action,
+        request: RequestLine,
+        service: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            chain,
+            peer,
+            resource,
+            action,
+            request,
+            service: service.into(),
+        }
+    }
 }
 
 /// A policy decision. Its strings are shared, so an engine that caches decisions hands out

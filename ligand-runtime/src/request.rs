@@ -51,6 +51,7 @@ impl Action {
 
 /// The HTTP request line as the policy sees it under `input.request`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RequestLine {
     /// The HTTP method, as its name (`"GET"`).
     #[serde(serialize_with = "method_name")]

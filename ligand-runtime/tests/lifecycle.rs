@@ -123,10 +123,7 @@ async fn trust_boundary_enforces_inbound_without_a_binding() {
     let login = |peer: Link, path: &'static str| {
         InboundRequest::new(peer, Resource::http_path(path), Action::new("GET"))
     };
-    let external = Link {
-        external_party: Some("browser/unauthenticated".into()),
-        ..Link::default()
-    };
+    let external = Link::default().with_external_party("browser/unauthenticated");
     let allowed = server
         .enforce(login(external.clone(), "/login"))
         .await

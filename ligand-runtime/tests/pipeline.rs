@@ -41,7 +41,7 @@ async fn allowed_request_is_audited_with_template_resource_and_policy_version() 
     assert_eq!(d.input.resource.value, "/hello/{name}");
     assert_eq!(d.input.action.name, "GET");
     assert_eq!(d.policy_version.as_deref(), Some("rev-7"));
-    assert_eq!(d.input.chain, Chain(vec![Link::workload(CALLER_ID)]));
+    assert_eq!(d.input.chain, Chain::from(vec![Link::workload(CALLER_ID)]));
 }
 
 #[tokio::test]
@@ -157,10 +157,7 @@ async fn policy_timeout_denies() {
 #[tokio::test]
 async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let upstream = Chain(vec![Link {
-        user: Some("alice@example.org".into()),
-        ..Link::default()
-    }]);
+    let upstream = Chain::from(vec![Link::default().with_user("alice@example.org")]);
     let header = upstream.to_header();
     let response = f
         .caller(CALLER_ID)
@@ -190,7 +187,8 @@ async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
 async fn a_peer_cannot_impersonate_itself_through_the_chain_header() {
     // The chain header can add upstream links but the last link is always the verified peer.
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let forged = Chain(vec![Link::workload("spiffe://example.org/service/admin")]).to_header();
+    let forged =
+        Chain::from(vec![Link::workload("spiffe://example.org/service/admin")]).to_header();
     let response = f
         .caller("spiffe://example.org/service/intruder")
         .send(

@@ -29,35 +29,34 @@ fn rbac_dir() -> std::path::PathBuf {
 }
 
 fn link(workload: Option<&str>, user: Option<&str>) -> Link {
-    Link {
-        workload: workload.map(Into::into),
-        user: user.map(Into::into),
-        ..Link::default()
-    }
+    let mut link = Link::default();
+    link.workload = workload.map(Into::into);
+    link.user = user.map(Into::into);
+    link
 }
 
 /// The transfers service debits an account on behalf of a user who came through the gateway.
 fn allowed_request() -> EvalRequest {
     let peer = link(Some("spiffe://bank.example/service/transfers"), None);
-    EvalRequest {
-        chain: Chain(vec![
+    EvalRequest::new(
+        Chain::from(vec![
             link(None, Some("alice@bank.example")),
             link(Some("spiffe://bank.example/service/gateway"), None),
             peer.clone(),
         ]),
         peer,
-        resource: Resource::http_path("/accounts/{id}/debit"),
-        action: Action::new("debit"),
-        request: RequestLine::new(http::Method::POST, "/accounts/42/debit"),
-        service: "spiffe://bank.example/service/accounts".into(),
-    }
+        Resource::http_path("/accounts/{id}/debit"),
+        Action::new("debit"),
+        RequestLine::new(http::Method::POST, "/accounts/42/debit"),
+        "spiffe://bank.example/service/accounts",
+    )
 }
 
 /// The fraud service tries the same debit: it lacks the permission.
 fn denied_request() -> EvalRequest {
     let mut request = allowed_request();
     let peer = link(Some("spiffe://bank.example/service/fraud"), None);
-    request.chain = Chain(vec![peer.clone()]);
+    request.chain = Chain::from(vec![peer.clone()]);
     request.peer = peer;
     request
 }

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use ligand_runtime::{Chain, EvalRequest, Link, PathParams};
+use ligand_runtime::{Chain, EvalRequest, PathParams};
 
 use crate::analysis::InputReads;
 
@@ -140,11 +140,11 @@ impl KeyPlan {
         for field in &self.fields {
             match field {
                 Field::Chain => chain(&request.chain, out),
-                Field::PeerWorkload => optional(&request.peer.workload, out),
-                Field::PeerUser => optional(&request.peer.user, out),
-                Field::PeerDevice => optional(&request.peer.device, out),
-                Field::PeerHost => optional(&request.peer.host, out),
-                Field::PeerExternalParty => optional(&request.peer.external_party, out),
+                Field::PeerWorkload => optional(request.peer.workload.as_ref(), out),
+                Field::PeerUser => optional(request.peer.user.as_ref(), out),
+                Field::PeerDevice => optional(request.peer.device.as_ref(), out),
+                Field::PeerHost => optional(request.peer.host.as_ref(), out),
+                Field::PeerExternalParty => optional(request.peer.external_party.as_ref(), out),
                 Field::ResourceKind => bytes(&request.resource.kind, out),
                 Field::ResourceValue => bytes(&request.resource.value, out),
                 Field::ActionName => bytes(&request.action.name, out),
@@ -203,7 +203,7 @@ fn params(params: &PathParams, out: &mut Vec<u8>) {
     }
 }
 
-fn optional(value: &Option<Arc<str>>, out: &mut Vec<u8>) {
+fn optional(value: Option<&Arc<str>>, out: &mut Vec<u8>) {
     match value {
         None => out.push(0),
         Some(value) => {
@@ -216,15 +216,10 @@ fn optional(value: &Option<Arc<str>>, out: &mut Vec<u8>) {
 fn chain(chain: &Chain, out: &mut Vec<u8>) {
     let len = u32::try_from(chain.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
-    for Link {
-        workload,
-        user,
-        device,
-        host,
-        external_party,
-    } in chain.links()
-    {
-        for field in [workload, user, device, host, external_party] {
+    // Every dimension the runtime knows a link to have, so a field added to `Link` is part of
+    // the key without a change here.
+    for link in chain.links() {
+        for (_, field) in link.dimensions() {
             optional(field, out);
         }
     }
@@ -308,6 +303,7 @@ mod tests {
     use ligand_runtime::{Action, RequestLine, Resource};
 
     use super::*;
+    use ligand_runtime::Link;
 
     fn paths(paths: &[&[&str]]) -> InputReads {
         InputReads::Paths(
@@ -319,14 +315,14 @@ mod tests {
     }
 
     fn request(peer: &str, path: &str) -> EvalRequest {
-        EvalRequest {
-            chain: Chain(vec![Link::workload(peer)]),
-            peer: Link::workload(peer),
-            resource: Resource::http_path("/accounts/{id}"),
-            action: Action::new("GET"),
-            request: RequestLine::new(http::Method::GET, path),
-            service: "spiffe://example.org/service/accounts".into(),
-        }
+        EvalRequest::new(
+            Chain::from(vec![Link::workload(peer)]),
+            Link::workload(peer),
+            Resource::http_path("/accounts/{id}"),
+            Action::new("GET"),
+            RequestLine::new(http::Method::GET, path),
+            "spiffe://example.org/service/accounts",
+        )
     }
 
     fn key(plan: &KeyPlan, request: &EvalRequest) -> Vec<u8> {

@@ -217,14 +217,14 @@ mod tests {
 
     fn request() -> EvalRequest {
         let peer = Link::workload("spiffe://example.org/service/caller");
-        EvalRequest {
-            chain: Chain(vec![peer.clone()]),
+        EvalRequest::new(
+            Chain::from(vec![peer.clone()]),
             peer,
-            resource: Resource::http_path("/hello/{name}"),
-            action: Action::new("GET"),
-            request: RequestLine::new(http::Method::GET, "/hello/ada"),
-            service: "spiffe://example.org/service/hello".into(),
-        }
+            Resource::http_path("/hello/{name}"),
+            Action::new("GET"),
+            RequestLine::new(http::Method::GET, "/hello/ada"),
+            "spiffe://example.org/service/hello",
+        )
     }
 
     #[test]

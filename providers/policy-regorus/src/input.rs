@@ -143,12 +143,14 @@ mod tests {
             arb_field(),
             arb_field(),
         )
-            .prop_map(|(workload, user, device, host, external_party)| Link {
-                workload,
-                user,
-                device,
-                host,
-                external_party,
+            .prop_map(|(workload, user, device, host, external_party)| {
+                let mut link = Link::default();
+                link.workload = workload;
+                link.user = user;
+                link.device = device;
+                link.host = host;
+                link.external_party = external_party;
+                link
             })
     }
 
@@ -168,15 +170,8 @@ mod tests {
             for (name, value) in params {
                 decoded.push(name, value);
             }
-            EvalRequest {
-                chain: Chain(chain),
-                peer,
-                resource: Resource::new(kind, value),
-                action: Action::new(action),
-                request: RequestLine::new(method.parse().unwrap_or_default(), path)
-                    .with_params(decoded),
-                service: service.into(),
-            }
+            EvalRequest::new(Chain::from(chain), peer, Resource::new(kind, value), Action::new(action), RequestLine::new(method.parse().unwrap_or_default(), path)
+                    .with_params(decoded), service)
         }
     }
 

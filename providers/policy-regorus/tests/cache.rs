@@ -59,11 +59,12 @@ fn arb_link() -> impl Strategy<Value = Link> {
         proptest::option::of(prop::sample::select(USERS)),
         proptest::option::weighted(0.1, Just("partner.example")),
     )
-        .prop_map(|(workload, user, external_party)| Link {
-            workload: workload.map(Into::into),
-            user: user.map(Into::into),
-            external_party: external_party.map(Into::into),
-            ..Link::default()
+        .prop_map(|(workload, user, external_party)| {
+            let mut link = Link::default();
+            link.workload = workload.map(Into::into);
+            link.user = user.map(Into::into);
+            link.external_party = external_party.map(Into::into);
+            link
         })
 }
 
@@ -81,16 +82,9 @@ prop_compose! {
         ]),
     ) -> EvalRequest {
         let peer = Link::workload(peer);
-        let mut chain = Chain(upstream);
+        let mut chain = Chain::from(upstream);
         chain.push(peer.clone());
-        EvalRequest {
-            chain,
-            peer,
-            resource: Resource::http_path(route),
-            action: Action::new(action),
-            request: RequestLine::new(method.parse().unwrap(), route.replace("{id}", &id.to_string())),
-            service: service.into(),
-        }
+        EvalRequest::new(chain, peer, Resource::http_path(route), Action::new(action), RequestLine::new(method.parse().unwrap(), route.replace("{id}", &id.to_string())), service)
     }
 }
 
@@ -150,13 +144,15 @@ fn rbac_cache_keys_on_exactly_what_the_policy_reads() {
     );
     // High-cardinality paths: the concrete id is not read, so the second account is a hit.
     let peer = Link::workload("spiffe://bank.example/service/gateway");
-    let request = |id: u32| EvalRequest {
-        chain: Chain(vec![peer.clone()]),
-        peer: peer.clone(),
-        resource: Resource::http_path("/accounts/{id}"),
-        action: Action::new("GET"),
-        request: RequestLine::new(http::Method::GET, format!("/accounts/{id}")),
-        service: "spiffe://bank.example/service/accounts".into(),
+    let request = |id: u32| {
+        EvalRequest::new(
+            Chain::from(vec![peer.clone()]),
+            peer.clone(),
+            Resource::http_path("/accounts/{id}"),
+            Action::new("GET"),
+            RequestLine::new(http::Method::GET, format!("/accounts/{id}")),
+            "spiffe://bank.example/service/accounts",
+        )
     };
     let first = policy.evaluate_now(&request(1)).unwrap();
     let second = policy.evaluate_now(&request(2)).unwrap();

@@ -119,11 +119,9 @@ async fn the_input_document_is_the_serialized_request() {
     let mut req = request(CALLER, "GET", "/hello/{name}");
     req.chain.0.insert(
         0,
-        ligand_runtime::Link {
-            user: Some("alice@example.org".into()),
-            device: Some("device-1".into()),
-            ..Default::default()
-        },
+        ligand_runtime::Link::default()
+            .with_user("alice@example.org")
+            .with_device("device-1"),
     );
     let decision = policy.evaluate(&req).await.unwrap();
     let seen: serde_json::Value =

@@ -23,7 +23,7 @@ fn check(c: &mut Criterion) {
     let (resource, action) = (Resource::http_path("/hello/{name}"), Action::new("GET"));
     let chains: Vec<Chain> = (0..1024)
         .map(|i| {
-            Chain(vec![Link::workload(format!(
+            Chain::from(vec![Link::workload(format!(
                 "spiffe://example.org/service/caller-{i}"
             ))])
         })

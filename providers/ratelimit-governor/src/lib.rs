@@ -21,7 +21,7 @@
 //!         .with_override(LimitOverride::caller("spiffe://example.org/service/batch", 1.0, 1)),
 //! )?;
 //!
-//! let chain = Chain(vec![Link::workload("spiffe://example.org/service/web")]);
+//! let chain = Chain::from(vec![Link::workload("spiffe://example.org/service/web")]);
 //! let (resource, action) = (Resource::http_path("/hello/{name}"), Action::new("GET"));
 //! let request = RateLimitRequest { chain: &chain, resource: &resource, action: &action };
 //! assert!(limiter.check(&request).await?.allowed);

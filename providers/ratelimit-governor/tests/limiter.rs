@@ -54,11 +54,8 @@ async fn meets_the_rate_limiter_contract() {
 #[tokio::test(start_paused = true)]
 async fn the_key_is_the_immediate_peer_not_an_upstream_link() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1.0, 1)).unwrap();
-    let via_alice = Call::get(ALICE).with_chain(Chain(vec![
-        Link {
-            user: Some("carol".into()),
-            ..Link::default()
-        },
+    let via_alice = Call::get(ALICE).with_chain(Chain::from(vec![
+        Link::default().with_user("carol"),
         Link::workload(ALICE),
     ]));
     assert!(via_alice.on(&limiter).await.allowed);
@@ -107,7 +104,7 @@ async fn utilisation_is_reported() {
 #[tokio::test]
 async fn a_request_without_a_peer_principal_is_an_error() {
     let limiter = GovernorLimiter::new(GovernorConfig::new(1000.0, 1000)).unwrap();
-    for chain in [Chain::new(), Chain(vec![Link::default()])] {
+    for chain in [Chain::new(), Chain::from(vec![Link::default()])] {
         let call = Call::get(ALICE).with_chain(chain);
         let error = limiter.check(&call.request()).await.unwrap_err();
         assert!(matches!(error, ProviderError::Invalid(_)), "{error}");

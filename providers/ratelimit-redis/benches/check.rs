@@ -32,7 +32,7 @@ fn check(c: &mut Criterion) {
             )))
             .unwrap(),
     );
-    let chain = Chain(vec![Link::workload("spiffe://example.org/service/caller")]);
+    let chain = Chain::from(vec![Link::workload("spiffe://example.org/service/caller")]);
     let (resource, action) = (Resource::http_path("/hello/{name}"), Action::new("GET"));
 
     let mut group = c.benchmark_group("redis check");
@@ -57,7 +57,7 @@ fn check(c: &mut Criterion) {
                     .map(|i| {
                         let limiter = limiter.clone();
                         tokio::spawn(async move {
-                            let chain = Chain(vec![Link::workload(format!(
+                            let chain = Chain::from(vec![Link::workload(format!(
                                 "spiffe://example.org/service/caller-{i}"
                             ))]);
                             let resource = Resource::http_path("/hello/{name}");

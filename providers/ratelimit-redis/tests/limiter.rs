@@ -112,7 +112,7 @@ async fn overrides_apply_first_match() {
 async fn a_request_without_a_peer_principal_is_an_error() {
     let redis = RedisServer::start();
     let limiter = connect(&redis, 1000.0, 1000).await;
-    for chain in [Chain::new(), Chain(vec![Link::default()])] {
+    for chain in [Chain::new(), Chain::from(vec![Link::default()])] {
         let call = Call::get(ALICE).with_chain(chain);
         let error = limiter.check(&call.request()).await.unwrap_err();
         assert!(matches!(error, ProviderError::Invalid(_)), "{error}");

@@ -23,7 +23,7 @@ async fn limits_over_tls_with_a_private_ca() {
         RedisLimiter::connect(RedisConfig::new(redis.url(), 0.01, 2).with_ca_file(&files.ca))
             .await
             .unwrap();
-    let chain = Chain(vec![Link::workload("spiffe://example.org/service/alice")]);
+    let chain = Chain::from(vec![Link::workload("spiffe://example.org/service/alice")]);
     let (resource, action) = (Resource::http_path("/hello/{name}"), Action::new("GET"));
     let request = RateLimitRequest {
         chain: &chain,

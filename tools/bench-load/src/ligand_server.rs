@@ -103,18 +103,15 @@ mod tests {
         use ligand::{Action, Chain, Link, RequestLine, Resource};
 
         let policy = RegorusPolicy::new(&policy_config(&rbac_dir(), true)).unwrap();
-        let peer = Link {
-            workload: Some(identity::CLIENT_ID.into()),
-            ..Link::default()
-        };
-        let request = EvalRequest {
-            chain: Chain(vec![peer.clone()]),
+        let peer = Link::workload(identity::CLIENT_ID);
+        let request = EvalRequest::new(
+            Chain::from(vec![peer.clone()]),
             peer,
-            resource: Resource::http_path(account::ROUTE),
-            action: Action::new("GET"),
-            request: RequestLine::new("GET".parse().unwrap(), account::FIXED_PATH),
-            service: identity::SERVER_ID.into(),
-        };
+            Resource::http_path(account::ROUTE),
+            Action::new("GET"),
+            RequestLine::new("GET".parse().unwrap(), account::FIXED_PATH),
+            identity::SERVER_ID,
+        );
         let decision = policy.evaluate_now(&request).unwrap();
         assert!(decision.allowed, "{decision:?}");
         assert!(policy.evaluate_now(&request).unwrap().cached);

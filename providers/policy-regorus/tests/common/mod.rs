@@ -69,18 +69,18 @@ pub fn request(peer: &str, action: &'static str, resource: &'static str) -> Eval
     if resource.contains("{name}") {
         params.push("name", "ada");
     }
-    EvalRequest {
-        chain: Chain(vec![link.clone()]),
-        peer: link,
-        resource: Resource::http_path(resource),
-        action: Action::new(action),
-        request: RequestLine::new(
+    EvalRequest::new(
+        Chain::from(vec![link.clone()]),
+        link,
+        Resource::http_path(resource),
+        Action::new(action),
+        RequestLine::new(
             action.parse().unwrap_or(http::Method::GET),
             resource.replace("{name}", "ada"),
         )
         .with_params(params),
-        service: SERVICE.into(),
-    }
+        SERVICE,
+    )
 }
 
 /// A signing key and the matching verification key configuration.
