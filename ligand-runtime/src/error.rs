@@ -188,7 +188,10 @@ pub enum ServeError {
 }
 
 /// The error of a Ligand `main`: anything that stops the service from starting or serving.
-#[derive(Debug, thiserror::Error)]
+///
+/// A `main` that returns it prints it with `Debug`, so `Debug` reads like the message a
+/// person needs: the error, then each cause on its own line (`{:#?}` keeps the structure).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Initialization refused to start the service.
@@ -206,4 +209,41 @@ pub enum Error {
     /// An error from the service's own code.
     #[error(transparent)]
     Other(BoxError),
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return match self {
+                Self::Init(e) => f.debug_tuple("Init").field(e).finish(),
+                Self::Serve(e) => f.debug_tuple("Serve").field(e).finish(),
+                Self::Config(e) => f.debug_tuple("Config").field(e).finish(),
+                Self::Runtime(e) => f.debug_tuple("Runtime").field(e).finish(),
+                Self::Other(e) => f.debug_tuple("Other").field(e).finish(),
+            };
+        }
+        write!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            write!(f, "\n  caused by: {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_main_error_prints_its_causes_on_their_own_lines() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let error = Error::Config(Box::new(io));
+        assert_eq!(
+            format!("{error:?}"),
+            "configuration could not be loaded\n  caused by: address in use"
+        );
+        assert!(format!("{error:#?}").starts_with("Config("));
+    }
 }
