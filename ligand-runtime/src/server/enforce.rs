@@ -105,22 +105,7 @@ impl Server {
             });
         }
 
-        let InboundRequest {
-            mut chain,
-            peer,
-            resource,
-            action,
-            request: line,
-        } = request;
-        chain.push(peer.clone());
-        let input = Arc::new(EvalRequest {
-            chain,
-            peer,
-            resource,
-            action,
-            request: line,
-            service: inner.service_id.clone(),
-        });
+        let input = self.evaluated(request);
         let rate_limit = match &inner.rate_limiter {
             None => None,
             Some(limiter) => {
@@ -183,6 +168,27 @@ impl Server {
         (event, denial)
     }
 
+    /// What the policy evaluates for `request`: its chain with the peer appended, and this
+    /// service's ID.
+    fn evaluated(&self, request: InboundRequest) -> Arc<EvalRequest> {
+        let InboundRequest {
+            mut chain,
+            peer,
+            resource,
+            action,
+            request: line,
+        } = request;
+        chain.push(peer.clone());
+        Arc::new(EvalRequest {
+            chain,
+            peer,
+            resource,
+            action,
+            request: line,
+            service: self.inner.service_id.clone(),
+        })
+    }
+
     /// Records the refusal of a request that matched no route (or no method of its route): a
     /// decision record with `allowed: false`, the concrete path as the resource and the
     /// method as the action, so that probing for routes leaves the same trail as a denial.
@@ -194,15 +200,12 @@ impl Server {
         request_id: RequestId,
     ) {
         let timestamp = SystemTime::now();
-        let mut chain = Chain::new();
-        chain.push(peer.clone());
-        let input = Arc::new(EvalRequest {
-            chain,
+        let input = self.evaluated(InboundRequest {
+            chain: Chain::new(),
             peer,
             resource: Resource::http_path(line.path.clone()),
             action: Action::new(line.method.as_str().to_owned()),
             request: line,
-            service: self.inner.service_id.clone(),
         });
         let event = DecisionEvent {
             timestamp,

@@ -226,7 +226,7 @@ impl Telemetry for LogLinesTelemetry {
         self.line(e.timestamp, "outbound_call", |f| {
             f.str("target", &e.target)?;
             f.str("address", &e.address)?;
-            f.str("outcome", outcome_name(e))?;
+            f.str("outcome", outcome_name(e.outcome))?;
             if let Some(status) = e.status {
                 f.count("status", status.into())?;
             }
@@ -246,7 +246,7 @@ impl Telemetry for LogLinesTelemetry {
     fn record_secret_access(&self, e: &SecretAccessEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "secret_access", |f| {
             f.str("secret", &e.name)?;
-            f.str("access", secret_access_name(e))?;
+            f.str("access", secret_access_name(e.access))?;
             f.opt("request_id", e.request_id.as_ref().map(|id| id.as_str()))?;
             f.opt(
                 "peer",
@@ -268,10 +268,10 @@ impl Telemetry for LogLinesTelemetry {
     }
 }
 
-/// The outcome as in the JSON lines (`snake_case`).
-fn outcome_name(e: &OutboundCallEvent) -> &'static str {
+/// The outcome as in the JSON lines (its serde name; a test holds the two together).
+fn outcome_name(outcome: super::OutboundOutcome) -> &'static str {
     use super::OutboundOutcome::*;
-    match e.outcome {
+    match outcome {
         Success => "success",
         ServerError => "server_error",
         ConnectError => "connect_error",
@@ -280,10 +280,10 @@ fn outcome_name(e: &OutboundCallEvent) -> &'static str {
     }
 }
 
-/// The access as in the JSON lines (`snake_case`).
-fn secret_access_name(e: &SecretAccessEvent) -> &'static str {
+/// The access as in the JSON lines (its serde name; a test holds the two together).
+fn secret_access_name(access: super::SecretAccess) -> &'static str {
     use super::SecretAccess::*;
-    match e.access {
+    match access {
         Hit => "hit",
         Miss => "miss",
         Renewal => "renewal",

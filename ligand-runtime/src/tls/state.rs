@@ -193,11 +193,15 @@ fn check_own_svid(
     .map_err(TlsError::Svid)?;
     let (_, cert) = X509Certificate::from_der(leaf)
         .map_err(|e| TlsError::Svid(SvidError::Malformed(e.to_string())))?;
-    let to_system = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
     Ok((
-        to_system(cert.validity().not_before.timestamp()),
-        to_system(cert.validity().not_after.timestamp()),
+        system_time(cert.validity().not_before.timestamp()),
+        system_time(cert.validity().not_after.timestamp()),
     ))
+}
+
+/// A certificate time (seconds since the epoch) as a `SystemTime`; before 1970 is 1970.
+fn system_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0).unsigned_abs())
 }
 
 /// Presents the current SVID on both sides of a handshake.
@@ -399,16 +403,11 @@ impl MtlsAcceptor {
 
 /// The earliest `notAfter` in `chain`; `None` if a certificate does not parse.
 fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
-    chain
-        .iter()
-        .map(|der| {
-            let (_, cert) = X509Certificate::from_der(der).ok()?;
-            let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
-            Some(UNIX_EPOCH + Duration::from_secs(secs))
-        })
-        .try_fold(None, |earliest: Option<SystemTime>, next| {
-            let next = next?;
-            Some(Some(earliest.map_or(next, |e| e.min(next))))
-        })
-        .flatten()
+    let mut earliest: Option<SystemTime> = None;
+    for der in chain {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let not_after = system_time(cert.validity().not_after.timestamp());
+        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
+    }
+    earliest
 }

@@ -102,3 +102,20 @@ fn counts_are_decimal() {
     );
     assert_eq!(line(|f| f.bool("b", true)), " b=true");
 }
+
+#[test]
+fn outcome_and_access_names_are_the_json_lines_names() {
+    use crate::telemetry::{OutboundOutcome as O, SecretAccess as A};
+    for outcome in [
+        O::Success,
+        O::ServerError,
+        O::ConnectError,
+        O::IdentityMismatch,
+        O::Timeout,
+    ] {
+        assert_eq!(serde_json::json!(outcome), outcome_name(outcome));
+    }
+    for access in [A::Hit, A::Miss, A::Renewal, A::Revocation, A::Error] {
+        assert_eq!(serde_json::json!(access), secret_access_name(access));
+    }
+}
