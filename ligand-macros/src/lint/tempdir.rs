@@ -1,4 +1,4 @@
-//! Temporary package directories for the crate-scan tests.
+//! Temporary package directories for the crate-scan tests, and how those tests read a scan.
 
 use std::fs;
 use std::path::PathBuf;
@@ -30,4 +30,20 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// The scan's messages, sorted, each cut before the advice.
+pub(crate) fn heads(scan: &super::CrateScan) -> Vec<String> {
+    let mut errors: Vec<_> = scan
+        .errors
+        .iter()
+        .map(|e| {
+            e.split(" is not allowed")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    errors.sort();
+    errors
 }

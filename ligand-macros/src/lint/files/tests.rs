@@ -1,7 +1,7 @@
 //! The crate scan over real files: the module tree, rebuild tracking, allowances, failures.
 
 use super::super::rules::Rule;
-use super::super::tempdir::TempDir;
+use super::super::tempdir::{TempDir, heads};
 use super::super::{CrateEnv, files, scan_crate};
 
 const MANIFEST: &str =
@@ -174,22 +174,6 @@ fn manifest_errors_are_reported() {
     let scan = scan_crate(Some(&main), &env);
     assert_eq!(scan.errors.len(), 1);
     assert!(scan.errors[0].starts_with("ligand lint could not read the manifest"));
-}
-
-/// The scan's messages, sorted, each cut before the advice.
-fn heads(scan: &super::super::CrateScan) -> Vec<String> {
-    let mut errors: Vec<_> = scan
-        .errors
-        .iter()
-        .map(|e| {
-            e.split(" is not allowed")
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    errors.sort();
-    errors
 }
 
 /// A one-binary package `svc` with `main` as its `src/main.rs`; the scan of its binary.

@@ -1,27 +1,12 @@
 //! Target discovery, and the package scan over every target: a socket anywhere in the library,
 //! the binaries or the examples of a service package is reported.
 
-use super::super::tempdir::TempDir;
-use super::super::{CrateEnv, CrateScan, scan_crate};
+use super::super::tempdir::{TempDir, heads};
+use super::super::{CrateEnv, scan_crate};
 use super::{Kind, discover};
 
 const MAIN: &str =
     "#[ligand::main]\nasync fn main(server: Server) -> ligand::Result<()> { Ok(()) }\n";
-
-fn heads(scan: &CrateScan) -> Vec<String> {
-    let mut errors: Vec<_> = scan
-        .errors
-        .iter()
-        .map(|e| {
-            e.split(" is not allowed")
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    errors.sort();
-    errors
-}
 
 fn names(dir: &TempDir) -> Vec<(Kind, String, String)> {
     discover(&dir.0)
