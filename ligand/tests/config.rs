@@ -8,6 +8,11 @@ use ligand::{InitError, ProviderKind, State};
 
 const POLICY: &str = "package ligand.authz\n\ndefault allow := false\n";
 
+/// `ligand.toml` in `dir`, required, without environment overrides.
+fn load(dir: &Path) -> Result<ligand::Config, ConfigError> {
+    load_from(&dir.join("ligand.toml"), true, &Environment::default())
+}
+
 fn write(dir: &Path, relative: &str, contents: &str) {
     let path = dir.join(relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -23,12 +28,7 @@ async fn embedded_defaults_start_a_fail_closed_service() {
         "ligand.toml",
         "listen = \"127.0.0.1:0\"\n[identity]\nspiffe_id = \"spiffe://ligand.local/service/accounts\"\n",
     );
-    let config = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap();
+    let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
     assert_eq!(
         server.spiffe_id().to_string(),
@@ -80,12 +80,7 @@ async fn environment_overrides_the_file_and_secrets_folder_is_picked_up() {
 fn a_missing_policy_is_refused_with_what_to_create() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "ligand.toml", "");
-    let err = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap_err();
+    let err = load(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -108,12 +103,7 @@ fn file_errors_name_the_line_and_field() {
         "ligand.toml",
         "listen = \"127.0.0.1:0\"\n[rate_limit]\nrate = 10\nbrust = 5\n",
     );
-    let err = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap_err();
+    let err = load(dir.path()).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, ConfigError::Parse { .. }), "{message}");
     assert!(
@@ -122,12 +112,7 @@ fn file_errors_name_the_line_and_field() {
     );
     let bad_id = "[identity]\nspiffe_id = \"not-a-spiffe-id\"\n";
     write(dir.path(), "ligand.toml", bad_id);
-    let err = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap_err();
+    let err = load(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -178,12 +163,7 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
         "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\ncache = false\n\
          [audit]\nformat = \"json\"\npath = \"audit.jsonl\"\nqueue = 64\noverflow = \"block\"\n",
     );
-    let config = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap();
+    let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
     // The service is Ready once its binding listens.
     let serving = tokio::spawn({
@@ -221,12 +201,7 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
         "ligand.toml",
         "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\n[audit]\npath = \"audit.log\"\n",
     );
-    let config = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap();
+    let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
     let serving = tokio::spawn({
         let server = server.clone();
@@ -260,12 +235,7 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
         "ligand.toml",
         "[audit]\nformat = \"tracing\"\npath = \"audit.log\"\n",
     );
-    let error = load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap_err();
+    let error = load(dir.path()).unwrap_err();
     assert!(error.to_string().starts_with("audit.path"), "{error}");
 }
 
@@ -295,12 +265,7 @@ fn the_connections_section_loads_and_refuses_bad_values() {
          header_read_timeout = \"15s\"\nmax_age = \"1h\"\n",
     );
     // Each limit's effect is tested on the binding itself (ligand-runtime's connections tests).
-    load_from(
-        &dir.path().join("ligand.toml"),
-        true,
-        &Environment::default(),
-    )
-    .unwrap();
+    load(dir.path()).unwrap();
     for (bad, setting) in [
         ("max = 0", "connections.max"),
         ("max_handshakes = 0", "connections.max_handshakes"),
@@ -315,12 +280,7 @@ fn the_connections_section_loads_and_refuses_bad_values() {
             "ligand.toml",
             &format!("[connections]\n{bad}\n"),
         );
-        let error = load_from(
-            &dir.path().join("ligand.toml"),
-            true,
-            &Environment::default(),
-        )
-        .unwrap_err();
+        let error = load(dir.path()).unwrap_err();
         assert!(error.to_string().starts_with(setting), "{bad}: {error}");
     }
 }
