@@ -154,6 +154,21 @@ impl Denial {
         }
     }
 
+    /// Whether `code` is one only the enforcement pipeline sends (so a caller can tell a
+    /// peer's refusal from a handler's own error status).
+    pub(crate) fn is_enforcement_code(code: &str) -> bool {
+        matches!(
+            code,
+            "RATE_LIMITED"
+                | "RATE_LIMITER_UNAVAILABLE"
+                | "POLICY_DENIED"
+                | "POLICY_UNAVAILABLE"
+                | "SERVICE_NOT_READY"
+                | "UNAUTHENTICATED"
+                | "BAD_REQUEST"
+        ) || code.starts_with("CHAIN_")
+    }
+
     /// The HTTP status this denial maps to.
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode;

@@ -44,6 +44,7 @@ mod config;
 mod error;
 mod health;
 mod identity;
+mod outbound;
 mod policy;
 mod provider;
 mod ratelimit;
@@ -83,6 +84,7 @@ pub use self::identity::{
     FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context,
     X509ContextUpdate, X509Svid,
 };
+pub use self::outbound::{CallBuilder, CallError, Caller, Client};
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;
 pub use self::ratelimit::{

@@ -101,6 +101,16 @@ impl Server {
         not(feature = "testkit"),
         expect(dead_code, reason = "the outbound transport's entry point")
     )]
+    /// A client for the service `C` calls (a `#[ligand::client]` type), for work that is not
+    /// serving a request: the chain of its calls starts at this service.
+    pub fn client<C: crate::Client>(&self) -> C {
+        C::__from_caller(self.caller(C::SERVICE))
+    }
+
+    pub(crate) fn caller(&self, service: &'static str) -> crate::Caller {
+        crate::Caller::new(service)
+    }
+
     pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
     }

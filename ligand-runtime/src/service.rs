@@ -379,6 +379,12 @@ impl Ctx {
             .await
     }
 
+    /// A client for the service `C` calls (a `#[ligand::client]` type). Calls through it
+    /// forward this request's verified chain, with this service's own link signed on top.
+    pub fn client<C: crate::Client>(&self) -> C {
+        C::__from_caller(self.server.caller(C::SERVICE))
+    }
+
     /// This service's own SPIFFE ID.
     pub fn service_id(&self) -> SpiffeId {
         self.server.spiffe_id()

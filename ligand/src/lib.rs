@@ -42,7 +42,7 @@ pub use ligand_macros::{allow, delete, get, main, patch, post, put, secret, serv
 
 // The service-facing API: what a service's own code names. Provider contracts live in
 // `provider`; nothing here can change the workload's identity, trust or health.
-pub use ligand_runtime::{Action, Service};
+pub use ligand_runtime::{Action, CallBuilder, CallError, Caller, Client, Service};
 pub use ligand_runtime::{
     AuditOverflow, BoxError, CHAIN_HEADER, Chain, ChainHeaderError, Config, ConfigBuilder, Ctx,
     DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
@@ -95,7 +95,7 @@ pub mod response {
 pub mod prelude {
     pub use crate::extract::{Json, Path, Query};
     pub use crate::response::{IntoResponse, Response, StatusCode};
-    pub use crate::{Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put};
+    pub use crate::{CallError, Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put};
 }
 
 /// Installs the log subscriber `#[ligand::main]` uses, unless one is already set: `RUST_LOG`
