@@ -10,6 +10,7 @@ use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::error::BoxError;
 use crate::identity::WorkloadIdentity;
+use crate::outbound::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE};
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::ServiceRegistry;
@@ -65,6 +66,8 @@ pub struct Config {
     pub(crate) telemetry: Option<Arc<dyn Telemetry>>,
     pub(crate) secrets: Option<Arc<dyn Secrets>>,
     pub(crate) registry: Option<Arc<dyn ServiceRegistry>>,
+    pub(crate) call_timeout: Duration,
+    pub(crate) outbound_max_connection_age: Duration,
     pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     pub(crate) spiffe_id: Option<String>,
     pub(crate) policy_timeout: Duration,
@@ -111,6 +114,8 @@ impl Config {
                 telemetry: None,
                 secrets: None,
                 registry: None,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+                outbound_max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
                 bundle_fetcher: None,
                 spiffe_id: None,
                 policy_timeout: DEFAULT_POLICY_TIMEOUT,
@@ -184,6 +189,19 @@ impl ConfigBuilder {
     /// The service registry for outbound calls.
     pub fn registry(mut self, registry: impl ServiceRegistry) -> Self {
         self.config.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// How long an outbound call may take, dial and response body included (default 10 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// How long a pooled outbound connection is reused before it is redialed with the current
+    /// SVID (default 5 min). A connection whose peer certificate expires is retired sooner.
+    pub fn outbound_max_connection_age(mut self, age: Duration) -> Self {
+        self.config.outbound_max_connection_age = age;
         self
     }
 

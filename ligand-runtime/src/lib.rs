@@ -84,7 +84,10 @@ pub use self::identity::{
     FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context,
     X509ContextUpdate, X509Svid,
 };
-pub use self::outbound::{CallBuilder, CallError, Caller, Client};
+pub use self::outbound::{
+    CallBuilder, CallError, Caller, Client, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE,
+    MAX_RESPONSE_BODY, TXN_TOKEN_HEADER,
+};
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;
 pub use self::ratelimit::{

@@ -3,40 +3,58 @@
 //! chain → per-call timeout).
 
 mod client;
+mod transport;
 
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderValue, Method};
 
 pub use self::client::{CallBuilder, CallError, Client};
+pub use self::transport::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER,
+};
+pub(crate) use self::transport::{Settings as TransportSettings, Transport};
 
-/// A handle for calls to one service, bound to the chain of the context it came from. Generated
-/// clients hold one; cloning copies pointers.
+/// A handle for calls to one service, bound to the context it came from: inside a handler it
+/// forwards the request's verified chain and Transaction Token; from the server the chain
+/// starts at this service. Generated clients hold one; cloning copies pointers.
 #[derive(Clone)]
 pub struct Caller {
-    service: Arc<str>,
+    transport: Arc<Transport>,
+    service: &'static str,
+    chain: Option<HeaderValue>,
+    txn: Option<HeaderValue>,
 }
 
 impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Caller")
             .field("service", &self.service)
+            .field("forwards_txn_token", &self.txn.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Caller {
-    pub(crate) fn new(service: &'static str) -> Self {
+    pub(crate) fn new(
+        transport: Arc<Transport>,
+        service: &'static str,
+        chain: Option<HeaderValue>,
+        txn: Option<HeaderValue>,
+    ) -> Self {
         Self {
-            service: service.into(),
+            transport,
+            service,
+            chain,
+            txn,
         }
     }
 
     /// The SPIFFE ID this handle calls.
     pub fn service(&self) -> &str {
-        &self.service
+        self.service
     }
 
     /// Starts a call: `method` on the path `template` (`{param}` segments bound with
@@ -51,7 +69,14 @@ impl Caller {
         path_and_query: String,
         body: Option<Bytes>,
     ) -> Result<Bytes, CallError> {
-        let _ = (method, path_and_query, body);
-        Err(CallError::Refused("outbound transport not yet wired"))
+        let target = self.transport.target(self.service).await?;
+        let call = transport::Call {
+            method,
+            path_and_query,
+            body,
+            chain: self.chain.clone(),
+            txn: self.txn.clone(),
+        };
+        self.transport.call(&target, call).await
     }
 }

@@ -22,6 +22,7 @@ use crate::bundle::BundleFetcher;
 use crate::config::PreStopHook;
 use crate::health::Monitor;
 use crate::identity::WorkloadIdentity;
+use crate::outbound::Transport;
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::ServiceRegistry;
@@ -50,6 +51,7 @@ struct Inner {
     secrets: Option<Arc<dyn Secrets>>,
     secrets_cache: Option<Arc<SecretsCache>>,
     registry: Option<Arc<dyn ServiceRegistry>>,
+    transport: Arc<Transport>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,
     service_id: Arc<str>,
@@ -95,12 +97,6 @@ impl Server {
         &self.inner.monitor
     }
 
-    /// The live identity (current SVID and trust store), for building outbound TLS. Not
-    /// public: it can replace the workload's certificate and trust store.
-    #[cfg_attr(
-        not(feature = "testkit"),
-        expect(dead_code, reason = "the outbound transport's entry point")
-    )]
     /// A client for the service `C` calls (a `#[ligand::client]` type), for work that is not
     /// serving a request: the chain of its calls starts at this service.
     pub fn client<C: crate::Client>(&self) -> C {
@@ -108,9 +104,15 @@ impl Server {
     }
 
     pub(crate) fn caller(&self, service: &'static str) -> crate::Caller {
-        crate::Caller::new(service)
+        crate::Caller::new(self.inner.transport.clone(), service, None, None)
     }
 
+    /// The live identity (current SVID and trust store), for building outbound TLS. Not
+    /// public: it can replace the workload's certificate and trust store.
+    #[cfg_attr(
+        not(feature = "testkit"),
+        expect(dead_code, reason = "read by the testkit only")
+    )]
     pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
     }

@@ -108,6 +108,9 @@ pub enum OutboundOutcome {
     IdentityMismatch,
     /// The call timed out.
     Timeout,
+    /// The call was refused before a connection was made: no endpoint, the transport shutting
+    /// down, or a request that could not be encoded.
+    Refused,
 }
 
 /// The record of every outbound call.
@@ -116,9 +119,14 @@ pub enum OutboundOutcome {
 pub struct OutboundCallEvent {
     /// When the call started.
     pub timestamp: SystemTime,
+    /// The calling service's own SPIFFE ID.
+    pub source: Arc<str>,
     /// The SPIFFE ID the peer had to present.
-    pub target: String,
-    /// The endpoint called.
+    pub target: Arc<str>,
+    /// The request method.
+    #[serde(serialize_with = "method_str")]
+    pub method: http::Method,
+    /// The endpoint called (empty when none was picked).
     pub address: String,
     /// How it ended.
     pub outcome: OutboundOutcome,
@@ -126,6 +134,10 @@ pub struct OutboundCallEvent {
     pub status: Option<u16>,
     /// Wall-clock duration.
     pub latency: Duration,
+}
+
+fn method_str<S: serde::Serializer>(method: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(method.as_str())
 }
 
 /// What happened on one secret access.

@@ -11,6 +11,7 @@ mod state;
 mod svid;
 mod verifier;
 
+pub(crate) use self::state::earliest_not_after;
 pub use self::state::{IdentityState, MtlsAcceptor, PeerExpiry, VerifiedPeer};
 pub use self::svid::{SvidError, peer_spiffe_id, verify_svid};
 pub use self::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};

@@ -12,6 +12,8 @@
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
 //! | connections | `[connections]` `max`, `max_handshakes`, `handshake_timeout`, `header_read_timeout`, `max_age` | | 10000, 256, `"10s"`, `"30s"`, none |
+//! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
+//! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -40,6 +42,7 @@ use ligand_identity_agent::EmbeddedIdentity;
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
+use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
     AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, LogLinesTelemetry, SpiffeId,
     TracingTelemetry,
@@ -62,6 +65,16 @@ struct File {
     secrets: Option<SecretsSection>,
     audit: Option<AuditSection>,
     connections: Option<ConnectionsSection>,
+    services: Option<StaticRegistryConfig>,
+    outbound: Option<OutboundSection>,
+}
+
+/// `[outbound]`: limits of calls made through `#[ligand::client]` clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundSection {
+    timeout: Option<String>,
+    max_connection_age: Option<String>,
 }
 
 /// `[connections]`: the HTTP binding's limits (see `HttpBinding`). Durations are written
@@ -311,6 +324,18 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     };
     if let Some(dir) = secrets_dir {
         builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
+    }
+
+    let services = file.services.unwrap_or_default();
+    builder = builder
+        .registry(StaticRegistry::from_config(&services).map_err(|e| invalid("services", e))?);
+    let outbound = file.outbound.unwrap_or_default();
+    if let Some(timeout) = outbound.timeout {
+        builder = builder.call_timeout(duration("outbound.timeout", &timeout)?);
+    }
+    if let Some(age) = outbound.max_connection_age {
+        builder =
+            builder.outbound_max_connection_age(duration("outbound.max_connection_age", &age)?);
     }
 
     let audit = file.audit.unwrap_or_default();

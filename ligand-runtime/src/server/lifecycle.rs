@@ -12,6 +12,7 @@ use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
+use crate::outbound::{Transport, TransportSettings};
 use crate::provider::ProviderContext;
 use crate::secrets::SecretsCache;
 use crate::service::Service;
@@ -173,6 +174,15 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             watches.clone(),
         )
     });
+    let transport = Arc::new(Transport::new(
+        tls.clone(),
+        config.registry.clone(),
+        telemetry.clone(),
+        TransportSettings {
+            timeout: config.call_timeout,
+            max_connection_age: config.outbound_max_connection_age,
+        },
+    ));
     let server = Server {
         inner: Arc::new(Inner {
             identity,
@@ -184,6 +194,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             secrets: config.secrets,
             secrets_cache,
             registry: config.registry,
+            transport,
             bundle_fetcher: config.bundle_fetcher,
             tls,
             service_id,
@@ -262,11 +273,13 @@ impl Server {
     /// 2. pre-stop hooks run in order within the pre-stop budget (errors are logged);
     /// 3. the binding stops accepting and drains in-flight requests within the drain deadline
     ///    (the identity keeps rotating meanwhile, so live requests see a valid certificate);
-    /// 4. identity rotation and bundle watches stop;
-    /// 5. the binding closes and becomes Unavailable;
-    /// 6. providers close in reverse dependency order: bundle fetcher, policy, identity,
+    /// 4. the outbound transport refuses new calls and drains the calls in flight within the
+    ///    drain deadline;
+    /// 5. identity rotation and bundle watches stop;
+    /// 6. the binding closes and becomes Unavailable;
+    /// 7. providers close in reverse dependency order: bundle fetcher, policy, identity,
     ///    rate limiter, secrets, registry;
-    /// 7. telemetry closes last, having observed everything above.
+    /// 8. telemetry closes last, having observed everything above.
     ///
     /// Idempotent: later (or concurrent) calls wait for the first and return.
     pub async fn close(&self) {
@@ -305,6 +318,15 @@ impl Server {
             && inner.serving.load(Ordering::Acquire)
         {
             binding.shutdown(inner.settings.drain_timeout).await;
+        }
+        // Outbound drains after inbound: requests still finishing above may call out, and
+        // calls still running here see a valid certificate (rotation stops only below).
+        let running = inner.transport.shutdown(inner.settings.drain_timeout).await;
+        if running > 0 {
+            tracing::warn!(
+                running,
+                "outbound calls still running at the drain deadline"
+            );
         }
 
         inner.watches.cancel();

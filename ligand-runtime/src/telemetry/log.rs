@@ -224,7 +224,9 @@ impl Telemetry for LogLinesTelemetry {
 
     fn record_outbound_call(&self, e: &OutboundCallEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "outbound_call", |f| {
+            f.str("source", &e.source)?;
             f.str("target", &e.target)?;
+            f.str("method", e.method.as_str())?;
             f.str("address", &e.address)?;
             f.str("outcome", outcome_name(e.outcome))?;
             if let Some(status) = e.status {
@@ -277,6 +279,7 @@ fn outcome_name(outcome: super::OutboundOutcome) -> &'static str {
         ConnectError => "connect_error",
         IdentityMismatch => "identity_mismatch",
         Timeout => "timeout",
+        Refused => "refused",
     }
 }
 

@@ -402,7 +402,7 @@ impl MtlsAcceptor {
 }
 
 /// The earliest `notAfter` in `chain`; `None` if a certificate does not parse.
-fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
+pub(crate) fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<SystemTime> {
     let mut earliest: Option<SystemTime> = None;
     for der in chain {
         let (_, cert) = X509Certificate::from_der(der).ok()?;

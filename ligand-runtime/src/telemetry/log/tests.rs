@@ -112,6 +112,7 @@ fn outcome_and_access_names_are_the_json_lines_names() {
         O::ConnectError,
         O::IdentityMismatch,
         O::Timeout,
+        O::Refused,
     ] {
         assert_eq!(serde_json::json!(outcome), outcome_name(outcome));
     }

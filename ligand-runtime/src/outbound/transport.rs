@@ -1,0 +1,585 @@
+//! The one outbound transport: registry resolve → round-robin endpoint → pooled connection
+//! (HTTP/2 when the peer offers it, HTTP/1.1 keep-alive otherwise) → mTLS dial that presents
+//! the current SVID and accepts exactly the expected SPIFFE ID → per-call timeout.
+//!
+//! Every connection is made with the SVID current at dial time, so a rotation reaches new
+//! connections at once; a pooled connection is retired once it is older than the maximum age
+//! or its peer's certificate expires, so none outlives the identity it was verified with.
+//! Built on hyper-util's pooled client: the connector below is the only place that opens a
+//! socket, and it only ever returns a verified TLS 1.3 stream.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as Pool;
+use hyper_util::client::legacy::connect::{Connected, Connection, capture_connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use spiffe::SpiffeId;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::client::{CallError, classify};
+use crate::chain::CHAIN_HEADER;
+use crate::registry::{Endpoint, ServiceRegistry};
+use crate::telemetry::{OutboundCallEvent, OutboundOutcome, Telemetry};
+use crate::tls::{IdentityState, PeerVerifier, SvidError};
+
+/// How long an outbound call may take, connection and response body included.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a pooled outbound connection is reused before it is closed and redialed.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// The largest response body an outbound call reads.
+pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The transport's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) timeout: Duration,
+    pub(crate) max_connection_age: Duration,
+}
+
+/// Outbound connectivity of one server: a pool per target service, shared by every client.
+pub(crate) struct Transport {
+    identity: Arc<IdentityState>,
+    source: Arc<str>,
+    registry: Option<Arc<dyn ServiceRegistry>>,
+    telemetry: Arc<dyn Telemetry>,
+    settings: Settings,
+    targets: RwLock<HashMap<&'static str, Arc<Target>>>,
+    closing: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("settings", &self.settings)
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One target service: its expected identity, its connection pool and its endpoints.
+pub(crate) struct Target {
+    name: Arc<str>,
+    pool: Pool<Connector, Full<Bytes>>,
+    endpoints: Endpoints,
+    next: AtomicUsize,
+}
+
+enum Endpoints {
+    /// The registry pushes changes; the latest set is read without a call.
+    Watched(watch::Receiver<Vec<Endpoint>>),
+    /// The registry cannot watch; it is asked on every call.
+    Resolved,
+    /// No registry is configured.
+    None,
+}
+
+/// One call, as the client built it.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: String,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) chain: Option<HeaderValue>,
+    pub(crate) txn: Option<HeaderValue>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        identity: Arc<IdentityState>,
+        registry: Option<Arc<dyn ServiceRegistry>>,
+        telemetry: Arc<dyn Telemetry>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            source: identity.spiffe_id().to_string().into(),
+            identity,
+            registry,
+            telemetry,
+            settings,
+            targets: RwLock::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// The pool and endpoints of `service`, made on first use.
+    pub(crate) async fn target(&self, service: &'static str) -> Result<Arc<Target>, CallError> {
+        if let Some(target) = self
+            .targets
+            .read()
+            .ok()
+            .and_then(|t| t.get(service).cloned())
+        {
+            return Ok(target);
+        }
+        let id = SpiffeId::new(service).map_err(|e| CallError::PeerIdentity {
+            expected: service.to_owned(),
+            address: String::new(),
+            reason: format!("not a SPIFFE ID: {e}"),
+        })?;
+        let tls = self
+            .identity
+            .client_config(PeerVerifier::Exact(id))
+            .map_err(|e| CallError::Transport {
+                service: service.to_owned(),
+                source: Box::new(e),
+            })?;
+        let endpoints = match &self.registry {
+            None => Endpoints::None,
+            Some(registry) => match registry.watch(service).await {
+                Ok(rx) => Endpoints::Watched(rx),
+                Err(_) => Endpoints::Resolved,
+            },
+        };
+        let connector = Connector {
+            tls: TlsConnector::from(tls),
+        };
+        let pool = Pool::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        let target = Arc::new(Target {
+            name: service.into(),
+            pool,
+            endpoints,
+            next: AtomicUsize::new(0),
+        });
+        let mut targets = self
+            .targets
+            .write()
+            .map_err(|_| CallError::Refused("outbound transport state poisoned"))?;
+        Ok(targets.entry(service).or_insert(target).clone())
+    }
+
+    /// Runs one call to `target`: refused once shutdown began; otherwise counted in flight
+    /// until it ends, bounded by the call timeout, and recorded.
+    pub(crate) async fn call(&self, target: &Target, call: Call) -> Result<Bytes, CallError> {
+        let started = Instant::now();
+        let timestamp = SystemTime::now();
+        let Some(_guard) = self.enter() else {
+            return Err(CallError::Refused(
+                "the outbound transport is shutting down",
+            ));
+        };
+        let mut address = String::new();
+        let method = call.method.clone();
+        let result = tokio::time::timeout(
+            self.settings.timeout,
+            self.exchange(target, call, &mut address),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(CallError::Timeout {
+                service: target.name.to_string(),
+                after: self.settings.timeout,
+            })
+        });
+        let (outcome, status) = match &result {
+            Ok(status) => (OutboundOutcome::Success, Some(status.0)),
+            Err(e) => outcome_of(e),
+        };
+        let event = OutboundCallEvent {
+            timestamp,
+            source: self.source.clone(),
+            target: target.name.clone(),
+            method,
+            address,
+            outcome,
+            status: status.map(|s| s.as_u16()),
+            latency: started.elapsed(),
+        };
+        if let Err(e) = self.telemetry.record_outbound_call(&event) {
+            tracing::debug!(error = %e, "outbound call record not taken");
+        }
+        result.map(|(_, body)| body)
+    }
+
+    async fn exchange(
+        &self,
+        target: &Target,
+        call: Call,
+        address: &mut String,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let endpoint = self.pick(target).await?;
+        address.push_str(&endpoint);
+        let uri = Uri::try_from(format!("https://{endpoint}{}", call.path_and_query))
+            .map_err(|e| CallError::Encode(e.to_string()))?;
+        let mut request = Request::builder().method(call.method).uri(uri);
+        let headers = request
+            .headers_mut()
+            .ok_or(CallError::Encode(String::new()))?;
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        if call.body.is_some() {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if let Some(chain) = call.chain {
+            headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain);
+        }
+        if let Some(txn) = call.txn {
+            headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn);
+        }
+        let mut request = request
+            .body(Full::new(call.body.unwrap_or_default()))
+            .map_err(|e| CallError::Encode(e.to_string()))?;
+        let connection = capture_connection(&mut request);
+        let response = target
+            .pool
+            .request(request)
+            .await
+            .map_err(|e| transport_error(target, &endpoint, e))?;
+        self.retire_if_due(&connection, response.extensions());
+        let status = response.status();
+        let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+            .collect()
+            .await
+            .map_err(|e| CallError::Transport {
+                service: target.name.to_string(),
+                source: e,
+            })?
+            .to_bytes();
+        if status.is_success() {
+            Ok((status, body))
+        } else {
+            Err(classify(&target.name, status, retry_after.as_ref(), body))
+        }
+    }
+
+    /// Closes the connection a response came on, once it is older than the maximum age or its
+    /// peer's certificate has expired: the pool then dials afresh for the next call.
+    fn retire_if_due(
+        &self,
+        connection: &hyper_util::client::legacy::connect::CaptureConnection,
+        extensions: &http::Extensions,
+    ) {
+        let Some(info) = extensions.get::<ConnectionInfo>() else {
+            return;
+        };
+        let due = info.established.elapsed() >= self.settings.max_connection_age
+            || SystemTime::now() >= info.peer_not_after;
+        if due && let Some(connected) = connection.connection_metadata().as_ref() {
+            connected.poison();
+        }
+    }
+
+    /// The next endpoint of `target`, round robin over the endpoints whose registry record
+    /// names the expected SPIFFE ID (the registry is a directory, not an identity authority:
+    /// a record for another ID is skipped, and the handshake checks the ID again).
+    async fn pick(&self, target: &Target) -> Result<String, CallError> {
+        let no_endpoints = || CallError::NoEndpoints {
+            service: target.name.to_string(),
+        };
+        let resolved;
+        let watched;
+        let endpoints: &[Endpoint] = match &target.endpoints {
+            Endpoints::Watched(rx) => {
+                watched = rx.borrow();
+                &watched
+            }
+            Endpoints::Resolved => {
+                let registry = self.registry.as_ref().ok_or_else(no_endpoints)?;
+                resolved =
+                    registry
+                        .resolve(&target.name)
+                        .await
+                        .map_err(|e| CallError::Transport {
+                            service: target.name.to_string(),
+                            source: Box::new(e),
+                        })?;
+                &resolved
+            }
+            Endpoints::None => &[],
+        };
+        let eligible = endpoints
+            .iter()
+            .filter(|e| e.spiffe_id == *target.name)
+            .count();
+        if eligible == 0 {
+            return Err(no_endpoints());
+        }
+        let n = target.next.fetch_add(1, Ordering::Relaxed) % eligible;
+        endpoints
+            .iter()
+            .filter(|e| e.spiffe_id == *target.name)
+            .nth(n)
+            .map(|e| e.address.clone())
+            .ok_or_else(no_endpoints)
+    }
+
+    fn enter(&self) -> Option<InFlight<'_>> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(self);
+        (!self.closing.load(Ordering::Acquire)).then_some(guard)
+    }
+
+    /// Refuses new calls, then waits for the calls in flight to end, until `deadline`.
+    /// Returns the number of calls still running at the deadline.
+    pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
+        self.closing.store(true, Ordering::Release);
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(deadline, wait).await;
+        if let Ok(mut targets) = self.targets.write() {
+            // Dropping the pools closes their idle connections.
+            targets.clear();
+        }
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Counts one call in flight; the last one out wakes a waiting shutdown.
+struct InFlight<'a>(&'a Transport);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The header that carries a Transaction Token (draft-ietf-oauth-transaction-tokens §7.1),
+/// forwarded unchanged to the next hop.
+pub const TXN_TOKEN_HEADER: &str = "txn-token";
+
+fn outcome_of(error: &CallError) -> (OutboundOutcome, Option<StatusCode>) {
+    match error {
+        CallError::Denied { status, .. } | CallError::Status { status, .. } => {
+            (OutboundOutcome::ServerError, Some(*status))
+        }
+        CallError::RateLimited { .. } => (
+            OutboundOutcome::ServerError,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+        ),
+        CallError::NotReady { .. } => (
+            OutboundOutcome::ServerError,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+        ),
+        CallError::PeerIdentity { .. } => (OutboundOutcome::IdentityMismatch, None),
+        CallError::Timeout { .. } => (OutboundOutcome::Timeout, None),
+        CallError::Decode(_) => (OutboundOutcome::Success, None),
+        CallError::NoEndpoints { .. } | CallError::Refused(_) | CallError::Encode(_) => {
+            (OutboundOutcome::Refused, None)
+        }
+        _ => (OutboundOutcome::ConnectError, None),
+    }
+}
+
+/// A connection failure, with a handshake that found another identity told apart.
+fn transport_error(
+    target: &Target,
+    address: &str,
+    error: hyper_util::client::legacy::Error,
+) -> CallError {
+    if let Some(reason) = identity_failure(&error) {
+        return CallError::PeerIdentity {
+            expected: target.name.to_string(),
+            address: address.to_owned(),
+            reason,
+        };
+    }
+    CallError::Transport {
+        service: target.name.to_string(),
+        source: Box::new(error),
+    }
+}
+
+/// Walks an error's causes for the certificate verdict of the handshake. `io::Error` hides its
+/// payload from `source()`, so it is opened with `get_ref`.
+fn identity_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
+            return Some(match cert {
+                rustls::CertificateError::Other(other) => other.0.to_string(),
+                cert => format!("{cert:?}"),
+            });
+        }
+        if let Some(svid) = e.downcast_ref::<SvidError>() {
+            return Some(svid.to_string());
+        }
+        next = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// Dials endpoints: TCP, then the TLS 1.3 handshake that verifies the target's SPIFFE ID.
+#[derive(Clone)]
+struct Connector {
+    tls: TlsConnector,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no port")
+            })?;
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            // SPIFFE peers are verified by SPIFFE ID, not by name; the name only fills SNI.
+            let name = ServerName::try_from(host)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let stream = tls.connect(name, tcp).await?;
+            let (_, session) = stream.get_ref();
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let peer_not_after = session
+                .peer_certificates()
+                .and_then(|chain| crate::tls::earliest_not_after(chain))
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            Ok(Conn {
+                io: TokioIo::new(stream),
+                h2,
+                info: ConnectionInfo {
+                    established: Instant::now(),
+                    peer_not_after,
+                },
+            })
+        })
+    }
+}
+
+/// When a pooled connection was made and until when its peer's certificate is valid; set on
+/// every response that came over it.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionInfo {
+    established: Instant,
+    peer_not_after: SystemTime,
+}
+
+/// A verified outbound TLS connection.
+struct Conn {
+    io: TokioIo<TlsStream<TcpStream>>,
+    h2: bool,
+    info: ConnectionInfo,
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new().extra(self.info);
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_failures_are_found_through_io_errors() {
+        let svid = SvidError::UnexpectedId {
+            expected: "spiffe://a/x".into(),
+            actual: "spiffe://a/y".into(),
+        };
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+            rustls::OtherError(Arc::new(svid)),
+        ));
+        let io = io::Error::other(rustls);
+        let reason = identity_failure(&io);
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("spiffe://a/y")),
+            "{reason:?}"
+        );
+        assert_eq!(identity_failure(&io::Error::other("refused")), None);
+    }
+}

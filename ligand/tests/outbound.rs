@@ -1,0 +1,389 @@
+//! Outbound calls end to end over real mTLS on loopback: a caller service reaches a callee
+//! through the transport (static registry → pooled TLS 1.3 → exact SPIFFE ID), refusals come
+//! back typed, every call is recorded, and shutdown drains calls in flight.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ligand::prelude::*;
+use ligand::provider::OutboundOutcome;
+use ligand::testkit::{AllowList, FakeIdentity, RecordingTelemetry, ScriptedLimiter, TestCa};
+use ligand::{CallError, Caller, Client, Config, ConfigBuilder, HttpBinding};
+use ligand_registry_static::StaticRegistry;
+use serde::{Deserialize, Serialize};
+
+const TRUST_DOMAIN: &str = "example.org";
+const ACCOUNTS: &str = "spiffe://example.org/service/accounts";
+const GATEWAY: &str = "spiffe://example.org/service/gateway";
+const IMPOSTOR: &str = "spiffe://example.org/service/impostor";
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Account {
+    id: String,
+    peer: String,
+    note: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    text: String,
+}
+
+struct Accounts;
+
+#[ligand::service]
+impl Accounts {
+    #[get("/accounts/{id}")]
+    async fn get(&self, ctx: Ctx, Path(id): Path<String>) -> Json<Account> {
+        Json(Account {
+            id,
+            peer: ctx.peer().to_string(),
+            note: None,
+        })
+    }
+
+    #[post("/accounts/{id}/notes")]
+    async fn note(
+        &self,
+        ctx: Ctx,
+        Path(id): Path<String>,
+        Json(note): Json<Note>,
+    ) -> Json<Account> {
+        Json(Account {
+            id,
+            peer: ctx.peer().to_string(),
+            note: Some(note.text),
+        })
+    }
+
+    #[get("/slow")]
+    async fn slow(&self) -> Json<()> {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Json(())
+    }
+
+    #[get("/missing")]
+    async fn missing(&self) -> StatusCode {
+        StatusCode::NOT_FOUND
+    }
+}
+
+/// What `#[ligand::client]` generates for a trait with these methods.
+#[derive(Clone, Debug)]
+struct AccountsClient {
+    caller: Caller,
+}
+
+impl Client for AccountsClient {
+    const SERVICE: &'static str = ACCOUNTS;
+
+    fn __from_caller(caller: Caller) -> Self {
+        Self { caller }
+    }
+}
+
+impl AccountsClient {
+    async fn get(&self, id: &str) -> Result<Account, CallError> {
+        self.caller
+            .request(http::Method::GET, "/accounts/{id}")
+            .param("id", id)
+            .send()
+            .await
+    }
+
+    async fn note(&self, id: &str, note: &Note) -> Result<Account, CallError> {
+        self.caller
+            .request(http::Method::POST, "/accounts/{id}/notes")
+            .param("id", id)
+            .json(note)
+            .send()
+            .await
+    }
+
+    async fn slow(&self) -> Result<(), CallError> {
+        self.caller.request(http::Method::GET, "/slow").send().await
+    }
+
+    async fn missing(&self) -> Result<(), CallError> {
+        self.caller
+            .request(http::Method::GET, "/missing")
+            .send()
+            .await
+    }
+}
+
+/// One served service.
+struct Running {
+    server: Server,
+    addr: SocketAddr,
+    telemetry: Arc<RecordingTelemetry>,
+    identity: Arc<FakeIdentity>,
+}
+
+async fn serve(
+    ca: &TestCa,
+    id: &str,
+    configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> Running {
+    let identity = Arc::new(FakeIdentity::new(ca.context(ca.svid(id))));
+    let telemetry = Arc::new(RecordingTelemetry::new());
+    let config = configure(
+        Config::builder()
+            .identity(identity.clone())
+            .telemetry(telemetry.clone())
+            .binding(HttpBinding::new("127.0.0.1:0")),
+    )
+    .build();
+    let server = ligand::init(config).await.expect("init");
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(Accounts).await }
+    });
+    let addr = server.local_addr().await.expect("listening");
+    Running {
+        server,
+        addr,
+        telemetry,
+        identity,
+    }
+}
+
+fn allow_gateway() -> AllowList {
+    AllowList::new().allow(GATEWAY, "*", "*")
+}
+
+/// The callee as ACCOUNTS, and a gateway whose registry lists it.
+async fn pair(
+    callee: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    caller: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> (Running, Running) {
+    pair_on(&TestCa::new(TRUST_DOMAIN), callee, caller).await
+}
+
+async fn pair_on(
+    ca: &TestCa,
+    callee: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    caller: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> (Running, Running) {
+    let accounts = serve(ca, ACCOUNTS, callee).await;
+    let registry = StaticRegistry::new()
+        .service(ACCOUNTS, [accounts.addr.to_string()])
+        .unwrap();
+    let gateway = serve(ca, GATEWAY, |c| {
+        caller(c.policy(AllowList::new()).registry(registry))
+    })
+    .await;
+    (accounts, gateway)
+}
+
+fn audit(running: &Running) -> &RecordingTelemetry {
+    ligand::testkit::flush_audit_blocking(&running.server);
+    &running.telemetry
+}
+
+#[tokio::test]
+async fn calls_reach_the_peer_over_verified_mtls_and_are_recorded() {
+    let (accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
+    let client = gateway.server.client::<AccountsClient>();
+
+    let account = client.get("a/b c").await.unwrap();
+    assert_eq!(
+        account,
+        Account {
+            id: "a/b c".into(),
+            peer: GATEWAY.into(),
+            note: None
+        }
+    );
+    let noted = client.note("x", &Note { text: "hi".into() }).await.unwrap();
+    assert_eq!(noted.note.as_deref(), Some("hi"));
+
+    let calls = audit(&gateway).outbound_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls.iter().all(|c| c.outcome == OutboundOutcome::Success
+        && c.status == Some(200)
+        && &*c.target == ACCOUNTS
+        && &*c.source == GATEWAY
+        && c.address == accounts.addr.to_string()));
+    assert_eq!(calls[1].method, http::Method::POST);
+    // The callee decided both with the gateway as the verified peer.
+    let decisions = audit(&accounts).decisions();
+    assert_eq!(decisions.len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_presenting_another_identity_is_refused() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    // The registry lists the impostor's address under ACCOUNTS.
+    let impostor = serve(&ca, IMPOSTOR, |c| c.policy(allow_gateway())).await;
+    let registry = StaticRegistry::new()
+        .service(ACCOUNTS, [impostor.addr.to_string()])
+        .unwrap();
+    let gateway = serve(&ca, GATEWAY, |c| {
+        c.policy(AllowList::new()).registry(registry)
+    })
+    .await;
+
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .get("a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::PeerIdentity { expected, reason, .. }
+            if expected == ACCOUNTS && reason.contains(IMPOSTOR)),
+        "{err}"
+    );
+    // Nothing reached the impostor's handlers or policy.
+    assert!(audit(&impostor).decisions().is_empty());
+    let calls = audit(&gateway).outbound_calls();
+    assert_eq!(calls[0].outcome, OutboundOutcome::IdentityMismatch);
+}
+
+#[tokio::test]
+async fn refusals_by_the_peer_are_typed() {
+    let (accounts, gateway) = pair(|c| c.policy(AllowList::new()), |c| c).await;
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .get("a")
+        .await
+        .unwrap_err();
+    let CallError::Denied {
+        code,
+        request_id,
+        status,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        (code.as_str(), *status),
+        ("POLICY_DENIED", StatusCode::FORBIDDEN)
+    );
+    // The request ID is the peer's: its audit record carries the same one.
+    let decisions = audit(&accounts).decisions();
+    assert_eq!(decisions[0].request_id.as_str(), request_id);
+
+    let (_accounts, gateway) = pair(
+        |c| {
+            c.policy(allow_gateway())
+                .rate_limiter(ScriptedLimiter::budget(0, Duration::from_secs(7)))
+        },
+        |c| c,
+    )
+    .await;
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .get("a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(7)),
+        "{err}"
+    );
+
+    let (_accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .missing()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Status { status, .. } if status == StatusCode::NOT_FOUND),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_services_and_slow_peers_fail_typed() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let gateway = serve(&ca, GATEWAY, |c| {
+        c.policy(AllowList::new()).registry(StaticRegistry::new())
+    })
+    .await;
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .get("a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::NoEndpoints { ref service } if service == ACCOUNTS),
+        "{err}"
+    );
+    assert_eq!(
+        audit(&gateway).outbound_calls()[0].outcome,
+        OutboundOutcome::Refused
+    );
+
+    let (_accounts, gateway) = pair(
+        |c| c.policy(allow_gateway()),
+        |c| c.call_timeout(Duration::from_millis(100)),
+    )
+    .await;
+    let err = gateway
+        .server
+        .client::<AccountsClient>()
+        .slow()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Timeout { after, .. } if after == Duration::from_millis(100)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rotation_mid_traffic_fails_no_call() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let (accounts, gateway) = pair_on(
+        &ca,
+        |c| c.policy(allow_gateway()),
+        // Every few calls a new connection, so handshakes happen across the rotations.
+        |c| c.outbound_max_connection_age(Duration::from_millis(20)),
+    )
+    .await;
+    let client = gateway.server.client::<AccountsClient>();
+    let traffic = tokio::spawn(async move {
+        let mut failures = Vec::new();
+        for i in 0..200 {
+            if let Err(e) = client.get(&i.to_string()).await {
+                failures.push(e.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        failures
+    });
+    // Both sides rotate several times while the calls run (same CA, fresh keys).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        accounts.identity.rotate(ca.context(ca.svid(ACCOUNTS)));
+        gateway.identity.rotate(ca.context(ca.svid(GATEWAY)));
+    }
+    let failures = traffic.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(audit(&gateway).outbound_calls().len(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_drains_calls_in_flight_then_refuses() {
+    let (_accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
+    let client = gateway.server.client::<AccountsClient>();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.slow().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gateway.server.close().await;
+    // The call that was running finished; new ones are refused.
+    assert!(in_flight.await.unwrap().is_ok());
+    let err = client.get("a").await.unwrap_err();
+    assert!(matches!(err, CallError::Refused(_)), "{err}");
+}
