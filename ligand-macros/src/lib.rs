@@ -37,7 +37,7 @@ mod symbol;
 use proc_macro::TokenStream;
 
 use crate::lint::{CrateEnv, CrateScan};
-use crate::service::attr::Method;
+use crate::route::attr::Method;
 
 /// Generates the enforced routes of an inherent `impl` block: every `async fn(&self, ..)`
 /// carrying a route attribute becomes a route, guarded by the Ligand pipeline.
@@ -144,7 +144,8 @@ pub fn secret(args: TokenStream, input: TokenStream) -> TokenStream {
 macro_rules! route_attr {
     ($($name:ident => $method:ident $upper:literal),* $(,)?) => {$(
         #[doc = concat!(
-            "A `", $upper, "` route of a `#[ligand::service]` impl: ",
+            "A `", $upper, "` route of a `#[ligand::service]` impl (a route it serves) or of a ",
+            "`#[ligand::client]` trait (a route it calls): ",
             "`#[", stringify!($name), "(\"/accounts/{id}\")]`, optionally with `action = \"name\"`.",
         )]
         #[proc_macro_attribute]

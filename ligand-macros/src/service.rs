@@ -3,9 +3,7 @@
 //! The lint pass runs over the impl first; its violations are reported at their spans.
 
 mod ast;
-pub(crate) mod attr;
 mod expand;
-mod template;
 mod valid;
 
 #[cfg(test)]

@@ -95,7 +95,9 @@ pub mod response {
 pub mod prelude {
     pub use crate::extract::{Json, Path, Query};
     pub use crate::response::{IntoResponse, Response, StatusCode};
-    pub use crate::{CallError, Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put};
+    pub use crate::{
+        CallError, Ctx, ExposeSecret, SecretString, Server, delete, get, patch, post, put,
+    };
 }
 
 /// Installs the log subscriber `#[ligand::main]` uses, unless one is already set: `RUST_LOG`
