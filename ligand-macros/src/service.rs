@@ -63,7 +63,7 @@ fn trait_impl(cx: &Ctxt, item: &ItemImpl) {
 }
 
 /// The start of an item, for an error that should not underline the whole item.
-fn head(item: &Item) -> TokenStream {
+pub(crate) fn head(item: &Item) -> TokenStream {
     match item {
         Item::Fn(item) => {
             let (fn_token, ident) = (&item.sig.fn_token, &item.sig.ident);
