@@ -1,5 +1,6 @@
 //! Procedural macros for Ligand. Use them through the `ligand` crate, which documents them:
-//! `#[ligand::service]` with the route attributes, `#[ligand::main]` and `#[ligand::allow]`.
+//! `#[ligand::service]` with the route attributes, `#[ligand::client]`, `#[ligand::main]`,
+//! `#[ligand::secret]` and `#[ligand::allow]`.
 //!
 //! ```ignore
 //! use ligand::prelude::*;
@@ -14,6 +15,12 @@
 //!     }
 //! }
 //!
+//! #[ligand::client(service = "spiffe://example.org/service/greeter")]
+//! pub trait Greeter {
+//!     #[get("/greet/{name}")]
+//!     async fn greet(&self, name: &str) -> Result<String, CallError>;
+//! }
+//!
 //! #[ligand::main(config = config)]   // also lints every source file of the crate
 //! async fn main(server: Server) -> ligand::Result<()> {
 //!     server.serve(Hello).await
@@ -26,6 +33,7 @@
 //! the limits.
 
 mod args;
+mod client;
 mod ctxt;
 mod entry;
 mod lint;
@@ -37,7 +45,7 @@ mod symbol;
 use proc_macro::TokenStream;
 
 use crate::lint::{CrateEnv, CrateScan};
-use crate::service::attr::Method;
+use crate::route::attr::Method;
 
 /// Generates the enforced routes of an inherent `impl` block: every `async fn(&self, ..)`
 /// carrying a route attribute becomes a route, guarded by the Ligand pipeline.
@@ -64,6 +72,55 @@ use crate::service::attr::Method;
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     service::expand(args.into(), input.into(), CrateEnv::from_env().as_ref()).into()
+}
+
+/// Generates the client of another service from a trait whose methods are that service's
+/// routes. `service` is the SPIFFE ID the peer must present; the call fails closed otherwise.
+///
+/// ```ignore
+/// #[ligand::client(service = "spiffe://bank.example/service/accounts")]
+/// pub trait Accounts {
+///     #[get("/accounts/{id}")]                             // `id` fills the template
+///     async fn get(&self, id: &str) -> Result<Account, CallError>;
+///
+///     #[post("/accounts/{id}/debit", action = "debit")]    // `body` is the JSON body
+///     async fn debit(&self, id: &str, body: &Debit) -> Result<Receipt, CallError>;
+///
+///     #[get("/accounts")]                                  // `page` is the query string
+///     async fn list(&self, #[query] page: &Page) -> Result<Vec<Account>, CallError>;
+///
+///     #[delete("/accounts/{id}")]                          // `()`: no response body
+///     async fn close(&self, id: u64) -> Result<(), CallError>;
+/// }
+///
+/// #[ligand::service]
+/// impl Payments {
+///     #[post("/payments")]
+///     async fn pay(&self, ctx: Ctx, Json(p): Json<Payment>) -> Result<Json<Receipt>, StatusCode> {
+///         let accounts = ctx.client::<AccountsClient>();    // forwards this request's chain
+///         let receipt = accounts.debit(&p.account, &p.debit).await.map_err(..)?;
+///         Ok(Json(receipt))
+///     }
+/// }
+/// ```
+///
+/// Every method is an `async fn(&self, ..) -> Result<T, CallError>` with one route attribute,
+/// the same attributes `#[ligand::service]` reads (`action` is accepted so a trait can mirror
+/// the service's routes; the callee decides its policy action). An argument named like a
+/// template parameter fills it; one argument marked `#[query]` is sent as the query string;
+/// one other argument, on `post`, `put` or `patch` only, is sent as the JSON body. `T` is
+/// decoded from the response's JSON body.
+///
+/// The macro keeps the trait, with each `async fn` turned into
+/// `fn ..(&self, ..) -> impl Future<Output = ..> + Send` so handlers can spawn the calls, and
+/// generates a concrete `{Trait}Client` implementing it, obtained with
+/// `ctx.client::<AccountsClient>()` in a handler or `server.client::<AccountsClient>()` for
+/// background work. A concrete generated type rather than a `dyn` handle: calls are statically
+/// dispatched with no boxing, and code that takes `&impl Accounts` can be tested with a test
+/// double implementing the same trait.
+#[proc_macro_attribute]
+pub fn client(args: TokenStream, input: TokenStream) -> TokenStream {
+    client::expand(args.into(), input.into(), CrateEnv::from_env().as_ref()).into()
 }
 
 /// Turns `async fn main(server: Server) -> ligand::Result<()>` into the program's entry point:
@@ -144,7 +201,8 @@ pub fn secret(args: TokenStream, input: TokenStream) -> TokenStream {
 macro_rules! route_attr {
     ($($name:ident => $method:ident $upper:literal),* $(,)?) => {$(
         #[doc = concat!(
-            "A `", $upper, "` route of a `#[ligand::service]` impl: ",
+            "A `", $upper, "` route of a `#[ligand::service]` impl (a route it serves) or of a ",
+            "`#[ligand::client]` trait (a route it calls): ",
             "`#[", stringify!($name), "(\"/accounts/{id}\")]`, optionally with `action = \"name\"`.",
         )]
         #[proc_macro_attribute]

@@ -98,8 +98,8 @@ pub(crate) struct CrateScan {
 /// the package's source; the target being compiled and the library are always scanned. When
 /// the attribute is in a file of no target (a test), that file's module tree is scanned too.
 ///
-/// Violations inside items annotated `#[ligand::main]` or `#[ligand::service]` are left to
-/// those macros, which report them at their spans.
+/// Violations inside items annotated `#[ligand::main]`, `#[ligand::service]` or
+/// `#[ligand::client]` are left to those macros, which report them at their spans.
 pub(crate) fn scan_crate(attr_file: Option<&Path>, env: &CrateEnv) -> CrateScan {
     let mut scan = CrateScan::default();
     if env.is_doctest(attr_file) {

@@ -3,9 +3,7 @@
 //! The lint pass runs over the impl first; its violations are reported at their spans.
 
 mod ast;
-pub(crate) mod attr;
 mod expand;
-mod template;
 mod valid;
 
 #[cfg(test)]
@@ -65,7 +63,7 @@ fn trait_impl(cx: &Ctxt, item: &ItemImpl) {
 }
 
 /// The start of an item, for an error that should not underline the whole item.
-fn head(item: &Item) -> TokenStream {
+pub(crate) fn head(item: &Item) -> TokenStream {
     match item {
         Item::Fn(item) => {
             let (fn_token, ident) = (&item.sig.fn_token, &item.sig.ident);

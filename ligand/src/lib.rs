@@ -38,7 +38,7 @@
 #[cfg(feature = "embedded")]
 pub mod config;
 
-pub use ligand_macros::{allow, delete, get, main, patch, post, put, secret, service};
+pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secret, service};
 
 // The service-facing API: what a service's own code names. Provider contracts live in
 // `provider`; nothing here can change the workload's identity, trust or health.
@@ -122,5 +122,6 @@ pub fn init_logging() {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::init_logging;
+    pub use ligand_runtime::__private::axum::http::Method;
     pub use ligand_runtime::__private::*;
 }

@@ -13,9 +13,11 @@ fn ui() {
     t.pass("tests/main/pass/*.rs");
     t.pass("tests/lint/pass/*.rs");
     t.pass("tests/secret/pass/*.rs");
+    t.pass("tests/client/pass/*.rs");
     t.compile_fail("tests/service/fail/*.rs");
     t.compile_fail("tests/route/fail/*.rs");
     t.compile_fail("tests/main/fail/*.rs");
     t.compile_fail("tests/lint/fail/*.rs");
     t.compile_fail("tests/secret/fail/*.rs");
+    t.compile_fail("tests/client/fail/*.rs");
 }

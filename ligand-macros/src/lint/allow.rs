@@ -141,13 +141,14 @@ pub(crate) fn of(attr: &Attribute) -> Option<AllowAttr> {
     }
 }
 
-/// `#[ligand::service]` or `#[ligand::main]`: a Ligand attribute macro that lints its own
-/// input, and so must see the allowance.
+/// `#[ligand::service]`, `#[ligand::client]` or `#[ligand::main]`: a Ligand attribute macro
+/// that lints its own input, and so must see the allowance.
 pub(crate) fn is_linting_macro(attr: &Attribute) -> bool {
     let path = attr.path();
     let segments: Vec<_> = path.segments.iter().collect();
     matches!(segments.as_slice(), [krate, last]
-        if krate.ident == LIGAND && (last.ident == "service" || last.ident == "main"))
+        if krate.ident == LIGAND
+            && (last.ident == "service" || last.ident == "client" || last.ident == "main"))
 }
 
 /// `#[ligand::main]` or `#[::ligand::main]`.
@@ -158,7 +159,7 @@ pub(crate) fn is_main(attr: &Attribute) -> bool {
 }
 
 /// The attribute macro: checks the arguments and passes the item through. When a
-/// `#[ligand::service]` or `#[ligand::main]` follows on the same item, the allowance moves below
+/// `#[ligand::service]`, `#[ligand::client]` or `#[ligand::main]` follows on the same item, the allowance moves below
 /// it, so that macro, which expands next, sees the allowance in its input.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
@@ -189,6 +190,7 @@ fn item_attrs(item: &mut Item) -> Option<&mut Vec<Attribute>> {
     match item {
         Item::Fn(item) => Some(&mut item.attrs),
         Item::Impl(item) => Some(&mut item.attrs),
+        Item::Trait(item) => Some(&mut item.attrs),
         _ => None,
     }
 }

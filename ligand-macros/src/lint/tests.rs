@@ -369,6 +369,17 @@ fn self_linted_items_are_left_to_their_macro() {
         "#[ligand::service]\nimpl S { fn f(&self) { std::net::TcpStream::connect(\"a\"); } }",
     );
     assert_clean("#[ligand::main(config = c)]\nasync fn main(s: Server) { reqwest::get(\"u\"); }");
+    assert_clean(
+        "#[ligand::client(service = \"spiffe://td/s\")]\ntrait C { fn f(&self) -> reqwest::Client; }",
+    );
+    assert_eq!(
+        lint_with(
+            "#[other::client]\ntrait C { fn f(&self) -> reqwest::Client; }",
+            &[]
+        )
+        .len(),
+        1
+    );
     // What needs the rest of the file is reported by the crate scan.
     let found = lint_with(
         "use std::net as n;\n#[ligand::service]\nimpl S { fn f(&self) { n::TcpStream::connect(\"a\"); } }",

@@ -114,8 +114,8 @@ pub(crate) struct Analysis {
 }
 
 /// Lints `items` as the contents of a crate root (a macro's input, or a whole crate tree).
-/// `subtract_self_linted` drops what `#[ligand::service]` and `#[ligand::main]` report
-/// themselves on the items they annotate.
+/// `subtract_self_linted` drops what `#[ligand::service]`, `#[ligand::client]` and
+/// `#[ligand::main]` report themselves on the items they annotate.
 pub(crate) fn analyze(
     items: &[Item],
     renames: &HashMap<String, String>,
@@ -317,6 +317,7 @@ impl Walker {
         let attrs = match item {
             Item::Fn(item) => &item.attrs,
             Item::Impl(item) => &item.attrs,
+            Item::Trait(item) => &item.attrs,
             _ => return,
         };
         if !attrs.iter().any(allow::is_linting_macro) {

@@ -3,8 +3,8 @@
 
 use syn::{Attribute, FnArg, ImplItem, ImplItemFn, ItemImpl, PatType};
 
-use super::attr::{self, Method, RouteAttr};
 use crate::ctxt::Ctxt;
+use crate::route::attr::{self, Method, RouteAttr, route_attrs};
 
 pub(crate) struct Service<'a> {
     pub(crate) original: &'a ItemImpl,
@@ -66,12 +66,4 @@ impl<'a> Route<'a> {
                 FnArg::Receiver(_) => None,
             })
     }
-}
-
-/// The route attributes among `attrs`, in order.
-pub(crate) fn route_attrs(attrs: &[Attribute]) -> Vec<(&Attribute, Method)> {
-    attrs
-        .iter()
-        .filter_map(|attr| Some((attr, Method::of(attr)?)))
-        .collect()
 }

@@ -4,10 +4,10 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, ImplItem, ItemImpl, LitStr, MacroDelimiter, Meta, MetaList, ReturnType};
+use syn::{Ident, ImplItem, ItemImpl, LitStr, ReturnType};
 
 use super::ast::{Route, Service};
-use super::attr::{Method, ROUTED};
+use crate::route::attr;
 
 pub(crate) fn expand(service: &Service<'_>) -> TokenStream {
     let item = consume_route_attrs(service.original);
@@ -93,27 +93,16 @@ fn route(route: &Route<'_>) -> TokenStream {
     }
 }
 
-/// The impl as written, each route attribute replaced by its consumed form
-/// `#[get(__ligand_routed)]`. Stripping them instead would leave the user's
-/// `use ligand::prelude::*` unused; the consumed form still resolves, then expands to nothing.
+/// The impl as written, each route attribute replaced by its consumed form.
 fn consume_route_attrs(original: &ItemImpl) -> ItemImpl {
     let mut item = original.clone();
     for impl_item in &mut item.items {
-        let attrs = match impl_item {
-            ImplItem::Fn(item) => &mut item.attrs,
-            ImplItem::Const(item) => &mut item.attrs,
-            ImplItem::Type(item) => &mut item.attrs,
-            ImplItem::Macro(item) => &mut item.attrs,
-            _ => continue,
-        };
-        for attr in attrs.iter_mut().filter(|attr| Method::of(attr).is_some()) {
-            let path = attr.path().clone();
-            let routed = Ident::new(ROUTED.0, path.span());
-            attr.meta = Meta::List(MetaList {
-                path,
-                delimiter: MacroDelimiter::Paren(Default::default()),
-                tokens: quote!(#routed),
-            });
+        match impl_item {
+            ImplItem::Fn(item) => attr::consume(&mut item.attrs),
+            ImplItem::Const(item) => attr::consume(&mut item.attrs),
+            ImplItem::Type(item) => attr::consume(&mut item.attrs),
+            ImplItem::Macro(item) => attr::consume(&mut item.attrs),
+            _ => {}
         }
     }
     item

@@ -8,8 +8,8 @@ use syn::visit::{self, Visit};
 use syn::{FnArg, Receiver, Type, TypeImplTrait};
 
 use super::ast::{Route, Service};
-use super::template;
 use crate::ctxt::Ctxt;
+use crate::route::template;
 use crate::symbol::Symbol;
 
 const CFG: Symbol = Symbol("cfg");

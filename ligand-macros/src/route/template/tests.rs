@@ -2,7 +2,7 @@ use super::{Template, TemplateError, parse};
 
 fn shape(template: &str) -> String {
     match parse(template) {
-        Ok(Template { shape }) => shape,
+        Ok(Template { shape, .. }) => shape,
         Err(err) => panic!("{template:?} refused: {err}"),
     }
 }
@@ -24,6 +24,16 @@ fn accepts_literals_parameters_and_catch_all() {
     assert_eq!(shape("/files/{*rest}"), "/files/{*}");
     assert_eq!(shape("/v1.0/some-thing_x~"), "/v1.0/some-thing_x~");
     assert_eq!(shape("/{_private}"), "/{}");
+}
+
+#[test]
+fn lists_parameter_names_in_order() {
+    let params = |template: &str| parse(template).map(|t| t.params);
+    assert_eq!(params("/health"), Ok(vec![]));
+    assert_eq!(
+        params("/a/{x}/b/{*rest}"),
+        Ok(vec!["x".to_owned(), "rest".to_owned()])
+    );
 }
 
 #[test]

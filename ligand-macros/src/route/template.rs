@@ -15,6 +15,8 @@ pub(crate) struct Template {
     /// The template with parameter names erased (`/a/{}/{*}`): two templates with the same
     /// shape match the same requests, so the router refuses to hold both.
     pub(crate) shape: String,
+    /// The parameter names in order, `{*rest}` as `rest`: what a client binds.
+    pub(crate) params: Vec<String>,
 }
 
 /// Why a template is refused. `Display` completes a sentence starting with the attribute name.
@@ -84,7 +86,8 @@ pub(crate) fn parse(template: &str) -> Result<Template, TemplateError> {
             }
         }
     }
-    Ok(Template { shape })
+    let params = names.into_iter().map(str::to_owned).collect();
+    Ok(Template { shape, params })
 }
 
 struct Param<'a> {

@@ -1,9 +1,12 @@
 //! The route attributes: `#[get("/template")]`, `#[post("/template", action = "name")]`, …
+//! parsed the same way for the routes a service serves and the routes a client calls.
 
 use std::fmt::{self, Display};
 
 use proc_macro2::Ident;
-use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Meta};
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, Lit, LitStr, MacroDelimiter, Meta, MetaList};
 
 use crate::args::{self, Arg};
 use crate::ctxt::Ctxt;
@@ -12,7 +15,8 @@ use crate::symbol::Symbol;
 const ACTION: Symbol = Symbol("action");
 const LIGAND: Symbol = Symbol("ligand");
 
-/// The argument of a route attribute that `#[ligand::service]` has already consumed.
+/// The argument of a route attribute that `#[ligand::service]` or `#[ligand::client]` has
+/// already consumed.
 pub(crate) const ROUTED: Symbol = Symbol("__ligand_routed");
 
 /// The HTTP method of a route attribute, one per attribute macro.
@@ -174,5 +178,28 @@ fn string(expr: &Expr) -> Option<LitStr> {
             attrs,
         }) if attrs.is_empty() => Some(lit.clone()),
         _ => None,
+    }
+}
+
+/// The route attributes among `attrs`, in order.
+pub(crate) fn route_attrs(attrs: &[Attribute]) -> Vec<(&Attribute, Method)> {
+    attrs
+        .iter()
+        .filter_map(|attr| Some((attr, Method::of(attr)?)))
+        .collect()
+}
+
+/// Replaces every route attribute in `attrs` by its consumed form `#[get(__ligand_routed)]`.
+/// Stripping them instead would leave the user's `use ligand::prelude::*` unused; the consumed
+/// form still resolves, then expands to nothing.
+pub(crate) fn consume(attrs: &mut [Attribute]) {
+    for attr in attrs.iter_mut().filter(|attr| Method::of(attr).is_some()) {
+        let path = attr.path().clone();
+        let routed = Ident::new(ROUTED.0, path.span());
+        attr.meta = Meta::List(MetaList {
+            path,
+            delimiter: MacroDelimiter::Paren(Default::default()),
+            tokens: quote!(#routed),
+        });
     }
 }

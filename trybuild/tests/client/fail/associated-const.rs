@@ -1,0 +1,11 @@
+use ligand::prelude::*;
+
+#[ligand::client(service = "spiffe://bank.example/service/accounts")]
+pub trait Accounts {
+    const LIMIT: usize;
+
+    #[get("/accounts/{id}")]
+    async fn get(&self, id: &str) -> Result<(), CallError>;
+}
+
+fn main() {}

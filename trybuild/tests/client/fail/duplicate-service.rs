@@ -1,0 +1,12 @@
+use ligand::prelude::*;
+
+#[ligand::client(
+    service = "spiffe://bank.example/service/accounts",
+    service = "spiffe://bank.example/service/ledger"
+)]
+pub trait Accounts {
+    #[get("/accounts/{id}")]
+    async fn get(&self, id: &str) -> Result<(), CallError>;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use ligand::prelude::*;
+
+#[ligand::client(service = "spiffe://bank.example/service/accounts")]
+pub trait Accounts {
+    async fn get(&self, id: &str) -> Result<(), CallError>;
+}
+
+fn main() {}

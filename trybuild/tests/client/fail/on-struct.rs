@@ -1,0 +1,4 @@
+#[ligand::client(service = "spiffe://bank.example/service/accounts")]
+pub struct Accounts;
+
+fn main() {}
