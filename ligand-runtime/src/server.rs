@@ -19,6 +19,7 @@ pub use self::lifecycle::{init, init_trust_boundary};
 
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
+use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::PreStopHook;
 use crate::health::Monitor;
 use crate::identity::WorkloadIdentity;
@@ -52,6 +53,10 @@ struct Inner {
     registry: Option<Arc<dyn ServiceRegistry>>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,
+    /// Verifies the chain header of every inbound request.
+    chain_verifier: ChainVerifier,
+    /// Signs this service's token on the chain of every outbound call.
+    chain_signer: ChainSigner,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -113,6 +118,20 @@ impl Server {
 
     pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
+    }
+
+    /// The verifier of inbound chain headers, with its cache.
+    pub(crate) fn chain_verifier(&self) -> &ChainVerifier {
+        &self.inner.chain_verifier
+    }
+
+    /// The signer of outbound chain headers, with its cache.
+    #[allow(
+        dead_code,
+        reason = "the outbound transport's entry point, written separately"
+    )]
+    pub(crate) fn chain_signer(&self) -> &ChainSigner {
+        &self.inner.chain_signer
     }
 
     /// The secret at `name` (a backend path) through the audited cache. Handlers use

@@ -325,16 +325,17 @@ pub(crate) fn classify(
             code: d.error_code,
             request_id: d.request_id,
         },
-        (
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
-            Some(d),
-        ) if is_enforcement_code(&d.error_code) => CallError::Denied {
-            service: service.to_owned(),
-            status,
-            code: d.error_code,
-            message: d.error,
-            request_id: d.request_id,
-        },
+        (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, Some(d))
+            if is_enforcement_code(&d.error_code) =>
+        {
+            CallError::Denied {
+                service: service.to_owned(),
+                status,
+                code: d.error_code,
+                message: d.error,
+                request_id: d.request_id,
+            }
+        }
         _ => CallError::Status {
             service: service.to_owned(),
             status,
@@ -360,15 +361,21 @@ mod tests {
     #[test]
     fn paths_render_encoded() {
         assert_eq!(
-            render_path("/accounts/{id}", &[p("id", "a/b c")]).ok().as_deref(),
+            render_path("/accounts/{id}", &[p("id", "a/b c")])
+                .ok()
+                .as_deref(),
             Some("/accounts/a%2Fb%20c")
         );
         assert_eq!(
-            render_path("/files/{*rest}", &[p("rest", "/x/y z")]).ok().as_deref(),
+            render_path("/files/{*rest}", &[p("rest", "/x/y z")])
+                .ok()
+                .as_deref(),
             Some("/files/x/y%20z")
         );
         assert_eq!(
-            render_path("/a/{x}/b/{y}", &[p("y", "2"), p("x", "1")]).ok().as_deref(),
+            render_path("/a/{x}/b/{y}", &[p("y", "2"), p("x", "1")])
+                .ok()
+                .as_deref(),
             Some("/a/1/b/2")
         );
         assert_eq!(render_path("/plain", &[]).ok().as_deref(), Some("/plain"));
@@ -398,7 +405,9 @@ mod tests {
             ))
         };
         let e = classify("s", StatusCode::FORBIDDEN, None, body("POLICY_DENIED"));
-        assert!(matches!(&e, CallError::Denied { code, request_id, .. } if code == "POLICY_DENIED" && request_id == "r1"));
+        assert!(
+            matches!(&e, CallError::Denied { code, request_id, .. } if code == "POLICY_DENIED" && request_id == "r1")
+        );
         let retry = HeaderValue::from_static("3");
         let e = classify(
             "s",
@@ -420,7 +429,12 @@ mod tests {
         // A handler's own 403 with its own code, or a body that is not a denial.
         let e = classify("s", StatusCode::FORBIDDEN, None, body("NOT_YOURS"));
         assert!(matches!(e, CallError::Status { .. }));
-        let e = classify("s", StatusCode::NOT_FOUND, None, Bytes::from_static(b"nope"));
+        let e = classify(
+            "s",
+            StatusCode::NOT_FOUND,
+            None,
+            Bytes::from_static(b"nope"),
+        );
         assert!(matches!(e, CallError::Status { status, .. } if status == StatusCode::NOT_FOUND));
     }
 }
