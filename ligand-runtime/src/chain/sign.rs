@@ -159,10 +159,11 @@ impl ChainSigner {
             audience,
             generation: current.generation,
         };
-        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query)) {
-            if entry.issued <= now && now < entry.refresh {
-                return Ok(entry.header);
-            }
+        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query))
+            && entry.issued <= now
+            && now < entry.refresh
+        {
+            return Ok(entry.header);
         }
         let tokens = upstream.map_or(0, VerifiedChain::tokens) + 1;
         if tokens > MAX_CHAIN_LINKS {

@@ -208,10 +208,11 @@ impl ChainVerifier {
             peer,
             generation: current.generation,
         };
-        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query)) {
-            if entry.from <= now && now < entry.until {
-                return Ok(entry.chain);
-            }
+        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query))
+            && entry.from <= now
+            && now < entry.until
+        {
+            return Ok(entry.chain);
         }
         let entry = verify(&current, header, peer, now)?;
         if let Some(cache) = &self.cache {
