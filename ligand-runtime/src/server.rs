@@ -100,12 +100,6 @@ impl Server {
         &self.inner.monitor
     }
 
-    /// The live identity (current SVID and trust store), for building outbound TLS. Not
-    /// public: it can replace the workload's certificate and trust store.
-    #[cfg_attr(
-        not(feature = "testkit"),
-        expect(dead_code, reason = "the outbound transport's entry point")
-    )]
     /// A client for the service `C` calls (a `#[ligand::client]` type), for work that is not
     /// serving a request: the chain of its calls starts at this service.
     pub fn client<C: crate::Client>(&self) -> C {
@@ -116,6 +110,8 @@ impl Server {
         crate::Caller::new(service)
     }
 
+    /// The live identity (current SVID and trust store), for verifying chains and building
+    /// outbound TLS. Not public: it can replace the workload's certificate and trust store.
     pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
     }
