@@ -1,58 +1,8 @@
 //! The identity chain: who has handled a request, from the originating principal to the
-//! immediate peer.
-
-//! The identity chain: who has handled a request, from the originating principal to the
 //! immediate peer, each hop signed by the hop itself.
 //!
-//! # Wire format (version 1)
-//!
-//! A hop that calls another Ligand service sends the header [`CHAIN_HEADER`]
-//! (`x-ligand-chain`): a comma-separated list of compact JWS (RFC 7515), most distal hop first
-//! and the sending hop's own token last. Each token is signed by its hop with the private key
-//! of its X.509-SVID:
-//!
-//! - protected header: `{"alg": …, "typ": "ligand-chain+jwt", "x5c": [leaf, intermediates…]}`.
-//!   `alg` follows the SVID key: `ES256` (P-256), `ES384` (P-384), `PS256` (RSA; `RS256` is
-//!   accepted too) or `EdDSA` (Ed25519). `x5c` holds the SVID's certificates as standard base64
-//!   DER.
-//! - claims: `{"v": 1, "iss": <the signer's SPIFFE ID>, "aud": <the SPIFFE ID of the hop the
-//!   token is sent to>, "iat": <seconds>, "exp": <seconds>, "prev": <digest>, "link": {…}}`.
-//!   `prev` is the unpadded base64url SHA-256 of the exact header bytes of every preceding
-//!   token joined by `,`: absent on the first token, required on every other. `link` holds the
-//!   hop's other identity dimensions (`user`, `device`, `host`, `external_party`), each
-//!   optional. Unknown claims are refused.
-//!
-//! A hop forwards the header it received and verified, a comma, and its own token whose `prev`
-//! is the digest of that header ([`ChainSigner`]). Tokens live
-//! [`DEFAULT_CHAIN_TOKEN_LIFETIME`] (five minutes, enough for a whole request tree); receivers
-//! refuse any claiming more than [`MAX_CHAIN_TOKEN_LIFETIME`].
-//!
-//! # Verification
-//!
-//! A service receiving the header from its mTLS peer `P` ([`ChainVerifier`]) refuses it,
-//! with a [`ChainRejection`] and status 400, unless all of these hold: the header is at most
-//! [`MAX_CHAIN_HEADER_LEN`] bytes and [`MAX_CHAIN_LINKS`] tokens; for every token, `v` is
-//! known, `typ` and `alg` are as above and `alg` matches the certificate's key type, the `x5c`
-//! chain verifies as an X.509-SVID against the trust bundle of its own trust domain (an
-//! unknown domain is refused), `iss` is the leaf's SPIFFE ID, the signature verifies with the
-//! leaf's key, `iat` and `exp` hold at the current time within [`CHAIN_CLOCK_LEEWAY`], and
-//! `prev` is the digest of the tokens before it; each token's `aud` is the next token's `iss`;
-//! the last token's `iss` is `P` and its `aud` is this service. Tampering with any byte breaks
-//! a signature; removing, inserting or reordering tokens breaks a digest or an audience;
-//! replaying an old chain meets `exp`; a chain sent to one service is refused by any other.
-//!
-//! The result, [`VerifiedChain`], holds every link but the sending hop's (the pipeline adds
-//! the peer from its certificate), each with [`Link::verified`] set: policies may grant trust
-//! to upstream hops. A request without the header has an empty chain.
-//!
-//! # Evolving the format
-//!
-//! The version travels in every token (`v`) and is read before any other rule. Rolling
-//! upgrades follow one rule: **receivers learn a version before senders emit it.** Ship
-//! verification of version 2 to every service first, and only then let services sign version
-//! 2; a receiver meeting a version it does not know refuses with
-//! [`ChainRejection::UnsupportedVersion`] (`CHAIN_UNSUPPORTED_VERSION`), never a guess. A new
-//! claim, a new link dimension or a new digest is a new version.
+//! See `chain/wire-format.md` (also the documentation of [`CHAIN_HEADER`]) for the wire
+//! format, every check a receiver makes and the rule for evolving the format.
 //!
 //! # Design notes
 //!
@@ -62,6 +12,18 @@
 //! - The signer caches by the upstream chain's digest rather than its bytes: the digest is
 //!   computed once at verification and is collision-resistant, and hashing it is cheaper
 //!   than hashing a header of several kilobytes on every call.
+//! - A token whose `aud` is not the next token's `iss` is [`ChainRejection::Broken`], like a
+//!   digest mismatch: both say the tokens do not belong together in this order.
+//!   [`ChainRejection::WrongAudience`] is kept for the one case a caller can act on: the
+//!   whole chain was addressed to another service.
+//! - The version is read before the signature, so a receiver meeting a newer sender answers
+//!   `CHAIN_UNSUPPORTED_VERSION` even when the newer format's claims would not parse as
+//!   version 1's. Reading it unverified decides nothing but which rules refuse the token.
+//! - Receivers cap a token's lifetime ([`MAX_CHAIN_TOKEN_LIFETIME`]): the signer's choice
+//!   of `exp` must not make a captured chain replayable for hours.
+//! - Several `x-ligand-chain` header lines are refused rather than joined: a proxy that
+//!   splits or merges them is guessing, and the digests cover exact bytes.
+//! - RSA SVIDs sign `PS256`; `RS256` is accepted from other implementations.
 
 mod error;
 mod sign;
@@ -82,6 +44,8 @@ pub(crate) use self::token::SigningKey;
 pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};
 
 /// The header carrying the signed chain between Ligand services.
+///
+#[doc = include_str!("chain/wire-format.md")]
 pub const CHAIN_HEADER: &str = "x-ligand-chain";
 
 /// The largest chain header accepted or sent, in bytes: about eight hops whose SVIDs are a

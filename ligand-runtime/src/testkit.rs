@@ -21,7 +21,7 @@ mod limiter;
 mod policy;
 mod telemetry;
 
-pub use self::ca::{SvidSpec, TestCa};
+pub use self::ca::{SvidKey, SvidSpec, TestCa};
 pub use self::chain::signed_chain;
 pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_config};
 pub use self::identity::FakeIdentity;

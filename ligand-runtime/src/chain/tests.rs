@@ -12,7 +12,7 @@ use spiffe::SpiffeId;
 use super::token::{Claims, LinkClaims, VERSION};
 use super::*;
 use crate::identity::X509Context;
-use crate::testkit::{TestCa, signed_chain};
+use crate::testkit::{SvidKey, SvidSpec, TestCa, signed_chain};
 use crate::tls::IdentityState;
 
 const A: &str = "spiffe://example.org/service/a";
@@ -481,6 +481,48 @@ fn the_signer_refuses_to_grow_a_chain_past_the_limits() {
             ChainError::TooLarge { .. } | ChainError::TooManyLinks { .. }
         ),
         "{error}"
+    );
+}
+
+#[test]
+fn p384_and_ed25519_svids_sign_with_their_own_algorithms() {
+    let path = Path::new();
+    let now = SystemTime::now();
+    for (key, alg) in [
+        (SvidKey::EcdsaP384, jsonwebtoken::Algorithm::ES384),
+        (SvidKey::Ed25519, jsonwebtoken::Algorithm::EdDSA),
+    ] {
+        let b = identity(&path.ca.context(path.ca.mint(SvidSpec::new(B).key(key))));
+        let to_c = ChainSigner::new().header(&b, None, &id(C), now).unwrap();
+        let header = jsonwebtoken::decode_header(to_c.to_str().unwrap()).unwrap();
+        assert_eq!(header.alg, alg);
+        let at_c = ChainVerifier::new()
+            .verify(&path.c, &to_c, &id(B), now)
+            .unwrap();
+        let to_s = ChainSigner::new()
+            .header(&path.c, Some(&at_c), &id(S), now)
+            .unwrap();
+        let expected = verified(B);
+        assert_eq!(path.verify(&to_s, now).unwrap().links(), [expected]);
+    }
+}
+
+#[test]
+fn an_svid_key_the_chain_cannot_sign_with_fails_init_with_a_clear_message() {
+    use rustls_pki_types::PrivateKeyDer;
+    // The same P-256 key, as SEC1 rather than PKCS#8: rustls takes it, jsonwebtoken does not.
+    let ca = TestCa::new("example.org");
+    let mut svid = ca.svid(S);
+    let PrivateKeyDer::Pkcs8(pkcs8) = &svid.private_key else {
+        panic!("testkit keys are PKCS#8");
+    };
+    let (_, info) = x509_parser::der_parser::parse_der(pkcs8.secret_pkcs8_der()).unwrap();
+    let sec1 = info.as_sequence().unwrap()[2].as_slice().unwrap().to_vec();
+    svid.private_key = PrivateKeyDer::Sec1(sec1.into());
+    let error = IdentityState::new(&ca.context(svid), None).unwrap_err();
+    assert!(
+        matches!(&error, crate::InitError::Tls(crate::tls::TlsError::PrivateKey(m)) if m.contains("PKCS#8")),
+        "{error:?}"
     );
 }
 
