@@ -218,9 +218,7 @@ impl RouteGuard {
             Err(denied) => Err(denial_response(&denied)),
         }
     }
-}
 
-impl RouteGuard {
     /// The verified chain of the header lines `values` (none: the peer starts the chain; more
     /// than one line: refused, since joining them is a proxy's guess).
     fn verify_chain(
