@@ -48,8 +48,9 @@ pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChai
 #[doc = include_str!("chain/wire-format.md")]
 pub const CHAIN_HEADER: &str = "x-ligand-chain";
 
-/// The largest chain header accepted or sent, in bytes: about eight hops whose SVIDs are a
-/// P-256 leaf alone. It stays below hyper's default HTTP/2 header list limit (16 KiB for all
+/// The largest chain header accepted or sent, in bytes: ten hops and more when each SVID is a
+/// P-256 leaf alone (about 1.25 KB a token), fewer when `x5c` carries intermediates (the DER is
+/// base64-encoded twice, so a typical 700-byte CA certificate adds about 1.2 KB per token). It stays below hyper's default HTTP/2 header list limit (16 KiB for all
 /// headers of a request) so that a chain the framework accepts also reaches it.
 pub const MAX_CHAIN_HEADER_LEN: usize = 14 * 1024;
 

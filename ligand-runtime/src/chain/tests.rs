@@ -360,9 +360,9 @@ fn oversized_and_overlong_headers_are_refused_before_any_work() {
 }
 
 #[test]
-fn a_header_of_about_eight_hops_fits() {
+fn a_header_of_ten_hops_fits() {
     let ca = TestCa::new("example.org");
-    let hops: Vec<IdentityState> = (0..8)
+    let hops: Vec<IdentityState> = (0..10)
         .map(|i| identity(&ca.context(ca.svid(&format!("spiffe://example.org/service/hop-{i}")))))
         .collect();
     let refs: Vec<&IdentityState> = hops.iter().collect();
