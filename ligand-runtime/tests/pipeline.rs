@@ -271,6 +271,34 @@ async fn a_forged_or_tampered_chain_is_400_with_its_code_and_never_evaluated() {
         )
         .unwrap();
     assert_chain_refused(&f, &elsewhere, "CHAIN_WRONG_AUDIENCE").await;
+    // Two header lines: joining them would be a guess.
+    let response = f
+        .caller(CALLER_ID)
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &valid), (CHAIN_HEADER, &valid)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400);
+    assert_error_body(&response.json().unwrap(), "CHAIN_MALFORMED");
+    // And the valid chain itself still passes: nothing above was cached as a success.
+    let response = f
+        .caller(CALLER_ID)
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &valid)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(f.handler_calls(), 1);
 }
 
 #[tokio::test]
