@@ -1,18 +1,68 @@
 //! The identity chain: who has handled a request, from the originating principal to the
-//! immediate peer.
+//! immediate peer, each hop signed by the hop itself.
+//!
+//! See `chain/wire-format.md` (also the documentation of [`CHAIN_HEADER`]) for the wire
+//! format, every check a receiver makes and the rule for evolving the format.
+//!
+//! # Design notes
+//!
+//! - The identity generation the caches key on lives in the identity snapshot itself (read
+//!   with the trust store and the signing key in one atomic load), so a verification can
+//!   never cache a result made with one trust store under another store's generation.
+//! - The signer caches by the upstream chain's digest rather than its bytes: the digest is
+//!   computed once at verification and is collision-resistant, and hashing it is cheaper
+//!   than hashing a header of several kilobytes on every call.
+//! - A token whose `aud` is not the next token's `iss` is [`ChainRejection::Broken`], like a
+//!   digest mismatch: both say the tokens do not belong together in this order.
+//!   [`ChainRejection::WrongAudience`] is kept for the one case a caller can act on: the
+//!   whole chain was addressed to another service.
+//! - The version is read before the signature, so a receiver meeting a newer sender answers
+//!   `CHAIN_UNSUPPORTED_VERSION` even when the newer format's claims would not parse as
+//!   version 1's. Reading it unverified decides nothing but which rules refuse the token.
+//! - Receivers cap a token's lifetime ([`MAX_CHAIN_TOKEN_LIFETIME`]): the signer's choice
+//!   of `exp` must not make a captured chain replayable for hours.
+//! - Several `x-ligand-chain` header lines are refused rather than joined: a proxy that
+//!   splits or merges them is guessing, and the digests cover exact bytes.
+//! - RSA SVIDs sign `PS256`; `RS256` is accepted from other implementations.
+
+mod error;
+mod sign;
+mod token;
+mod verify;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The header carrying the upstream chain between Ligand services, as a JSON array of links.
+pub use self::error::{ChainError, ChainRejection};
+pub use self::sign::{ChainSigner, DEFAULT_CHAIN_TOKEN_LIFETIME};
+pub(crate) use self::token::SigningKey;
+pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};
+
+/// The header carrying the signed chain between Ligand services.
+///
+#[doc = include_str!("chain/wire-format.md")]
 pub const CHAIN_HEADER: &str = "x-ligand-chain";
 
-/// The largest chain header accepted, in bytes.
-pub const MAX_CHAIN_HEADER_LEN: usize = 8 * 1024;
+/// The largest chain header accepted or sent, in bytes: ten hops and more when each SVID is a
+/// P-256 leaf alone (about 1.25 KB a token), fewer when `x5c` carries intermediates (the DER is
+/// base64-encoded twice, so a typical 700-byte CA certificate adds about 1.2 KB per token). It stays below hyper's default HTTP/2 header list limit (16 KiB for all
+/// headers of a request) so that a chain the framework accepts also reaches it.
+pub const MAX_CHAIN_HEADER_LEN: usize = 14 * 1024;
 
-/// The most links accepted in a propagated chain (the immediate peer is added on top).
-pub const MAX_CHAIN_LINKS: usize = 32;
+/// The most tokens accepted or sent in a chain header (the sending hop's included).
+pub const MAX_CHAIN_LINKS: usize = 16;
+
+/// The longest lifetime (`exp - iat`) a received token may claim. A longer one is refused as
+/// malformed: it would make a stolen chain replayable for longer than any request tree needs.
+pub const MAX_CHAIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// The clock skew tolerated between hops when checking `iat` and `exp`.
+pub const CHAIN_CLOCK_LEEWAY: Duration = Duration::from_secs(30);
 
 /// One hop of a [`Chain`]: a principal that handled the request. Each field is one identity
 /// dimension; absent dimensions are `None`. Fields are shared strings, so cloning a link (once
@@ -36,6 +86,10 @@ pub struct Link {
     /// The credential subject of a party outside the organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_party: Option<Arc<str>>,
+    /// Whether the framework verified this link: the mTLS peer's certificate, or a chain token
+    /// signed by the hop. A link built by hand is not verified.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 impl Link {
@@ -78,8 +132,10 @@ impl Link {
     }
 
     /// Every identity dimension of the link, by name, in a fixed order. A decision cache or any
-    /// other code that must account for every field of a link reads them here: a field added
-    /// to `Link` appears in this list (the destructuring below does not compile otherwise).
+    /// other code that must account for every field of a link reads them here, and reads
+    /// [`verified`](Link::verified) beside them (it is not a dimension): a field added to
+    /// `Link` must be placed here or there (the destructuring below does not compile
+    /// otherwise).
     pub fn dimensions(&self) -> [(&'static str, Option<&Arc<str>>); 5] {
         let Self {
             workload,
@@ -87,6 +143,7 @@ impl Link {
             device,
             host,
             external_party,
+            verified: _,
         } = self;
         [
             ("workload", workload.as_ref()),
@@ -115,10 +172,6 @@ impl Link {
         ]
         .into_iter()
         .find_map(Option::as_ref)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.principal().is_none()
     }
 }
 
@@ -169,142 +222,5 @@ impl Chain {
     /// Appends `link` as the new immediate peer.
     pub fn push(&mut self, link: Link) {
         self.0.push(link);
-    }
-
-    /// Parses a propagated chain header.
-    ///
-    /// The header is supplied by the peer and is untrusted: its size and link count are bounded,
-    /// unknown fields are rejected and every link must name a principal. Upstream links are not
-    /// yet signed, so policy must not grant trust to any link beyond the verified immediate peer.
-    pub fn from_header(value: &[u8]) -> Result<Self, ChainHeaderError> {
-        if value.len() > MAX_CHAIN_HEADER_LEN {
-            return Err(ChainHeaderError::TooLong { len: value.len() });
-        }
-        let chain: Chain = serde_json::from_slice(value)
-            .map_err(|e| ChainHeaderError::Malformed(e.to_string()))?;
-        if chain.len() > MAX_CHAIN_LINKS {
-            return Err(ChainHeaderError::TooManyLinks { links: chain.len() });
-        }
-        if let Some(index) = chain.0.iter().position(Link::is_empty) {
-            return Err(ChainHeaderError::EmptyLink { index });
-        }
-        Ok(chain)
-    }
-
-    /// The header value that propagates this chain to the next hop.
-    pub fn to_header(&self) -> String {
-        // Serializing a Vec of string options cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("[]"))
-    }
-}
-
-/// Why a propagated chain header was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ChainHeaderError {
-    /// The header is longer than [`MAX_CHAIN_HEADER_LEN`].
-    #[error("chain header is {len} bytes, over the {MAX_CHAIN_HEADER_LEN}-byte limit")]
-    TooLong {
-        /// The header's length.
-        len: usize,
-    },
-    /// The header carries more than [`MAX_CHAIN_LINKS`] links.
-    #[error("chain header has {links} links, over the {MAX_CHAIN_LINKS}-link limit")]
-    TooManyLinks {
-        /// The number of links.
-        links: usize,
-    },
-    /// A link names no principal.
-    #[error("chain link {index} names no principal")]
-    EmptyLink {
-        /// The link's position.
-        index: usize,
-    },
-    /// The header is not a JSON array of links.
-    #[error("chain header is not a JSON array of links: {0}")]
-    Malformed(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn principal_follows_documented_order() {
-        let link = Link {
-            device: Some("tpm:1".into()),
-            external_party: Some("partner".into()),
-            user: Some("alice".into()),
-            ..Link::default()
-        };
-        assert_eq!(link.principal(), Some("alice"));
-        assert_eq!(
-            Link {
-                host: Some("h".into()),
-                ..Link::default()
-            }
-            .principal(),
-            Some("h")
-        );
-        assert_eq!(Link::default().principal(), None);
-    }
-
-    #[test]
-    fn header_round_trips() {
-        let chain = Chain(vec![
-            Link {
-                user: Some("alice".into()),
-                ..Link::default()
-            },
-            Link::workload("spiffe://example.org/gateway"),
-        ]);
-        assert_eq!(Chain::from_header(chain.to_header().as_bytes()), Ok(chain));
-    }
-
-    #[test]
-    fn header_rejects_bad_input() {
-        assert!(matches!(
-            Chain::from_header(b"{}"),
-            Err(ChainHeaderError::Malformed(_))
-        ));
-        assert!(matches!(
-            Chain::from_header(br#"[{"workload":"a","admin":true}]"#),
-            Err(ChainHeaderError::Malformed(_))
-        ));
-        assert_eq!(
-            Chain::from_header(b"[{}]"),
-            Err(ChainHeaderError::EmptyLink { index: 0 })
-        );
-        let many = format!(
-            "[{}]",
-            vec![r#"{"user":"u"}"#; MAX_CHAIN_LINKS + 1].join(",")
-        );
-        assert_eq!(
-            Chain::from_header(many.as_bytes()),
-            Err(ChainHeaderError::TooManyLinks {
-                links: MAX_CHAIN_LINKS + 1
-            })
-        );
-        let long = vec![b' '; MAX_CHAIN_HEADER_LEN + 1];
-        assert!(matches!(
-            Chain::from_header(&long),
-            Err(ChainHeaderError::TooLong { .. })
-        ));
-    }
-
-    proptest! {
-        #[test]
-        fn header_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = Chain::from_header(&bytes);
-        }
-
-        #[test]
-        fn accepted_headers_round_trip(
-            users in proptest::collection::vec("[a-z]{1,12}", 0..MAX_CHAIN_LINKS),
-        ) {
-            let chain = Chain(users.into_iter().map(|u| Link { user: Some(u.into()), ..Link::default() }).collect());
-            prop_assert_eq!(Chain::from_header(chain.to_header().as_bytes()), Ok(chain));
-        }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::chain::ChainRejection;
 use crate::health::ProviderKind;
 
 /// A boxed error from a provider's backend, kept as the `source` of the typed errors below.
@@ -135,9 +136,12 @@ pub enum Denial {
     /// The request carried no verified peer identity.
     #[error("peer identity not verified")]
     Unauthenticated,
-    /// A propagated header (such as the identity chain) was malformed.
+    /// Request metadata the framework reads (a path parameter) was malformed.
     #[error("malformed request metadata")]
     BadRequest,
+    /// The identity chain header did not verify; the code names the check that failed.
+    #[error("{0}")]
+    InvalidChain(ChainRejection),
 }
 
 impl Denial {
@@ -151,11 +155,16 @@ impl Denial {
             Self::NotReady => "SERVICE_NOT_READY",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::BadRequest => "BAD_REQUEST",
+            Self::InvalidChain(rejection) => rejection.code(),
         }
     }
 
     /// Whether `code` is one only the enforcement pipeline sends (so a caller can tell a
     /// peer's refusal from a handler's own error status).
+    #[allow(
+        dead_code,
+        reason = "read by the outbound transport, written in parallel"
+    )]
     pub(crate) fn is_enforcement_code(code: &str) -> bool {
         matches!(
             code,
@@ -179,7 +188,7 @@ impl Denial {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::InvalidChain(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -250,6 +259,18 @@ impl fmt::Debug for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_chain_is_400_with_the_rejection_code_and_no_detail() {
+        let denial = Denial::InvalidChain(ChainRejection::BadSignature);
+        assert_eq!(denial.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(denial.code(), "CHAIN_BAD_SIGNATURE");
+        assert!(Denial::is_enforcement_code(denial.code()));
+        assert_eq!(
+            denial.to_string(),
+            "identity chain signature does not verify"
+        );
+    }
 
     #[test]
     fn a_main_error_prints_its_causes_on_their_own_lines() {

@@ -132,8 +132,8 @@ fn method_name<S: serde::Serializer>(method: &http::Method, s: S) -> Result<S::O
 /// What a binding extracts from an inbound request and hands to the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundRequest {
-    /// The upstream chain propagated by the peer, without the peer itself. Unverified beyond
-    /// the peer; may be empty.
+    /// The upstream chain propagated by the peer, without the peer itself; may be empty. The
+    /// HTTP binding fills it from the verified chain header, every link `verified`.
     pub chain: Chain,
     /// The immediate peer. [`Server::enforce`](crate::Server::enforce) appends it to `chain`;
     /// the binding sets it from the verified mTLS certificate.

@@ -19,6 +19,7 @@ pub use self::lifecycle::{init, init_trust_boundary};
 
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
+use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::PreStopHook;
 use crate::health::Monitor;
 use crate::identity::WorkloadIdentity;
@@ -54,6 +55,10 @@ struct Inner {
     transport: Arc<Transport>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,
+    /// Verifies the chain header of every inbound request.
+    chain_verifier: ChainVerifier,
+    /// Signs this service's token on the chain of every outbound call.
+    chain_signer: ChainSigner,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -107,14 +112,24 @@ impl Server {
         crate::Caller::new(self.inner.transport.clone(), service, None, None)
     }
 
-    /// The live identity (current SVID and trust store), for building outbound TLS. Not
-    /// public: it can replace the workload's certificate and trust store.
-    #[cfg_attr(
-        not(feature = "testkit"),
-        expect(dead_code, reason = "read by the testkit only")
-    )]
+    /// The live identity (current SVID and trust store), for verifying chains and building
+    /// outbound TLS. Not public: it can replace the workload's certificate and trust store.
     pub(crate) fn identity(&self) -> &Arc<IdentityState> {
         &self.inner.tls
+    }
+
+    /// The verifier of inbound chain headers, with its cache.
+    pub(crate) fn chain_verifier(&self) -> &ChainVerifier {
+        &self.inner.chain_verifier
+    }
+
+    /// The signer of outbound chain headers, with its cache.
+    #[allow(
+        dead_code,
+        reason = "the outbound transport's entry point, written separately"
+    )]
+    pub(crate) fn chain_signer(&self) -> &ChainSigner {
+        &self.inner.chain_signer
     }
 
     /// The secret at `name` (a backend path) through the audited cache. Handlers use

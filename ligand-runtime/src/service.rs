@@ -16,7 +16,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use spiffe::SpiffeId;
 
-use crate::chain::{CHAIN_HEADER, Chain};
+use crate::chain::{CHAIN_HEADER, Chain, ChainRejection, VerifiedChain};
 use crate::error::Denial;
 use crate::policy::EvalRequest;
 use crate::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
@@ -187,21 +187,18 @@ impl RouteGuard {
         };
         // A `HeaderName` constant: looking up by `&str` would parse the name on every request.
         const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
-        let chain = match parts.headers.get(CHAIN) {
-            None => Chain::new(),
-            Some(value) => match Chain::from_header(value.as_bytes()) {
-                Ok(chain) => chain,
-                Err(error) => {
-                    tracing::debug!(%request_id, %error, "chain header refused");
-                    return Err(denial_response(&Denied {
-                        denial: Denial::BadRequest,
-                        request_id,
-                    }));
-                }
-            },
+        let verified_chain = match self.verify_chain(&parts.headers.get_all(CHAIN), &peer) {
+            Ok(chain) => chain,
+            Err(rejection) => {
+                tracing::debug!(%request_id, code = rejection.code(), "chain header refused");
+                return Err(denial_response(&Denied {
+                    denial: Denial::InvalidChain(rejection),
+                    request_id,
+                }));
+            }
         };
         let inbound = InboundRequest {
-            chain,
+            chain: verified_chain.to_chain(),
             peer: peer.link().clone(),
             resource: self.resource.clone(),
             action: self.action.clone(),
@@ -213,12 +210,35 @@ impl RouteGuard {
                     input: enforced.input,
                     request_id,
                     peer,
+                    chain: verified_chain,
                     server: self.server.clone(),
                 });
                 Ok(Request::from_parts(parts, body))
             }
             Err(denied) => Err(denial_response(&denied)),
         }
+    }
+
+    /// The verified chain of the header lines `values` (none: the peer starts the chain; more
+    /// than one line: refused, since joining them is a proxy's guess).
+    fn verify_chain(
+        &self,
+        values: &http::header::GetAll<'_, HeaderValue>,
+        peer: &VerifiedPeer,
+    ) -> Result<VerifiedChain, ChainRejection> {
+        let mut lines = values.iter();
+        let Some(value) = lines.next() else {
+            return Ok(VerifiedChain::empty());
+        };
+        if lines.next().is_some() {
+            return Err(ChainRejection::Malformed);
+        }
+        self.server.chain_verifier().verify(
+            self.server.identity(),
+            value,
+            peer.spiffe_id(),
+            std::time::SystemTime::now(),
+        )
     }
 }
 
@@ -318,13 +338,15 @@ impl IntoResponse for Denied {
 }
 
 /// The context of one enforced request: the verified chain and peer. Take it as a handler
-/// argument; it exists only for requests the pipeline allowed. Cloning it copies three
+/// argument; it exists only for requests the pipeline allowed. Cloning it copies four
 /// pointers and the inline request ID.
 #[derive(Clone)]
 pub struct Ctx {
     input: Arc<EvalRequest>,
     request_id: RequestId,
     peer: VerifiedPeer,
+    /// The verified upstream chain, forwarded by calls made while serving the request.
+    chain: VerifiedChain,
     server: Server,
 }
 
@@ -347,6 +369,16 @@ impl Ctx {
     /// The evaluated chain, immediate peer last.
     pub fn chain(&self) -> &Chain {
         &self.input.chain
+    }
+
+    /// The verified upstream chain as received: what calls made while serving this request
+    /// forward, with this service's own token signed on top.
+    #[allow(
+        dead_code,
+        reason = "read by the outbound transport, written separately"
+    )]
+    pub(crate) fn verified_chain(&self) -> &VerifiedChain {
+        &self.chain
     }
 
     /// Exactly what the policy evaluated for this request.

@@ -7,11 +7,13 @@
 //! - [`AllowList`] and [`PolicyFn`] are policies; [`RecordingTelemetry`] keeps every event;
 //!   [`ScriptedLimiter`] answers as scripted.
 //! - [`PeerClient`] is an mTLS HTTP client holding its own SVID, to call a served service over
-//!   loopback as another workload would.
+//!   loopback as another workload would; [`PeerClient::chain_header`] and [`signed_chain`]
+//!   sign identity chains as the hops of a real call path would.
 //!
 //! These are fakes for tests. Nothing here belongs in production configuration.
 
 mod ca;
+mod chain;
 mod client;
 pub mod conformance;
 mod identity;
@@ -19,7 +21,8 @@ mod limiter;
 mod policy;
 mod telemetry;
 
-pub use self::ca::{SvidSpec, TestCa};
+pub use self::ca::{SvidKey, SvidSpec, TestCa};
+pub use self::chain::signed_chain;
 pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_config};
 pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;

@@ -11,9 +11,10 @@ mod state;
 mod svid;
 mod verifier;
 
-pub(crate) use self::state::earliest_not_after;
+pub(crate) use self::state::{Current, earliest_not_after};
 pub use self::state::{IdentityState, MtlsAcceptor, PeerExpiry, VerifiedPeer};
 pub use self::svid::{SvidError, peer_spiffe_id, verify_svid};
+pub(crate) use self::svid::{TrustStore, Usage, verify_with_store};
 pub use self::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
 
 /// Why an identity could not be turned into a TLS configuration.

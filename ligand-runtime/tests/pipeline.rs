@@ -9,12 +9,18 @@ use std::time::Duration;
 use common::{CALLER_ID, Fixture, SERVER_ID};
 use http::Method;
 use ligand_runtime::testkit::{AllowList, PolicyFn, ScriptedLimiter};
-use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError};
+use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError, SpiffeId};
 
 fn allow_hello() -> AllowList {
     AllowList::new()
         .allow(CALLER_ID, "GET", "/hello/{name}")
         .version("rev-7")
+}
+
+fn verified(workload: &str) -> Link {
+    let mut link = Link::workload(workload);
+    link.verified = true;
+    link
 }
 
 fn assert_error_body(body: &serde_json::Value, code: &str) -> String {
@@ -41,7 +47,7 @@ async fn allowed_request_is_audited_with_template_resource_and_policy_version() 
     assert_eq!(d.input.resource.value, "/hello/{name}");
     assert_eq!(d.input.action.name, "GET");
     assert_eq!(d.policy_version.as_deref(), Some("rev-7"));
-    assert_eq!(d.input.chain, Chain::from(vec![Link::workload(CALLER_ID)]));
+    assert_eq!(d.input.chain, Chain::from(vec![verified(CALLER_ID)]));
 }
 
 #[tokio::test]
@@ -154,13 +160,19 @@ async fn policy_timeout_denies() {
     );
 }
 
+const FRONTEND_ID: &str = "spiffe://example.org/service/frontend";
+
 #[tokio::test]
-async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
+async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let upstream = Chain::from(vec![Link::default().with_user("alice@example.org")]);
-    let header = upstream.to_header();
-    let response = f
-        .caller(CALLER_ID)
+    let caller = f.caller(CALLER_ID);
+    let header = caller
+        .chain_header(
+            &[&f.caller(FRONTEND_ID)],
+            &SpiffeId::new(SERVER_ID).unwrap(),
+        )
+        .unwrap();
+    let response = caller
         .send(
             f.addr,
             Method::GET,
@@ -170,61 +182,123 @@ async fn propagated_chain_reaches_policy_and_ctx_with_the_peer_last() {
         )
         .await
         .unwrap();
-    assert_eq!(response.status, 200);
+    assert_eq!(response.status, 200, "{}", response.text());
     assert!(
         response
             .text()
-            .ends_with(&format!("chain=alice@example.org,{CALLER_ID}")),
+            .ends_with(&format!("chain={FRONTEND_ID},{CALLER_ID}")),
         "{}",
         response.text()
     );
-    let chain = &f.audit().await.decisions()[0].input.chain;
-    assert_eq!(chain.len(), 2);
-    assert_eq!(chain.peer(), Some(&Link::workload(CALLER_ID)));
-}
-
-#[tokio::test]
-async fn a_peer_cannot_impersonate_itself_through_the_chain_header() {
-    // The chain header can add upstream links but the last link is always the verified peer.
-    let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let forged =
-        Chain::from(vec![Link::workload("spiffe://example.org/service/admin")]).to_header();
-    let response = f
-        .caller("spiffe://example.org/service/intruder")
-        .send(
-            f.addr,
-            Method::GET,
-            "/hello/ada",
-            &[(CHAIN_HEADER, &forged)],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status, 403);
+    let input = &f.audit().await.decisions()[0].input;
     assert_eq!(
-        f.audit().await.decisions()[0].input.chain.peer(),
-        Some(&Link::workload("spiffe://example.org/service/intruder"))
+        input.chain,
+        Chain::from(vec![verified(FRONTEND_ID), verified(CALLER_ID)])
     );
+    assert_eq!(input.peer, verified(CALLER_ID));
 }
 
-#[tokio::test]
-async fn malformed_chain_header_is_400_and_never_evaluated() {
-    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+/// Sends `header` as the chain from `CALLER_ID` and expects a 400 with `code` that reached
+/// neither policy nor the handler.
+async fn assert_chain_refused(f: &Fixture, header: &str, code: &str) {
     let response = f
         .caller(CALLER_ID)
         .send(
             f.addr,
             Method::GET,
             "/hello/ada",
-            &[(CHAIN_HEADER, "{not json")],
+            &[(CHAIN_HEADER, header)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_error_body(&response.json().unwrap(), code);
+    assert_eq!(f.handler_calls(), 0);
+    assert!(f.audit().await.decisions().is_empty());
+}
+
+#[tokio::test]
+async fn a_forged_or_tampered_chain_is_400_with_its_code_and_never_evaluated() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    // The unsigned JSON chain of old: anyone could write it.
+    let forged = r#"[{"workload":"spiffe://example.org/service/admin"}]"#;
+    assert_chain_refused(&f, forged, "CHAIN_MALFORMED").await;
+    let server = SpiffeId::new(SERVER_ID).unwrap();
+    let valid = f
+        .caller(CALLER_ID)
+        .chain_header(&[&f.caller(FRONTEND_ID)], &server)
+        .unwrap();
+    // A flipped signature byte.
+    let mut tampered = valid.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let response = f
+        .caller(CALLER_ID)
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &tampered)],
             Vec::new(),
         )
         .await
         .unwrap();
     assert_eq!(response.status, 400);
-    assert_error_body(&response.json().unwrap(), "BAD_REQUEST");
-    assert_eq!(f.handler_calls(), 0);
-    assert!(f.audit().await.decisions().is_empty());
+    let code = response.json().unwrap()["error_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        code == "CHAIN_BAD_SIGNATURE" || code == "CHAIN_MALFORMED",
+        "{code}"
+    );
+    // The upstream hop removed: the caller's token no longer links up.
+    let (_, own) = valid.split_once(',').unwrap();
+    assert_chain_refused(&f, own, "CHAIN_BROKEN").await;
+    // A chain signed by another workload, sent by the caller.
+    let stolen = f
+        .caller("spiffe://example.org/service/intruder")
+        .chain_header(&[], &server)
+        .unwrap();
+    assert_chain_refused(&f, &stolen, "CHAIN_PEER_MISMATCH").await;
+    // A chain the caller signed for another service.
+    let elsewhere = f
+        .caller(CALLER_ID)
+        .chain_header(
+            &[],
+            &SpiffeId::new("spiffe://example.org/service/other").unwrap(),
+        )
+        .unwrap();
+    assert_chain_refused(&f, &elsewhere, "CHAIN_WRONG_AUDIENCE").await;
+    // Two header lines: joining them would be a guess.
+    let response = f
+        .caller(CALLER_ID)
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &valid), (CHAIN_HEADER, &valid)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400);
+    assert_error_body(&response.json().unwrap(), "CHAIN_MALFORMED");
+    // And the valid chain itself still passes: nothing above was cached as a success.
+    let response = f
+        .caller(CALLER_ID)
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[(CHAIN_HEADER, &valid)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(f.handler_calls(), 1);
 }
 
 #[tokio::test]

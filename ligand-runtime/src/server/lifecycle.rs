@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Server, Settings};
 use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
+use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
@@ -197,6 +198,8 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             transport,
             bundle_fetcher: config.bundle_fetcher,
             tls,
+            chain_verifier: ChainVerifier::new(),
+            chain_signer: ChainSigner::new(),
             service_id,
             monitor,
             settings: Settings {

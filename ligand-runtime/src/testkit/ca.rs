@@ -34,6 +34,21 @@ pub struct SvidSpec {
     pub not_before: SystemTime,
     /// Validity end.
     pub not_after: SystemTime,
+    /// The leaf's key type.
+    pub key: SvidKey,
+}
+
+/// The key type of a minted SVID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SvidKey {
+    /// ECDSA on P-256, what SPIRE issues by default.
+    #[default]
+    EcdsaP256,
+    /// ECDSA on P-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
 }
 
 impl SvidSpec {
@@ -44,7 +59,14 @@ impl SvidSpec {
             uris: vec![id.to_owned()],
             not_before: now - Duration::from_secs(60),
             not_after: now + Duration::from_secs(3600),
+            key: SvidKey::default(),
         }
+    }
+
+    /// With a key of type `key`.
+    pub fn key(mut self, key: SvidKey) -> Self {
+        self.key = key;
+        self
     }
 
     /// Valid for `ttl` from now.
@@ -146,7 +168,12 @@ impl TestCa {
     /// If minting fails.
     pub fn mint(&self, spec: SvidSpec) -> X509Svid {
         #[allow(clippy::expect_used, reason = "test helper")]
-        let key = KeyPair::generate().expect("leaf key");
+        let key = KeyPair::generate_for(match spec.key {
+            SvidKey::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            SvidKey::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            SvidKey::Ed25519 => &rcgen::PKCS_ED25519,
+        })
+        .expect("leaf key");
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "SPIFFE");

@@ -67,6 +67,31 @@ impl PeerClient {
         self.identity.spiffe_id()
     }
 
+    /// The client's live identity (its SVID and trust store).
+    pub fn identity(&self) -> &Arc<IdentityState> {
+        &self.identity
+    }
+
+    /// The chain header this client sends to `audience` when the request came through
+    /// `upstream` in order (most distal first) and then this client, each hop signing its token
+    /// now. Send it as [`CHAIN_HEADER`](crate::CHAIN_HEADER).
+    ///
+    /// # Errors
+    /// As [`signed_chain`](super::signed_chain).
+    pub fn chain_header(
+        &self,
+        upstream: &[&PeerClient],
+        audience: &SpiffeId,
+    ) -> Result<String, BoxError> {
+        let hops: Vec<&IdentityState> = upstream
+            .iter()
+            .map(|c| &*c.identity)
+            .chain([&*self.identity])
+            .collect();
+        let header = super::signed_chain(&hops, audience, std::time::SystemTime::now())?;
+        Ok(header.to_str()?.to_owned())
+    }
+
     /// Opens one keep-alive connection to `addr`.
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerConnection, BoxError> {
         let tcp = TcpStream::connect(addr).await?;

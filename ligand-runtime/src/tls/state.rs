@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -21,16 +22,21 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::svid::{TrustStore, Usage, peer_spiffe_id, verify_with_store};
 use super::verifier::{PeerVerifier, SpiffeClientVerifier, SpiffeServerVerifier};
 use super::{SvidError, TlsError};
-use crate::chain::Link;
+use crate::chain::{Link, SigningKey};
 use crate::identity::{X509Context, X509Svid};
 
 /// The identity in force at one moment.
 pub(crate) struct Current {
+    /// Which load of the identity this is: 0 at start, a new number on every rotation. Kept in
+    /// the snapshot, so whatever reads it reads the trust store and key it belongs to.
+    pub(crate) generation: u64,
     pub(crate) id: SpiffeId,
     pub(crate) key: Arc<CertifiedKey>,
     pub(crate) trust: TrustStore,
     pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
+    /// The SVID key as the identity chain signs with it.
+    pub(crate) signing: SigningKey,
 }
 
 /// The workload's live identity. Every TLS configuration the framework builds reads it at
@@ -41,6 +47,8 @@ pub struct IdentityState {
     /// Bumped on every rotation, so established connections can check their peer against
     /// the new trust store.
     rotations: tokio::sync::watch::Sender<u64>,
+    /// The last generation handed out.
+    generations: AtomicU64,
 }
 
 impl fmt::Debug for IdentityState {
@@ -56,17 +64,19 @@ impl fmt::Debug for IdentityState {
 impl IdentityState {
     /// Builds the state from an identity context, choosing the SVID for `want` (or the first).
     pub fn new(context: &X509Context, want: Option<&SpiffeId>) -> Result<Self, crate::InitError> {
-        let current = build(context, want)?;
+        let current = build(context, want, 0)?;
         Ok(Self {
             current: ArcSwap::from_pointee(current),
             rotations: tokio::sync::watch::Sender::new(0),
+            generations: AtomicU64::new(0),
         })
     }
 
     /// Replaces the identity with one from `context`, keeping the same SPIFFE ID.
     pub fn rotate(&self, context: &X509Context) -> Result<(), crate::InitError> {
         let id = self.spiffe_id();
-        let next = build(context, Some(&id))?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let next = build(context, Some(&id), generation)?;
         self.current.store(Arc::new(next));
         self.rotations.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
@@ -74,6 +84,12 @@ impl IdentityState {
 
     pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Current>> {
         self.current.load()
+    }
+
+    /// The generation of the identity in force: it changes on every rotation, so anything
+    /// derived from the identity (verified chains, signed tokens) can be keyed on it.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 
     /// The SPIFFE ID currently presented.
@@ -133,7 +149,11 @@ impl IdentityState {
     }
 }
 
-fn build(context: &X509Context, want: Option<&SpiffeId>) -> Result<Current, crate::InitError> {
+fn build(
+    context: &X509Context,
+    want: Option<&SpiffeId>,
+    generation: u64,
+) -> Result<Current, crate::InitError> {
     use crate::InitError;
     let svid = match want {
         Some(id) => context
@@ -158,12 +178,16 @@ fn build(context: &X509Context, want: Option<&SpiffeId>) -> Result<Current, crat
     certified
         .keys_match()
         .map_err(|e| InitError::Tls(TlsError::PrivateKey(e.to_string())))?;
+    let signing =
+        SigningKey::from_svid(svid).map_err(|e| InitError::Tls(TlsError::PrivateKey(e)))?;
     Ok(Current {
+        generation,
         id: svid.spiffe_id.clone(),
         key: Arc::new(certified),
         trust,
         not_before,
         not_after,
+        signing,
     })
 }
 
@@ -264,7 +288,9 @@ impl VerifiedPeer {
         chain: Vec<CertificateDer<'static>>,
         not_after: SystemTime,
     ) -> Self {
-        let link = Link::workload(spiffe_id.to_string());
+        let mut link = Link::workload(spiffe_id.to_string());
+        // The handshake verified it.
+        link.verified = true;
         Self {
             inner: Arc::new(PeerIdentity {
                 spiffe_id,

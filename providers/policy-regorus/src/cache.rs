@@ -27,6 +27,7 @@ pub(crate) enum Field {
     PeerDevice,
     PeerHost,
     PeerExternalParty,
+    PeerVerified,
     ResourceKind,
     ResourceValue,
     ActionName,
@@ -36,21 +37,23 @@ pub(crate) enum Field {
     Service,
 }
 
-const PEER: [Field; 5] = [
+const PEER: [Field; 6] = [
     Field::PeerWorkload,
     Field::PeerUser,
     Field::PeerDevice,
     Field::PeerHost,
     Field::PeerExternalParty,
+    Field::PeerVerified,
 ];
 
-const ALL: [Field; 13] = [
+const ALL: [Field; 14] = [
     Field::Chain,
     Field::PeerWorkload,
     Field::PeerUser,
     Field::PeerDevice,
     Field::PeerHost,
     Field::PeerExternalParty,
+    Field::PeerVerified,
     Field::ResourceKind,
     Field::ResourceValue,
     Field::ActionName,
@@ -69,6 +72,7 @@ impl Field {
             Self::PeerDevice => "input.peer.device",
             Self::PeerHost => "input.peer.host",
             Self::PeerExternalParty => "input.peer.external_party",
+            Self::PeerVerified => "input.peer.verified",
             Self::ResourceKind => "input.resource.kind",
             Self::ResourceValue => "input.resource.value",
             Self::ActionName => "input.action.name",
@@ -145,6 +149,7 @@ impl KeyPlan {
                 Field::PeerDevice => optional(request.peer.device.as_ref(), out),
                 Field::PeerHost => optional(request.peer.host.as_ref(), out),
                 Field::PeerExternalParty => optional(request.peer.external_party.as_ref(), out),
+                Field::PeerVerified => out.push(u8::from(request.peer.verified)),
                 Field::ResourceKind => bytes(&request.resource.kind, out),
                 Field::ResourceValue => bytes(&request.resource.value, out),
                 Field::ActionName => bytes(&request.action.name, out),
@@ -169,6 +174,7 @@ fn fields_of(path: &[String]) -> Option<&'static [Field]> {
         ["peer", "device", ..] => &[Field::PeerDevice],
         ["peer", "host", ..] => &[Field::PeerHost],
         ["peer", "external_party", ..] => &[Field::PeerExternalParty],
+        ["peer", "verified", ..] => &[Field::PeerVerified],
         ["resource"] => &[Field::ResourceKind, Field::ResourceValue],
         ["resource", "kind", ..] => &[Field::ResourceKind],
         ["resource", "value", ..] => &[Field::ResourceValue],
@@ -217,8 +223,9 @@ fn chain(chain: &Chain, out: &mut Vec<u8>) {
     let len = u32::try_from(chain.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
     // Every dimension the runtime knows a link to have, so a field added to `Link` is part of
-    // the key without a change here.
+    // the key without a change here, and whether the link was verified.
     for link in chain.links() {
+        out.push(u8::from(link.verified));
         for (_, field) in link.dimensions() {
             optional(field, out);
         }
@@ -389,6 +396,38 @@ mod tests {
         z.peer.user = None;
         z.peer.device = Some("c".into());
         assert_ne!(key(&plan, &x), key(&plan, &z));
+    }
+
+    #[test]
+    fn keys_separate_verified_links_from_unverified_ones() {
+        // A policy granting trust only to verified upstream hops must not be answered, for a
+        // forged link, with the decision cached for the verified one.
+        let verified = |chain_verified: bool, peer_verified: bool| {
+            let mut r = request("spiffe://example.org/a", "/");
+            let mut upstream = Link::workload("spiffe://example.org/gateway");
+            upstream.verified = chain_verified;
+            let mut peer = r.peer.clone();
+            peer.verified = peer_verified;
+            r.chain = Chain::from(vec![upstream, peer.clone()]);
+            r.peer = peer;
+            r
+        };
+        let chain = KeyPlan::new(&paths(&[&["chain", "0", "verified"]]));
+        assert_ne!(
+            key(&chain, &verified(true, true)),
+            key(&chain, &verified(false, true))
+        );
+        for plan in [
+            KeyPlan::new(&paths(&[&["peer", "verified"]])),
+            KeyPlan::new(&paths(&[&["peer"]])),
+            KeyPlan::whole(),
+        ] {
+            assert_ne!(
+                key(&plan, &verified(true, true)),
+                key(&plan, &verified(true, false)),
+                "{plan:?}"
+            );
+        }
     }
 
     #[test]

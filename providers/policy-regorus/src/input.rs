@@ -29,6 +29,7 @@ struct Keys {
     device: Value,
     host: Value,
     external_party: Value,
+    verified: Value,
 }
 
 impl Keys {
@@ -51,6 +52,7 @@ impl Keys {
             device: "device".into(),
             host: "host".into(),
             external_party: "external_party".into(),
+            verified: "verified".into(),
         }
     }
 }
@@ -107,7 +109,7 @@ fn chain(k: &Keys, chain: &Chain) -> Value {
     )
 }
 
-/// A link with only the dimensions it has, as serde writes it.
+/// A link with only the dimensions it has and whether it was verified, as serde writes it.
 fn link(k: &Keys, link: &Link) -> Value {
     let mut fields = BTreeMap::new();
     for (key, field) in [
@@ -121,6 +123,7 @@ fn link(k: &Keys, link: &Link) -> Value {
             fields.insert(key.clone(), shared(value));
         }
     }
+    fields.insert(k.verified.clone(), Value::Bool(link.verified));
     Value::from(fields)
 }
 
@@ -142,14 +145,16 @@ mod tests {
             arb_field(),
             arb_field(),
             arb_field(),
+            any::<bool>(),
         )
-            .prop_map(|(workload, user, device, host, external_party)| {
+            .prop_map(|(workload, user, device, host, external_party, verified)| {
                 let mut link = Link::default();
                 link.workload = workload;
                 link.user = user;
                 link.device = device;
                 link.host = host;
                 link.external_party = external_party;
+                link.verified = verified;
                 link
             })
     }

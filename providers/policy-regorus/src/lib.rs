@@ -26,10 +26,10 @@
 //! ```json
 //! {
 //!   "chain": [
-//!     {"user": "alice@bank.example"},
-//!     {"workload": "spiffe://bank.example/service/gateway"}
+//!     {"workload": "spiffe://bank.example/service/web", "user": "alice@bank.example", "verified": true},
+//!     {"workload": "spiffe://bank.example/service/gateway", "verified": true}
 //!   ],
-//!   "peer": {"workload": "spiffe://bank.example/service/gateway"},
+//!   "peer": {"workload": "spiffe://bank.example/service/gateway", "verified": true},
 //!   "resource": {"kind": "http.path", "value": "/accounts/{id}"},
 //!   "action": {"name": "GET"},
 //!   "request": {"method": "GET", "path": "/accounts/42", "params": {"id": "42"}},
@@ -39,8 +39,10 @@
 //!
 //! - `chain` lists every hop, most distal first; the last link is the verified mTLS peer. A
 //!   link carries only the dimensions it has: `workload`, `user`, `device`, `host`,
-//!   `external_party`. Links before the peer come from the peer's chain header and are not
-//!   verified: grant no trust to them alone.
+//!   `external_party`, and `verified`. Links before the peer come from the peer's signed chain
+//!   header: the framework verified each hop's signature and certificate before evaluating, so
+//!   they carry `"verified": true`; a link built by an application (a trust-boundary gateway's
+//!   external caller, for instance) carries `false` unless it set it.
 //! - `peer` repeats the last link.
 //! - `resource` is the route template (`kind` `http.path`), not the concrete path.
 //! - `request.params` holds the route's path parameters, percent-decoded exactly as the

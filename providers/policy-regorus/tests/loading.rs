@@ -123,6 +123,9 @@ async fn the_input_document_is_the_serialized_request() {
             .with_user("alice@example.org")
             .with_device("device-1"),
     );
+    // As the pipeline builds it: the mTLS peer verified, a hand-built link not.
+    req.chain.0[1].verified = true;
+    req.peer.verified = true;
     let decision = policy.evaluate(&req).await.unwrap();
     let seen: serde_json::Value =
         serde_json::from_str(decision.reason.as_deref().unwrap()).unwrap();
@@ -131,10 +134,10 @@ async fn the_input_document_is_the_serialized_request() {
         seen,
         serde_json::json!({
             "chain": [
-                {"user": "alice@example.org", "device": "device-1"},
-                {"workload": CALLER}
+                {"user": "alice@example.org", "device": "device-1", "verified": false},
+                {"workload": CALLER, "verified": true}
             ],
-            "peer": {"workload": CALLER},
+            "peer": {"workload": CALLER, "verified": true},
             "resource": {"kind": "http.path", "value": "/hello/{name}"},
             "action": {"name": "GET"},
             "request": {"method": "GET", "path": "/hello/ada", "params": {"name": "ada"}},

@@ -1,0 +1,363 @@
+//! One chain token: the version 1 claims, signing them with the SVID key, and verifying one
+//! received token against the trust store. The chain-level checks (order, digests, audience,
+//! peer) are the verifier's.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use serde::{Deserialize, Serialize};
+use spiffe::SpiffeId;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::error::{ChainError, ChainRejection};
+use super::{CHAIN_CLOCK_LEEWAY, Link, MAX_CHAIN_TOKEN_LIFETIME};
+use crate::identity::X509Svid;
+use crate::tls::{SvidError, TrustStore, Usage, verify_with_store};
+
+/// The wire-format version this code signs and verifies.
+pub(crate) const VERSION: u64 = 1;
+
+/// The JWS `typ` of a chain token.
+pub(crate) const TYP: &str = "ligand-chain+jwt";
+
+/// The most certificates a token's `x5c` may carry (leaf and intermediates).
+const MAX_X5C: usize = 4;
+
+/// The claims of a version 1 token. Unknown claims are refused: anything new is a new version.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Claims {
+    pub(crate) v: u64,
+    pub(crate) iss: String,
+    pub(crate) aud: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) prev: Option<String>,
+    #[serde(default, skip_serializing_if = "LinkClaims::is_empty")]
+    pub(crate) link: LinkClaims,
+}
+
+/// The identity dimensions of a hop other than its workload (which is `iss`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) external_party: Option<String>,
+}
+
+impl LinkClaims {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The dimensions of `link` a hop signs for itself (its workload is its SVID).
+    pub(crate) fn of(link: &Link) -> Self {
+        let text = |field: &Option<std::sync::Arc<str>>| field.as_deref().map(str::to_owned);
+        Self {
+            user: text(&link.user),
+            device: text(&link.device),
+            host: text(&link.host),
+            external_party: text(&link.external_party),
+        }
+    }
+
+    /// The verified link of a hop whose SVID names `issuer`.
+    pub(crate) fn into_link(self, issuer: String) -> Link {
+        Link {
+            workload: Some(issuer.into()),
+            user: self.user.map(Into::into),
+            device: self.device.map(Into::into),
+            host: self.host.map(Into::into),
+            external_party: self.external_party.map(Into::into),
+            verified: true,
+        }
+    }
+}
+
+/// The only claim read before the signature: which version's rules apply.
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u64,
+}
+
+/// What an SVID key is, which decides the algorithms it signs and verifies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    P256,
+    P384,
+    Rsa,
+    Ed25519,
+}
+
+impl KeyKind {
+    fn of(spki: &SubjectPublicKeyInfo<'_>) -> Option<Self> {
+        let oid = &spki.algorithm.algorithm;
+        if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+            if curve == OID_EC_P256 {
+                Some(Self::P256)
+            } else if curve == OID_NIST_EC_P384 {
+                Some(Self::P384)
+            } else {
+                None
+            }
+        } else if *oid == OID_PKCS1_RSAENCRYPTION {
+            Some(Self::Rsa)
+        } else if *oid == OID_SIG_ED25519 {
+            Some(Self::Ed25519)
+        } else {
+            None
+        }
+    }
+
+    /// The algorithm this hop signs with. RSA keys sign PSS, the modern RSA JWS algorithm.
+    fn signing_algorithm(self) -> Algorithm {
+        match self {
+            Self::P256 => Algorithm::ES256,
+            Self::P384 => Algorithm::ES384,
+            Self::Rsa => Algorithm::PS256,
+            Self::Ed25519 => Algorithm::EdDSA,
+        }
+    }
+
+    /// Whether a token signed with `alg` may be verified with a key of this kind. Pinning the
+    /// algorithm to the key kind is what stops algorithm confusion (`HS256` with the public key
+    /// as the secret, `none`).
+    fn verifies(self, alg: Algorithm) -> bool {
+        matches!(
+            (self, alg),
+            (Self::P256, Algorithm::ES256)
+                | (Self::P384, Algorithm::ES384)
+                | (Self::Rsa, Algorithm::PS256 | Algorithm::RS256)
+                | (Self::Ed25519, Algorithm::EdDSA)
+        )
+    }
+
+    /// The public key of `spki` as jsonwebtoken takes it: the subjectPublicKey bits are the
+    /// SEC1 point, the PKCS#1 RSAPublicKey or the raw Ed25519 key.
+    fn decoding_key(self, spki: &SubjectPublicKeyInfo<'_>) -> DecodingKey {
+        let bits = &spki.subject_public_key.data;
+        match self {
+            Self::P256 | Self::P384 => DecodingKey::from_ec_der(bits),
+            Self::Rsa => DecodingKey::from_rsa_der(bits),
+            Self::Ed25519 => DecodingKey::from_ed_der(bits),
+        }
+    }
+}
+
+/// The hop's signing key: made from the SVID when the identity is loaded (and on every
+/// rotation), so that a key jsonwebtoken cannot use fails `init`, not a request.
+pub(crate) struct SigningKey {
+    key: EncodingKey,
+    alg: Algorithm,
+    /// The SVID's certificates, leaf first, as the `x5c` header carries them.
+    x5c: Vec<String>,
+}
+
+impl SigningKey {
+    /// The key of `svid`. The error says why jsonwebtoken cannot sign with it.
+    pub(crate) fn from_svid(svid: &X509Svid) -> Result<Self, String> {
+        let leaf = svid
+            .cert_chain
+            .first()
+            .ok_or("the SVID has no certificate")?;
+        let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| e.to_string())?;
+        let spki = cert.public_key();
+        let kind = KeyKind::of(spki).ok_or(
+            "the SVID key cannot sign identity chains: it must be ECDSA P-256 or P-384, RSA or \
+             Ed25519",
+        )?;
+        let PrivateKeyDer::Pkcs8(pkcs8) = &svid.private_key else {
+            return Err("the SVID private key must be PKCS#8 to sign identity chains".into());
+        };
+        let der = pkcs8.secret_pkcs8_der();
+        let key = match kind {
+            KeyKind::P256 | KeyKind::P384 => EncodingKey::from_ec_der(der),
+            KeyKind::Ed25519 => EncodingKey::from_ed_der(der),
+            // jsonwebtoken takes RSA keys as PKCS#1 DER, or PKCS#8 as PEM.
+            KeyKind::Rsa => {
+                let pem = format!(
+                    "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                    STANDARD.encode(der)
+                );
+                EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?
+            }
+        };
+        let alg = kind.signing_algorithm();
+        // Sign once now and check it against the certificate: a key jsonwebtoken rejects, or
+        // one that is not the certificate's, fails here rather than on the first call.
+        let probe = b"ligand identity chain key check";
+        let signature = jsonwebtoken::crypto::sign(probe, &key, alg)
+            .map_err(|e| format!("jsonwebtoken cannot sign with the SVID key ({alg:?}): {e}"))?;
+        let matches =
+            jsonwebtoken::crypto::verify(&signature, probe, &kind.decoding_key(spki), alg)
+                .map_err(|e| e.to_string())?;
+        if !matches {
+            return Err("the SVID private key does not match its certificate".into());
+        }
+        Ok(Self {
+            key,
+            alg,
+            x5c: svid
+                .cert_chain
+                .iter()
+                .map(|c| STANDARD.encode(c.as_ref()))
+                .collect(),
+        })
+    }
+
+    /// A compact JWS of `claims`.
+    pub(crate) fn sign(&self, claims: &Claims) -> Result<String, ChainError> {
+        let mut header = Header::new(self.alg);
+        header.typ = Some(TYP.to_owned());
+        header.x5c = Some(self.x5c.clone());
+        jsonwebtoken::encode(&header, claims, &self.key)
+            .map_err(|e| ChainError::Signing(e.to_string()))
+    }
+}
+
+/// One token that verified on its own.
+#[derive(Debug)]
+pub(crate) struct VerifiedToken {
+    pub(crate) claims: Claims,
+    /// From when the token and its certificates verify.
+    pub(crate) from: SystemTime,
+    /// Until when (exclusive) the token and its certificates verify.
+    pub(crate) until: SystemTime,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Verifies one token on its own, at `now`: version, `typ`, algorithm, the `x5c` chain as an
+/// X.509-SVID of its own trust domain, `iss` against the leaf, the signature, and the times.
+pub(crate) fn verify(
+    token: &str,
+    trust: &TrustStore,
+    now: SystemTime,
+) -> Result<VerifiedToken, ChainRejection> {
+    use ChainRejection::{BadSignature, Expired, Malformed, NotYetValid, UntrustedSigner};
+    // The version decides every other rule, so it is read first (and read again, signed).
+    let version: VersionOnly =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| Malformed)?;
+    if version.v != VERSION {
+        return Err(ChainRejection::UnsupportedVersion);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Malformed)?;
+    if header.typ.as_deref() != Some(TYP) {
+        return Err(Malformed);
+    }
+    if !matches!(
+        header.alg,
+        Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::PS256
+            | Algorithm::RS256
+            | Algorithm::EdDSA
+    ) {
+        return Err(Malformed);
+    }
+    let x5c = header.x5c.as_deref().unwrap_or_default();
+    if x5c.is_empty() || x5c.len() > MAX_X5C {
+        return Err(Malformed);
+    }
+    let certs = x5c
+        .iter()
+        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Malformed)?;
+    let (leaf, intermediates) = certs.split_first().ok_or(Malformed)?;
+    let unix_now = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
+    let signer = verify_with_store(leaf, intermediates, trust, unix_now, Usage::Client).map_err(
+        |e| match e {
+            SvidError::Malformed(_) | SvidError::NoCertificate => Malformed,
+            _ => UntrustedSigner,
+        },
+    )?;
+    let (_, cert) = X509Certificate::from_der(leaf).map_err(|_| Malformed)?;
+    let kind = KeyKind::of(cert.public_key()).ok_or(UntrustedSigner)?;
+    if !kind.verifies(header.alg) {
+        return Err(BadSignature);
+    }
+    let mut validation = Validation::new(header.alg);
+    // Times, audience and issuer are checked below against the injected clock and the chain.
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let claims =
+        jsonwebtoken::decode::<Claims>(token, &kind.decoding_key(cert.public_key()), &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidEddsaKey
+                | ErrorKind::InvalidRsaKey(_)
+                | ErrorKind::InvalidKeyFormat => BadSignature,
+                _ => Malformed,
+            })?
+            .claims;
+    if claims.v != VERSION {
+        return Err(ChainRejection::UnsupportedVersion);
+    }
+    // The signer's certificate vouches for exactly one identity, in its canonical spelling.
+    if claims.iss != signer.to_string() {
+        return Err(UntrustedSigner);
+    }
+    if SpiffeId::new(&claims.aud).is_err() {
+        return Err(Malformed);
+    }
+    if claims.exp <= claims.iat || claims.exp - claims.iat > MAX_CHAIN_TOKEN_LIFETIME.as_secs() {
+        return Err(Malformed);
+    }
+    let leeway = CHAIN_CLOCK_LEEWAY.as_secs();
+    let now_secs = secs(now);
+    if now_secs > claims.exp.saturating_add(leeway) {
+        return Err(Expired);
+    }
+    if claims.iat > now_secs.saturating_add(leeway) {
+        return Err(NotYetValid);
+    }
+    let (not_before, not_after) = validity(&certs).ok_or(Malformed)?;
+    Ok(VerifiedToken {
+        from: at(claims.iat.saturating_sub(leeway)).max(not_before),
+        until: at(claims.exp.saturating_add(leeway).saturating_add(1)).min(not_after),
+        claims,
+    })
+}
+
+/// The window in which every certificate of `chain` is valid: the latest `notBefore` and the
+/// earliest `notAfter`.
+fn validity(chain: &[CertificateDer<'_>]) -> Option<(SystemTime, SystemTime)> {
+    let mut window: Option<(SystemTime, SystemTime)> = None;
+    for der in chain {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let time = |t: i64| at(t.max(0).unsigned_abs());
+        let from = time(cert.validity().not_before.timestamp());
+        let until = time(cert.validity().not_after.timestamp());
+        window = Some(window.map_or((from, until), |(f, u)| (f.max(from), u.min(until))));
+    }
+    window
+}

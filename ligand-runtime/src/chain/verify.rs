@@ -1,0 +1,296 @@
+//! Verifying a received chain header, with a cache of the headers that verified.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use quick_cache::Equivalent;
+use sha2::{Digest, Sha256};
+use spiffe::SpiffeId;
+
+use super::error::ChainRejection;
+use super::{Chain, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, token};
+use crate::tls::{Current, IdentityState};
+
+/// How many verified headers a [`ChainVerifier`] keeps by default.
+pub const DEFAULT_CHAIN_CACHE_CAPACITY: usize = 4096;
+
+/// The upstream hops of a request whose chain header verified: every link but the sending
+/// hop's own (the pipeline adds the sending hop from its mTLS certificate), each
+/// `verified: true`, and the header as received, which a call made while serving the request
+/// forwards with its own token on top.
+///
+/// Cloning copies a pointer. A request without a chain header has the empty chain.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct VerifiedChain {
+    inner: Option<Arc<Verified>>,
+}
+
+#[derive(PartialEq, Eq)]
+struct Verified {
+    links: Vec<Link>,
+    header: HeaderValue,
+    /// The tokens in `header`.
+    tokens: usize,
+    /// The base64url SHA-256 of `header`: the `prev` of the next hop's token.
+    digest: String,
+}
+
+impl fmt::Debug for VerifiedChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VerifiedChain").field(&self.links()).finish()
+    }
+}
+
+impl VerifiedChain {
+    /// The chain of a request that carried no chain header: the sending hop started it.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The upstream links, most distal first, without the sending hop.
+    pub fn links(&self) -> &[Link] {
+        self.inner.as_deref().map_or(&[], |v| &v.links)
+    }
+
+    /// The upstream links as a [`Chain`], to which the pipeline appends the sending hop.
+    pub fn to_chain(&self) -> Chain {
+        Chain(self.links().to_vec())
+    }
+
+    /// The header as received, or `None` for the empty chain.
+    pub fn header(&self) -> Option<&HeaderValue> {
+        self.inner.as_deref().map(|v| &v.header)
+    }
+
+    /// Whether the request carried no chain header.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// Whether both are the same verification (a cache hit hands out the same one).
+    #[cfg(test)]
+    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
+        match (&self.inner, &other.inner) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// The tokens in the received header (the upstream links and the sending hop's).
+    pub(crate) fn tokens(&self) -> usize {
+        self.inner.as_deref().map_or(0, |v| v.tokens)
+    }
+
+    /// The `prev` digest of a token signed on top of this chain.
+    pub(crate) fn digest(&self) -> Option<&str> {
+        self.inner.as_deref().map(|v| v.digest.as_str())
+    }
+}
+
+/// Verifies received chain headers against the workload's trust store, keeping the headers
+/// that verified (positive results only) so that the requests of one call tree pay for the
+/// signatures once.
+///
+/// A cached result is reused only for the same header bytes, the same mTLS peer and the same
+/// identity generation (a rotation or bundle update makes every entry unreachable), and only
+/// while `now` is inside the window in which every token and certificate was valid: each hit
+/// checks expiry again.
+pub struct ChainVerifier {
+    cache: Option<quick_cache::sync::Cache<Key, Entry>>,
+}
+
+impl fmt::Debug for ChainVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainVerifier")
+            .field("cached", &self.cache.as_ref().map_or(0, |c| c.len()))
+            .finish()
+    }
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    chain: VerifiedChain,
+    from: SystemTime,
+    until: SystemTime,
+}
+
+struct Key {
+    header: HeaderValue,
+    peer: SpiffeId,
+    generation: u64,
+}
+
+/// A lookup without building a [`Key`]: a hit copies nothing.
+struct Query<'a> {
+    header: &'a [u8],
+    peer: &'a SpiffeId,
+    generation: u64,
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Query::from(self).hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        Query::from(self).equivalent(other)
+    }
+}
+
+impl Eq for Key {}
+
+impl<'a> From<&'a Key> for Query<'a> {
+    fn from(key: &'a Key) -> Self {
+        Query {
+            header: key.header.as_bytes(),
+            peer: &key.peer,
+            generation: key.generation,
+        }
+    }
+}
+
+impl Hash for Query<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.header.hash(state);
+        self.peer.hash(state);
+        self.generation.hash(state);
+    }
+}
+
+impl Equivalent<Key> for Query<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.generation == key.generation
+            && self.header == key.header.as_bytes()
+            && *self.peer == key.peer
+    }
+}
+
+impl ChainVerifier {
+    /// A verifier keeping up to [`DEFAULT_CHAIN_CACHE_CAPACITY`] verified headers.
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CHAIN_CACHE_CAPACITY)
+    }
+
+    /// A verifier keeping up to `capacity` verified headers; `0` verifies every header afresh.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            cache: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+        }
+    }
+
+    /// Verifies the chain header `header` received from the mTLS peer `peer` by the workload
+    /// of `identity`, at `now`. Every check is listed on [`CHAIN_HEADER`](super::CHAIN_HEADER).
+    pub fn verify(
+        &self,
+        identity: &IdentityState,
+        header: &HeaderValue,
+        peer: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<VerifiedChain, ChainRejection> {
+        // One snapshot: the generation, the trust store and our own ID belong together.
+        let current = identity.current();
+        let query = Query {
+            header: header.as_bytes(),
+            peer,
+            generation: current.generation,
+        };
+        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query))
+            && entry.from <= now
+            && now < entry.until
+        {
+            return Ok(entry.chain);
+        }
+        let entry = verify(&current, header, peer, now)?;
+        if let Some(cache) = &self.cache {
+            let key = Key {
+                header: header.clone(),
+                peer: peer.clone(),
+                generation: current.generation,
+            };
+            cache.insert(key, entry.clone());
+        }
+        Ok(entry.chain)
+    }
+}
+
+/// Every check, uncached.
+fn verify(
+    current: &Current,
+    header: &HeaderValue,
+    peer: &SpiffeId,
+    now: SystemTime,
+) -> Result<Entry, ChainRejection> {
+    use ChainRejection::{Broken, Malformed, PeerMismatch, TooLarge, TooManyLinks, WrongAudience};
+    if header.len() > MAX_CHAIN_HEADER_LEN {
+        return Err(TooLarge);
+    }
+    let text = header.to_str().map_err(|_| Malformed)?;
+    let tokens = text.split(',').count();
+    if tokens > MAX_CHAIN_LINKS {
+        return Err(TooManyLinks);
+    }
+    // The digest of the tokens so far, joined by commas: the `prev` each token must carry.
+    let mut digest = Sha256::new();
+    let mut links = Vec::with_capacity(tokens);
+    let mut addressed_to: Option<String> = None;
+    let (mut from, mut until) = (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH);
+    for (i, token) in text.split(',').enumerate() {
+        let verified = token::verify(token, &current.trust, now)?;
+        let claims = verified.claims;
+        match (i, claims.prev) {
+            (0, None) => {}
+            (0, Some(_)) | (_, None) => return Err(Broken),
+            (_, Some(prev)) => {
+                if URL_SAFE_NO_PAD.encode(digest.clone().finalize()) != prev {
+                    return Err(Broken);
+                }
+            }
+        }
+        if i > 0 {
+            digest.update(b",");
+        }
+        digest.update(token.as_bytes());
+        if addressed_to.is_some_and(|aud| aud != claims.iss) {
+            return Err(Broken);
+        }
+        addressed_to = Some(claims.aud);
+        links.push(claims.link.into_link(claims.iss));
+        (from, until) = if i == 0 {
+            (verified.from, verified.until)
+        } else {
+            (from.max(verified.from), until.min(verified.until))
+        };
+    }
+    // The sending hop's token: signed by the mTLS peer, for us. Its link is the peer's, which
+    // the pipeline takes from the certificate.
+    let sender = links.pop().ok_or(Malformed)?;
+    if sender.workload.as_deref() != Some(peer.to_string().as_str()) {
+        return Err(PeerMismatch);
+    }
+    if addressed_to.as_deref() != Some(current.id.to_string().as_str()) {
+        return Err(WrongAudience);
+    }
+    let chain = VerifiedChain {
+        inner: Some(Arc::new(Verified {
+            links,
+            header: header.clone(),
+            tokens,
+            digest: URL_SAFE_NO_PAD.encode(digest.finalize()),
+        })),
+    };
+    Ok(Entry { chain, from, until })
+}
