@@ -161,10 +161,6 @@ impl Denial {
 
     /// Whether `code` is one only the enforcement pipeline sends (so a caller can tell a
     /// peer's refusal from a handler's own error status).
-    #[allow(
-        dead_code,
-        reason = "read by the outbound transport, written in parallel"
-    )]
     pub(crate) fn is_enforcement_code(code: &str) -> bool {
         matches!(
             code,

@@ -2,10 +2,6 @@
 //! through (registry → pooled mTLS connection verified against the expected SPIFFE ID → signed
 //! chain → per-call timeout).
 
-#[allow(
-    dead_code,
-    reason = "the classification of responses waits for the transport, written in parallel"
-)]
 mod client;
 mod transport;
 
@@ -14,6 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method};
+
+use crate::chain::VerifiedChain;
 
 pub use self::client::{CallBuilder, CallError, Client};
 pub use self::transport::{
@@ -28,7 +26,7 @@ pub(crate) use self::transport::{Settings as TransportSettings, Transport};
 pub struct Caller {
     transport: Arc<Transport>,
     service: &'static str,
-    chain: Option<HeaderValue>,
+    upstream: VerifiedChain,
     txn: Option<HeaderValue>,
 }
 
@@ -45,13 +43,13 @@ impl Caller {
     pub(crate) fn new(
         transport: Arc<Transport>,
         service: &'static str,
-        chain: Option<HeaderValue>,
+        upstream: VerifiedChain,
         txn: Option<HeaderValue>,
     ) -> Self {
         Self {
             transport,
             service,
-            chain,
+            upstream,
             txn,
         }
     }
@@ -78,9 +76,8 @@ impl Caller {
             method,
             path_and_query,
             body,
-            chain: self.chain.clone(),
             txn: self.txn.clone(),
         };
-        self.transport.call(&target, call).await
+        self.transport.call(&target, &self.upstream, call).await
     }
 }

@@ -19,7 +19,7 @@ pub use self::lifecycle::{init, init_trust_boundary};
 
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
-use crate::chain::{ChainSigner, ChainVerifier};
+use crate::chain::{ChainVerifier, VerifiedChain};
 use crate::config::PreStopHook;
 use crate::health::Monitor;
 use crate::identity::WorkloadIdentity;
@@ -57,8 +57,6 @@ struct Inner {
     tls: Arc<IdentityState>,
     /// Verifies the chain header of every inbound request.
     chain_verifier: ChainVerifier,
-    /// Signs this service's token on the chain of every outbound call.
-    chain_signer: ChainSigner,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -105,11 +103,16 @@ impl Server {
     /// A client for the service `C` calls (a `#[ligand::client]` type), for work that is not
     /// serving a request: the chain of its calls starts at this service.
     pub fn client<C: crate::Client>(&self) -> C {
-        C::__from_caller(self.caller(C::SERVICE))
+        C::__from_caller(self.caller(C::SERVICE, VerifiedChain::empty(), None))
     }
 
-    pub(crate) fn caller(&self, service: &'static str) -> crate::Caller {
-        crate::Caller::new(self.inner.transport.clone(), service, None, None)
+    pub(crate) fn caller(
+        &self,
+        service: &'static str,
+        upstream: VerifiedChain,
+        txn: Option<http::HeaderValue>,
+    ) -> crate::Caller {
+        crate::Caller::new(self.inner.transport.clone(), service, upstream, txn)
     }
 
     /// The live identity (current SVID and trust store), for verifying chains and building
@@ -121,15 +124,6 @@ impl Server {
     /// The verifier of inbound chain headers, with its cache.
     pub(crate) fn chain_verifier(&self) -> &ChainVerifier {
         &self.inner.chain_verifier
-    }
-
-    /// The signer of outbound chain headers, with its cache.
-    #[allow(
-        dead_code,
-        reason = "the outbound transport's entry point, written separately"
-    )]
-    pub(crate) fn chain_signer(&self) -> &ChainSigner {
-        &self.inner.chain_signer
     }
 
     /// The secret at `name` (a backend path) through the audited cache. Handlers use

@@ -18,6 +18,7 @@ use spiffe::SpiffeId;
 
 use crate::chain::{CHAIN_HEADER, Chain, ChainRejection, VerifiedChain};
 use crate::error::Denial;
+use crate::outbound::TXN_TOKEN_HEADER;
 use crate::policy::EvalRequest;
 use crate::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 use crate::request_id::RequestId;
@@ -197,6 +198,10 @@ impl RouteGuard {
                 }));
             }
         };
+        // Forwarded unchanged on the calls the handler makes (draft-ietf-oauth-transaction-
+        // tokens §7.1); its verification comes with the trust-boundary path.
+        const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
+        let txn = parts.headers.get(TXN).cloned();
         let inbound = InboundRequest {
             chain: verified_chain.to_chain(),
             peer: peer.link().clone(),
@@ -211,6 +216,7 @@ impl RouteGuard {
                     request_id,
                     peer,
                     chain: verified_chain,
+                    txn,
                     server: self.server.clone(),
                 });
                 Ok(Request::from_parts(parts, body))
@@ -347,6 +353,8 @@ pub struct Ctx {
     peer: VerifiedPeer,
     /// The verified upstream chain, forwarded by calls made while serving the request.
     chain: VerifiedChain,
+    /// The Transaction Token received, forwarded unchanged by calls made while serving.
+    txn: Option<HeaderValue>,
     server: Server,
 }
 
@@ -369,16 +377,6 @@ impl Ctx {
     /// The evaluated chain, immediate peer last.
     pub fn chain(&self) -> &Chain {
         &self.input.chain
-    }
-
-    /// The verified upstream chain as received: what calls made while serving this request
-    /// forward, with this service's own token signed on top.
-    #[allow(
-        dead_code,
-        reason = "read by the outbound transport, written separately"
-    )]
-    pub(crate) fn verified_chain(&self) -> &VerifiedChain {
-        &self.chain
     }
 
     /// Exactly what the policy evaluated for this request.
@@ -412,9 +410,13 @@ impl Ctx {
     }
 
     /// A client for the service `C` calls (a `#[ligand::client]` type). Calls through it
-    /// forward this request's verified chain, with this service's own link signed on top.
+    /// forward this request's verified chain, with this service's own link signed on top, and
+    /// the Transaction Token received, unchanged.
     pub fn client<C: crate::Client>(&self) -> C {
-        C::__from_caller(self.server.caller(C::SERVICE))
+        C::__from_caller(
+            self.server
+                .caller(C::SERVICE, self.chain.clone(), self.txn.clone()),
+        )
     }
 
     /// This service's own SPIFFE ID.

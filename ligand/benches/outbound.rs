@@ -5,7 +5,12 @@
 //! own runtime threads, so `latency` is the wall time of one sequential call and `client_cpu`
 //! the benchmark thread's CPU time per call: the client side alone (its connection tasks run on
 //! the same thread). Compare `ligand` with `plain` in each group.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, reason = "bench")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "bench"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use ligand::prelude::*;
 use ligand::provider::tls::{IdentityState, PeerVerifier};
 use ligand::testkit::{AllowList, FakeIdentity, TestCa};
-use ligand::{CallError, Caller, Client, Config, HttpBinding, SpiffeId};
+use ligand::{CallError, Config, HttpBinding, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -41,27 +46,10 @@ impl Accounts {
     }
 }
 
-#[derive(Clone, Debug)]
-struct AccountsClient {
-    caller: Caller,
-}
-
-impl Client for AccountsClient {
-    const SERVICE: &'static str = ACCOUNTS;
-
-    fn __from_caller(caller: Caller) -> Self {
-        Self { caller }
-    }
-}
-
-impl AccountsClient {
-    async fn get(&self, id: &str) -> Result<Account, CallError> {
-        self.caller
-            .request(http::Method::GET, "/accounts/{id}")
-            .param("id", id)
-            .send()
-            .await
-    }
+#[ligand::client(service = "spiffe://example.org/service/accounts")]
+trait AccountsApi {
+    #[get("/accounts/{id}")]
+    async fn get(&self, id: &str) -> Result<Account, CallError>;
 }
 
 /// The calling thread's CPU time.
@@ -114,7 +102,7 @@ fn bench(c: &mut Criterion) {
             )
             .build();
         let server = ligand::init(config).await.unwrap();
-        server.client::<AccountsClient>()
+        server.client::<AccountsApiClient>()
     });
 
     let identity = Arc::new(IdentityState::new(&gateway_context, None).unwrap());

@@ -10,13 +10,14 @@ use std::time::Duration;
 use ligand::prelude::*;
 use ligand::provider::OutboundOutcome;
 use ligand::testkit::{AllowList, FakeIdentity, RecordingTelemetry, ScriptedLimiter, TestCa};
-use ligand::{CallError, Caller, Client, Config, ConfigBuilder, HttpBinding};
+use ligand::{CallError, Config, ConfigBuilder, HttpBinding, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 use serde::{Deserialize, Serialize};
 
 const TRUST_DOMAIN: &str = "example.org";
 const ACCOUNTS: &str = "spiffe://example.org/service/accounts";
 const GATEWAY: &str = "spiffe://example.org/service/gateway";
+const LEDGER: &str = "spiffe://example.org/service/ledger";
 const IMPOSTOR: &str = "spiffe://example.org/service/impostor";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -68,49 +69,78 @@ impl Accounts {
     async fn missing(&self) -> StatusCode {
         StatusCode::NOT_FOUND
     }
-}
 
-/// What `#[ligand::client]` generates for a trait with these methods.
-#[derive(Clone, Debug)]
-struct AccountsClient {
-    caller: Caller,
-}
-
-impl Client for AccountsClient {
-    const SERVICE: &'static str = ACCOUNTS;
-
-    fn __from_caller(caller: Caller) -> Self {
-        Self { caller }
+    /// Calls the ledger while serving: the chain and the Transaction Token go along.
+    #[get("/accounts/{id}/ledger")]
+    async fn ledger(&self, ctx: Ctx, Path(id): Path<String>) -> Result<Json<Seen>, String> {
+        let seen = ctx
+            .client::<LedgerApiClient>()
+            .entry(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Json(seen))
     }
 }
 
-impl AccountsClient {
-    async fn get(&self, id: &str) -> Result<Account, CallError> {
-        self.caller
-            .request(http::Method::GET, "/accounts/{id}")
-            .param("id", id)
-            .send()
-            .await
-    }
+#[ligand::client(service = "spiffe://example.org/service/accounts")]
+trait AccountsApi {
+    #[get("/accounts/{id}")]
+    async fn get(&self, id: &str) -> Result<Account, CallError>;
 
-    async fn note(&self, id: &str, note: &Note) -> Result<Account, CallError> {
-        self.caller
-            .request(http::Method::POST, "/accounts/{id}/notes")
-            .param("id", id)
-            .json(note)
-            .send()
-            .await
-    }
+    #[post("/accounts/{id}/notes")]
+    async fn note(&self, id: &str, note: &Note) -> Result<Account, CallError>;
 
-    async fn slow(&self) -> Result<(), CallError> {
-        self.caller.request(http::Method::GET, "/slow").send().await
-    }
+    #[get("/slow")]
+    async fn slow(&self) -> Result<(), CallError>;
 
-    async fn missing(&self) -> Result<(), CallError> {
-        self.caller
-            .request(http::Method::GET, "/missing")
-            .send()
-            .await
+    #[get("/missing")]
+    async fn missing(&self) -> Result<(), CallError>;
+
+    #[get("/accounts/{id}/ledger")]
+    async fn ledger(&self, id: &str) -> Result<Seen, CallError>;
+}
+
+/// What the ledger saw of a call: its chain (principal, verified), its peer and the
+/// Transaction Token it received.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Seen {
+    entry: String,
+    chain: Vec<(String, bool)>,
+    peer: String,
+    txn: Option<String>,
+}
+
+#[ligand::client(service = "spiffe://example.org/service/ledger")]
+trait LedgerApi {
+    #[get("/entries/{id}")]
+    async fn entry(&self, id: &str) -> Result<Seen, CallError>;
+}
+
+struct Ledger;
+
+#[ligand::service]
+impl Ledger {
+    #[get("/entries/{id}")]
+    async fn entry(
+        &self,
+        ctx: Ctx,
+        headers: http::HeaderMap,
+        Path(id): Path<String>,
+    ) -> Json<Seen> {
+        Json(Seen {
+            entry: id,
+            chain: ctx
+                .chain()
+                .links()
+                .iter()
+                .map(|l| (l.principal().unwrap_or("").to_owned(), l.verified))
+                .collect(),
+            peer: ctx.peer().to_string(),
+            txn: headers
+                .get("txn-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        })
     }
 }
 
@@ -186,7 +216,7 @@ fn audit(running: &Running) -> &RecordingTelemetry {
 #[tokio::test]
 async fn calls_reach_the_peer_over_verified_mtls_and_are_recorded() {
     let (accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
-    let client = gateway.server.client::<AccountsClient>();
+    let client = gateway.server.client::<AccountsApiClient>();
 
     let account = client.get("a/b c").await.unwrap();
     assert_eq!(
@@ -228,7 +258,7 @@ async fn a_server_presenting_another_identity_is_refused() {
 
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .get("a")
         .await
         .unwrap_err();
@@ -248,7 +278,7 @@ async fn refusals_by_the_peer_are_typed() {
     let (accounts, gateway) = pair(|c| c.policy(AllowList::new()), |c| c).await;
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .get("a")
         .await
         .unwrap_err();
@@ -279,7 +309,7 @@ async fn refusals_by_the_peer_are_typed() {
     .await;
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .get("a")
         .await
         .unwrap_err();
@@ -291,7 +321,7 @@ async fn refusals_by_the_peer_are_typed() {
     let (_accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .missing()
         .await
         .unwrap_err();
@@ -310,7 +340,7 @@ async fn unknown_services_and_slow_peers_fail_typed() {
     .await;
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .get("a")
         .await
         .unwrap_err();
@@ -330,7 +360,7 @@ async fn unknown_services_and_slow_peers_fail_typed() {
     .await;
     let err = gateway
         .server
-        .client::<AccountsClient>()
+        .client::<AccountsApiClient>()
         .slow()
         .await
         .unwrap_err();
@@ -350,7 +380,7 @@ async fn rotation_mid_traffic_fails_no_call() {
         |c| c.outbound_max_connection_age(Duration::from_millis(20)),
     )
     .await;
-    let client = gateway.server.client::<AccountsClient>();
+    let client = gateway.server.client::<AccountsApiClient>();
     let traffic = tokio::spawn(async move {
         let mut failures = Vec::new();
         for i in 0..200 {
@@ -375,7 +405,7 @@ async fn rotation_mid_traffic_fails_no_call() {
 #[tokio::test]
 async fn shutdown_drains_calls_in_flight_then_refuses() {
     let (_accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
-    let client = gateway.server.client::<AccountsClient>();
+    let client = gateway.server.client::<AccountsApiClient>();
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move { client.slow().await }
@@ -386,4 +416,80 @@ async fn shutdown_drains_calls_in_flight_then_refuses() {
     assert!(in_flight.await.unwrap().is_ok());
     let err = client.get("a").await.unwrap_err();
     assert!(matches!(err, CallError::Refused(_)), "{err}");
+}
+
+#[tokio::test]
+async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    // ledger ← accounts ← gateway, each allowing only its own caller.
+    let ledger_identity = Arc::new(FakeIdentity::new(ca.context(ca.svid(LEDGER))));
+    let ledger = ligand::init(
+        Config::builder()
+            .identity(ledger_identity)
+            .policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
+            .binding(HttpBinding::new("127.0.0.1:0"))
+            .build(),
+    )
+    .await
+    .unwrap();
+    tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.serve(Ledger).await }
+    });
+    let ledger_addr = ledger.local_addr().await.unwrap();
+    let accounts = serve(&ca, ACCOUNTS, |c| {
+        c.policy(allow_gateway()).registry(
+            StaticRegistry::new()
+                .service(LEDGER, [ledger_addr.to_string()])
+                .unwrap(),
+        )
+    })
+    .await;
+    let registry = StaticRegistry::new()
+        .service(ACCOUNTS, [accounts.addr.to_string()])
+        .unwrap();
+    let gateway = serve(&ca, GATEWAY, |c| {
+        c.policy(AllowList::new()).registry(registry)
+    })
+    .await;
+
+    let seen = gateway
+        .server
+        .client::<AccountsApiClient>()
+        .ledger("e1")
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        Seen {
+            entry: "e1".into(),
+            // The gateway's link, signed by the gateway and verified by the ledger, then the
+            // immediate peer from the handshake.
+            chain: vec![(GATEWAY.into(), true), (ACCOUNTS.into(), true)],
+            peer: ACCOUNTS.into(),
+            txn: None,
+        }
+    );
+
+    // A caller that is not a Ligand service sends a Transaction Token: it reaches the ledger
+    // unchanged, and the caller (verified by mTLS only) is not in the ledger's chain.
+    let external = ligand::testkit::PeerClient::new(
+        &ca.context(ca.svid(GATEWAY)),
+        Some(&SpiffeId::new(ACCOUNTS).unwrap()),
+    )
+    .unwrap();
+    let response = external
+        .send(
+            accounts.addr,
+            http::Method::GET,
+            "/accounts/e2/ledger",
+            &[("txn-token", "eyJhbGciOiJub25lIn0.e30.")],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen: Seen = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(seen.txn.as_deref(), Some("eyJhbGciOiJub25lIn0.e30."));
+    assert_eq!(seen.chain, vec![(ACCOUNTS.to_owned(), true)]);
 }

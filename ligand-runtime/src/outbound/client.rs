@@ -266,6 +266,10 @@ pub enum CallError {
     /// parameter left unbound).
     #[error("request could not be encoded: {0}")]
     Encode(String),
+    /// This hop's link could not be added to the identity chain (the chain would exceed the
+    /// limits a receiver accepts).
+    #[error("the identity chain could not be extended: {0}")]
+    Chain(#[source] crate::chain::ChainError),
     /// The response body is not the JSON the method declares.
     #[error("response could not be decoded: {0}")]
     Decode(String),

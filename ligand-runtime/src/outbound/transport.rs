@@ -32,7 +32,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::client::{CallError, classify};
-use crate::chain::CHAIN_HEADER;
+use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{OutboundCallEvent, OutboundOutcome, Telemetry};
 use crate::tls::{IdentityState, PeerVerifier, SvidError};
@@ -62,6 +62,7 @@ pub(crate) struct Transport {
     source: Arc<str>,
     registry: Option<Arc<dyn ServiceRegistry>>,
     telemetry: Arc<dyn Telemetry>,
+    signer: ChainSigner,
     settings: Settings,
     targets: RwLock<HashMap<&'static str, Arc<Target>>>,
     closing: AtomicBool,
@@ -80,6 +81,7 @@ impl fmt::Debug for Transport {
 
 /// One target service: its expected identity, its connection pool and its endpoints.
 pub(crate) struct Target {
+    id: SpiffeId,
     name: Arc<str>,
     pool: Pool<Connector, Full<Bytes>>,
     endpoints: Endpoints,
@@ -100,7 +102,6 @@ pub(crate) struct Call {
     pub(crate) method: Method,
     pub(crate) path_and_query: String,
     pub(crate) body: Option<Bytes>,
-    pub(crate) chain: Option<HeaderValue>,
     pub(crate) txn: Option<HeaderValue>,
 }
 
@@ -109,6 +110,7 @@ impl Transport {
         identity: Arc<IdentityState>,
         registry: Option<Arc<dyn ServiceRegistry>>,
         telemetry: Arc<dyn Telemetry>,
+        signer: ChainSigner,
         settings: Settings,
     ) -> Self {
         Self {
@@ -116,6 +118,7 @@ impl Transport {
             identity,
             registry,
             telemetry,
+            signer,
             settings,
             targets: RwLock::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -141,7 +144,7 @@ impl Transport {
         })?;
         let tls = self
             .identity
-            .client_config(PeerVerifier::Exact(id))
+            .client_config(PeerVerifier::Exact(id.clone()))
             .map_err(|e| CallError::Transport {
                 service: service.to_owned(),
                 source: Box::new(e),
@@ -162,6 +165,7 @@ impl Transport {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
         let target = Arc::new(Target {
+            id: id.clone(),
             name: service.into(),
             pool,
             endpoints,
@@ -176,7 +180,12 @@ impl Transport {
 
     /// Runs one call to `target`: refused once shutdown began; otherwise counted in flight
     /// until it ends, bounded by the call timeout, and recorded.
-    pub(crate) async fn call(&self, target: &Target, call: Call) -> Result<Bytes, CallError> {
+    pub(crate) async fn call(
+        &self,
+        target: &Target,
+        upstream: &VerifiedChain,
+        call: Call,
+    ) -> Result<Bytes, CallError> {
         let started = Instant::now();
         let timestamp = SystemTime::now();
         let Some(_guard) = self.enter() else {
@@ -188,7 +197,7 @@ impl Transport {
         let method = call.method.clone();
         let result = tokio::time::timeout(
             self.settings.timeout,
-            self.exchange(target, call, &mut address),
+            self.exchange(target, upstream, call, &mut address),
         )
         .await
         .unwrap_or_else(|_| {
@@ -220,9 +229,21 @@ impl Transport {
     async fn exchange(
         &self,
         target: &Target,
+        upstream: &VerifiedChain,
         call: Call,
         address: &mut String,
     ) -> Result<(StatusCode, Bytes), CallError> {
+        // This hop's token on top of the verified upstream chain, addressed to the target
+        // (cached by the signer: re-signed only at half its lifetime or after a rotation).
+        let chain = self
+            .signer
+            .header(
+                &self.identity,
+                Some(upstream),
+                &target.id,
+                SystemTime::now(),
+            )
+            .map_err(CallError::Chain)?;
         let endpoint = self.pick(target).await?;
         address.push_str(&endpoint);
         let uri = Uri::try_from(format!("https://{endpoint}{}", call.path_and_query))
@@ -241,9 +262,7 @@ impl Transport {
                 HeaderValue::from_static("application/json"),
             );
         }
-        if let Some(chain) = call.chain {
-            headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain);
-        }
+        headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain);
         if let Some(txn) = call.txn {
             headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn);
         }
@@ -394,9 +413,10 @@ fn outcome_of(error: &CallError) -> (OutboundOutcome, Option<StatusCode>) {
         CallError::PeerIdentity { .. } => (OutboundOutcome::IdentityMismatch, None),
         CallError::Timeout { .. } => (OutboundOutcome::Timeout, None),
         CallError::Decode(_) => (OutboundOutcome::Success, None),
-        CallError::NoEndpoints { .. } | CallError::Refused(_) | CallError::Encode(_) => {
-            (OutboundOutcome::Refused, None)
-        }
+        CallError::NoEndpoints { .. }
+        | CallError::Refused(_)
+        | CallError::Encode(_)
+        | CallError::Chain(_) => (OutboundOutcome::Refused, None),
         _ => (OutboundOutcome::ConnectError, None),
     }
 }

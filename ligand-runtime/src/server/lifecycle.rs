@@ -179,6 +179,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         tls.clone(),
         config.registry.clone(),
         telemetry.clone(),
+        ChainSigner::new(),
         TransportSettings {
             timeout: config.call_timeout,
             max_connection_age: config.outbound_max_connection_age,
@@ -199,7 +200,6 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             bundle_fetcher: config.bundle_fetcher,
             tls,
             chain_verifier: ChainVerifier::new(),
-            chain_signer: ChainSigner::new(),
             service_id,
             monitor,
             settings: Settings {
