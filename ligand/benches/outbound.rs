@@ -110,8 +110,11 @@ fn bench(c: &mut Criterion) {
         .client_config(PeerVerifier::Exact(SpiffeId::new(ACCOUNTS).unwrap()))
         .unwrap();
     let plain = client_rt.block_on(async {
+        // hyper-rustls sets ALPN itself (h2, http/1.1: what the Ligand client offers too).
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
+            .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .enable_http2()
