@@ -1,14 +1,12 @@
 //! What generated code refers to. Not a public API: names here change without notice, and the
 //! lint pass rejects their use outside generated code.
 
+pub use crate::service::{Endpoint, Routes, Service, delete, get, patch, post, put};
 pub use ::axum;
 pub use ::axum::extract::State;
-pub use ::axum::routing::{delete, get, patch, post, put};
 pub use ::serde;
 pub use ::std::sync::Arc;
 pub use ::tokio;
-
-pub use crate::service::{Routes, Service};
 
 /// Runs an async `main` on a multi-threaded runtime: initializes from `config`, closes the
 /// server on SIGTERM or ctrl-c, and returns the user main's result.

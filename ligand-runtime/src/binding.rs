@@ -380,13 +380,23 @@ impl Connection {
             }
         };
         tokio::pin!(age);
+        // Made once, not on every wake-up of the connection: each request wakes this loop,
+        // and a fresh `cancelled()` future registers with (and leaves) the token every time.
+        let abort = self.abort.cancelled();
+        tokio::pin!(abort);
+        let stop = self.stop.cancelled();
+        tokio::pin!(stop);
         let mut closing = false;
         let ended = loop {
             tokio::select! {
+                // The connection first: it is what wakes the loop, and the others are rare.
+                biased;
                 ended = connection.as_mut() => break ended,
-                // Past the drain deadline: dropping the connection closes its socket.
-                () = self.abort.cancelled() => return,
-                () = self.stop.cancelled(), if !closing => {
+                // Past the drain deadline: dropping the connection closes its socket. The
+                // binding aborts only after it stopped, which closes every connection first,
+                // so this is watched only while closing (one token less on every wake-up).
+                () = &mut abort, if closing => return,
+                () = &mut stop, if !closing => {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }

@@ -125,6 +125,19 @@ pub trait PolicyEngine: Send + Sync + 'static {
     /// than hand each request to another thread, and one that calls a backend awaits it.
     async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError>;
 
+    /// Decides one request without waiting, when the engine can: `Some` is the decision,
+    /// exactly what [`evaluate`](Self::evaluate) would answer; `None` (the default) sends the
+    /// request to `evaluate`. An engine that computes in-process implements it so that the
+    /// request path builds no future for a decision that never waits (the framework calls
+    /// it first, on every request).
+    fn evaluate_inline(
+        &self,
+        request: &EvalRequest,
+    ) -> Option<Result<EvalResponse, ProviderError>> {
+        let _ = request;
+        None
+    }
+
     /// Replaces the policy with `bundle` atomically: evaluations already running finish on the
     /// old policy. Optional; the default answers [`ProviderError::NotSupported`].
     async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {
@@ -149,6 +162,13 @@ pub trait PolicyEngine: Send + Sync + 'static {
 impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
     async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
         (**self).evaluate(request).await
+    }
+
+    fn evaluate_inline(
+        &self,
+        request: &EvalRequest,
+    ) -> Option<Result<EvalResponse, ProviderError>> {
+        (**self).evaluate_inline(request)
     }
 
     async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {

@@ -68,6 +68,18 @@ pub trait RateLimiter: Send + Sync + 'static {
         request: &RateLimitRequest<'_>,
     ) -> Result<RateLimitResponse, ProviderError>;
 
+    /// Checks one request without waiting, when the limiter can: `Some` is the answer,
+    /// exactly what [`check`](Self::check) would give; `None` (the default) sends the request
+    /// to `check`. An in-process limiter implements it so that the request path builds no
+    /// future for a check that never waits (the framework calls it first, on every request).
+    fn check_inline(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Option<Result<RateLimitResponse, ProviderError>> {
+        let _ = request;
+        None
+    }
+
     /// Called once by `init` after the workload identity is established; a provider that
     /// reaches a backend connects (and checks it is reachable) here. An error fails init.
     async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
@@ -88,6 +100,13 @@ impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
         request: &RateLimitRequest<'_>,
     ) -> Result<RateLimitResponse, ProviderError> {
         (**self).check(request).await
+    }
+
+    fn check_inline(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Option<Result<RateLimitResponse, ProviderError>> {
+        (**self).check_inline(request)
     }
 
     async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {

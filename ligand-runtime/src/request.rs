@@ -1,9 +1,10 @@
 //! What a request asks for: the resource, the action and the metadata a binding extracts.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::fmt;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::chain::{Chain, Link};
 
@@ -84,8 +85,13 @@ impl RequestLine {
 
 /// The path parameters of the matched route, in template order, percent-decoded. Serializes
 /// as an object (`{"id": "42"}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PathParams(Vec<(Arc<str>, Arc<str>)>);
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PathParams {
+    /// Every name and value, one after the other, in one allocation.
+    text: String,
+    /// Where each parameter's name and value end in `text`.
+    ends: SmallVec<[(usize, usize); 2]>,
+}
 
 impl PathParams {
     /// No parameters.
@@ -94,28 +100,45 @@ impl PathParams {
     }
 
     /// Adds the parameter `name` with its decoded `value`.
-    pub fn push(&mut self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) {
-        self.0.push((name.into(), value.into()));
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        self.text.reserve(name.len() + value.len());
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.ends.push((name_end, self.text.len()));
     }
 
     /// The decoded value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The parameters, in template order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (&**n, &**v))
+        self.ends
+            .iter()
+            .enumerate()
+            .map(|(i, &(name_end, value_end))| {
+                let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+                (&self.text[start..name_end], &self.text[name_end..value_end])
+            })
     }
 
     /// How many there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
+    }
+}
+
+impl fmt::Debug for PathParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -156,5 +179,49 @@ impl InboundRequest {
             action,
             request: RequestLine::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_params_keep_template_order_and_find_by_name() {
+        let mut params = PathParams::new();
+        assert!(params.is_empty());
+        assert_eq!(params.get("id"), None);
+        params.push("id", "a/b");
+        params.push("", "");
+        params.push("owner", "ünïcode");
+        assert_eq!(params.len(), 3);
+        assert_eq!(
+            params.iter().collect::<Vec<_>>(),
+            [("id", "a/b"), ("", ""), ("owner", "ünïcode")]
+        );
+        assert_eq!(params.get("id"), Some("a/b"));
+        assert_eq!(params.get("owner"), Some("ünïcode"));
+        assert_eq!(params.get(""), Some(""));
+        assert_eq!(params.get("i"), None);
+        assert_eq!(
+            format!("{params:?}"),
+            r#"{"id": "a/b", "": "", "owner": "ünïcode"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&params).unwrap(),
+            r#"{"id":"a/b","":"","owner":"ünïcode"}"#
+        );
+    }
+
+    #[test]
+    fn path_params_are_equal_when_their_pairs_are() {
+        let mut a = PathParams::new();
+        a.push("ab", "c");
+        let mut b = PathParams::new();
+        b.push("a", "bc");
+        assert_ne!(a, b, "the split between name and value matters");
+        let mut c = PathParams::new();
+        c.push("ab", "c");
+        assert_eq!(a, c);
     }
 }

@@ -137,7 +137,10 @@ impl Server {
             action: &input.action,
         };
         let started = Instant::now();
-        let outcome = limiter.check(&check).await;
+        let outcome = match limiter.check_inline(&check) {
+            Some(outcome) => outcome,
+            None => limiter.check(&check).await,
+        };
         let mut event = RateLimitEvent {
             timestamp,
             request_id,
@@ -239,13 +242,19 @@ impl Server {
     ) -> Result<Enforced, Denied> {
         let settings = &self.inner.settings;
         let policy_started = Instant::now();
-        // Engines that decide inline (regorus does) answer on the first poll; only one that
-        // has to wait gets a timer, so the common case does not build and drop one.
-        let outcome = {
-            let mut evaluation = std::pin::pin!(self.inner.policy.evaluate(&input));
-            match std::future::poll_fn(|cx| Poll::Ready(evaluation.as_mut().poll(cx))).await {
-                Poll::Ready(decided) => Ok(decided),
-                Poll::Pending => tokio::time::timeout(settings.policy_timeout, evaluation).await,
+        // Engines that decide inline (regorus does) answer without a future; of the others,
+        // only one that has to wait gets a timer, so the common case builds and drops none.
+        let policy = &self.inner.policy;
+        let outcome = match policy.evaluate_inline(&input) {
+            Some(decided) => Ok(decided),
+            None => {
+                let mut evaluation = std::pin::pin!(policy.evaluate(&input));
+                match std::future::poll_fn(|cx| Poll::Ready(evaluation.as_mut().poll(cx))).await {
+                    Poll::Ready(decided) => Ok(decided),
+                    Poll::Pending => {
+                        tokio::time::timeout(settings.policy_timeout, evaluation).await
+                    }
+                }
             }
         };
         let policy_latency = policy_started.elapsed();

@@ -63,7 +63,8 @@ impl JsonLinesTelemetry {
     fn line(&self, record: &impl Serialize) -> Result<(), ProviderError> {
         self.out.line(|out| {
             serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")
+            out.push(b'\n');
+            Ok(())
         })
     }
 }

@@ -74,18 +74,19 @@ impl LogLinesTelemetry {
         fields: impl FnOnce(&mut Fields<'_>) -> io::Result<()>,
     ) -> Result<(), ProviderError> {
         self.out.line(|out| {
-            out.write_all(&rfc3339_micros(time))?;
-            out.write_all(b" audit ")?;
-            out.write_all(kind.as_bytes())?;
+            out.extend_from_slice(&rfc3339_micros(time));
+            out.extend_from_slice(b" audit ");
+            out.extend_from_slice(kind.as_bytes());
             fields(&mut Fields { out })?;
-            out.write_all(b"\n")
+            out.push(b'\n');
+            Ok(())
         })
     }
 }
 
 /// The fields of one line.
 struct Fields<'a> {
-    out: &'a mut dyn Write,
+    out: &'a mut Vec<u8>,
 }
 
 impl Fields<'_> {
@@ -98,13 +99,14 @@ impl Fields<'_> {
         }
     }
 
-    /// ` key=value` with `value` written as it is. Plain writes: a decision line is on the
+    /// ` key=value` with `value` written as it is. Plain appends: a decision line is on the
     /// audit writer's hot path, and formatting machinery costs several times as much.
     fn raw(&mut self, key: &str, value: &[u8]) -> io::Result<()> {
-        self.out.write_all(b" ")?;
-        self.out.write_all(key.as_bytes())?;
-        self.out.write_all(b"=")?;
-        self.out.write_all(value)
+        self.out.push(b' ');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'=');
+        self.out.extend_from_slice(value);
+        Ok(())
     }
 
     fn bool(&mut self, key: &str, value: bool) -> io::Result<()> {
@@ -112,6 +114,22 @@ impl Fields<'_> {
     }
 
     fn count(&mut self, key: &str, value: u128) -> io::Result<()> {
+        // Almost every count fits in 64 bits, whose division is several times cheaper.
+        if let Ok(value) = u64::try_from(value) {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut rest = value;
+            loop {
+                at -= 1;
+                // `rest % 10` is below 10.
+                digits[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            return self.raw(key, &digits[at..]);
+        }
         let mut digits = [0u8; 39];
         let mut at = digits.len();
         let mut rest = value;
@@ -185,11 +203,20 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// Whether `value` can be written bare: non-empty, printable ASCII, and nothing that would
 /// end the value or start a quoted one.
 fn is_token(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\')
+    !value.is_empty() && value.bytes().all(|b| TOKEN_BYTE[usize::from(b)])
 }
+
+/// The bytes a bare value may hold: printable ASCII except `"`, `=` and `\`. A table, as
+/// every field of every line is checked byte by byte.
+static TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'"' | b'=' | b'\\');
+        b += 1;
+    }
+    table
+};
 
 impl Telemetry for LogLinesTelemetry {
     fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {

@@ -17,8 +17,19 @@ const FILE_BUFFER: usize = 64 * 1024;
 
 /// A buffered line output shared by the sink's callers.
 pub(super) struct Out {
-    out: Mutex<BufWriter<Box<dyn Write + Send>>>,
+    out: Mutex<Lines>,
 }
+
+/// The output and the record being written: a record is composed in `line`, then handed to
+/// the writer in one call, so composing costs plain appends to memory (not a dynamically
+/// dispatched write per field) and a record that fails half-way never reaches the output.
+struct Lines {
+    line: Vec<u8>,
+    writer: BufWriter<Box<dyn Write + Send>>,
+}
+
+/// What a record usually takes; the buffer grows for a longer one and keeps its size.
+const LINE_CAPACITY: usize = 512;
 
 impl Out {
     pub(super) fn new(out: impl Write + Send + 'static) -> Self {
@@ -27,7 +38,10 @@ impl Out {
 
     fn with_capacity(capacity: usize, out: impl Write + Send + 'static) -> Self {
         Self {
-            out: Mutex::new(BufWriter::with_capacity(capacity, Box::new(out))),
+            out: Mutex::new(Lines {
+                line: Vec::with_capacity(LINE_CAPACITY),
+                writer: BufWriter::with_capacity(capacity, Box::new(out)),
+            }),
         }
     }
 
@@ -48,16 +62,21 @@ impl Out {
     /// Writes one record with `write`, which must end it with a newline.
     pub(super) fn line(
         &self,
-        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> Result<(), ProviderError> {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        write(&mut *out).map_err(|e| ProviderError::backend("writing an audit record", e))
+        let Lines { line, writer } = &mut *out;
+        line.clear();
+        write(line)
+            .and_then(|()| writer.write_all(line))
+            .map_err(|e| ProviderError::backend("writing an audit record", e))
     }
 
     pub(super) fn flush(&self) -> Result<(), ProviderError> {
         self.out
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .writer
             .flush()
             .map_err(|e| ProviderError::backend("flushing the audit log", e))
     }

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Path, State};
-use axum::routing::{delete, get};
-use ligand_runtime::__private::Routes;
+use ligand_runtime::__private::{Routes, delete, get};
 use ligand_runtime::testkit::{FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
 use ligand_runtime::{Config, ConfigBuilder, Ctx, HttpBinding, Server, Service, SpiffeId};
 

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Path;
-use axum::routing::get;
 use common::{agent, entry};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use ligand_identity_spiffe::SpiffeIdentity;
-use ligand_runtime::__private::Routes;
+use ligand_runtime::__private::{Routes, get};
 use ligand_runtime::testkit::{AllowList, identity_state};
 use ligand_runtime::tls::{IdentityState, PeerVerifier};
 use ligand_runtime::{Config, Ctx, HttpBinding, Server, Service, SpiffeId};

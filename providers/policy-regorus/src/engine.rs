@@ -119,6 +119,15 @@ impl RegorusPolicy {
         self.inner.policy()?.decide(request)
     }
 
+    /// One decision, its errors as the framework's.
+    fn decide(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
+        self.inner
+            .policy()
+            .map_err(|e| ProviderError::backend("policy unavailable", e))?
+            .decide(request)
+            .map_err(|e| ProviderError::backend("policy evaluation failed", e))
+    }
+
     /// Evaluates `request` without the decision cache, on a fresh copy of the engine: the
     /// reference the cache is checked against.
     #[doc(hidden)]
@@ -157,11 +166,15 @@ impl PolicyEngine for RegorusPolicy {
     /// most evaluations (a thread wake-up per request, and a pool that grows under load). A
     /// reload during the evaluation does not affect it.
     async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
-        self.inner
-            .policy()
-            .map_err(|e| ProviderError::backend("policy unavailable", e))?
-            .decide(request)
-            .map_err(|e| ProviderError::backend("policy evaluation failed", e))
+        self.decide(request)
+    }
+
+    /// Always decides inline: evaluation is in-process and bounded by the engine's own limits.
+    fn evaluate_inline(
+        &self,
+        request: &EvalRequest,
+    ) -> Option<Result<EvalResponse, ProviderError>> {
+        Some(self.decide(request))
     }
 
     /// Verifies, compiles and swaps in the OPA bundle `bundle`. On any error the previous

@@ -7,10 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use axum::extract::Path;
-use axum::routing::get;
 use common::{Keys, bundle};
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy, SigningConfig};
-use ligand_runtime::__private::Routes;
+use ligand_runtime::__private::{Routes, get};
 use ligand_runtime::testkit::{FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
 use ligand_runtime::{Config, HttpBinding, PolicyEngine, Service, SpiffeId};
 

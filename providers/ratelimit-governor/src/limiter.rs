@@ -154,6 +154,14 @@ impl RateLimiter for GovernorLimiter {
         self.inner.check(request)
     }
 
+    /// Always answers inline: the limiter's state is in memory.
+    fn check_inline(
+        &self,
+        request: &RateLimitRequest<'_>,
+    ) -> Option<Result<RateLimitResponse, ProviderError>> {
+        Some(self.inner.check(request))
+    }
+
     async fn start(&self, _: &ProviderContext) -> Result<(), ProviderError> {
         self.start_eviction();
         Ok(())

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Path, State};
-use axum::routing::get;
 use common::RedisServer;
 use ligand_ratelimit_redis::{RedisConfig, RedisLimiter};
-use ligand_runtime::__private::Routes;
+use ligand_runtime::__private::{Routes, get};
 use ligand_runtime::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
 use ligand_runtime::{Config, HttpBinding, InitError, Service, SpiffeId};
 

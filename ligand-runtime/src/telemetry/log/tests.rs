@@ -25,6 +25,14 @@ fn plain_tokens_are_bare_and_anything_else_is_quoted_and_escaped() {
 }
 
 #[test]
+fn the_token_table_is_printable_ascii_but_quote_equals_and_backslash() {
+    for b in 0..=u8::MAX {
+        let expected = b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\');
+        assert_eq!(TOKEN_BYTE[usize::from(b)], expected, "byte {b:#04x}");
+    }
+}
+
+#[test]
 fn absent_optional_fields_are_left_out() {
     assert_eq!(line(|f| f.opt("error", None)), "");
     assert_eq!(line(|f| f.opt("error", Some("boom"))), " error=boom");
@@ -96,6 +104,14 @@ fn timestamps_match_humantime_across_the_calendar() {
 fn counts_are_decimal() {
     assert_eq!(line(|f| f.count("n", 0)), " n=0");
     assert_eq!(line(|f| f.count("n", 1234567890)), " n=1234567890");
+    assert_eq!(
+        line(|f| f.count("n", u128::from(u64::MAX))),
+        format!(" n={}", u64::MAX)
+    );
+    assert_eq!(
+        line(|f| f.count("n", u128::from(u64::MAX) + 1)),
+        format!(" n={}", u128::from(u64::MAX) + 1)
+    );
     assert_eq!(
         line(|f| f.count("n", u128::MAX)),
         format!(" n={}", u128::MAX)
