@@ -86,6 +86,7 @@ pub use self::identity::{
     FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context,
     X509ContextUpdate, X509Svid,
 };
+pub use self::outbound::dial;
 pub use self::outbound::{
     CallBuilder, CallError, Caller, Client, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE,
     MAX_RESPONSE_BODY, TXN_TOKEN_HEADER,

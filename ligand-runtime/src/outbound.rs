@@ -3,6 +3,7 @@
 //! chain → per-call timeout).
 
 mod client;
+pub mod dial;
 mod transport;
 
 use std::fmt;
@@ -14,9 +15,8 @@ use http::{HeaderValue, Method};
 use crate::chain::VerifiedChain;
 
 pub use self::client::{CallBuilder, CallError, Client};
-pub use self::transport::{
-    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER,
-};
+pub use self::dial::DEFAULT_MAX_CONNECTION_AGE;
+pub use self::transport::{DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER};
 pub(crate) use self::transport::{Settings as TransportSettings, Transport};
 
 /// A handle for calls to one service, bound to the context it came from: inside a handler it

@@ -9,7 +9,8 @@ use crate::tls::{IdentityState, PeerVerifier, TlsError};
 
 /// Handed to each provider's `start` during [`init`](crate::init), after the workload identity
 /// is established and before the service serves: the Rust form of the Go original's factory
-/// arguments. Providers that reach a backend over mTLS build their TLS from it.
+/// arguments. Providers that reach a backend dial it with a [`Dialer`](crate::dial::Dialer)
+/// built from its [`identity`](Self::identity).
 #[derive(Debug, Clone)]
 pub struct ProviderContext {
     identity: Arc<IdentityState>,

@@ -5,49 +5,33 @@
 //! Every connection is made with the SVID current at dial time, so a rotation reaches new
 //! connections at once; a pooled connection is retired once it is older than the maximum age
 //! or its peer's certificate expires, so none outlives the identity it was verified with.
-//! Built on hyper-util's pooled client: the connector below is the only place that opens a
-//! socket, and it only ever returns a verified TLS 1.3 stream.
+//! Each target's pool is a [`Dialer`](super::dial::Dialer): its connector is the only place
+//! that opens a socket, and it only ever returns a verified TLS 1.3 stream.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client as Pool;
-use hyper_util::client::legacy::connect::{Connected, Connection, capture_connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::ServerName;
 use spiffe::SpiffeId;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::client::{CallError, classify};
+use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{OutboundCallEvent, OutboundOutcome, Telemetry};
-use crate::tls::{IdentityState, PeerVerifier, SvidError};
+use crate::tls::IdentityState;
 
 /// How long an outbound call may take, connection and response body included.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a pooled outbound connection is reused before it is closed and redialed.
-pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
-
 /// The largest response body an outbound call reads.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
-
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The transport's settings.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +67,7 @@ impl fmt::Debug for Transport {
 pub(crate) struct Target {
     id: SpiffeId,
     name: Arc<str>,
-    pool: Pool<Connector, Full<Bytes>>,
+    dialer: Dialer,
     endpoints: Endpoints,
     next: AtomicUsize,
 }
@@ -142,13 +126,16 @@ impl Transport {
             address: String::new(),
             reason: format!("not a SPIFFE ID: {e}"),
         })?;
-        let tls = self
-            .identity
-            .client_config(PeerVerifier::Exact(id.clone()))
-            .map_err(|e| CallError::Transport {
-                service: service.to_owned(),
-                source: Box::new(e),
-            })?;
+        let dialer = Dialer::builder(
+            ServerAuth::spiffe(&self.identity, id.clone()),
+            ClientAuth::svid(&self.identity),
+        )
+        .max_connection_age(self.settings.max_connection_age)
+        .build()
+        .map_err(|e| CallError::Transport {
+            service: service.to_owned(),
+            source: Box::new(e),
+        })?;
         let endpoints = match &self.registry {
             None => Endpoints::None,
             Some(registry) => match registry.watch(service).await {
@@ -156,18 +143,10 @@ impl Transport {
                 Err(_) => Endpoints::Resolved,
             },
         };
-        let connector = Connector {
-            tls: TlsConnector::from(tls),
-        };
-        let pool = Pool::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
         let target = Arc::new(Target {
             id: id.clone(),
             name: service.into(),
-            pool,
+            dialer,
             endpoints,
             next: AtomicUsize::new(0),
         });
@@ -266,16 +245,14 @@ impl Transport {
         if let Some(txn) = call.txn {
             headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn);
         }
-        let mut request = request
+        let request = request
             .body(Full::new(call.body.unwrap_or_default()))
             .map_err(|e| CallError::Encode(e.to_string()))?;
-        let connection = capture_connection(&mut request);
         let response = target
-            .pool
-            .request(request)
+            .dialer
+            .send(request)
             .await
             .map_err(|e| transport_error(target, &endpoint, e))?;
-        self.retire_if_due(&connection, response.extensions());
         let status = response.status();
         let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
@@ -290,23 +267,6 @@ impl Transport {
             Ok((status, body))
         } else {
             Err(classify(&target.name, status, retry_after.as_ref(), body))
-        }
-    }
-
-    /// Closes the connection a response came on, once it is older than the maximum age or its
-    /// peer's certificate has expired: the pool then dials afresh for the next call.
-    fn retire_if_due(
-        &self,
-        connection: &hyper_util::client::legacy::connect::CaptureConnection,
-        extensions: &http::Extensions,
-    ) {
-        let Some(info) = extensions.get::<ConnectionInfo>() else {
-            return;
-        };
-        let due = info.established.elapsed() >= self.settings.max_connection_age
-            || SystemTime::now() >= info.peer_not_after;
-        if due && let Some(connected) = connection.connection_metadata().as_ref() {
-            connected.poison();
         }
     }
 
@@ -422,184 +382,16 @@ fn outcome_of(error: &CallError) -> (OutboundOutcome, Option<StatusCode>) {
 }
 
 /// A connection failure, with a handshake that found another identity told apart.
-fn transport_error(
-    target: &Target,
-    address: &str,
-    error: hyper_util::client::legacy::Error,
-) -> CallError {
-    if let Some(reason) = identity_failure(&error) {
-        return CallError::PeerIdentity {
+fn transport_error(target: &Target, address: &str, error: DialError) -> CallError {
+    match error {
+        DialError::ServerCertificate { reason, .. } => CallError::PeerIdentity {
             expected: target.name.to_string(),
             address: address.to_owned(),
             reason,
-        };
-    }
-    CallError::Transport {
-        service: target.name.to_string(),
-        source: Box::new(error),
-    }
-}
-
-/// Walks an error's causes for the certificate verdict of the handshake. `io::Error` hides its
-/// payload from `source()`, so it is opened with `get_ref`.
-fn identity_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
-            return Some(match cert {
-                rustls::CertificateError::Other(other) => other.0.to_string(),
-                cert => format!("{cert:?}"),
-            });
-        }
-        if let Some(svid) = e.downcast_ref::<SvidError>() {
-            return Some(svid.to_string());
-        }
-        next = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
-
-/// Dials endpoints: TCP, then the TLS 1.3 handshake that verifies the target's SPIFFE ID.
-#[derive(Clone)]
-struct Connector {
-    tls: TlsConnector,
-}
-
-impl tower::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no host"))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no port")
-            })?;
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            // SPIFFE peers are verified by SPIFFE ID, not by name; the name only fills SNI.
-            let name = ServerName::try_from(host)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let stream = tls.connect(name, tcp).await?;
-            let (_, session) = stream.get_ref();
-            let h2 = session.alpn_protocol() == Some(b"h2");
-            let peer_not_after = session
-                .peer_certificates()
-                .and_then(|chain| crate::tls::earliest_not_after(chain))
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            Ok(Conn {
-                io: TokioIo::new(stream),
-                h2,
-                info: ConnectionInfo {
-                    established: Instant::now(),
-                    peer_not_after,
-                },
-            })
-        })
-    }
-}
-
-/// When a pooled connection was made and until when its peer's certificate is valid; set on
-/// every response that came over it.
-#[derive(Debug, Clone, Copy)]
-struct ConnectionInfo {
-    established: Instant,
-    peer_not_after: SystemTime,
-}
-
-/// A verified outbound TLS connection.
-struct Conn {
-    io: TokioIo<TlsStream<TcpStream>>,
-    h2: bool,
-    info: ConnectionInfo,
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        let connected = Connected::new().extra(self.info);
-        if self.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
-    }
-}
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identity_failures_are_found_through_io_errors() {
-        let svid = SvidError::UnexpectedId {
-            expected: "spiffe://a/x".into(),
-            actual: "spiffe://a/y".into(),
-        };
-        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-            rustls::OtherError(Arc::new(svid)),
-        ));
-        let io = io::Error::other(rustls);
-        let reason = identity_failure(&io);
-        assert!(
-            reason
-                .as_deref()
-                .is_some_and(|r| r.contains("spiffe://a/y")),
-            "{reason:?}"
-        );
-        assert_eq!(identity_failure(&io::Error::other("refused")), None);
+        },
+        error => CallError::Transport {
+            service: target.name.to_string(),
+            source: Box::new(error),
+        },
     }
 }

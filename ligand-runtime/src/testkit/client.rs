@@ -1,26 +1,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, ServerName};
 use spiffe::SpiffeId;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
+use crate::dial::{ClientAuth, Dialer, ServerAuth};
 use crate::error::{BoxError, InitError};
 use crate::identity::X509Context;
-use crate::tls::{IdentityState, PeerVerifier};
+use crate::tls::{IdentityState, PeerVerifier, SpiffeServerVerifier};
 
 /// An mTLS HTTP/1.1 client holding its own SVID: another workload, for tests and examples.
+/// It dials through the framework's [`Dialer`], as a service's outbound calls do.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     identity: Arc<IdentityState>,
-    config: Arc<ClientConfig>,
+    dialer: Dialer,
 }
 
 /// One response.
@@ -51,15 +50,20 @@ impl PeerClient {
     /// `expect` (or any SVID of a trusted domain when `None`).
     pub fn new(context: &X509Context, expect: Option<&SpiffeId>) -> Result<Self, InitError> {
         let identity = Arc::new(IdentityState::new(context, None)?);
-        let verifier = expect.map_or(PeerVerifier::AnyTrusted, |id| {
-            PeerVerifier::Exact(id.clone())
-        });
-        let mut config = (*identity.client_config(verifier).map_err(InitError::Tls)?).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self {
-            identity,
-            config: Arc::new(config),
-        })
+        let server = match expect {
+            Some(id) => ServerAuth::spiffe(&identity, id.clone()),
+            // A test that does not name the server accepts any SVID of a trusted domain, as
+            // an inbound peer is accepted: the dialer itself offers no such mode.
+            None => ServerAuth::testkit(Arc::new(SpiffeServerVerifier::new(
+                identity.clone(),
+                PeerVerifier::AnyTrusted,
+            ))),
+        };
+        let dialer = Dialer::builder(server, ClientAuth::svid(&identity))
+            .http1_only()
+            .build()
+            .map_err(|e| InitError::Config(e.to_string()))?;
+        Ok(Self { identity, dialer })
     }
 
     /// The client's own SPIFFE ID.
@@ -94,19 +98,14 @@ impl PeerClient {
 
     /// Opens one keep-alive connection to `addr`.
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerConnection, BoxError> {
-        let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from("ligand.invalid")?.to_owned();
-        let tls = TlsConnector::from(self.config.clone())
-            .connect(name, tcp)
-            .await?;
+        let uri = Uri::try_from(format!("https://{addr}"))?;
+        let tls = self.dialer.connect(&uri).await?;
         let server_certificate = tls
-            .get_ref()
-            .1
             .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.clone().into_owned())
+            .first()
+            .cloned()
             .ok_or("server presented no certificate")?;
-        let (sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
+        let (sender, connection) = http1::handshake(tls).await?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -376,6 +376,12 @@ impl MtlsAcceptor {
         // a chain it accepted, and an error here still refuses the connection.
         let spiffe_id = peer_spiffe_id(&chain[0]).map_err(|e| denied(&e))?;
         let not_after = earliest_not_after(chain).ok_or_else(|| denied(&"unreadable validity"))?;
+        // X.509 validity includes the whole second of `notAfter`, so the verifier still accepts
+        // a chain within it; the connection would be closed at `not_after` anyway, and closing
+        // is graceful: refuse it now rather than serve the requests already sent.
+        if not_after <= SystemTime::now() {
+            return Err(denied(&"the peer's certificate has expired"));
+        }
         let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
         Ok((tls, VerifiedPeer::new(spiffe_id, chain, not_after)))
     }

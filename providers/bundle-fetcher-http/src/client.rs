@@ -1,20 +1,14 @@
-//! One bundle request over mTLS: connect, handshake (the server must be the expected SPIFFE
-//! ID), `GET` with `If-None-Match` and optionally `Prefer: wait=N`, read a bounded body.
+//! One bundle request over the framework's dialer (mTLS, the server must be the expected SPIFFE
+//! ID): `GET` with `If-None-Match` and optionally `Prefer: wait=N`, a bounded body.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use ligand_runtime::PolicyBundle;
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use ligand_runtime::dial::{DialError, Dialer};
 
 /// The content type with which a bundle server says it supports long polling.
 pub const OPA_LONG_POLL: &str = "application/vnd.openpolicyagent.bundles";
@@ -29,13 +23,13 @@ pub enum FetchError {
     NotStarted,
     /// The TCP connection failed.
     #[error("cannot connect to the bundle server")]
-    Connect(#[source] std::io::Error),
+    Connect(#[source] DialError),
     /// The mTLS handshake failed (including a server that is not the expected SPIFFE ID).
     #[error("mTLS handshake with the bundle server failed")]
-    Tls(#[source] std::io::Error),
+    Tls(#[source] DialError),
     /// The HTTP exchange failed.
     #[error("HTTP exchange with the bundle server failed")]
-    Http(#[source] hyper::Error),
+    Http(#[source] DialError),
     /// The response body could not be read, or was over the size limit.
     #[error("bundle body unreadable or over {limit} bytes")]
     Body {
@@ -71,13 +65,13 @@ pub(crate) enum Fetched {
 /// Where and how bundle requests go.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pub(crate) tls: Arc<ClientConfig>,
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    /// Dials the bundle server: HTTP/1.1, the bundle size as its body limit.
+    pub(crate) dialer: Dialer,
+    /// `https://host:port`.
+    pub(crate) origin: String,
     /// The request path, `/…/bundles/<name>`.
     pub(crate) path: String,
     pub(crate) timeout: Duration,
-    pub(crate) max_bytes: usize,
 }
 
 impl Client {
@@ -89,48 +83,18 @@ impl Client {
         wait: Option<Duration>,
     ) -> Result<Fetched, FetchError> {
         let budget = self.timeout + wait.unwrap_or_default();
-        tokio::time::timeout(budget, self.exchange(etag, wait))
-            .await
-            .map_err(|_| FetchError::Timeout(budget))?
+        self.exchange(etag, wait, budget).await
     }
 
     async fn exchange(
         &self,
         etag: Option<&str>,
         wait: Option<Duration>,
-    ) -> Result<Fetched, FetchError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(FetchError::Connect)?;
-        // The server is authenticated by its SPIFFE ID, not by name; the name is only SNI.
-        let name = ServerName::try_from(self.host.clone())
-            .or_else(|_| ServerName::try_from("ligand.invalid".to_owned()))
-            .map_err(|e| FetchError::Tls(std::io::Error::other(e)))?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(FetchError::Tls)?;
-        let (mut sender, connection) = http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(FetchError::Http)?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let result = self.send(&mut sender, etag, wait).await;
-        driver.abort();
-        result
-    }
-
-    async fn send(
-        &self,
-        sender: &mut http1::SendRequest<Empty<Bytes>>,
-        etag: Option<&str>,
-        wait: Option<Duration>,
+        budget: Duration,
     ) -> Result<Fetched, FetchError> {
         let mut request = Request::builder()
             .method(Method::GET)
-            .uri(&self.path)
-            .header(HOST, format!("{}:{}", self.host, self.port));
+            .uri(format!("{}{}", self.origin, self.path));
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -138,12 +102,13 @@ impl Client {
             request = request.header("prefer", format!("wait={}", wait.as_secs().max(1)));
         }
         let request = request
-            .body(Empty::<Bytes>::new())
+            .body(Full::<Bytes>::default())
             .map_err(FetchError::Request)?;
-        let response = sender
-            .send_request(request)
+        let response = self
+            .dialer
+            .request_within(request, budget)
             .await
-            .map_err(FetchError::Http)?;
+            .map_err(fetch_error)?;
         let long_poll = response
             .headers()
             .get(CONTENT_TYPE)
@@ -156,14 +121,7 @@ impl Client {
                     .get(ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let bytes = Limited::new(response.into_body(), self.max_bytes)
-                    .collect()
-                    .await
-                    .map_err(|source| FetchError::Body {
-                        limit: self.max_bytes,
-                        source,
-                    })?
-                    .to_bytes();
+                let bytes = response.into_body();
                 if bytes.is_empty() {
                     return Err(FetchError::EmptyBody);
                 }
@@ -176,6 +134,19 @@ impl Client {
             }
             status => Err(FetchError::Status(status)),
         }
+    }
+}
+
+/// The fetch error a dial error is: where the exchange failed.
+fn fetch_error(error: DialError) -> FetchError {
+    match error {
+        DialError::Timeout(after) => FetchError::Timeout(after),
+        DialError::Body { limit, source } => FetchError::Body { limit, source },
+        error @ (DialError::Handshake(_) | DialError::ServerCertificate { .. }) => {
+            FetchError::Tls(error)
+        }
+        error @ (DialError::Connect(_) | DialError::Uri { .. }) => FetchError::Connect(error),
+        error => FetchError::Http(error),
     }
 }
 

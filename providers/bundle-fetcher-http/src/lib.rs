@@ -1,7 +1,8 @@
 //! A [`BundleFetcher`] that fetches the service's own signed policy bundle from a Ligand bundle
 //! server (or any server speaking the OPA bundle protocol) over mTLS.
 //!
-//! - **Identity.** At [`start`](BundleFetcher::start) the fetcher builds its TLS from the
+//! - **Identity.** At [`start`](BundleFetcher::start) the fetcher builds a framework
+//!   [`Dialer`](ligand_runtime::dial::Dialer) (pooled, HTTP/1.1) that presents the
 //!   workload's live SVID (rotation included) and accepts only a server presenting the
 //!   configured SPIFFE ID. The bundle it asks for is set explicitly, or named after its own
 //!   SPIFFE ID when that is a service ID, `spiffe://<domain>/service/<name>`
@@ -48,7 +49,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ligand_runtime::tls::PeerVerifier;
+use ligand_runtime::dial::{ClientAuth, Dialer, ServerAuth};
 use ligand_runtime::{BundleFetcher, BundleUpdate, PolicyBundle, ProviderContext, ProviderError};
 use spiffe::SpiffeId;
 use tokio::sync::watch;
@@ -283,21 +284,29 @@ impl BundleFetcher for HttpBundleFetcher {
                 ))
             })?,
         };
-        let tls = context
-            .client_config(PeerVerifier::Exact(settings.server.clone()))
-            .map_err(|e| ProviderError::backend("building mTLS for the bundle server", e))?;
-        // The client speaks HTTP/1.1 only. The copy shares the certificate resolver and the
-        // server verifier with the original, so SVID rotation still applies.
-        let mut tls = (*tls).clone();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The workload's SVID as it is at each dial (rotation included); the server must be
+        // the configured SPIFFE ID. HTTP/1.1 only.
+        let identity = context.identity();
+        let dialer = Dialer::builder(
+            ServerAuth::spiffe(identity, settings.server.clone()),
+            ClientAuth::svid(identity),
+        )
+        .http1_only()
+        .request_timeout(settings.request_timeout)
+        .max_response_body(settings.max_bundle_bytes)
+        .build()
+        .map_err(|e| ProviderError::backend("building mTLS for the bundle server", e))?;
         let target = &self.inner.target;
+        let host = if target.host.contains(':') {
+            format!("[{}]", target.host)
+        } else {
+            target.host.clone()
+        };
         let client = Client {
-            tls: Arc::new(tls),
-            host: target.host.clone(),
-            port: target.port,
+            dialer,
+            origin: format!("https://{host}:{}", target.port),
             path: format!("{}/bundles/{name}", target.prefix),
             timeout: settings.request_timeout,
-            max_bytes: settings.max_bundle_bytes,
         };
         tracing::debug!(server = %settings.server, path = %client.path, "bundle fetcher started");
         self.inner

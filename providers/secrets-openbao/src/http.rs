@@ -1,15 +1,10 @@
-//! The HTTPS client: one pooled hyper client, OpenBao's headers, bounded bodies, and the
+//! The HTTPS client: the framework's pooled dialer, OpenBao's headers, bounded bodies, and the
 //! mapping of statuses and `{"errors":[…]}` bodies to [`OpenBaoError`].
-
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
+use ligand_runtime::dial::{DialError, Dialer};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
@@ -25,29 +20,16 @@ pub(crate) const TOKEN_HEADER: &str = "x-vault-token";
 /// A client for one OpenBao address.
 #[derive(Debug)]
 pub(crate) struct Http {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Bounds each exchange by the request timeout and the response size limit.
+    dialer: Dialer,
     base: String,
-    timeout: Duration,
-    max_body: usize,
 }
 
 impl Http {
-    pub(crate) fn new(
-        base: &str,
-        tls: rustls::ClientConfig,
-        timeout: Duration,
-        max_body: usize,
-    ) -> Self {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .build();
+    pub(crate) fn new(base: &str, dialer: Dialer) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            dialer,
             base: base.trim_end_matches('/').to_owned(),
-            timeout,
-            max_body,
         }
     }
 
@@ -76,30 +58,17 @@ impl Http {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| OpenBaoError::Config(format!("bad request for {path:?}: {e}")))?;
-        let transport =
-            |source: Box<dyn std::error::Error + Send + Sync>| OpenBaoError::Transport {
+        let response = self.dialer.request(request).await.map_err(|e| match e {
+            DialError::Timeout(_) => OpenBaoError::Timeout {
                 path: path.to_owned(),
-                source,
-            };
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| transport(e.into()))?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), self.max_body)
-                .collect()
-                .await
-                .map_err(transport)?
-                .to_bytes();
-            Ok::<_, OpenBaoError>((status, Zeroizing::new(body.to_vec())))
-        };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| OpenBaoError::Timeout {
+            },
+            e => OpenBaoError::Transport {
                 path: path.to_owned(),
-            })??;
+                source: Box::new(e),
+            },
+        })?;
+        let status = response.status();
+        let body = Zeroizing::new(response.into_body().to_vec());
         if status.is_success() {
             Ok(body)
         } else {

@@ -55,8 +55,9 @@
 //!
 //! # TLS
 //!
-//! HTTPS only, TLS 1.3, the server verified against the configured CA (OpenBao serves a
-//! CA-issued certificate, not an SVID), through hyper's pooled client and `hyper-rustls`.
+//! HTTPS only, TLS 1.3, the server verified by web PKI against the configured CA and the
+//! address's host (OpenBao serves a CA-issued certificate, not an SVID), through the
+//! framework's pooled [`Dialer`](ligand_runtime::dial::Dialer).
 //!
 //! # Errors
 //!

@@ -242,17 +242,8 @@ impl Secrets for OpenBaoSecrets {
     /// keeping the token alive. Any failure fails `init`.
     async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
         let shared = &self.shared;
-        let client = match shared.settings.auth {
-            Auth::Cert { .. } => Some(crate::tls::svid_resolver(context)),
-            _ => None,
-        };
-        let tls = crate::tls::client_config(&shared.settings.ca_pem, client)?;
-        let http = Http::new(
-            &shared.settings.address,
-            tls,
-            shared.settings.request_timeout,
-            shared.settings.max_response_bytes,
-        );
+        let dialer = crate::tls::dialer(&shared.settings, context)?;
+        let http = Http::new(&shared.settings.address, dialer);
         if shared.http.set(http).is_err() {
             return Err(OpenBaoError::Config("the provider was started twice".into()).into());
         }

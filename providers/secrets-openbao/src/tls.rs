@@ -1,15 +1,15 @@
-//! TLS to OpenBao: the server is verified against the configured CA (OpenBao serves a normal
-//! CA-issued certificate, not an SVID); for certificate auth the workload's current X.509-SVID
-//! is presented as the client certificate.
-
-use std::sync::Arc;
+//! TLS to OpenBao, through the framework's dialer: the server is verified by web PKI against
+//! the configured CA and the address's host (OpenBao serves a normal CA-issued certificate, not
+//! an SVID); for certificate auth the workload's current X.509-SVID is presented as the client
+//! certificate.
 
 use ligand_runtime::ProviderContext;
-use rustls::client::ResolvesClientCert;
-use rustls::{ClientConfig, RootCertStore};
+use ligand_runtime::dial::{ClientAuth, Dialer, ServerAuth};
+use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use crate::config::{Auth, Settings};
 use crate::error::OpenBaoError;
 
 /// The trust anchors in `ca_pem`; at least one is required.
@@ -29,23 +29,21 @@ pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, OpenBaoError> {
     Ok(roots)
 }
 
-/// The framework's resolver presenting the workload's current SVID (rotation included).
-pub(crate) fn svid_resolver(context: &ProviderContext) -> Arc<dyn ResolvesClientCert> {
-    context.client_cert_resolver()
-}
-
-/// TLS 1.3, the server verified against `ca_pem`, and `client` presented when given.
-pub(crate) fn client_config(
-    ca_pem: &[u8],
-    client: Option<Arc<dyn ResolvesClientCert>>,
-) -> Result<ClientConfig, OpenBaoError> {
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| OpenBaoError::Tls(Box::new(e)))?
-            .with_root_certificates(root_store(ca_pem)?);
-    Ok(match client {
-        Some(resolver) => builder.with_client_cert_resolver(resolver),
-        None => builder.with_no_client_auth(),
-    })
+/// The dialer to OpenBao: TLS 1.3, HTTP/1.1, the server verified against the configured CA
+/// and host; the workload's current SVID (rotation included) presented for certificate auth,
+/// no client certificate otherwise. Bounded by the request timeout and the response limit.
+pub(crate) fn dialer(
+    settings: &Settings,
+    context: &ProviderContext,
+) -> Result<Dialer, OpenBaoError> {
+    let client = match settings.auth {
+        Auth::Cert { .. } => ClientAuth::svid(context.identity()),
+        _ => ClientAuth::none(),
+    };
+    Dialer::builder(ServerAuth::web_pki(root_store(&settings.ca_pem)?), client)
+        .http1_only()
+        .request_timeout(settings.request_timeout)
+        .max_response_body(settings.max_response_bytes)
+        .build()
+        .map_err(|e| OpenBaoError::Tls(Box::new(e)))
 }
