@@ -24,7 +24,7 @@ use super::client::{CallError, classify};
 use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
-use crate::telemetry::{OutboundCallEvent, OutboundOutcome, Telemetry};
+use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::IdentityState;
 
 /// How long an outbound call may take, connection and response body included.
@@ -32,6 +32,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest response body an outbound call reads.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+/// The scheme of every outbound URI.
+const HTTPS: &str = "https://";
 
 /// The transport's settings.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +48,7 @@ pub(crate) struct Transport {
     identity: Arc<IdentityState>,
     source: Arc<str>,
     registry: Option<Arc<dyn ServiceRegistry>>,
-    telemetry: Arc<dyn Telemetry>,
+    audit: Arc<AuditQueue>,
     signer: ChainSigner,
     settings: Settings,
     targets: RwLock<HashMap<&'static str, Arc<Target>>>,
@@ -93,7 +96,7 @@ impl Transport {
     pub(crate) fn new(
         identity: Arc<IdentityState>,
         registry: Option<Arc<dyn ServiceRegistry>>,
-        telemetry: Arc<dyn Telemetry>,
+        audit: Arc<AuditQueue>,
         signer: ChainSigner,
         settings: Settings,
     ) -> Self {
@@ -101,7 +104,7 @@ impl Transport {
             source: identity.spiffe_id().to_string().into(),
             identity,
             registry,
-            telemetry,
+            audit,
             signer,
             settings,
             targets: RwLock::new(HashMap::new()),
@@ -199,9 +202,8 @@ impl Transport {
             status: status.map(|s| s.as_u16()),
             latency: started.elapsed(),
         };
-        if let Err(e) = self.telemetry.record_outbound_call(&event) {
-            tracing::debug!(error = %e, "outbound call record not taken");
-        }
+        // Moved into the audit queue, not copied: this is the calling task's path.
+        self.audit.try_record(Record::Outbound(event));
         result.map(|(_, body)| body)
     }
 
@@ -223,10 +225,13 @@ impl Transport {
                 SystemTime::now(),
             )
             .map_err(CallError::Chain)?;
-        let endpoint = self.pick(target).await?;
-        address.push_str(&endpoint);
-        let uri = Uri::try_from(format!("https://{endpoint}{}", call.path_and_query))
-            .map_err(|e| CallError::Encode(e.to_string()))?;
+        self.pick(target, address).await?;
+        let mut uri =
+            String::with_capacity(HTTPS.len() + address.len() + call.path_and_query.len());
+        uri.push_str(HTTPS);
+        uri.push_str(address);
+        uri.push_str(&call.path_and_query);
+        let uri = Uri::try_from(uri).map_err(|e| CallError::Encode(e.to_string()))?;
         let mut request = Request::builder().method(call.method).uri(uri);
         let headers = request
             .headers_mut()
@@ -252,7 +257,7 @@ impl Transport {
             .dialer
             .send(request)
             .await
-            .map_err(|e| transport_error(target, &endpoint, e))?;
+            .map_err(|e| transport_error(target, address, e))?;
         let status = response.status();
         let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
@@ -273,7 +278,7 @@ impl Transport {
     /// The next endpoint of `target`, round robin over the endpoints whose registry record
     /// names the expected SPIFFE ID (the registry is a directory, not an identity authority:
     /// a record for another ID is skipped, and the handshake checks the ID again).
-    async fn pick(&self, target: &Target) -> Result<String, CallError> {
+    async fn pick(&self, target: &Target, address: &mut String) -> Result<(), CallError> {
         let no_endpoints = || CallError::NoEndpoints {
             service: target.name.to_string(),
         };
@@ -310,7 +315,7 @@ impl Transport {
             .iter()
             .filter(|e| e.spiffe_id == *target.name)
             .nth(n)
-            .map(|e| e.address.clone())
+            .map(|e| address.push_str(&e.address))
             .ok_or_else(no_endpoints)
     }
 
@@ -323,11 +328,11 @@ impl Transport {
     /// Refuses new calls, then waits for the calls in flight to end, until `deadline`.
     /// Returns the number of calls still running at the deadline.
     pub(crate) async fn shutdown(&self, deadline: Duration) -> usize {
-        self.closing.store(true, Ordering::Release);
+        self.closing.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let idle = self.idle.notified();
-                if self.in_flight.load(Ordering::Acquire) == 0 {
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 idle.await;
@@ -347,7 +352,12 @@ struct InFlight<'a>(&'a Transport);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Only a shutdown waits: outside one, the last call out wakes nobody (and takes no
+        // lock). Sequentially consistent with `shutdown`'s store and load, so either this
+        // sees `closing` or the shutdown sees no call in flight.
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.closing.load(Ordering::SeqCst)
+        {
             self.0.idle.notify_waiters();
         }
     }

@@ -178,7 +178,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let transport = Arc::new(Transport::new(
         tls.clone(),
         config.registry.clone(),
-        telemetry.clone(),
+        audit.clone(),
         ChainSigner::new(),
         TransportSettings {
             timeout: config.call_timeout,
