@@ -114,8 +114,15 @@ where
 
     fn call(self, request: Request, state: S) -> Self::Future {
         Box::pin(async move {
-            match self.guard.admit(request).await {
-                Ok(request) => self.handler.call(request, state).await,
+            // Split once: admission works on the head in place, and the request is rebuilt
+            // only for the handler.
+            let (mut parts, body) = request.into_parts();
+            match self.guard.admit(&mut parts).await {
+                Ok(()) => {
+                    self.handler
+                        .call(Request::from_parts(parts, body), state)
+                        .await
+                }
                 Err(denied) => denied,
             }
         })
@@ -236,10 +243,10 @@ struct RouteGuard {
 }
 
 impl RouteGuard {
-    /// Verified peer → chain header → pipeline: the request with its [`Ctx`], or the denial.
-    async fn admit(&self, request: Request) -> Result<Request, Response> {
+    /// Verified peer → chain header → pipeline: the request head gains its [`Ctx`], or the
+    /// denial answers.
+    async fn admit(&self, parts: &mut Parts) -> Result<(), Response> {
         let request_id = RequestId::new();
-        let (mut parts, body) = request.into_parts();
         // Taken, not cloned: from here on the peer travels in the `Ctx`.
         let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
             return Err(denial_response(&Denied {
@@ -249,7 +256,7 @@ impl RouteGuard {
         };
         // Decoded as the handler's `Path` extractor decodes them; a parameter that is not
         // UTF-8 once decoded would reach neither, so the request is refused here.
-        let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
+        let params = match RawPathParams::from_request_parts(parts, &()).await {
             Ok(raw) => {
                 let mut params = PathParams::new();
                 for (name, value) in &raw {
@@ -298,7 +305,7 @@ impl RouteGuard {
                     txn,
                     server: self.server.clone(),
                 });
-                Ok(Request::from_parts(parts, body))
+                Ok(())
             }
             Err(denied) => Err(denial_response(&denied)),
         }

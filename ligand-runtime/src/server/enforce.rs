@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::chain::{Chain, Link};
 use crate::error::Denial;
+use crate::error::ProviderError;
 use crate::policy::{EvalRequest, EvalResponse};
-use crate::ratelimit::{RateLimitRequest, RateLimiter};
+use crate::ratelimit::{RateLimitRequest, RateLimitResponse};
 use crate::request::{Action, InboundRequest, RequestLine, Resource};
 use crate::request_id::RequestId;
 use crate::service::Unrouted;
@@ -81,6 +82,11 @@ impl Server {
         self.inner.audit.flush_blocking();
     }
 
+    /// The pipeline. Its stages are sync helpers called from this one function, and each
+    /// stage that can answer at once (an in-process limiter or engine, room in the audit
+    /// queue) does, so the common path constructs no nested future: every nested future is
+    /// built, moved and dropped on each request, and that copying was a visible share of the
+    /// path's cost.
     pub(crate) async fn pipeline(
         &self,
         request: InboundRequest,
@@ -109,70 +115,123 @@ impl Server {
         let rate_limit = match &inner.rate_limiter {
             None => None,
             Some(limiter) => {
-                let (event, denial) = self
-                    .rate_limit(limiter.as_ref(), &input, request_id, timestamp)
-                    .await;
+                let check = RateLimitRequest {
+                    chain: &input.chain,
+                    resource: &input.resource,
+                    action: &input.action,
+                };
+                let limiter_started = Instant::now();
+                let outcome = match limiter.check_inline(&check) {
+                    Some(outcome) => outcome,
+                    None => limiter.check(&check).await,
+                };
+                let (event, denial) = rate_limit_event(
+                    outcome,
+                    &input,
+                    request_id,
+                    timestamp,
+                    limiter_started.elapsed(),
+                );
                 if let Some(denial) = denial {
-                    inner.audit.record(Record::RateLimit(event)).await;
+                    self.audit(Record::RateLimit(event)).await;
                     return Err(Denied { denial, request_id });
                 }
                 Some(event)
             }
         };
-        self.decide(input, rate_limit, request_id, timestamp, started)
-            .await
+
+        let settings = &inner.settings;
+        let policy = &inner.policy;
+        let policy_started = Instant::now();
+        // Engines that decide inline (regorus does) answer without a future; of the others,
+        // only one that has to wait gets a timer, so the common case builds and drops none.
+        let outcome = match policy.evaluate_inline(&input) {
+            Some(decided) => Ok(decided),
+            None => {
+                let mut evaluation = std::pin::pin!(policy.evaluate(&input));
+                match std::future::poll_fn(|cx| Poll::Ready(evaluation.as_mut().poll(cx))).await {
+                    Poll::Ready(decided) => Ok(decided),
+                    Poll::Pending => tokio::time::timeout(settings.policy_timeout, evaluation)
+                        .await
+                        .map_err(|_| settings.policy_timeout),
+                }
+            }
+        };
+        let (decision, result) = self.decision(
+            outcome,
+            input,
+            request_id,
+            timestamp,
+            started,
+            policy_started.elapsed(),
+        );
+        // The limiter's record travels with the decision: one slot, one hand-off.
+        self.audit(Record::Decision {
+            rate_limit,
+            decision,
+        })
+        .await;
+        result
     }
 
-    /// The rate-limit stage: its record, and a denial unless the limiter explicitly allowed.
-    async fn rate_limit(
+    /// Queues `record`, waiting only when the `block` mode has no room.
+    async fn audit(&self, record: Record) {
+        if let Err(record) = self.inner.audit.record_now(record) {
+            self.inner.audit.record(record).await;
+        }
+    }
+
+    /// The decision record and the request's answer from the policy's `outcome` (an `Err` is
+    /// a timeout after that long): only an explicit allow without error admits.
+    fn decision(
         &self,
-        limiter: &dyn RateLimiter,
-        input: &Arc<EvalRequest>,
+        outcome: Result<Result<EvalResponse, ProviderError>, Duration>,
+        input: Arc<EvalRequest>,
         request_id: RequestId,
         timestamp: SystemTime,
-    ) -> (RateLimitEvent, Option<Denial>) {
-        let check = RateLimitRequest {
-            chain: &input.chain,
-            resource: &input.resource,
-            action: &input.action,
+        started: Instant,
+        policy_latency: Duration,
+    ) -> (DecisionEvent, Result<Enforced, Denied>) {
+        let warn_after = self.inner.settings.policy_latency_warn;
+        if policy_latency > warn_after {
+            tracing::warn!(%request_id, ?policy_latency, threshold = ?warn_after, "slow policy evaluation");
+        }
+        let (decision, error) = match outcome {
+            Ok(Ok(response)) => (response, None),
+            Ok(Err(error)) => (EvalResponse::default(), Some(error.to_string())),
+            Err(timeout) => (
+                EvalResponse::default(),
+                Some(format!("policy evaluation timed out after {timeout:?}")),
+            ),
         };
-        let started = Instant::now();
-        let outcome = match limiter.check_inline(&check) {
-            Some(outcome) => outcome,
-            None => limiter.check(&check).await,
+        let allowed = decision.allowed && error.is_none();
+        let denial = match &error {
+            _ if allowed => None,
+            Some(error) => {
+                tracing::warn!(%request_id, %error, "policy evaluation failed; denying");
+                Some(Denial::PolicyFailure)
+            }
+            None => Some(Denial::PolicyDenied),
         };
-        let mut event = RateLimitEvent {
+        let event = DecisionEvent {
             timestamp,
             request_id,
             input: input.clone(),
-            allowed: false,
+            allowed,
+            cached: decision.cached,
             latency: started.elapsed(),
-            current_rps: None,
-            limit_rps: None,
-            retry_after: None,
-            error: None,
+            policy_latency,
+            policy_version: decision.policy_version,
+            reason: decision.reason,
+            error,
         };
-        let denial = match outcome {
-            Ok(response) => {
-                event.allowed = response.allowed;
-                event.current_rps = response.current_rps;
-                event.limit_rps = response.limit_rps;
-                event.retry_after = response.retry_after;
-                (!response.allowed).then_some(Denial::RateLimited {
-                    retry_after: response.retry_after,
-                })
-            }
-            Err(error) => {
-                tracing::warn!(%request_id, %error, "rate limiter failed; denying");
-                event.error = Some(error.to_string());
-                Some(Denial::RateLimiterFailure)
-            }
+        let result = match denial {
+            None => Ok(Enforced { input, request_id }),
+            Some(denial) => Err(Denied { denial, request_id }),
         };
-        (event, denial)
+        (event, result)
     }
 
-    /// What the policy evaluates for `request`: its chain with the peer appended, and this
-    /// service's ID.
     fn evaluated(&self, request: InboundRequest) -> Arc<EvalRequest> {
         let InboundRequest {
             mut chain,
@@ -222,90 +281,50 @@ impl Server {
             reason: Some(Arc::from(unrouted.message())),
             error: None,
         };
-        self.inner
-            .audit
-            .record(Record::Decision {
-                rate_limit: None,
-                decision: event,
-            })
-            .await;
+        self.audit(Record::Decision {
+            rate_limit: None,
+            decision: event,
+        })
+        .await;
     }
+}
 
-    /// The policy stage, bounded by the policy timeout: only an explicit allow passes.
-    async fn decide(
-        &self,
-        input: Arc<EvalRequest>,
-        rate_limit: Option<RateLimitEvent>,
-        request_id: RequestId,
-        timestamp: SystemTime,
-        started: Instant,
-    ) -> Result<Enforced, Denied> {
-        let settings = &self.inner.settings;
-        let policy_started = Instant::now();
-        // Engines that decide inline (regorus does) answer without a future; of the others,
-        // only one that has to wait gets a timer, so the common case builds and drops none.
-        let policy = &self.inner.policy;
-        let outcome = match policy.evaluate_inline(&input) {
-            Some(decided) => Ok(decided),
-            None => {
-                let mut evaluation = std::pin::pin!(policy.evaluate(&input));
-                match std::future::poll_fn(|cx| Poll::Ready(evaluation.as_mut().poll(cx))).await {
-                    Poll::Ready(decided) => Ok(decided),
-                    Poll::Pending => {
-                        tokio::time::timeout(settings.policy_timeout, evaluation).await
-                    }
-                }
-            }
-        };
-        let policy_latency = policy_started.elapsed();
-        if policy_latency > settings.policy_latency_warn {
-            tracing::warn!(%request_id, ?policy_latency, threshold = ?settings.policy_latency_warn, "slow policy evaluation");
-        }
-        let (decision, error) = match outcome {
-            Ok(Ok(response)) => (response, None),
-            Ok(Err(error)) => (EvalResponse::default(), Some(error.to_string())),
-            Err(_) => (
-                EvalResponse::default(),
-                Some(format!(
-                    "policy evaluation timed out after {:?}",
-                    settings.policy_timeout
-                )),
-            ),
-        };
-        let allowed = decision.allowed && error.is_none();
-        let denial = match &error {
-            _ if allowed => None,
-            Some(error) => {
-                tracing::warn!(%request_id, %error, "policy evaluation failed; denying");
-                Some(Denial::PolicyFailure)
-            }
-            None => Some(Denial::PolicyDenied),
-        };
-        let event = DecisionEvent {
-            timestamp,
-            request_id,
-            input: input.clone(),
-            allowed,
-            cached: decision.cached,
-            latency: started.elapsed(),
-            policy_latency,
-            policy_version: decision.policy_version,
-            reason: decision.reason,
-            error,
-        };
-        // The limiter's record travels with the decision: one slot, one hand-off.
-        self.inner
-            .audit
-            .record(Record::Decision {
-                rate_limit,
-                decision: event,
+/// The limiter's record and, unless it explicitly allowed, the denial: an error denies too.
+fn rate_limit_event(
+    outcome: Result<RateLimitResponse, ProviderError>,
+    input: &Arc<EvalRequest>,
+    request_id: RequestId,
+    timestamp: SystemTime,
+    latency: Duration,
+) -> (RateLimitEvent, Option<Denial>) {
+    let mut event = RateLimitEvent {
+        timestamp,
+        request_id,
+        input: input.clone(),
+        allowed: false,
+        latency,
+        current_rps: None,
+        limit_rps: None,
+        retry_after: None,
+        error: None,
+    };
+    let denial = match outcome {
+        Ok(response) => {
+            event.allowed = response.allowed;
+            event.current_rps = response.current_rps;
+            event.limit_rps = response.limit_rps;
+            event.retry_after = response.retry_after;
+            (!response.allowed).then_some(Denial::RateLimited {
+                retry_after: response.retry_after,
             })
-            .await;
-        match denial {
-            None => Ok(Enforced { input, request_id }),
-            Some(denial) => Err(Denied { denial, request_id }),
         }
-    }
+        Err(error) => {
+            tracing::warn!(%request_id, %error, "rate limiter failed; denying");
+            event.error = Some(error.to_string());
+            Some(Denial::RateLimiterFailure)
+        }
+    };
+    (event, denial)
 }
 
 impl fmt::Display for Enforced {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 
 use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
@@ -157,6 +157,30 @@ impl AuditQueue {
     /// The monitor told about the first loss.
     pub(crate) fn attach(&self, monitor: &Arc<Monitor>) {
         let _ = self.losses.monitor.set(Arc::downgrade(monitor));
+    }
+
+    /// Queues a record from the request path without waiting: done (queued, or dropped and
+    /// counted when full) unless the `block` mode has to wait for room, which gives the record
+    /// back for [`record`](Self::record).
+    pub(crate) fn record_now(&self, record: Record) -> Result<(), Record> {
+        match self.overflow {
+            AuditOverflow::Block => match self.slots.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    self.send(Item { record, slot: true });
+                    Ok(())
+                }
+                Err(TryAcquireError::NoPermits) => Err(record),
+                Err(TryAcquireError::Closed) => {
+                    self.losses.count(&"the audit writer has stopped");
+                    Ok(())
+                }
+            },
+            AuditOverflow::Drop => {
+                self.try_record(record);
+                Ok(())
+            }
+        }
     }
 
     /// Queues a record from the request path: waits for room in the `block` mode, drops and
