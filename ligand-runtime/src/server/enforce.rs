@@ -176,7 +176,7 @@ impl Server {
 
     /// Queues `record`, waiting only when the `block` mode has no room.
     async fn audit(&self, record: Record) {
-        if let Err(record) = self.inner.audit.record_now(record) {
+        if let Some(record) = self.inner.audit.record_now(record) {
             self.inner.audit.record(record).await;
         }
     }

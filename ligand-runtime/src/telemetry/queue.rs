@@ -159,26 +159,26 @@ impl AuditQueue {
         let _ = self.losses.monitor.set(Arc::downgrade(monitor));
     }
 
-    /// Queues a record from the request path without waiting: done (queued, or dropped and
-    /// counted when full) unless the `block` mode has to wait for room, which gives the record
-    /// back for [`record`](Self::record).
-    pub(crate) fn record_now(&self, record: Record) -> Result<(), Record> {
+    /// Queues a record from the request path without waiting: `None` once done (queued, or
+    /// dropped and counted when full), or the record back when the `block` mode has to wait
+    /// for room, for [`record`](Self::record).
+    pub(crate) fn record_now(&self, record: Record) -> Option<Record> {
         match self.overflow {
             AuditOverflow::Block => match self.slots.try_acquire() {
                 Ok(permit) => {
                     permit.forget();
                     self.send(Item { record, slot: true });
-                    Ok(())
+                    None
                 }
-                Err(TryAcquireError::NoPermits) => Err(record),
+                Err(TryAcquireError::NoPermits) => Some(record),
                 Err(TryAcquireError::Closed) => {
                     self.losses.count(&"the audit writer has stopped");
-                    Ok(())
+                    None
                 }
             },
             AuditOverflow::Drop => {
                 self.try_record(record);
-                Ok(())
+                None
             }
         }
     }
