@@ -114,25 +114,22 @@ impl Fields<'_> {
     }
 
     fn count(&mut self, key: &str, value: u128) -> io::Result<()> {
-        // Almost every count fits in 64 bits, whose division is several times cheaper.
-        if let Ok(value) = u64::try_from(value) {
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut rest = value;
-            loop {
-                at -= 1;
-                // `rest % 10` is below 10.
-                digits[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-            return self.raw(key, &digits[at..]);
-        }
         let mut digits = [0u8; 39];
         let mut at = digits.len();
-        let mut rest = value;
+        // The digits above 64 bits, if any, in 128-bit arithmetic; the rest (all of almost
+        // every count) in 64-bit, whose division is several times cheaper.
+        let mut wide = value;
+        let mut rest = loop {
+            match u64::try_from(wide) {
+                Ok(narrow) => break narrow,
+                Err(_) => {
+                    at -= 1;
+                    // `wide % 10` is below 10.
+                    digits[at] = b'0' + (wide % 10) as u8;
+                    wide /= 10;
+                }
+            }
+        };
         loop {
             at -= 1;
             // `rest % 10` is below 10.
