@@ -8,6 +8,7 @@
 //! misplaced.
 
 pub(crate) mod attr;
+pub(crate) mod signature;
 pub(crate) mod template;
 
 use proc_macro2::{Span, TokenStream};

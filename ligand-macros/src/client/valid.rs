@@ -2,11 +2,12 @@
 //! goes on, so one compile shows every mistake.
 
 use quote::quote;
-use syn::{FnArg, GenericArgument, PathArguments, Receiver, ReturnType, TraitItem, Type, TypePath};
+use syn::{GenericArgument, PathArguments, ReturnType, TraitItem, Type, TypePath};
 
 use super::ast::{Binding, Call, ClientTrait};
 use crate::ctxt::Ctxt;
 use crate::route::attr::Method;
+use crate::route::signature::{self, Role};
 use crate::route::template;
 
 pub(crate) fn check(cx: &Ctxt, client: &ClientTrait<'_>) {
@@ -102,44 +103,16 @@ fn check_call(cx: &Ctxt, call: &Call<'_>) {
             format!("{method} client methods are declarations; #[ligand::client] writes the body"),
         );
     }
-    if sig.asyncness.is_none() {
-        cx.error_spanned_by(&head, format!("{method} client methods must be async fns"));
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        cx.error_spanned_by(
-            unsafety,
-            format!("{method} client methods cannot be unsafe fns"),
-        );
-    }
-    if let Some(constness) = &sig.constness {
-        cx.error_spanned_by(
-            constness,
-            format!("{method} client methods cannot be const fns"),
-        );
-    }
-    if !sig.generics.params.is_empty() {
-        cx.error_spanned_by(
-            &sig.generics,
-            format!("{method} client methods cannot have generic parameters"),
-        );
-    }
-    if let Some(where_clause) = &sig.generics.where_clause {
-        cx.error_spanned_by(
-            where_clause,
-            format!("{method} client methods cannot have where-clauses"),
-        );
-    }
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) if is_shared_ref(receiver) => {}
-        Some(FnArg::Receiver(receiver)) => cx.error_spanned_by(
-            receiver,
-            format!("{method} client methods take `&self`; a client is shared by concurrent calls"),
-        ),
-        Some(FnArg::Typed(_)) | None => cx.error_spanned_by(
-            &head,
-            format!("{method} client methods take `&self` as their first parameter"),
-        ),
-    }
+    signature::check(
+        cx,
+        sig,
+        &head,
+        method,
+        &Role {
+            plural: "client methods",
+            shared_by: "a client is shared by concurrent calls",
+        },
+    );
     check_args(cx, call, method);
     if !returns_call_result(&sig.output) {
         let message = format!(
@@ -232,16 +205,6 @@ fn listed(params: &[String]) -> String {
 }
 
 /// `&self` or `self: &Self`.
-fn is_shared_ref(receiver: &Receiver) -> bool {
-    match &*receiver.ty {
-        Type::Reference(reference) => {
-            reference.mutability.is_none()
-                && matches!(&*reference.elem, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
-        }
-        _ => false,
-    }
-}
-
 /// `Result<T, CallError>`, read syntactically: a path ending in `Result` with two type
 /// arguments, the second a path ending in `CallError`. Type aliases are not followed; the
 /// compiler checks the types themselves against the generated call.

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use quote::quote;
+use syn::TypeImplTrait;
 use syn::visit::{self, Visit};
-use syn::{FnArg, Receiver, Type, TypeImplTrait};
 
 use super::ast::{Route, Service};
 use crate::ctxt::Ctxt;
+use crate::route::signature::{self, Role};
 use crate::route::template;
 use crate::symbol::Symbol;
 
@@ -71,35 +72,16 @@ fn check_route(cx: &Ctxt, route: &Route<'_>) {
     {
         cx.error_spanned_by(template, format!("{method} {err}"));
     }
-    if sig.asyncness.is_none() {
-        cx.error_spanned_by(&head, format!("{method} handlers must be async fns"));
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        cx.error_spanned_by(unsafety, format!("{method} handlers cannot be unsafe fns"));
-    }
-    if !sig.generics.params.is_empty() {
-        cx.error_spanned_by(
-            &sig.generics,
-            format!("{method} handlers cannot have generic parameters"),
-        );
-    }
-    if let Some(where_clause) = &sig.generics.where_clause {
-        cx.error_spanned_by(
-            where_clause,
-            format!("{method} handlers cannot have where-clauses"),
-        );
-    }
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) if is_shared_ref(receiver) => {}
-        Some(FnArg::Receiver(receiver)) => cx.error_spanned_by(
-            receiver,
-            format!("{method} handlers take `&self`; the service is shared by concurrent requests"),
-        ),
-        Some(FnArg::Typed(_)) | None => cx.error_spanned_by(
-            &head,
-            format!("{method} handlers take `&self` as their first parameter"),
-        ),
-    }
+    signature::check(
+        cx,
+        sig,
+        &head,
+        method,
+        &Role {
+            plural: "handlers",
+            shared_by: "the service is shared by concurrent requests",
+        },
+    );
     if let Some(variadic) = &sig.variadic {
         cx.error_spanned_by(variadic, format!("{method} handlers cannot be variadic"));
     }
@@ -133,16 +115,6 @@ fn check_route(cx: &Ctxt, route: &Route<'_>) {
 }
 
 /// `&self` or `self: &Self`.
-fn is_shared_ref(receiver: &Receiver) -> bool {
-    match &*receiver.ty {
-        Type::Reference(reference) => {
-            reference.mutability.is_none()
-                && matches!(&*reference.elem, Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self"))
-        }
-        _ => false,
-    }
-}
-
 #[derive(Default)]
 struct ImplTraitFinder<'ast> {
     found: Vec<&'ast TypeImplTrait>,
