@@ -286,9 +286,10 @@ impl Server {
                 Ok(()) => serving.await,
                 Err(error) => {
                     // Fail closed: an instance its peers cannot find must not linger serving.
-                    binding.shutdown(std::time::Duration::ZERO).await;
-                    let _ = serving.await;
-                    inner.listening.send_replace(None);
+                    // `shutdown` waits for `serve` to return, so both are driven together.
+                    let _ = tokio::join!(binding.shutdown(std::time::Duration::ZERO), serving);
+                    // `listening` keeps the address until close: `local_addr` waiting for it
+                    // must not miss the moment it was set.
                     inner.monitor.set(
                         ProviderKind::Binding,
                         State::Unavailable,

@@ -69,20 +69,27 @@ impl Server {
         if !matches!(*slot, Slot::Pending) {
             return Ok(());
         }
-        let registration = Registration {
-            spiffe_id: inner.service_id.to_string(),
-            address: advertised(&registrar.published, bound)?,
-            metadata: registrar.published.metadata.clone(),
-        };
         let state = registrar.provider.state();
-        if let Err(error) = registrar.provider.register(&registration).await {
-            inner.monitor.set(
-                ProviderKind::ServiceRegistrar,
-                State::Unavailable,
-                Some(error.to_string()),
-            );
-            return Err(error);
-        }
+        let registered = async {
+            let registration = Registration {
+                spiffe_id: inner.service_id.to_string(),
+                address: advertised(&registrar.published, bound)?,
+                metadata: registrar.published.metadata.clone(),
+            };
+            registrar.provider.register(&registration).await?;
+            Ok::<_, ProviderError>(registration)
+        };
+        let registration = match registered.await {
+            Ok(registration) => registration,
+            Err(error) => {
+                inner.monitor.set(
+                    ProviderKind::ServiceRegistrar,
+                    State::Unavailable,
+                    Some(error.to_string()),
+                );
+                return Err(error);
+            }
+        };
         tracing::info!(spiffe_id = %registration.spiffe_id, address = %registration.address, "registered");
         *slot = Slot::Registered(registration);
         inner
