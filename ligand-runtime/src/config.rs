@@ -13,7 +13,7 @@ use crate::identity::WorkloadIdentity;
 use crate::outbound::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE};
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
-use crate::registry::ServiceRegistry;
+use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
 use crate::secrets::Secrets;
 use crate::telemetry::Telemetry;
 
@@ -66,6 +66,7 @@ pub struct Config {
     pub(crate) telemetry: Option<Arc<dyn Telemetry>>,
     pub(crate) secrets: Option<Arc<dyn Secrets>>,
     pub(crate) registry: Option<Arc<dyn ServiceRegistry>>,
+    pub(crate) registrar: Option<(Arc<dyn ServiceRegistrar>, ServiceRegistration)>,
     pub(crate) call_timeout: Duration,
     pub(crate) outbound_max_connection_age: Duration,
     pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
@@ -92,6 +93,7 @@ impl fmt::Debug for Config {
             .field("telemetry", &self.telemetry.is_some())
             .field("secrets", &self.secrets.is_some())
             .field("registry", &self.registry.is_some())
+            .field("registrar", &self.registrar.as_ref().map(|(_, r)| r))
             .field("bundle_fetcher", &self.bundle_fetcher.is_some())
             .field("spiffe_id", &self.spiffe_id)
             .field("policy_timeout", &self.policy_timeout)
@@ -114,6 +116,7 @@ impl Config {
                 telemetry: None,
                 secrets: None,
                 registry: None,
+                registrar: None,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
                 outbound_max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
                 bundle_fetcher: None,
@@ -189,6 +192,18 @@ impl ConfigBuilder {
     /// The service registry for outbound calls.
     pub fn registry(mut self, registry: impl ServiceRegistry) -> Self {
         self.config.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// Publishes this instance through `registrar` once the binding listens, and withdraws it
+    /// at shutdown before the binding drains. While the registrar reports its registration
+    /// lost, the service is Degraded.
+    pub fn registrar(
+        mut self,
+        registrar: impl ServiceRegistrar,
+        registration: ServiceRegistration,
+    ) -> Self {
+        self.config.registrar = Some((Arc::new(registrar), registration));
         self
     }
 

@@ -205,6 +205,9 @@ pub enum ServeError {
     /// The binding failed (for example, the listen address is in use).
     #[error("binding failed")]
     Binding(#[source] BoxError),
+    /// The registrar could not publish this instance; the binding was stopped.
+    #[error("registering this instance failed")]
+    Registration(#[source] ProviderError),
 }
 
 /// The error of a Ligand `main`: anything that stops the service from starting or serving.

@@ -30,11 +30,13 @@ pub enum ProviderKind {
     Secrets,
     /// The service registry.
     ServiceRegistry,
+    /// The registrar publishing this instance (Degraded while its registration is lost).
+    ServiceRegistrar,
 }
 
 impl ProviderKind {
     /// Every kind, in monitor order.
-    pub const ALL: [ProviderKind; 8] = [
+    pub const ALL: [ProviderKind; 9] = [
         Self::Identity,
         Self::Policy,
         Self::Binding,
@@ -43,6 +45,7 @@ impl ProviderKind {
         Self::Telemetry,
         Self::Secrets,
         Self::ServiceRegistry,
+        Self::ServiceRegistrar,
     ];
 
     /// Whether the service refuses traffic while this provider is not ready.
@@ -61,6 +64,7 @@ impl ProviderKind {
             Self::Telemetry => "telemetry",
             Self::Secrets => "secrets",
             Self::ServiceRegistry => "service_registry",
+            Self::ServiceRegistrar => "service_registrar",
         }
     }
 

@@ -96,7 +96,10 @@ pub use self::provider::ProviderContext;
 pub use self::ratelimit::{
     Limit, LimitError, LimitOverride, LimitRules, RateLimitRequest, RateLimitResponse, RateLimiter,
 };
-pub use self::registry::{Endpoint, ServiceRegistry};
+pub use self::registry::{
+    Endpoint, Registration, RegistrationState, ServiceRegistrar, ServiceRegistration,
+    ServiceRegistry,
+};
 pub use self::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 pub use self::request_id::RequestId;
 pub use self::secrets::{

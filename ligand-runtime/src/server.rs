@@ -2,6 +2,7 @@
 
 mod enforce;
 mod lifecycle;
+mod registration;
 mod rotation;
 
 use std::fmt;
@@ -52,6 +53,7 @@ struct Inner {
     secrets: Option<Arc<dyn Secrets>>,
     secrets_cache: Option<Arc<SecretsCache>>,
     registry: Option<Arc<dyn ServiceRegistry>>,
+    registrar: Option<registration::Registrar>,
     transport: Arc<Transport>,
     bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     tls: Arc<IdentityState>,

@@ -13,6 +13,7 @@
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
 //! | connections | `[connections]` `max`, `max_handshakes`, `handshake_timeout`, `header_read_timeout`, `max_age` | | 10000, 256, `"10s"`, `"30s"`, none |
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
+//! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
@@ -34,6 +35,19 @@
 //! [rate_limit]
 //! rate = 50
 //! burst = 100
+//! ```
+//!
+//! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
+//! `advertise` makes this instance register itself (omit it for a service that only calls
+//! out):
+//!
+//! ```toml
+//! [registry]
+//! kind = "etcd"
+//! endpoints = ["https://etcd.internal:2379"]
+//! ca = "etcd-ca.pem"
+//! advertise = "accounts-1.bank.internal:8443"
+//! lease_ttl = "10s"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -66,7 +80,39 @@ struct File {
     audit: Option<AuditSection>,
     connections: Option<ConnectionsSection>,
     services: Option<StaticRegistryConfig>,
+    registry: Option<RegistrySection>,
     outbound: Option<OutboundSection>,
+}
+
+/// `[registry]`: where outbound calls find their peers, and whether this instance registers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    #[serde(default)]
+    kind: RegistryKind,
+    endpoints: Option<Vec<String>>,
+    prefix: Option<String>,
+    lease_ttl: Option<String>,
+    grace_period: Option<String>,
+    dial_timeout: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    username: Option<String>,
+    password: Option<String>,
+    /// The `host:port` this instance registers under; absent: it does not register.
+    advertise: Option<String>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RegistryKind {
+    /// `[services]`.
+    #[default]
+    Static,
+    /// etcd, with the `etcd` feature.
+    Etcd,
 }
 
 /// `[outbound]`: limits of calls made through `#[ligand::client]` clients.
@@ -326,9 +372,25 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
     }
 
-    let services = file.services.unwrap_or_default();
-    builder = builder
-        .registry(StaticRegistry::from_config(&services).map_err(|e| invalid("services", e))?);
+    let registry = file.registry.unwrap_or_default();
+    match registry.kind {
+        RegistryKind::Static => {
+            registry.refuse_etcd_settings()?;
+            let services = file.services.unwrap_or_default();
+            builder = builder.registry(
+                StaticRegistry::from_config(&services).map_err(|e| invalid("services", e))?,
+            );
+        }
+        RegistryKind::Etcd => {
+            if file.services.is_some() {
+                return Err(invalid(
+                    "services",
+                    "[services] lists endpoints for the static registry, but registry.kind is \"etcd\"",
+                ));
+            }
+            builder = etcd(builder, registry, base)?;
+        }
+    }
     let outbound = file.outbound.unwrap_or_default();
     if let Some(timeout) = outbound.timeout {
         builder = builder.call_timeout(duration("outbound.timeout", &timeout)?);
@@ -366,6 +428,150 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         }
     }
     Ok(builder.build())
+}
+
+impl RegistrySection {
+    /// The static registry takes its endpoints from `[services]`; etcd settings beside it are
+    /// a mistake worth reporting, not ignoring.
+    fn refuse_etcd_settings(&self) -> Result<(), ConfigError> {
+        let set = [
+            ("registry.endpoints", self.endpoints.is_some()),
+            ("registry.prefix", self.prefix.is_some()),
+            ("registry.lease_ttl", self.lease_ttl.is_some()),
+            ("registry.grace_period", self.grace_period.is_some()),
+            ("registry.dial_timeout", self.dial_timeout.is_some()),
+            ("registry.ca", self.ca.is_some()),
+            ("registry.cert", self.cert.is_some()),
+            ("registry.key", self.key.is_some()),
+            ("registry.username", self.username.is_some()),
+            ("registry.password", self.password.is_some()),
+            ("registry.advertise", self.advertise.is_some()),
+            ("registry.metadata", self.metadata.is_some()),
+        ];
+        match set.iter().find(|(_, set)| *set) {
+            Some((setting, _)) => Err(invalid(
+                setting,
+                "only used with registry.kind = \"etcd\" (the static registry reads [services])",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `[registry] kind = "etcd"`: the etcd registry, and the registrar when `advertise` is set.
+#[cfg(feature = "etcd")]
+fn etcd(
+    mut builder: ligand_runtime::ConfigBuilder,
+    section: RegistrySection,
+    base: &Path,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    use ligand_registry_etcd::{EtcdConfig, EtcdConfigError, EtcdRegistrar, EtcdRegistry};
+
+    let endpoints = section.endpoints.filter(|e| !e.is_empty()).ok_or_else(|| {
+        invalid(
+            "registry.endpoints",
+            "at least one etcd URL is required, such as [\"http://127.0.0.1:2379\"]",
+        )
+    })?;
+    let mut config = EtcdConfig::new(endpoints);
+    if let Some(prefix) = section.prefix {
+        config = config.prefix(prefix);
+    }
+    if let Some(ttl) = section.lease_ttl {
+        config = config.lease_ttl(duration("registry.lease_ttl", &ttl)?);
+    }
+    if let Some(grace) = section.grace_period {
+        config = config.grace_period(duration("registry.grace_period", &grace)?);
+    }
+    if let Some(timeout) = section.dial_timeout {
+        config = config.dial_timeout(duration("registry.dial_timeout", &timeout)?);
+    }
+    config.ca = section.ca.map(|p| base.join(p));
+    config.cert = section.cert.map(|p| base.join(p));
+    config.key = section.key.map(|p| base.join(p));
+    config.username = section.username;
+    config.password = section.password;
+    let refused = |e: EtcdConfigError| {
+        let setting = match &e {
+            EtcdConfigError::NoEndpoints
+            | EtcdConfigError::Endpoint { .. }
+            | EtcdConfigError::MixedSchemes => "registry.endpoints",
+            EtcdConfigError::TlsWithoutHttps { setting }
+            | EtcdConfigError::Read { setting, .. } => match *setting {
+                "ca" => "registry.ca",
+                "cert" => "registry.cert",
+                _ => "registry.key",
+            },
+            EtcdConfigError::MissingCa => "registry.ca",
+            EtcdConfigError::IncompleteClientCert => "registry.cert",
+            EtcdConfigError::PlaintextPassword { .. } | EtcdConfigError::IncompleteCredentials => {
+                "registry.password"
+            }
+            EtcdConfigError::Prefix { .. } => "registry.prefix",
+            EtcdConfigError::LeaseTtl { .. } => "registry.lease_ttl",
+            EtcdConfigError::ZeroDuration {
+                setting: "grace_period",
+            } => "registry.grace_period",
+            EtcdConfigError::ZeroDuration { .. } => "registry.dial_timeout",
+            _ => "registry",
+        };
+        invalid(setting, e)
+    };
+    builder = builder.registry(EtcdRegistry::from_config(&config).map_err(refused)?);
+    if let Some(advertise) = section.advertise {
+        check_advertised(&advertise)?;
+        let mut published = ligand_runtime::ServiceRegistration::advertise(advertise);
+        for (key, value) in section.metadata.unwrap_or_default() {
+            published = published.metadata(key, value);
+        }
+        builder = builder.registrar(
+            EtcdRegistrar::from_config(&config).map_err(refused)?,
+            published,
+        );
+    } else if section.metadata.is_some() {
+        return Err(invalid(
+            "registry.metadata",
+            "published only when this instance registers: set registry.advertise",
+        ));
+    }
+    Ok(builder)
+}
+
+#[cfg(not(feature = "etcd"))]
+fn etcd(
+    _: ligand_runtime::ConfigBuilder,
+    _: RegistrySection,
+    _: &Path,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    Err(invalid(
+        "registry.kind",
+        "\"etcd\" needs ligand built with the `etcd` feature",
+    ))
+}
+
+/// `host:port` with a port from 1 to 65535: the address peers dial.
+#[cfg(feature = "etcd")]
+fn check_advertised(address: &str) -> Result<(), ConfigError> {
+    let refused = |why: &str| invalid("registry.advertise", format!("{address:?} {why}"));
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| refused("is not host:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err(refused("has no usable host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(refused("needs a port from 1 to 65535")),
+        Ok(_) => match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            Ok(ip) if ip.is_unspecified() => {
+                Err(refused("is an unspecified address no peer can dial"))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// `spiffe://ligand.local/service/<executable name>`.

@@ -51,13 +51,13 @@ pub use ligand_runtime::{
     Enforced, Error, ExposeSecret, HttpBinding, InboundRequest, InitError, JsonLinesTelemetry,
     Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME,
     MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId, RequestLine, Resource,
-    Result, Secret, SecretError, SecretSlice, SecretString, ServeError, Server, SpiffeId, State,
-    TracingTelemetry, TrustDomain, VerifiedChain, decode_secret, denial_response, init,
-    init_trust_boundary,
+    Result, Secret, SecretError, SecretSlice, SecretString, ServeError, Server,
+    ServiceRegistration, SpiffeId, State, TracingTelemetry, TrustDomain, VerifiedChain,
+    decode_secret, denial_response, init, init_trust_boundary,
 };
 
 /// The contracts providers implement (identity, policy, rate limiting, secrets, telemetry,
-/// bindings, registries, bundle fetchers) and the types they exchange with the framework.
+/// bindings, registries and registrars, bundle fetchers) and the types they exchange with the framework.
 /// A service needs them only to plug in a provider of its own.
 pub mod provider {
     pub use ligand_runtime::tls;
@@ -67,10 +67,10 @@ pub mod provider {
         HealthTransitionEvent, Limit, LimitError, LimitOverride, LimitRules, ListeningSignal,
         MetricsSnapshot, MtlsAcceptor, OutboundCallEvent, OutboundOutcome, PeerService,
         PolicyBundle, PolicyEngine, ProviderContext, ProviderError, RateLimitEvent,
-        RateLimitRequest, RateLimitResponse, RateLimiter, SecretAccess, SecretAccessEvent,
-        SecretRevocation, SecretValue, Secrets, SecretsCache, ServiceRegistry, StdoutWriter,
-        Telemetry, TrustBundles, VerifiedPeer, WorkloadIdentity, X509Context, X509ContextUpdate,
-        X509Svid, stdout_writer,
+        RateLimitRequest, RateLimitResponse, RateLimiter, Registration, RegistrationState,
+        SecretAccess, SecretAccessEvent, SecretRevocation, SecretValue, Secrets, SecretsCache,
+        ServiceRegistrar, ServiceRegistry, StdoutWriter, Telemetry, TrustBundles, VerifiedPeer,
+        WorkloadIdentity, X509Context, X509ContextUpdate, X509Svid, stdout_writer,
     };
 }
 

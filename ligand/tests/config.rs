@@ -284,3 +284,126 @@ fn the_connections_section_loads_and_refuses_bad_values() {
         assert!(error.to_string().starts_with(setting), "{bad}: {error}");
     }
 }
+
+#[test]
+fn the_registry_section_selects_etcd_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[registry]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/bank\"\n\
+         lease_ttl = \"5s\"\ngrace_period = \"20s\"\ndial_timeout = \"2s\"\n\
+         advertise = \"accounts-1.bank.internal:8443\"\nmetadata = { zone = \"a\" }\n",
+    );
+    load(dir.path()).unwrap();
+    write(dir.path(), "ligand.toml", "[registry]\nkind = \"static\"\n");
+    load(dir.path()).unwrap();
+
+    let etcd = "kind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n";
+    for (bad, setting) in [
+        ("kind = \"consul\"".to_owned(), "ligand.toml"),
+        ("kind = \"etcd\"".to_owned(), "registry.endpoints"),
+        (
+            "kind = \"etcd\"\nendpoints = []".to_owned(),
+            "registry.endpoints",
+        ),
+        (
+            "kind = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]".to_owned(),
+            "registry.endpoints",
+        ),
+        (
+            "kind = \"etcd\"\nendpoints = [\"https://etcd:2379\"]".to_owned(),
+            "registry.ca",
+        ),
+        (
+            "kind = \"etcd\"\nendpoints = [\"https://etcd:2379\"]\nca = \"absent.pem\"".to_owned(),
+            "registry.ca",
+        ),
+        (format!("{etcd}ca = \"ca.pem\""), "registry.ca"),
+        (format!("{etcd}cert = \"c.pem\""), "registry.cert"),
+        (format!("{etcd}prefix = \"bank\""), "registry.prefix"),
+        (
+            format!("{etcd}lease_ttl = \"1500ms\""),
+            "registry.lease_ttl",
+        ),
+        (format!("{etcd}lease_ttl = \"soon\""), "registry.lease_ttl"),
+        (
+            format!("{etcd}grace_period = \"0s\""),
+            "registry.grace_period",
+        ),
+        (format!("{etcd}username = \"svc\""), "registry.password"),
+        (
+            format!("{etcd}advertise = \"0.0.0.0:8443\""),
+            "registry.advertise",
+        ),
+        (format!("{etcd}advertise = \"host\""), "registry.advertise"),
+        (
+            format!("{etcd}advertise = \"host:0\""),
+            "registry.advertise",
+        ),
+        (
+            format!("{etcd}metadata = {{ zone = \"a\" }}"),
+            "registry.metadata",
+        ),
+        (format!("{etcd}ttl = \"5s\""), "ligand.toml"),
+        (
+            "endpoints = [\"http://127.0.0.1:2379\"]".to_owned(),
+            "registry.endpoints",
+        ),
+        ("advertise = \"a:1\"".to_owned(), "registry.advertise"),
+    ] {
+        write(dir.path(), "ligand.toml", &format!("[registry]\n{bad}\n"));
+        let error = load(dir.path()).unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with(setting) || shown.contains(&format!("/{setting}")),
+            "{bad}: {error}"
+        );
+    }
+
+    // The static registry's table beside etcd is a contradiction, not a fallback.
+    write(
+        dir.path(),
+        "ligand.toml",
+        &format!(
+            "[registry]\n{etcd}\n[services.\"spiffe://bank.example/service/fraud\"]\nendpoints = [\"127.0.0.1:1\"]\n"
+        ),
+    );
+    assert!(
+        load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .starts_with("services")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_etcd_fails_init() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write(
+        dir.path(),
+        "ligand.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\n[registry]\nkind = \"etcd\"\n\
+             endpoints = [\"http://127.0.0.1:{port}\"]\ndial_timeout = \"500ms\"\n"
+        ),
+    );
+    let err = ligand::init(load(dir.path()).unwrap()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InitError::Provider {
+                kind: ProviderKind::ServiceRegistry,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -7,6 +7,7 @@ use spiffe::SpiffeId;
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::registration::Registrar;
 use super::{Inner, Server, Settings};
 use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
 use crate::chain::{ChainSigner, ChainVerifier};
@@ -74,6 +75,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         (ProviderKind::RateLimiter, config.rate_limiter.is_some()),
         (ProviderKind::Secrets, config.secrets.is_some()),
         (ProviderKind::ServiceRegistry, config.registry.is_some()),
+        (ProviderKind::ServiceRegistrar, config.registrar.is_some()),
         (ProviderKind::BundleFetcher, config.bundle_fetcher.is_some()),
     ];
     kinds.extend(optional.iter().filter(|(_, on)| *on).map(|(kind, _)| *kind));
@@ -129,6 +131,15 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .await?;
     }
 
+    if let Some((registrar, _)) = &config.registrar {
+        started(
+            ProviderKind::ServiceRegistrar,
+            registrar.start(&context),
+            &monitor,
+        )
+        .await?;
+    }
+
     // The initial policy bundle, when policy comes from a bundle server.
     if let Some(fetcher) = &config.bundle_fetcher {
         let bundle = fetcher
@@ -159,8 +170,14 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         monitor.set(ProviderKind::BundleFetcher, State::Ready, None);
     }
     monitor.set(ProviderKind::Policy, State::Ready, None);
+    // The binding is Ready once it listens, the registrar once it has registered.
+    let later = [
+        ProviderKind::Binding,
+        ProviderKind::BundleFetcher,
+        ProviderKind::ServiceRegistrar,
+    ];
     for (kind, configured) in optional {
-        if configured && kind != ProviderKind::Binding && kind != ProviderKind::BundleFetcher {
+        if configured && !later.contains(&kind) {
             monitor.set(kind, State::Ready, None);
         }
     }
@@ -196,6 +213,9 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             secrets: config.secrets,
             secrets_cache,
             registry: config.registry,
+            registrar: config
+                .registrar
+                .map(|(provider, published)| Registrar::new(provider, published)),
             transport,
             bundle_fetcher: config.bundle_fetcher,
             tls,
@@ -258,7 +278,28 @@ impl Server {
             service: EnforcedService::new(router),
             listening: ListeningSignal::new(inner.monitor.clone(), inner.listening.clone()),
         };
-        binding.serve(args).await.map_err(|e| {
+        let serving = binding.serve(args);
+        tokio::pin!(serving);
+        let result = tokio::select! {
+            result = &mut serving => result,
+            registered = self.register_when_listening() => match registered {
+                Ok(()) => serving.await,
+                Err(error) => {
+                    // Fail closed: an instance its peers cannot find must not linger serving.
+                    // `shutdown` waits for `serve` to return, so both are driven together.
+                    let _ = tokio::join!(binding.shutdown(std::time::Duration::ZERO), serving);
+                    // `listening` keeps the address until close: `local_addr` waiting for it
+                    // must not miss the moment it was set.
+                    inner.monitor.set(
+                        ProviderKind::Binding,
+                        State::Unavailable,
+                        Some("registration failed".into()),
+                    );
+                    return Err(ServeError::Registration(error));
+                }
+            },
+        };
+        result.map_err(|e| {
             inner.monitor.set(
                 ProviderKind::Binding,
                 State::Unavailable,
@@ -274,15 +315,17 @@ impl Server {
     /// 1. the binding becomes Draining and every other provider Unavailable, so health checks
     ///    see the transition before connections close;
     /// 2. pre-stop hooks run in order within the pre-stop budget (errors are logged);
-    /// 3. the binding stops accepting and drains in-flight requests within the drain deadline
+    /// 3. the registrar marks this instance unhealthy (within 5 s), then deregisters it
+    ///    (within 10 s), so callers stop routing here before the binding drains;
+    /// 4. the binding stops accepting and drains in-flight requests within the drain deadline
     ///    (the identity keeps rotating meanwhile, so live requests see a valid certificate);
-    /// 4. the outbound transport refuses new calls and drains the calls in flight within the
+    /// 5. the outbound transport refuses new calls and drains the calls in flight within the
     ///    drain deadline;
-    /// 5. identity rotation and bundle watches stop;
-    /// 6. the binding closes and becomes Unavailable;
-    /// 7. providers close in reverse dependency order: bundle fetcher, policy, identity,
-    ///    rate limiter, secrets, registry;
-    /// 8. telemetry closes last, having observed everything above.
+    /// 6. identity rotation and bundle watches stop;
+    /// 7. the binding closes and becomes Unavailable;
+    /// 8. providers close in reverse dependency order: bundle fetcher, policy, identity,
+    ///    rate limiter, secrets, registry, registrar;
+    /// 9. telemetry closes last, having observed everything above.
     ///
     /// Idempotent: later (or concurrent) calls wait for the first and return.
     pub async fn close(&self) {
@@ -316,6 +359,7 @@ impl Server {
         {
             tracing::warn!(budget = ?inner.settings.pre_stop_timeout, "pre-stop hooks cut short");
         }
+        self.withdraw_registration().await;
 
         if let Some(binding) = &inner.binding
             && inner.serving.load(Ordering::Acquire)
@@ -361,6 +405,12 @@ impl Server {
         }
         if let Some(registry) = &inner.registry {
             log(ProviderKind::ServiceRegistry, registry.close().await);
+        }
+        if let Some(registrar) = &inner.registrar {
+            log(
+                ProviderKind::ServiceRegistrar,
+                registrar.provider().close().await,
+            );
         }
         // The writer delivers what is queued, then closes the sink.
         inner.audit.close().await;
