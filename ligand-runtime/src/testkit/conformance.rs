@@ -71,7 +71,9 @@ pub async fn allowed_count(limiter: &dyn RateLimiter, call: &LimiterCall, n: usi
 ///   the configured limit;
 /// - callers are limited independently (keyed on the immediate peer);
 /// - a request whose chain names no principal is an error, never allowed and never keyed on
-///   an empty name.
+///   an empty name;
+/// - a limiter that answers inline ([`RateLimiter::check_inline`]) answers as it would when
+///   awaited, from the same buckets.
 ///
 /// # Panics
 /// On the first broken expectation, saying which.
@@ -99,11 +101,32 @@ pub async fn rate_limiter(limiter: &dyn RateLimiter, burst: u32) {
         burst,
         "another caller has its own limit"
     );
+    // A limiter that answers inline answers as `check` does: one bucket per caller whichever
+    // way it is asked.
+    let carol = LimiterCall::get("spiffe://conformance.test/carol");
+    let mut allowed = 0;
+    for i in 0..=burst {
+        let response = match (i % 2 == 0).then(|| limiter.check_inline(&carol.request())) {
+            Some(Some(answer)) => answer.unwrap_or_else(|e| panic!("limiter failed inline: {e}")),
+            Some(None) | None => carol.on(limiter).await,
+        };
+        allowed += usize::from(response.allowed);
+    }
+    assert_eq!(
+        allowed, burst,
+        "inline and awaited checks share the caller's burst"
+    );
     for chain in [Chain::new(), Chain(vec![Link::default()])] {
         let anonymous = LimiterCall::get("").with_chain(chain);
         assert!(
             limiter.check(&anonymous.request()).await.is_err(),
             "a request without a peer principal fails closed"
         );
+        if let Some(answer) = limiter.check_inline(&anonymous.request()) {
+            assert!(
+                answer.is_err(),
+                "a request without a peer principal fails closed inline too"
+            );
+        }
     }
 }

@@ -121,6 +121,22 @@ proptest! {
     }
 
     #[test]
+    fn the_inline_decision_is_the_awaited_decision(
+        requests in proptest::collection::vec(arb_request(), 1..12),
+    ) {
+        use ligand_runtime::PolicyEngine;
+        let policy = RegorusPolicy::new(&RegorusConfig::folder(rbac_dir())).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for request in &requests {
+            let inline = policy.evaluate_inline(request).expect("regorus decides inline").unwrap();
+            let awaited = runtime.block_on(policy.evaluate(request)).unwrap();
+            prop_assert_eq!(inline.allowed, awaited.allowed);
+            prop_assert_eq!(inline.reason, awaited.reason);
+            prop_assert_eq!(inline.policy_version, awaited.policy_version);
+        }
+    }
+
+    #[test]
     fn test_policy_cached_and_uncached_decisions_are_identical(
         requests in proptest::collection::vec(arb_request(), 1..24),
     ) {
