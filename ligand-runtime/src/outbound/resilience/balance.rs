@@ -224,7 +224,7 @@ impl Pool {
             rng,
             cursor: AtomicUsize::new(0),
             set: RwLock::new(Arc::default()),
-            detector: Detector::new(outlier, decay_ns, sink),
+            detector: Detector::new(outlier, sink),
         };
         pool.update(addresses);
         Ok(pool)
@@ -407,4 +407,4 @@ fn next_in(n: usize, start: usize, out: impl Fn(usize) -> bool) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -10,7 +10,8 @@
 //!   at least [`DEFAULT_SUCCESS_RATE_MINIMUM_HOSTS`] of them, an endpoint whose success rate is
 //!   below `mean − stdev × 1.9` is ejected.
 //! - **Latency** (off by default), at the same interval: an endpoint whose peak-EWMA latency
-//!   exceeds [`DEFAULT_LATENCY_FACTOR`] × the median of its peers' is ejected. Off because a
+//!   exceeds [`DEFAULT_LATENCY_FACTOR`] × the median of its peers' is ejected (estimates as
+//!   last updated, not decayed by idleness; only endpoints with volume in the interval). Off because a
 //!   slow endpoint is already avoided by the peak-EWMA balancer; ejecting on latency alone
 //!   matters only for the other strategies, and a wrong guess removes capacity.
 //!
@@ -265,8 +266,6 @@ type Pending = SmallVec<[OutlierEvent; 4]>;
 /// two racing ejections cannot both pass the cap) and the next interval's deadline.
 pub(super) struct Detector {
     pub(super) config: OutlierConfig,
-    /// The balancer's EWMA decay, for reading latency estimates.
-    decay_ns: f64,
     deciding: Mutex<()>,
     next_sweep: AtomicU64,
     sink: Sink<OutlierEvent>,
@@ -281,11 +280,10 @@ impl std::fmt::Debug for Detector {
 }
 
 impl Detector {
-    pub(super) fn new(config: OutlierConfig, decay_ns: f64, sink: Sink<OutlierEvent>) -> Self {
+    pub(super) fn new(config: OutlierConfig, sink: Sink<OutlierEvent>) -> Self {
         let first = nanos(config.interval);
         Self {
             config,
-            decay_ns,
             deciding: Mutex::new(()),
             next_sweep: AtomicU64::new(first),
             sink,
@@ -437,7 +435,7 @@ impl Detector {
                 .filter(|&(i, &(total, _))| {
                     total >= latency.request_volume.max(1) && !set[i].is_ejected(now)
                 })
-                .map(|(i, _)| (set[i].rtt_estimate(now, self.decay_ns), i))
+                .map(|(i, _)| (set[i].rtt_recorded(), i))
                 .collect();
             if judged.len() >= latency.minimum_hosts as usize {
                 let mut others = Vec::with_capacity(judged.len());
@@ -477,3 +475,6 @@ fn median(values: &[f64]) -> f64 {
 pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -81,6 +81,13 @@ impl Slot {
         rtt * (-elapsed / decay_ns).exp()
     }
 
+    /// The latency estimate as of its last update, without decay: what the outlier
+    /// detector compares, since endpoints last updated at different times would otherwise
+    /// be judged on their idleness rather than their latency.
+    pub(crate) fn rtt_recorded(&self) -> f64 {
+        f64::from_bits(self.rtt.load(Ordering::Relaxed))
+    }
+
     /// The peak-EWMA cost of sending one more attempt here: latency × (in-flight + 1)
     /// (Linkerd's and Finagle's load metric).
     pub(super) fn cost(&self, now: u64, decay_ns: f64) -> f64 {
