@@ -183,6 +183,7 @@ impl fmt::Debug for Pool {
 
 /// An endpoint chosen for one attempt, counted in flight until this is dropped or
 /// passed to [`Pool::record`].
+#[must_use = "a picked endpoint counts in flight until it is recorded or dropped"]
 #[derive(Debug)]
 pub(crate) struct Picked {
     slot: Arc<Slot>,

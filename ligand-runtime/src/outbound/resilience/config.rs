@@ -128,13 +128,9 @@ mod tests {
     use super::*;
     use crate::outbound::resilience::balance::Strategy;
 
-    fn parse(text: &str) -> Result<ResilienceConfig, String> {
-        toml_like(text)
-    }
-
-    /// The sections as JSON (the runtime crate has no TOML parser; the field names and
-    /// value types are the same).
-    fn toml_like(json: &str) -> Result<ResilienceConfig, String> {
+    /// The sections written as JSON: the runtime crate has no TOML parser, and the field
+    /// names, value types and serde attributes are the same.
+    fn parse(json: &str) -> Result<ResilienceConfig, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
     }
 

@@ -19,8 +19,9 @@
 //! defaults). It is tower's [`TpsBudget`], whose semantics are exactly these: every call
 //! deposits, every retry withdraws `1 / ratio` deposits, deposits expire after the TTL, and
 //! the floor is a standing reserve of `min_per_second × ttl` retries. Its constructor's
-//! preconditions (a TTL of 1 to 60 s, a ratio up to 1000 %) are checked by
-//! [`RetryConfig::validate`], so it is never built from a value it would panic on. The ratio
+//! preconditions (a TTL of 1 to 60 s, a bounded ratio and floor) are checked, more strictly,
+//! by [`RetryConfig::validate`] (a ratio of at most 1.0), so it is never built from a value it
+//! would panic on. The ratio
 //! is applied as `1 / ⌊1 / ratio⌋` (0.3 acts as ⅓), tower's integer arithmetic.
 
 use std::fmt;

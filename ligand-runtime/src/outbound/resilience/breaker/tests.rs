@@ -148,12 +148,13 @@ async fn a_failed_probe_reopens_with_a_longer_cool_down() {
         breaker.allow().unwrap().record(Outcome::ServerError);
         assert_eq!(breaker.state(), State::Open);
     }
-    let events = events.lock().unwrap();
-    assert_eq!(events[1], transition(State::Open, State::HalfOpen));
-    assert_eq!(events[2], transition(State::HalfOpen, State::Open));
+    {
+        let events = events.lock().unwrap();
+        assert_eq!(events[1], transition(State::Open, State::HalfOpen));
+        assert_eq!(events[2], transition(State::HalfOpen, State::Open));
+    }
 
     // Closing resets the cool-down.
-    drop(events);
     tokio::time::advance(Duration::from_secs(60)).await;
     breaker.allow().unwrap().record(Outcome::Success);
     for _ in 0..DEFAULT_CONSECUTIVE_FAILURES {
