@@ -4,6 +4,11 @@
 
 mod client;
 pub mod dial;
+#[allow(
+    dead_code,
+    reason = "resilience primitives; the transport wires them in next"
+)]
+mod resilience;
 mod transport;
 
 use std::fmt;
