@@ -1,13 +1,10 @@
 //! Outbound calls: the clients `#[ligand::client]` generates, and the one transport they call
-//! through (registry → pooled mTLS connection verified against the expected SPIFFE ID → signed
-//! chain → per-call timeout).
+//! through (bulkhead → circuit breaker → balanced endpoint → pooled mTLS connection verified
+//! against the expected SPIFFE ID → signed chain → retries within a budget, all within the
+//! per-call timeout).
 
 mod client;
 pub mod dial;
-#[allow(
-    dead_code,
-    reason = "resilience primitives; the transport wires them in next"
-)]
 mod resilience;
 mod transport;
 
@@ -21,6 +18,7 @@ use crate::chain::VerifiedChain;
 
 pub use self::client::{CallBuilder, CallError, Client};
 pub use self::dial::DEFAULT_MAX_CONNECTION_AGE;
+pub(crate) use self::resilience::config::ResilienceConfig;
 pub use self::transport::{DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER};
 pub(crate) use self::transport::{Settings as TransportSettings, Transport};
 

@@ -200,18 +200,28 @@ impl<S: Send + Sync + 'static> Routes<S> {
 /// each is audited like any other denial.
 pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> Router {
     let Routes { state, routes } = service.__ligand_routes();
-    let mut router = Router::new();
+    // One method router per template: the methods of a template (GET and POST on
+    // `/accounts/{id}`, say) share it, and its 405 fallback is set once.
+    let mut templates: Vec<(&'static str, MethodRouter<Arc<S>>)> = Vec::new();
     for (template, action, endpoint) in routes {
         let guard = Arc::new(RouteGuard {
             server: server.clone(),
             resource: Resource::http_path(template),
             action: Action::new(action),
         });
+        let method = (endpoint.make)(guard);
+        match templates.iter_mut().find(|(t, _)| *t == template) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(method),
+            None => templates.push((template, method)),
+        }
+    }
+    let mut router = Router::new();
+    for (template, methods) in templates {
         let refuse = server.clone();
-        let handler = (endpoint.make)(guard).fallback(move |request: Request| {
+        let methods = methods.fallback(move |request: Request| {
             refuse_unrouted(refuse, request, Unrouted::MethodNotAllowed)
         });
-        router = router.route(template, handler);
+        router = router.route(template, methods);
     }
     let refuse = server.clone();
     router

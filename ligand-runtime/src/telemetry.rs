@@ -111,6 +111,10 @@ pub enum OutboundOutcome {
     /// The call was refused before a connection was made: no endpoint, the transport shutting
     /// down, or a request that could not be encoded.
     Refused,
+    /// The target's circuit breaker was open.
+    CircuitOpen,
+    /// The target's bulkhead was full.
+    Overloaded,
 }
 
 /// The record of every outbound call.
@@ -132,7 +136,10 @@ pub struct OutboundCallEvent {
     pub outcome: OutboundOutcome,
     /// The HTTP status, when there was one.
     pub status: Option<u16>,
-    /// Wall-clock duration.
+    /// How many attempts were made: 1 without retries, 0 when the call was refused before
+    /// any.
+    pub attempts: u32,
+    /// Wall-clock duration, retries and their backoff included.
     pub latency: Duration,
 }
 

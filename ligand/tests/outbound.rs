@@ -70,6 +70,16 @@ impl Accounts {
         StatusCode::NOT_FOUND
     }
 
+    #[get("/broken")]
+    async fn broken(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    #[post("/broken")]
+    async fn broken_post(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
     /// Calls the ledger while serving: the chain and the Transaction Token go along.
     #[get("/accounts/{id}/ledger")]
     async fn ledger(&self, ctx: Ctx, Path(id): Path<String>) -> Result<Json<Seen>, String> {
@@ -95,6 +105,12 @@ trait AccountsApi {
 
     #[get("/missing")]
     async fn missing(&self) -> Result<(), CallError>;
+
+    #[get("/broken")]
+    async fn broken(&self) -> Result<(), CallError>;
+
+    #[post("/broken")]
+    async fn broken_post(&self) -> Result<(), CallError>;
 
     #[get("/accounts/{id}/ledger")]
     async fn ledger(&self, id: &str) -> Result<Seen, CallError>;
@@ -492,4 +508,105 @@ async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
     let seen: Seen = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(seen.txn.as_deref(), Some("eyJhbGciOiJub25lIn0.e30."));
     assert_eq!(seen.chain, vec![(ACCOUNTS.to_owned(), true)]);
+}
+
+/// A loopback address nothing listens on: connecting is refused at once.
+fn dead_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_retried_around_then_ejected() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let accounts = serve(&ca, ACCOUNTS, |c| c.policy(allow_gateway())).await;
+    let dead = dead_address();
+    let registry = StaticRegistry::new()
+        .service(ACCOUNTS, [dead.to_string(), accounts.addr.to_string()])
+        .unwrap();
+    let gateway = serve(&ca, GATEWAY, |c| {
+        c.policy(AllowList::new()).registry(registry)
+    })
+    .await;
+    let client = gateway.server.client::<AccountsApiClient>();
+    for i in 0..40 {
+        let account = client.get(&i.to_string()).await;
+        assert!(account.is_ok(), "call {i}: {account:?}");
+    }
+    let calls = audit(&gateway).outbound_calls();
+    assert_eq!(calls.len(), 40);
+    assert!(
+        calls.iter().all(
+            |c| c.outcome == OutboundOutcome::Success && c.address == accounts.addr.to_string()
+        )
+    );
+    // A connection refused is retried on the other endpoint; after five in a row the dead
+    // endpoint is ejected and no call tries it any more.
+    let retried = calls.iter().filter(|c| c.attempts == 2).count();
+    assert!((1..=5).contains(&retried), "{retried} calls retried");
+    assert!(calls.iter().all(|c| (1..=2).contains(&c.attempts)));
+    assert!(calls.iter().rev().take(10).all(|c| c.attempts == 1));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_for_idempotent_methods_only() {
+    let (accounts, gateway) = pair(|c| c.policy(allow_gateway()), |c| c).await;
+    let client = gateway.server.client::<AccountsApiClient>();
+    let err = client.broken().await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Status { status, .. } if status == StatusCode::INTERNAL_SERVER_ERROR),
+        "{err}"
+    );
+    let err = client.broken_post().await.unwrap_err();
+    assert!(matches!(err, CallError::Status { .. }), "{err}");
+    let calls = audit(&gateway).outbound_calls();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.method.clone(), c.attempts))
+            .collect::<Vec<_>>(),
+        [(http::Method::GET, 3), (http::Method::POST, 1)],
+        "GET tried three times in all, POST once"
+    );
+    // The callee saw exactly those four requests.
+    assert_eq!(audit(&accounts).decisions().len(), 4);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let registry = StaticRegistry::new()
+        .service(ACCOUNTS, [dead_address().to_string()])
+        .unwrap();
+    let gateway = serve(&ca, GATEWAY, |c| {
+        c.policy(AllowList::new()).registry(registry)
+    })
+    .await;
+    let client = gateway.server.client::<AccountsApiClient>();
+    let mut opened = None;
+    for i in 0..10 {
+        match client.get("a").await.unwrap_err() {
+            CallError::CircuitOpen { .. } => {
+                opened = Some(i);
+                break;
+            }
+            CallError::Transport { .. } => {}
+            other => panic!("call {i}: {other}"),
+        }
+    }
+    // Ten consecutive failed attempts open it: three attempts per call, so by the fourth.
+    let opened = opened.expect("the circuit opened");
+    assert!(opened <= 3, "opened at call {opened}");
+    // Now calls are refused without an attempt, and say when the next probe goes.
+    let err = client.get("a").await.unwrap_err();
+    assert!(
+        matches!(err, CallError::CircuitOpen { retry_after: Some(d), .. } if d > Duration::ZERO),
+        "{err}"
+    );
+    let calls = audit(&gateway).outbound_calls();
+    let last = calls.last().unwrap();
+    assert_eq!(
+        (last.outcome, last.attempts, last.address.as_str()),
+        (OutboundOutcome::CircuitOpen, 0, "")
+    );
 }

@@ -250,6 +250,25 @@ pub enum CallError {
         /// The timeout.
         after: Duration,
     },
+    /// The target's circuit breaker is open: recent calls to it failed, and calls are refused
+    /// without being sent until it lets probes through again.
+    #[error("circuit to {service} is open")]
+    CircuitOpen {
+        /// The service called.
+        service: String,
+        /// When the breaker lets the next probe through, when it is open (not when its
+        /// probes are all in flight).
+        retry_after: Option<Duration>,
+    },
+    /// Too many calls to the target are in flight and queued (its bulkhead is full): refused
+    /// at once rather than queued without bound.
+    #[error("calls to {service} are over the concurrency limit: {reason}")]
+    Overloaded {
+        /// The service called.
+        service: String,
+        /// The limits that were full.
+        reason: String,
+    },
     /// Connecting, the handshake or the exchange failed.
     #[error("call to {service} failed: {source}")]
     Transport {

@@ -48,6 +48,7 @@ use http::StatusCode;
 pub(crate) type Sink<E> = Arc<dyn Fn(&E) + Send + Sync>;
 
 /// A sink that drops every event.
+#[cfg(test)]
 pub(crate) fn discard<E>() -> Sink<E> {
     Arc::new(|_: &E| {})
 }
@@ -104,6 +105,7 @@ impl Outcome {
     }
 
     /// The outcome stored as [`code`](Self::code); `None` for 0 (nothing recorded yet).
+    #[cfg(test)]
     pub(crate) fn from_code(code: u8) -> Option<Self> {
         Some(match code {
             1 => Self::Success,

@@ -1,6 +1,9 @@
-//! The one outbound transport: registry resolve → round-robin endpoint → pooled connection
-//! (HTTP/2 when the peer offers it, HTTP/1.1 keep-alive otherwise) → mTLS dial that presents
-//! the current SVID and accepts exactly the expected SPIFFE ID → per-call timeout.
+//! The one outbound transport: bulkhead → circuit breaker → load-balanced endpoint (skipping
+//! ejected ones) → pooled connection (HTTP/2 when the peer offers it, HTTP/1.1 keep-alive
+//! otherwise) → mTLS dial that presents the current SVID and accepts exactly the expected
+//! SPIFFE ID → outcome recorded (latency, outlier detection, breaker) → retry within the
+//! budget, all within the per-call timeout. The order and the defaults of each stage are
+//! documented in [`resilience`](super::resilience).
 //!
 //! Every connection is made with the SVID current at dial time, so a rotation reaches new
 //! connections at once; a pooled connection is retired once it is older than the maximum age
@@ -22,6 +25,14 @@ use tokio::sync::{Notify, watch};
 
 use super::client::{CallError, classify};
 use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
+use super::resilience::balance::Pool;
+use super::resilience::breaker::{Breaker, BreakerError, Transition};
+use super::resilience::bulkhead::Bulkhead;
+use super::resilience::config::ResilienceConfig;
+use super::resilience::outlier::OutlierEvent;
+use super::resilience::retry::{Decision, Retry};
+use super::resilience::rng::Rng;
+use super::resilience::{Outcome, Sink};
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
@@ -51,6 +62,7 @@ pub(crate) struct Transport {
     audit: Arc<AuditQueue>,
     signer: ChainSigner,
     settings: Settings,
+    resilience: ResilienceConfig,
     targets: RwLock<HashMap<&'static str, Arc<Target>>>,
     closing: AtomicBool,
     in_flight: AtomicUsize,
@@ -66,13 +78,28 @@ impl fmt::Debug for Transport {
     }
 }
 
-/// One target service: its expected identity, its connection pool and its endpoints.
+/// One target service: its expected identity, its connection pool, its endpoints with their
+/// statistics, and the limits its calls go through.
 pub(crate) struct Target {
     id: SpiffeId,
     name: Arc<str>,
     dialer: Dialer,
     endpoints: Endpoints,
-    next: AtomicUsize,
+    pool: Arc<Pool>,
+    breaker: Breaker,
+    bulkhead: Bulkhead,
+    retry: Retry,
+    rng: Rng,
+    /// Follows a watched endpoint set into `pool`; stopped with the target.
+    follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+    }
 }
 
 enum Endpoints {
@@ -99,8 +126,10 @@ impl Transport {
         audit: Arc<AuditQueue>,
         signer: ChainSigner,
         settings: Settings,
+        resilience: ResilienceConfig,
     ) -> Self {
         Self {
+            resilience,
             source: identity.spiffe_id().to_string().into(),
             identity,
             registry,
@@ -146,12 +175,46 @@ impl Transport {
                 Err(_) => Endpoints::Resolved,
             },
         };
+        let name: Arc<str> = service.into();
+        let refused = |e: super::resilience::config::ConfigError| CallError::Transport {
+            service: service.to_owned(),
+            source: Box::new(e),
+        };
+        let config = &self.resilience;
+        let initial: Vec<String> = match &endpoints {
+            Endpoints::Watched(rx) => eligible(&rx.borrow(), service)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            Endpoints::Resolved | Endpoints::None => Vec::new(),
+        };
+        let pool = Arc::new(
+            Pool::new(
+                &config.balancer,
+                config.outlier.clone(),
+                &initial,
+                Rng::from_entropy(),
+                outlier_sink(name.clone()),
+            )
+            .map_err(refused)?,
+        );
+        let follower = match &endpoints {
+            Endpoints::Watched(rx) => {
+                Some(tokio::spawn(follow(rx.clone(), pool.clone(), name.clone())))
+            }
+            Endpoints::Resolved | Endpoints::None => None,
+        };
         let target = Arc::new(Target {
             id: id.clone(),
-            name: service.into(),
+            name: name.clone(),
             dialer,
             endpoints,
-            next: AtomicUsize::new(0),
+            pool,
+            breaker: Breaker::new(config.breaker.clone(), breaker_sink(name)).map_err(refused)?,
+            bulkhead: Bulkhead::new(config.bulkhead.clone()).map_err(refused)?,
+            retry: Retry::new(&config.retry).map_err(refused)?,
+            rng: Rng::from_entropy(),
+            follower,
         });
         let mut targets = self
             .targets
@@ -176,18 +239,18 @@ impl Transport {
             ));
         };
         let mut address = String::new();
-        let method = call.method.clone();
-        let result = tokio::time::timeout(
-            self.settings.timeout,
-            self.exchange(target, upstream, call, &mut address),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(CallError::Timeout {
-                service: target.name.to_string(),
-                after: self.settings.timeout,
-            })
-        });
+        let mut attempts = 0;
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let result = self
+            .attempt_all(
+                target,
+                upstream,
+                &call,
+                deadline,
+                &mut address,
+                &mut attempts,
+            )
+            .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
             Err(e) => outcome_of(e),
@@ -196,10 +259,11 @@ impl Transport {
             timestamp,
             source: self.source.clone(),
             target: target.name.clone(),
-            method,
+            method: call.method,
             address,
             outcome,
             status: status.map(|s| s.as_u16()),
+            attempts,
             latency: started.elapsed(),
         };
         // Moved into the audit queue, not copied: this is the calling task's path.
@@ -207,13 +271,34 @@ impl Transport {
         result.map(|(_, body)| body)
     }
 
-    async fn exchange(
+    /// The call's attempts, within `deadline`: a bulkhead permit for the whole call, the
+    /// chain token signed once, then per attempt the breaker's admission, an endpoint from the
+    /// balancer, the exchange, its outcome recorded, and the retry decision (policy, attempt
+    /// cap, budget, backoff).
+    async fn attempt_all(
         &self,
         target: &Target,
         upstream: &VerifiedChain,
-        call: Call,
+        call: &Call,
+        deadline: tokio::time::Instant,
         address: &mut String,
+        attempts: &mut u32,
     ) -> Result<(StatusCode, Bytes), CallError> {
+        let timed_out = || CallError::Timeout {
+            service: target.name.to_string(),
+            after: self.settings.timeout,
+        };
+        // Waiting in the bulkhead's queue counts against the call's time.
+        let _permit = match tokio::time::timeout_at(deadline, target.bulkhead.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(error)) => {
+                return Err(CallError::Overloaded {
+                    service: target.name.to_string(),
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => return Err(timed_out()),
+        };
         // This hop's token on top of the verified upstream chain, addressed to the target
         // (cached by the signer: re-signed only at half its lifetime or after a rotation).
         let chain = self
@@ -225,17 +310,88 @@ impl Transport {
                 SystemTime::now(),
             )
             .map_err(CallError::Chain)?;
-        self.pick(target, address).await?;
+        self.resolve(target).await?;
+        target.retry.budget().deposit();
+        loop {
+            let admission = target
+                .breaker
+                .allow()
+                .map_err(|error| CallError::CircuitOpen {
+                    service: target.name.to_string(),
+                    retry_after: match error {
+                        BreakerError::Open { retry_after } => Some(retry_after),
+                        _ => None,
+                    },
+                })?;
+            // A retry goes to another endpoint than the one that just failed, when there is one.
+            let picked = if *attempts == 0 {
+                target.pool.pick()
+            } else {
+                target.pool.pick_other(address)
+            }
+            .map_err(|_| CallError::NoEndpoints {
+                service: target.name.to_string(),
+            })?;
+            *attempts += 1;
+            address.clear();
+            address.push_str(picked.address());
+            let (outcome, result) = match tokio::time::timeout_at(
+                deadline,
+                self.exchange(target, call, &chain, picked.address()),
+            )
+            .await
+            {
+                Ok(attempt) => attempt,
+                Err(_) => (Outcome::NoResponse, Err(timed_out())),
+            };
+            target.pool.record(picked, outcome);
+            admission.record(outcome);
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(error @ CallError::Timeout { .. }) => return Err(error),
+                Err(error) => error,
+            };
+            match target
+                .retry
+                .decide(&call.method, *attempts, outcome, &target.rng)
+            {
+                // A retry that could not start before the deadline is not made.
+                Decision::Retry { after } if tokio::time::Instant::now() + after < deadline => {
+                    tokio::time::sleep(after).await;
+                }
+                Decision::Retry { .. } | Decision::Stop(_) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt on the endpoint at `address`: how it ended for the resilience stages, and
+    /// its answer.
+    async fn exchange(
+        &self,
+        target: &Target,
+        call: &Call,
+        chain: &HeaderValue,
+        address: &str,
+    ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
+        let encode = |e: &dyn fmt::Display| {
+            (
+                Outcome::ConnectFailed,
+                Err(CallError::Encode(e.to_string())),
+            )
+        };
         let mut uri =
             String::with_capacity(HTTPS.len() + address.len() + call.path_and_query.len());
         uri.push_str(HTTPS);
         uri.push_str(address);
         uri.push_str(&call.path_and_query);
-        let uri = Uri::try_from(uri).map_err(|e| CallError::Encode(e.to_string()))?;
-        let mut request = Request::builder().method(call.method).uri(uri);
-        let headers = request
-            .headers_mut()
-            .ok_or(CallError::Encode(String::new()))?;
+        let uri = match Uri::try_from(uri) {
+            Ok(uri) => uri,
+            Err(e) => return encode(&e),
+        };
+        let mut request = Request::new(Full::new(call.body.clone().unwrap_or_default()));
+        *request.method_mut() = call.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
         headers.insert(
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
@@ -246,77 +402,66 @@ impl Transport {
                 HeaderValue::from_static("application/json"),
             );
         }
-        headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain);
-        if let Some(txn) = call.txn {
-            headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn);
+        headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain.clone());
+        if let Some(txn) = &call.txn {
+            headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn.clone());
         }
-        let request = request
-            .body(Full::new(call.body.unwrap_or_default()))
-            .map_err(|e| CallError::Encode(e.to_string()))?;
-        let response = target
-            .dialer
-            .send(request)
-            .await
-            .map_err(|e| transport_error(target, address, e))?;
+        let response = match target.dialer.send(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                let outcome = match &error {
+                    // Sent, or possibly sent: the peer may have acted on it.
+                    DialError::Http(_) | DialError::Body { .. } | DialError::Timeout(_) => {
+                        Outcome::NoResponse
+                    }
+                    // Refused before a byte of the request left.
+                    _ => Outcome::ConnectFailed,
+                };
+                return (outcome, Err(transport_error(target, address, error)));
+            }
+        };
         let status = response.status();
         let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BODY)
             .collect()
             .await
-            .map_err(|e| CallError::Transport {
-                service: target.name.to_string(),
-                source: e,
-            })?
-            .to_bytes();
+        {
+            Ok(body) => body.to_bytes(),
+            Err(source) => {
+                let error = CallError::Transport {
+                    service: target.name.to_string(),
+                    source,
+                };
+                return (Outcome::NoResponse, Err(error));
+            }
+        };
+        let outcome = Outcome::from_status(status);
         if status.is_success() {
-            Ok((status, body))
+            (outcome, Ok((status, body)))
         } else {
-            Err(classify(&target.name, status, retry_after.as_ref(), body))
+            let error = classify(&target.name, status, retry_after.as_ref(), body);
+            (outcome, Err(error))
         }
     }
 
-    /// The next endpoint of `target`, round robin over the endpoints whose registry record
-    /// names the expected SPIFFE ID (the registry is a directory, not an identity authority:
-    /// a record for another ID is skipped, and the handshake checks the ID again).
-    async fn pick(&self, target: &Target, address: &mut String) -> Result<(), CallError> {
-        let no_endpoints = || CallError::NoEndpoints {
-            service: target.name.to_string(),
-        };
-        let resolved;
-        let watched;
-        let endpoints: &[Endpoint] = match &target.endpoints {
-            Endpoints::Watched(rx) => {
-                watched = rx.borrow();
-                &watched
-            }
-            Endpoints::Resolved => {
-                let registry = self.registry.as_ref().ok_or_else(no_endpoints)?;
-                resolved =
-                    registry
-                        .resolve(&target.name)
-                        .await
-                        .map_err(|e| CallError::Transport {
-                            service: target.name.to_string(),
-                            source: Box::new(e),
-                        })?;
-                &resolved
-            }
-            Endpoints::None => &[],
-        };
-        let eligible = endpoints
-            .iter()
-            .filter(|e| e.spiffe_id == *target.name)
-            .count();
-        if eligible == 0 {
-            return Err(no_endpoints());
+    /// Brings `target`'s endpoints up to date when its registry cannot push them (a watched
+    /// set is followed by its own task).
+    async fn resolve(&self, target: &Target) -> Result<(), CallError> {
+        if !matches!(target.endpoints, Endpoints::Resolved) {
+            return Ok(());
         }
-        let n = target.next.fetch_add(1, Ordering::Relaxed) % eligible;
-        endpoints
-            .iter()
-            .filter(|e| e.spiffe_id == *target.name)
-            .nth(n)
-            .map(|e| address.push_str(&e.address))
-            .ok_or_else(no_endpoints)
+        let Some(registry) = &self.registry else {
+            return Ok(());
+        };
+        let resolved = registry
+            .resolve(&target.name)
+            .await
+            .map_err(|e| CallError::Transport {
+                service: target.name.to_string(),
+                source: Box::new(e),
+            })?;
+        target.pool.update(&eligible(&resolved, &target.name));
+        Ok(())
     }
 
     fn enter(&self) -> Option<InFlight<'_>> {
@@ -340,6 +485,9 @@ impl Transport {
         };
         let _ = tokio::time::timeout(deadline, wait).await;
         if let Ok(mut targets) = self.targets.write() {
+            for target in targets.values() {
+                target.bulkhead.close();
+            }
             // Dropping the pools closes their idle connections.
             targets.clear();
         }
@@ -381,6 +529,8 @@ fn outcome_of(error: &CallError) -> (OutboundOutcome, Option<StatusCode>) {
             Some(StatusCode::SERVICE_UNAVAILABLE),
         ),
         CallError::PeerIdentity { .. } => (OutboundOutcome::IdentityMismatch, None),
+        CallError::CircuitOpen { .. } => (OutboundOutcome::CircuitOpen, None),
+        CallError::Overloaded { .. } => (OutboundOutcome::Overloaded, None),
         CallError::Timeout { .. } => (OutboundOutcome::Timeout, None),
         CallError::Decode(_) => (OutboundOutcome::Success, None),
         CallError::NoEndpoints { .. }
@@ -404,4 +554,49 @@ fn transport_error(target: &Target, address: &str, error: DialError) -> CallErro
             source: Box::new(error),
         },
     }
+}
+
+/// The addresses of the endpoints whose registry record names the expected SPIFFE ID (the
+/// registry is a directory, not an identity authority: a record for another ID is skipped,
+/// and the handshake checks the ID again).
+fn eligible<'a>(endpoints: &'a [Endpoint], service: &str) -> Vec<&'a str> {
+    endpoints
+        .iter()
+        .filter(|e| e.spiffe_id == service)
+        .map(|e| e.address.as_str())
+        .collect()
+}
+
+/// Follows a watched endpoint set into `pool` until the registry drops the watch; the pool
+/// keeps the statistics of the endpoints that stay.
+async fn follow(mut rx: watch::Receiver<Vec<Endpoint>>, pool: Arc<Pool>, service: Arc<str>) {
+    while rx.changed().await.is_ok() {
+        let addresses: Vec<String> = eligible(&rx.borrow_and_update(), &service)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        pool.update(&addresses);
+    }
+}
+
+/// Ejections and reinstatements, as log events.
+fn outlier_sink(service: Arc<str>) -> Sink<OutlierEvent> {
+    Arc::new(move |event: &OutlierEvent| match event {
+        OutlierEvent::Ejected {
+            address,
+            reason,
+            times,
+            duration,
+        } => tracing::warn!(%service, %address, ?reason, times, ?duration, "endpoint ejected"),
+        OutlierEvent::Reinstated { address } => {
+            tracing::info!(%service, %address, "endpoint reinstated");
+        }
+    })
+}
+
+/// Circuit transitions, as log events.
+fn breaker_sink(service: Arc<str>) -> Sink<Transition> {
+    Arc::new(move |transition: &Transition| {
+        tracing::warn!(%service, from = ?transition.from, to = ?transition.to, "circuit breaker transition");
+    })
 }

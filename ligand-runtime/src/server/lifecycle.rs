@@ -14,7 +14,7 @@ use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
-use crate::outbound::{Transport, TransportSettings};
+use crate::outbound::{ResilienceConfig, Transport, TransportSettings};
 use crate::provider::ProviderContext;
 use crate::secrets::SecretsCache;
 use crate::service::Service;
@@ -201,6 +201,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             timeout: config.call_timeout,
             max_connection_age: config.outbound_max_connection_age,
         },
+        ResilienceConfig::default(),
     ));
     let server = Server {
         inner: Arc::new(Inner {

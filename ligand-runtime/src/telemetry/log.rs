@@ -256,6 +256,7 @@ impl Telemetry for LogLinesTelemetry {
             if let Some(status) = e.status {
                 f.count("status", status.into())?;
             }
+            f.count("attempts", e.attempts.into())?;
             f.micros("latency_us", e.latency)
         })
     }
@@ -304,6 +305,8 @@ fn outcome_name(outcome: super::OutboundOutcome) -> &'static str {
         IdentityMismatch => "identity_mismatch",
         Timeout => "timeout",
         Refused => "refused",
+        CircuitOpen => "circuit_open",
+        Overloaded => "overloaded",
     }
 }
 

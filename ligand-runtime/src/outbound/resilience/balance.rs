@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use super::config::{ConfigError, duration, positive};
 use super::outlier::{Detector, OutlierConfig, OutlierEvent, nanos};
 use super::ring::Ring;
-use super::rng::{Rng, hash_bytes};
+use super::rng::Rng;
+#[cfg(test)]
+use super::rng::hash_bytes;
 use super::slot::Slot;
 use super::{Outcome, Sink};
 
@@ -265,11 +267,13 @@ impl Pool {
     }
 
     /// The number of endpoints.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.snapshot().slots.len()
     }
 
     /// The addresses currently ejected (for observability; allocates).
+    #[cfg(test)]
     pub(crate) fn ejected(&self) -> Vec<Arc<str>> {
         let now = self.now();
         self.snapshot()
@@ -281,6 +285,7 @@ impl Pool {
     }
 
     /// The statistics of `address`, if it is in the set.
+    #[cfg(test)]
     pub(crate) fn slot(&self, address: &str) -> Option<Arc<Slot>> {
         self.snapshot()
             .slots
@@ -292,20 +297,35 @@ impl Pool {
     /// Chooses an endpoint for one attempt. With [`Strategy::RingHash`] and no key, an
     /// endpoint is chosen at random.
     pub(crate) fn pick(&self) -> Result<Picked, NoEndpoints> {
-        self.choose(None)
+        self.choose(None, None)
+    }
+
+    /// Chooses an endpoint for a retry: any but `previous` (the endpoint the attempt before
+    /// failed on) while another is in the rotation, as Envoy's `previous_hosts` retry
+    /// predicate does; `previous` again only when it is the one left.
+    pub(crate) fn pick_other(&self, previous: &str) -> Result<Picked, NoEndpoints> {
+        self.choose(None, Some(previous))
     }
 
     /// Chooses an endpoint for one attempt whose sticky key is `key` (a user or session
     /// id); only [`Strategy::RingHash`] uses the key, the others behave as [`pick`](Self::pick).
+    #[cfg(test)]
     pub(crate) fn pick_keyed(&self, key: &[u8]) -> Result<Picked, NoEndpoints> {
-        self.choose(Some(hash_bytes(key)))
+        self.choose(Some(hash_bytes(key)), None)
     }
 
     /// Records how the attempt on `picked` ended: its latency feeds the peak-EWMA estimate,
     /// its outcome the outlier detector. The attempt stops counting in flight.
+    ///
+    /// A failed attempt counts as at least [`FAILURE_PENALTY`] of latency: an endpoint that
+    /// refuses connections answers fastest of all, and without the penalty the balancer
+    /// would send it the most traffic (Finagle's failure accrual makes the same correction).
     pub(crate) fn record(&self, picked: Picked, outcome: Outcome) {
         let now = self.now();
-        let rtt = Instant::now().saturating_duration_since(picked.started);
+        let mut rtt = Instant::now().saturating_duration_since(picked.started);
+        if outcome.is_failure() {
+            rtt = rtt.max(FAILURE_PENALTY);
+        }
         let slot = &picked.slot;
         slot.observe_rtt(rtt, now, self.decay_ns);
         slot.set_last(outcome);
@@ -326,7 +346,7 @@ impl Pool {
             .clone()
     }
 
-    fn choose(&self, key: Option<u64>) -> Result<Picked, NoEndpoints> {
+    fn choose(&self, key: Option<u64>, avoid: Option<&str>) -> Result<Picked, NoEndpoints> {
         let snapshot = self.snapshot();
         let slots = &snapshot.slots;
         if slots.is_empty() {
@@ -334,7 +354,15 @@ impl Pool {
         }
         let now = self.now();
         let all_ejected = slots.iter().all(|slot| slot.is_ejected(now));
-        let out = |i: usize| !all_ejected && slots[i].is_ejected(now);
+        let ejected = |i: usize| !all_ejected && slots[i].is_ejected(now);
+        let avoided = avoid.and_then(|address| {
+            let index = slots.iter().position(|s| s.address().as_ref() == address)?;
+            // Avoided only while another endpoint is in the rotation.
+            (0..slots.len())
+                .any(|i| i != index && !ejected(i))
+                .then_some(index)
+        });
+        let out = |i: usize| ejected(i) || avoided == Some(i);
         let index = match (self.strategy, key) {
             (Strategy::RoundRobin, _) => {
                 let start = self.cursor.fetch_add(1, Ordering::Relaxed);
@@ -398,6 +426,9 @@ impl Pool {
         }
     }
 }
+
+/// The least latency a failed attempt is recorded with; see [`Pool::record`].
+pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 /// The first index from `start` (wrapping) that `out` does not exclude; `start` when all are.
 fn next_in(n: usize, start: usize, out: impl Fn(usize) -> bool) -> usize {

@@ -225,6 +225,7 @@ pub(crate) struct Admission<'a> {
 
 impl Admission<'_> {
     /// Whether this call is a half-open probe.
+    #[cfg(test)]
     pub(crate) fn is_probe(&self) -> bool {
         self.probe
     }

@@ -143,11 +143,13 @@ impl Bulkhead {
     }
 
     /// Calls in flight.
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         (self.config.max_concurrent as usize).saturating_sub(self.calls.available_permits())
     }
 
     /// Calls waiting for a slot.
+    #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         (self.config.max_pending as usize).saturating_sub(self.queue.available_permits())
     }

@@ -48,6 +48,7 @@ pub(crate) struct ResilienceConfig {
 
 impl ResilienceConfig {
     /// Checks every section; the first setting at fault is named.
+    #[cfg(test)]
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.balancer.validate()?;
         self.outlier.validate()?;

@@ -256,11 +256,6 @@ impl Retry {
         &self.budget
     }
 
-    /// The backoff.
-    pub(crate) fn backoff(&self) -> Backoff {
-        self.backoff
-    }
-
     /// Whether an attempt of `method` that ended with `outcome` may be retried at all.
     pub(crate) fn retryable(&self, method: &Method, outcome: Outcome) -> bool {
         match outcome {

@@ -62,6 +62,7 @@ impl Slot {
     }
 
     /// The last recorded outcome.
+    #[cfg(test)]
     pub(crate) fn last_outcome(&self) -> Option<Outcome> {
         Outcome::from_code(self.last.load(Ordering::Relaxed))
     }

@@ -46,6 +46,16 @@ fn assert_roughly_uniform(counts: &HashMap<String, usize>, endpoints: usize, pic
     }
 }
 
+/// An attempt on `address` whatever the strategy would choose.
+fn attempt_on(pool: &Pool, address: &str) -> Picked {
+    let slot = pool.slot(address).unwrap();
+    slot.in_flight.fetch_add(1, Ordering::Relaxed);
+    Picked {
+        slot,
+        started: Instant::now(),
+    }
+}
+
 /// Picks until `address` comes up (the others' attempts end at once).
 pub(in crate::outbound::resilience) fn pick_address(pool: &Pool, address: &str) -> Picked {
     for _ in 0..10_000 {
@@ -294,9 +304,10 @@ async fn every_strategy_skips_ejected_endpoints() {
     for strategy in Strategy::ALL {
         let set = addresses(3);
         let pool = pool(strategy, &set, 4);
+        // Five failed attempts on the first endpoint (made on it directly: after one, a
+        // latency-aware strategy would not pick it again).
         for _ in 0..5 {
-            let picked = pick_address(&pool, &set[0]);
-            pool.record(picked, Outcome::ConnectFailed);
+            pool.record(attempt_on(&pool, &set[0]), Outcome::ConnectFailed);
         }
         assert_eq!(pool.ejected(), vec![Arc::<str>::from(set[0].as_str())]);
         for k in 0..1_000 {
@@ -322,4 +333,38 @@ async fn when_every_endpoint_is_ejected_ejection_is_ignored() {
     // The registry drops the healthy endpoint: the ejected one is all there is.
     pool.update(&set[..1]);
     assert_eq!(pool.pick().unwrap().address(), set[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_fails_fast_is_not_preferred() {
+    let set = addresses(2);
+    let pool = pool(Strategy::P2cEwma, &set, 11);
+    // The first endpoint refuses at once, the second answers in 20 ms.
+    let refused = pick_address(&pool, &set[0]);
+    pool.record(refused, Outcome::ConnectFailed);
+    let answered = pick_address(&pool, &set[1]);
+    tokio::time::advance(Duration::from_millis(20)).await;
+    pool.record(answered, Outcome::Success);
+    let counts = spread(&pool, 100);
+    assert_eq!(counts.get(&set[0]), None, "{counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_avoids_the_endpoint_that_just_failed_while_another_remains() {
+    for strategy in Strategy::ALL {
+        let set = addresses(3);
+        let pool = pool(strategy, &set, 13);
+        for _ in 0..200 {
+            assert_ne!(
+                pool.pick_other(&set[1]).unwrap().address(),
+                set[1],
+                "{strategy}"
+            );
+        }
+        // The only endpoint left is picked again rather than none.
+        let single = self::pool(strategy, &set[..1], 13);
+        assert_eq!(single.pick_other(&set[0]).unwrap().address(), set[0]);
+        // An address no longer in the set avoids nothing.
+        assert!(pool.pick_other("10.9.9.9:1").is_ok());
+    }
 }
