@@ -10,7 +10,7 @@ use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::error::BoxError;
 use crate::identity::WorkloadIdentity;
-use crate::outbound::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE};
+use crate::outbound::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, ResilienceConfig};
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
@@ -69,6 +69,7 @@ pub struct Config {
     pub(crate) registrar: Option<(Arc<dyn ServiceRegistrar>, ServiceRegistration)>,
     pub(crate) call_timeout: Duration,
     pub(crate) outbound_max_connection_age: Duration,
+    pub(crate) resilience: ResilienceConfig,
     pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     pub(crate) spiffe_id: Option<String>,
     pub(crate) policy_timeout: Duration,
@@ -119,6 +120,7 @@ impl Config {
                 registrar: None,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
                 outbound_max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+                resilience: ResilienceConfig::default(),
                 bundle_fetcher: None,
                 spiffe_id: None,
                 policy_timeout: DEFAULT_POLICY_TIMEOUT,
@@ -217,6 +219,24 @@ impl ConfigBuilder {
     /// SVID (default 5 min). A connection whose peer certificate expires is retired sooner.
     pub fn outbound_max_connection_age(mut self, age: Duration) -> Self {
         self.config.outbound_max_connection_age = age;
+        self
+    }
+
+    /// How outbound calls are balanced, ejected, limited and retried (default:
+    /// [`ResilienceConfig::default`], every setting documented on its field). Checked by
+    /// `init`, which fails on a value that cannot be used, naming the setting.
+    ///
+    /// ```
+    /// use ligand_runtime::{Config, ResilienceConfig, Strategy};
+    ///
+    /// let mut resilience = ResilienceConfig::default();
+    /// resilience.balancer.strategy = Strategy::LeastRequest;
+    /// resilience.retry.max_attempts = 2;
+    /// let builder = Config::builder().outbound_resilience(resilience);
+    /// # let _ = builder;
+    /// ```
+    pub fn outbound_resilience(mut self, config: ResilienceConfig) -> Self {
+        self.config.resilience = config;
         self
     }
 

@@ -88,8 +88,10 @@ pub use self::identity::{
 };
 pub use self::outbound::dial;
 pub use self::outbound::{
-    CallBuilder, CallError, Caller, Client, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE,
-    MAX_RESPONSE_BODY, TXN_TOKEN_HEADER,
+    BalancerConfig, BreakerConfig, BulkheadConfig, CallBuilder, CallError, Caller, Client,
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, LatencyEjection, MAX_RESPONSE_BODY,
+    OutlierConfig, ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy,
+    SuccessRateEjection, TXN_TOKEN_HEADER, UnknownStrategy,
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;

@@ -18,7 +18,12 @@ use crate::chain::VerifiedChain;
 
 pub use self::client::{CallBuilder, CallError, Client};
 pub use self::dial::DEFAULT_MAX_CONNECTION_AGE;
-pub(crate) use self::resilience::config::ResilienceConfig;
+pub use self::resilience::balance::{BalancerConfig, Strategy, UnknownStrategy};
+pub use self::resilience::breaker::BreakerConfig;
+pub use self::resilience::bulkhead::BulkheadConfig;
+pub use self::resilience::config::{ConfigError as ResilienceConfigError, ResilienceConfig};
+pub use self::resilience::outlier::{LatencyEjection, OutlierConfig, SuccessRateEjection};
+pub use self::resilience::retry::RetryConfig;
 pub use self::transport::{DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER};
 pub(crate) use self::transport::{Settings as TransportSettings, Transport};
 

@@ -15,6 +15,7 @@
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
+//! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]` | | see `ResilienceConfig` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -121,6 +122,13 @@ enum RegistryKind {
 struct OutboundSection {
     timeout: Option<String>,
     max_connection_age: Option<String>,
+    /// `[outbound.balancer]`, `[outbound.outlier]`, `[outbound.breaker]`,
+    /// `[outbound.bulkhead]`, `[outbound.retry]`: each field as in `ResilienceConfig`.
+    balancer: Option<ligand_runtime::BalancerConfig>,
+    outlier: Option<ligand_runtime::OutlierConfig>,
+    breaker: Option<ligand_runtime::BreakerConfig>,
+    bulkhead: Option<ligand_runtime::BulkheadConfig>,
+    retry: Option<ligand_runtime::RetryConfig>,
 }
 
 /// `[connections]`: the HTTP binding's limits (see `HttpBinding`). Durations are written
@@ -399,6 +407,24 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder =
             builder.outbound_max_connection_age(duration("outbound.max_connection_age", &age)?);
     }
+    let mut resilience = ligand_runtime::ResilienceConfig::default();
+    if let Some(balancer) = outbound.balancer {
+        resilience.balancer = balancer;
+    }
+    if let Some(outlier) = outbound.outlier {
+        resilience.outlier = outlier;
+    }
+    if let Some(breaker) = outbound.breaker {
+        resilience.breaker = breaker;
+    }
+    if let Some(bulkhead) = outbound.bulkhead {
+        resilience.bulkhead = bulkhead;
+    }
+    if let Some(retry) = outbound.retry {
+        resilience.retry = retry;
+    }
+    resilience.validate().map_err(|e| invalid("outbound", e))?;
+    builder = builder.outbound_resilience(resilience);
 
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);

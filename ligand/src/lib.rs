@@ -55,6 +55,13 @@ pub use ligand_runtime::{
     ServiceRegistration, SpiffeId, State, TracingTelemetry, TrustDomain, VerifiedChain,
     decode_secret, denial_response, init, init_trust_boundary,
 };
+/// Outbound resilience settings (`Config::builder().outbound_resilience(..)`, or the
+/// `[outbound.*]` sections of `ligand.toml`).
+pub use ligand_runtime::{
+    BalancerConfig, BreakerConfig, BulkheadConfig, LatencyEjection, OutlierConfig,
+    ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy, SuccessRateEjection,
+    UnknownStrategy,
+};
 
 /// The contracts providers implement (identity, policy, rate limiting, secrets, telemetry,
 /// bindings, registries and registrars, bundle fetchers) and the types they exchange with the framework.

@@ -407,3 +407,43 @@ async fn an_unreachable_etcd_fails_init() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[outbound.balancer]\nstrategy = \"least_request\"\n\n[outbound.retry]\nmax_attempts = 2\n\
+         backoff_base = \"10ms\"\ntreat_as_idempotent = [\"POST\"]\n\n[outbound.breaker]\n\
+         open_duration = \"2s\"\n\n[outbound.bulkhead]\nmax_concurrent = 64\n",
+    );
+    load(dir.path()).unwrap();
+    for (bad, named) in [
+        ("[outbound.balancer]\nstrategy = \"fastest\"\n", "fastest"),
+        ("[outbound.retry]\nmax_attempts = 0\n", "max_attempts"),
+        (
+            "[outbound.retry]\ntreat_as_idempotent = [\"post\"]\n",
+            "post",
+        ),
+        ("[outbound.breaker]\nfailure_ratio = 1.5\n", "failure_ratio"),
+        (
+            "[outbound.bulkhead]\nmax_concurrent = 0\n",
+            "max_concurrent",
+        ),
+        (
+            "[outbound.outlier]\nbase_ejection_time = \"soon\"\n",
+            "soon",
+        ),
+        ("[outbound.retry]\nattempts = 2\n", "attempts"),
+    ] {
+        write(dir.path(), "ligand.toml", bad);
+        let error = load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(named), "{bad}: {error}");
+    }
+}

@@ -610,3 +610,24 @@ async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
         (OutboundOutcome::CircuitOpen, 0, "")
     );
 }
+
+#[tokio::test]
+async fn init_refuses_unusable_resilience_settings_naming_them() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let mut resilience = ligand::ResilienceConfig::default();
+    resilience.retry.max_attempts = 0;
+    let config = Config::builder()
+        .identity(FakeIdentity::new(ca.context(ca.svid(GATEWAY))))
+        .policy(AllowList::new())
+        .telemetry(RecordingTelemetry::new())
+        .binding(HttpBinding::new("127.0.0.1:0"))
+        .outbound_resilience(resilience)
+        .build();
+    let Err(error) = ligand::init(config).await else {
+        panic!("init accepted zero attempts");
+    };
+    assert!(
+        matches!(&error, ligand::InitError::Config(message) if message.contains("max_attempts")),
+        "{error}"
+    );
+}

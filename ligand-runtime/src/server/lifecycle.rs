@@ -14,7 +14,7 @@ use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
-use crate::outbound::{ResilienceConfig, Transport, TransportSettings};
+use crate::outbound::{Transport, TransportSettings};
 use crate::provider::ProviderContext;
 use crate::secrets::SecretsCache;
 use crate::service::Service;
@@ -36,6 +36,10 @@ pub async fn init_trust_boundary(config: Config) -> Result<Server, InitError> {
 }
 
 async fn start(config: Config, binding_required: bool) -> Result<Server, InitError> {
+    config
+        .resilience
+        .validate()
+        .map_err(|e| InitError::Config(format!("outbound resilience: {e}")))?;
     let mut missing = Vec::new();
     if config.identity.is_none() {
         missing.push(ProviderKind::Identity);
@@ -201,7 +205,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             timeout: config.call_timeout,
             max_connection_age: config.outbound_max_connection_age,
         },
-        ResilienceConfig::default(),
+        config.resilience,
     ));
     let server = Server {
         inner: Arc::new(Inner {

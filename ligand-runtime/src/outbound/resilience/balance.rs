@@ -42,7 +42,7 @@ const MAX_VIRTUAL_NODES: u32 = 4096;
 /// How an endpoint is chosen for an attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Strategy {
+pub enum Strategy {
     /// Power of two choices over peak-EWMA latency × (in-flight + 1): two endpoints drawn
     /// at random, the cheaper one taken (Linkerd's default; Mitzenmacher's P2C avoids the
     /// herding of always picking the global minimum).
@@ -92,7 +92,7 @@ impl fmt::Display for Strategy {
 #[error(
     "unknown load-balancing strategy {0:?}; expected p2c_ewma, least_request, round_robin, random or ring_hash"
 )]
-pub(crate) struct UnknownStrategy(pub(crate) String);
+pub struct UnknownStrategy(pub(crate) String);
 
 impl FromStr for Strategy {
     type Err = UnknownStrategy;
@@ -108,17 +108,18 @@ impl FromStr for Strategy {
 /// `[outbound.balancer]`: how endpoints are chosen.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct BalancerConfig {
+#[non_exhaustive]
+pub struct BalancerConfig {
     /// The strategy.
-    pub(crate) strategy: Strategy,
+    pub strategy: Strategy,
     /// The latency assumed for an endpoint that has not answered yet.
     #[serde(deserialize_with = "duration")]
-    pub(crate) default_rtt: Duration,
+    pub default_rtt: Duration,
     /// The peak-EWMA decay.
     #[serde(deserialize_with = "duration")]
-    pub(crate) ewma_decay: Duration,
+    pub ewma_decay: Duration,
     /// Points per endpoint on the hash ring.
-    pub(crate) virtual_nodes: u32,
+    pub virtual_nodes: u32,
 }
 
 impl Default for BalancerConfig {

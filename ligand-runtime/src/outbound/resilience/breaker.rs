@@ -53,24 +53,25 @@ const BUCKETS: usize = 10;
 /// `[outbound.breaker]`: when a target's circuit opens and how it recovers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct BreakerConfig {
+#[non_exhaustive]
+pub struct BreakerConfig {
     /// The rolling window.
     #[serde(deserialize_with = "duration")]
-    pub(crate) window: Duration,
+    pub window: Duration,
     /// The failure ratio that opens the circuit, from 0.0 to 1.0.
-    pub(crate) failure_ratio: f64,
+    pub failure_ratio: f64,
     /// Outcomes the window needs before its ratio is trusted.
-    pub(crate) minimum_requests: u32,
+    pub minimum_requests: u32,
     /// Failures in a row that open the circuit; 0 turns this trigger off.
-    pub(crate) consecutive_failures: u32,
+    pub consecutive_failures: u32,
     /// The first cool-down.
     #[serde(deserialize_with = "duration")]
-    pub(crate) open_duration: Duration,
+    pub open_duration: Duration,
     /// The longest cool-down.
     #[serde(deserialize_with = "duration")]
-    pub(crate) max_open_duration: Duration,
+    pub max_open_duration: Duration,
     /// Calls let through at once while half-open.
-    pub(crate) half_open_probes: u32,
+    pub half_open_probes: u32,
 }
 
 impl Default for BreakerConfig {

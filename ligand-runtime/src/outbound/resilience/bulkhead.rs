@@ -21,11 +21,12 @@ pub(crate) const DEFAULT_MAX_PENDING: u32 = 1024;
 /// `[outbound.bulkhead]`: how many calls a target may have at once and waiting.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct BulkheadConfig {
+#[non_exhaustive]
+pub struct BulkheadConfig {
     /// Calls at once.
-    pub(crate) max_concurrent: u32,
+    pub max_concurrent: u32,
     /// Calls waiting for a slot; 0 makes a full bulkhead refuse at once.
-    pub(crate) max_pending: u32,
+    pub max_pending: u32,
 }
 
 impl Default for BulkheadConfig {

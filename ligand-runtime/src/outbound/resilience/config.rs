@@ -33,23 +33,23 @@ use super::retry::RetryConfig;
 /// All resilience settings of the outbound transport.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct ResilienceConfig {
+#[non_exhaustive]
+pub struct ResilienceConfig {
     /// How endpoints are chosen.
-    pub(crate) balancer: BalancerConfig,
+    pub balancer: BalancerConfig,
     /// When endpoints are ejected.
-    pub(crate) outlier: OutlierConfig,
+    pub outlier: OutlierConfig,
     /// When a target's circuit opens.
-    pub(crate) breaker: BreakerConfig,
+    pub breaker: BreakerConfig,
     /// How many calls a target may have at once.
-    pub(crate) bulkhead: BulkheadConfig,
+    pub bulkhead: BulkheadConfig,
     /// Which failures are retried, how often and how soon.
-    pub(crate) retry: RetryConfig,
+    pub retry: RetryConfig,
 }
 
 impl ResilienceConfig {
     /// Checks every section; the first setting at fault is named.
-    #[cfg(test)]
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.balancer.validate()?;
         self.outlier.validate()?;
         self.breaker.validate()?;
@@ -61,7 +61,7 @@ impl ResilienceConfig {
 /// A resilience setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     /// A duration that must be longer than zero is zero.
     #[error("{setting}: must be longer than zero")]
     Zero {

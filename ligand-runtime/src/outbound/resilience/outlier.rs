@@ -71,28 +71,29 @@ pub(crate) const DEFAULT_LATENCY_REQUEST_VOLUME: u32 = 100;
 /// `[outbound.outlier]`: when endpoints are ejected and for how long.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct OutlierConfig {
+#[non_exhaustive]
+pub struct OutlierConfig {
     /// Failures in a row that eject; 0 turns this detector off.
-    pub(crate) consecutive_failures: u32,
+    pub consecutive_failures: u32,
     /// The first ejection's length.
     #[serde(deserialize_with = "duration")]
-    pub(crate) base_ejection_time: Duration,
+    pub base_ejection_time: Duration,
     /// The longest ejection.
     #[serde(deserialize_with = "duration")]
-    pub(crate) max_ejection_time: Duration,
+    pub max_ejection_time: Duration,
     /// The upper bound of the random time added to each ejection.
     #[serde(deserialize_with = "duration")]
-    pub(crate) ejection_jitter: Duration,
+    pub ejection_jitter: Duration,
     /// The largest share of the set ejected at once, in percent (see the module docs for
     /// the one-endpoint allowance).
-    pub(crate) max_ejection_percent: u32,
+    pub max_ejection_percent: u32,
     /// How often the success-rate and latency detectors run.
     #[serde(deserialize_with = "duration")]
-    pub(crate) interval: Duration,
+    pub interval: Duration,
     /// The success-rate detector.
-    pub(crate) success_rate: SuccessRateEjection,
+    pub success_rate: SuccessRateEjection,
     /// The latency detector.
-    pub(crate) latency: LatencyEjection,
+    pub latency: LatencyEjection,
 }
 
 impl Default for OutlierConfig {
@@ -180,15 +181,16 @@ impl OutlierConfig {
 /// `[outbound.outlier.success_rate]`: Envoy's success-rate outlier detection.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct SuccessRateEjection {
+#[non_exhaustive]
+pub struct SuccessRateEjection {
     /// Whether the detector runs.
-    pub(crate) enabled: bool,
+    pub enabled: bool,
     /// Ejects below `mean − stdev × stdev_factor`.
-    pub(crate) stdev_factor: f64,
+    pub stdev_factor: f64,
     /// Endpoints with enough volume needed before any is judged.
-    pub(crate) minimum_hosts: u32,
+    pub minimum_hosts: u32,
     /// Attempts an endpoint needs in the interval to be judged.
-    pub(crate) request_volume: u32,
+    pub request_volume: u32,
 }
 
 impl Default for SuccessRateEjection {
@@ -205,15 +207,16 @@ impl Default for SuccessRateEjection {
 /// `[outbound.outlier.latency]`: ejection of an endpoint far slower than its peers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct LatencyEjection {
+#[non_exhaustive]
+pub struct LatencyEjection {
     /// Whether the detector runs (off by default; see the module docs).
-    pub(crate) enabled: bool,
+    pub enabled: bool,
     /// Ejects above `factor × median of the peers' latency`.
-    pub(crate) factor: f64,
+    pub factor: f64,
     /// Endpoints with enough volume needed before any is judged.
-    pub(crate) minimum_hosts: u32,
+    pub minimum_hosts: u32,
     /// Attempts an endpoint needs in the interval to be judged or to count as a peer.
-    pub(crate) request_volume: u32,
+    pub request_volume: u32,
 }
 
 impl Default for LatencyEjection {

@@ -56,25 +56,26 @@ const MAX_MIN_PER_SECOND: u32 = 1_000_000;
 /// `[outbound.retry]`: which failures are retried, how often and how soon.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct RetryConfig {
+#[non_exhaustive]
+pub struct RetryConfig {
     /// Attempts per call, the first included; 1 turns retries off.
-    pub(crate) max_attempts: u32,
+    pub max_attempts: u32,
     /// The backoff scale.
     #[serde(deserialize_with = "duration")]
-    pub(crate) backoff_base: Duration,
+    pub backoff_base: Duration,
     /// The backoff cap.
     #[serde(deserialize_with = "duration")]
-    pub(crate) backoff_max: Duration,
+    pub backoff_max: Duration,
     /// Methods whose 5xx and missing responses are retried although HTTP does not call
     /// them idempotent (`"POST"` for a target whose POSTs carry an idempotency key).
-    pub(crate) treat_as_idempotent: Vec<String>,
+    pub treat_as_idempotent: Vec<String>,
     /// Retries as a share of calls, 0.0 to 1.0.
-    pub(crate) budget_ratio: f64,
+    pub budget_ratio: f64,
     /// Retries per second always allowed.
-    pub(crate) budget_min_per_second: u32,
+    pub budget_min_per_second: u32,
     /// How long a call counts toward the budget, 1 s to 60 s.
     #[serde(deserialize_with = "duration")]
-    pub(crate) budget_ttl: Duration,
+    pub budget_ttl: Duration,
 }
 
 impl Default for RetryConfig {
