@@ -373,12 +373,10 @@ impl Transport {
         chain: &HeaderValue,
         address: &str,
     ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
-        let encode = |e: &dyn fmt::Display| {
-            (
-                Outcome::ConnectFailed,
-                Err(CallError::Encode(e.to_string())),
-            )
-        };
+        // A request that cannot be encoded says nothing about the endpoint: it is neither
+        // counted against it nor retried.
+        let encode =
+            |e: &dyn fmt::Display| (Outcome::ClientError, Err(CallError::Encode(e.to_string())));
         let mut uri =
             String::with_capacity(HTTPS.len() + address.len() + call.path_and_query.len());
         uri.push_str(HTTPS);

@@ -42,6 +42,7 @@ const MAX_VIRTUAL_NODES: u32 = 4096;
 /// How an endpoint is chosen for an attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// Power of two choices over peak-EWMA latency × (in-flight + 1): two endpoints drawn
     /// at random, the cheaper one taken (Linkerd's default; Mitzenmacher's P2C avoids the
