@@ -347,13 +347,21 @@ impl KeepAlive {
                         "opening a lease keep-alive",
                         self.client.lease_keep_alive(lease),
                     )
-                    .await?
-                    .map_err(|e| ProviderError::backend("opening a lease keep-alive", e))?;
-                *stream = Some(opened);
+                    .await?;
+                match opened {
+                    Ok(opened) => *stream = Some(opened),
+                    // The lease is gone (it expired while etcd was unreachable, or etcd lost
+                    // it): register again below, under a new one.
+                    Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
+                        tracing::warn!(lease, %reason, "registration lease gone; registering again");
+                    }
+                    Err(e) => return Err(ProviderError::backend("opening a lease keep-alive", e)),
+                }
             }
-            let Some((keeper, responses)) = stream.as_mut() else {
-                return Ok(());
-            };
+        }
+        if let Some(lease) = lease
+            && let Some((keeper, responses)) = stream.as_mut()
+        {
             let renewal = async {
                 keeper.keep_alive().await?;
                 responses.message().await
