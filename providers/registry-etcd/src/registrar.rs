@@ -340,23 +340,23 @@ impl KeepAlive {
             };
             published.lease
         };
-        if let Some(lease) = lease {
-            if stream.is_none() {
-                let opened = settings
-                    .deadline(
-                        "opening a lease keep-alive",
-                        self.client.lease_keep_alive(lease),
-                    )
-                    .await?;
-                match opened {
-                    Ok(opened) => *stream = Some(opened),
-                    // The lease is gone (it expired while etcd was unreachable, or etcd lost
-                    // it): register again below, under a new one.
-                    Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
-                        tracing::warn!(lease, %reason, "registration lease gone; registering again");
-                    }
-                    Err(e) => return Err(ProviderError::backend("opening a lease keep-alive", e)),
+        if let Some(lease) = lease
+            && stream.is_none()
+        {
+            let opened = settings
+                .deadline(
+                    "opening a lease keep-alive",
+                    self.client.lease_keep_alive(lease),
+                )
+                .await?;
+            match opened {
+                Ok(opened) => *stream = Some(opened),
+                // The lease is gone (it expired while etcd was unreachable, or etcd lost
+                // it): register again below, under a new one.
+                Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
+                    tracing::warn!(lease, %reason, "registration lease gone; registering again");
                 }
+                Err(e) => return Err(ProviderError::backend("opening a lease keep-alive", e)),
             }
         }
         if let Some(lease) = lease
