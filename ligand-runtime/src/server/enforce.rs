@@ -84,9 +84,8 @@ impl Server {
 
     /// The pipeline. Its stages are sync helpers called from this one function, and each
     /// stage that can answer at once (an in-process limiter or engine, room in the audit
-    /// queue) does, so the common path constructs no nested future: every nested future is
-    /// built, moved and dropped on each request, and that copying was a visible share of the
-    /// path's cost.
+    /// queue) does, so the common path builds no nested future to move and drop; only a
+    /// stage that has to wait awaits.
     pub(crate) async fn pipeline(
         &self,
         request: InboundRequest,
