@@ -181,23 +181,23 @@ impl Transport {
             source: Box::new(e),
         };
         let config = &self.resilience;
-        let initial: Vec<String> = match &endpoints {
-            Endpoints::Watched(rx) => eligible(&rx.borrow(), service)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            Endpoints::Resolved | Endpoints::None => Vec::new(),
+        // Made while the watched set is borrowed: the pool copies the addresses it keeps.
+        let watched = match &endpoints {
+            Endpoints::Watched(rx) => Some(rx.borrow()),
+            Endpoints::Resolved | Endpoints::None => None,
         };
-        let pool = Arc::new(
-            Pool::new(
-                &config.balancer,
-                config.outlier.clone(),
-                &initial,
-                Rng::from_entropy(),
-                outlier_sink(name.clone()),
-            )
-            .map_err(refused)?,
+        let initial = watched
+            .as_deref()
+            .map_or_else(Vec::new, |endpoints| eligible(endpoints, service));
+        let pool = Pool::new(
+            &config.balancer,
+            config.outlier.clone(),
+            &initial,
+            Rng::from_entropy(),
+            outlier_sink(name.clone()),
         );
+        drop(watched);
+        let pool = Arc::new(pool.map_err(refused)?);
         let follower = match &endpoints {
             Endpoints::Watched(rx) => {
                 Some(tokio::spawn(follow(rx.clone(), pool.clone(), name.clone())))
@@ -569,11 +569,7 @@ fn eligible<'a>(endpoints: &'a [Endpoint], service: &str) -> Vec<&'a str> {
 /// keeps the statistics of the endpoints that stay.
 async fn follow(mut rx: watch::Receiver<Vec<Endpoint>>, pool: Arc<Pool>, service: Arc<str>) {
     while rx.changed().await.is_ok() {
-        let addresses: Vec<String> = eligible(&rx.borrow_and_update(), &service)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        pool.update(&addresses);
+        pool.update(&eligible(&rx.borrow_and_update(), &service));
     }
 }
 
