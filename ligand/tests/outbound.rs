@@ -214,14 +214,21 @@ async fn pair_on(
     caller: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
 ) -> (Running, Running) {
     let accounts = serve(ca, ACCOUNTS, callee).await;
-    let registry = StaticRegistry::new()
-        .service(ACCOUNTS, [accounts.addr.to_string()])
-        .unwrap();
-    let gateway = serve(ca, GATEWAY, |c| {
+    let gateway = gateway_to(ca, [accounts.addr.to_string()], caller).await;
+    (accounts, gateway)
+}
+
+/// A gateway whose registry lists `addresses` for ACCOUNTS, configured further by `caller`.
+async fn gateway_to<const N: usize>(
+    ca: &TestCa,
+    addresses: [String; N],
+    caller: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> Running {
+    let registry = StaticRegistry::new().service(ACCOUNTS, addresses).unwrap();
+    serve(ca, GATEWAY, |c| {
         caller(c.policy(AllowList::new()).registry(registry))
     })
-    .await;
-    (accounts, gateway)
+    .await
 }
 
 fn audit(running: &Running) -> &RecordingTelemetry {
@@ -264,13 +271,7 @@ async fn a_server_presenting_another_identity_is_refused() {
     let ca = TestCa::new(TRUST_DOMAIN);
     // The registry lists the impostor's address under ACCOUNTS.
     let impostor = serve(&ca, IMPOSTOR, |c| c.policy(allow_gateway())).await;
-    let registry = StaticRegistry::new()
-        .service(ACCOUNTS, [impostor.addr.to_string()])
-        .unwrap();
-    let gateway = serve(&ca, GATEWAY, |c| {
-        c.policy(AllowList::new()).registry(registry)
-    })
-    .await;
+    let gateway = gateway_to(&ca, [impostor.addr.to_string()], |c| c).await;
 
     let err = gateway
         .server
@@ -461,13 +462,7 @@ async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
         )
     })
     .await;
-    let registry = StaticRegistry::new()
-        .service(ACCOUNTS, [accounts.addr.to_string()])
-        .unwrap();
-    let gateway = serve(&ca, GATEWAY, |c| {
-        c.policy(AllowList::new()).registry(registry)
-    })
-    .await;
+    let gateway = gateway_to(&ca, [accounts.addr.to_string()], |c| c).await;
 
     let seen = gateway
         .server
@@ -521,13 +516,7 @@ async fn a_dead_endpoint_is_retried_around_then_ejected() {
     let ca = TestCa::new(TRUST_DOMAIN);
     let accounts = serve(&ca, ACCOUNTS, |c| c.policy(allow_gateway())).await;
     let dead = dead_address();
-    let registry = StaticRegistry::new()
-        .service(ACCOUNTS, [dead.to_string(), accounts.addr.to_string()])
-        .unwrap();
-    let gateway = serve(&ca, GATEWAY, |c| {
-        c.policy(AllowList::new()).registry(registry)
-    })
-    .await;
+    let gateway = gateway_to(&ca, [dead.to_string(), accounts.addr.to_string()], |c| c).await;
     let client = gateway.server.client::<AccountsApiClient>();
     for i in 0..40 {
         let account = client.get(&i.to_string()).await;
@@ -575,13 +564,7 @@ async fn server_errors_are_retried_for_idempotent_methods_only() {
 #[tokio::test]
 async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
     let ca = TestCa::new(TRUST_DOMAIN);
-    let registry = StaticRegistry::new()
-        .service(ACCOUNTS, [dead_address().to_string()])
-        .unwrap();
-    let gateway = serve(&ca, GATEWAY, |c| {
-        c.policy(AllowList::new()).registry(registry)
-    })
-    .await;
+    let gateway = gateway_to(&ca, [dead_address().to_string()], |c| c).await;
     let client = gateway.server.client::<AccountsApiClient>();
     let mut opened = None;
     for i in 0..10 {
