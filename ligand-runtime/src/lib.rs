@@ -91,7 +91,7 @@ pub use self::outbound::{
     BalancerConfig, BreakerConfig, BulkheadConfig, CallBuilder, CallError, Caller, Client,
     DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, LatencyEjection, MAX_RESPONSE_BODY,
     OutlierConfig, ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy,
-    SuccessRateEjection, TXN_TOKEN_HEADER, UnknownStrategy,
+    SuccessRateEjection, TXN_TOKEN_HEADER, TargetResilience, UnknownStrategy,
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
 pub use self::provider::ProviderContext;

@@ -21,7 +21,9 @@ pub use self::dial::DEFAULT_MAX_CONNECTION_AGE;
 pub use self::resilience::balance::{BalancerConfig, Strategy, UnknownStrategy};
 pub use self::resilience::breaker::BreakerConfig;
 pub use self::resilience::bulkhead::BulkheadConfig;
-pub use self::resilience::config::{ConfigError as ResilienceConfigError, ResilienceConfig};
+pub use self::resilience::config::{
+    ConfigError as ResilienceConfigError, ResilienceConfig, TargetResilience,
+};
 pub use self::resilience::outlier::{LatencyEjection, OutlierConfig, SuccessRateEjection};
 pub use self::resilience::retry::RetryConfig;
 pub use self::transport::{DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER};

@@ -15,7 +15,7 @@
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
-//! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]` | | see `ResilienceConfig` |
+//! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -129,6 +129,8 @@ struct OutboundSection {
     breaker: Option<ligand_runtime::BreakerConfig>,
     bulkhead: Option<ligand_runtime::BulkheadConfig>,
     retry: Option<ligand_runtime::RetryConfig>,
+    /// `[outbound.targets."<SPIFFE ID>".<section>]`: sections for calls to one service.
+    targets: Option<std::collections::BTreeMap<String, ligand_runtime::TargetResilience>>,
 }
 
 /// `[connections]`: the HTTP binding's limits (see `HttpBinding`). Durations are written
@@ -422,6 +424,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     }
     if let Some(retry) = outbound.retry {
         resilience.retry = retry;
+    }
+    if let Some(targets) = outbound.targets {
+        resilience.targets = targets;
     }
     resilience.validate().map_err(|e| invalid("outbound", e))?;
     builder = builder.outbound_resilience(resilience);

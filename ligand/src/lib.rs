@@ -60,7 +60,7 @@ pub use ligand_runtime::{
 pub use ligand_runtime::{
     BalancerConfig, BreakerConfig, BulkheadConfig, LatencyEjection, OutlierConfig,
     ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy, SuccessRateEjection,
-    UnknownStrategy,
+    TargetResilience, UnknownStrategy,
 };
 
 /// The contracts providers implement (identity, policy, rate limiting, secrets, telemetry,

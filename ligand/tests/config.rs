@@ -421,7 +421,9 @@ fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
         "ligand.toml",
         "[outbound.balancer]\nstrategy = \"least_request\"\n\n[outbound.retry]\nmax_attempts = 2\n\
          backoff_base = \"10ms\"\ntreat_as_idempotent = [\"POST\"]\n\n[outbound.breaker]\n\
-         open_duration = \"2s\"\n\n[outbound.bulkhead]\nmax_concurrent = 64\n",
+         open_duration = \"2s\"\n\n[outbound.bulkhead]\nmax_concurrent = 64\n\n\
+         [outbound.targets.\"spiffe://example.org/service/fraud\".balancer]\n\
+         strategy = \"ring_hash\"\n",
     );
     load(dir.path()).unwrap();
     for (bad, named) in [
@@ -441,6 +443,14 @@ fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
             "soon",
         ),
         ("[outbound.retry]\nattempts = 2\n", "attempts"),
+        (
+            "[outbound.targets.fraud.retry]\nmax_attempts = 2\n",
+            "not a SPIFFE ID",
+        ),
+        (
+            "[outbound.targets.\"spiffe://example.org/a\".retry]\nmax_attempts = 0\n",
+            "targets.\"spiffe://example.org/a\".retry.max_attempts",
+        ),
     ] {
         write(dir.path(), "ligand.toml", bad);
         let error = load(dir.path()).unwrap_err().to_string();

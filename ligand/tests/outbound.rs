@@ -562,6 +562,50 @@ async fn server_errors_are_retried_for_idempotent_methods_only() {
 }
 
 #[tokio::test]
+async fn a_target_section_applies_to_calls_to_that_service_alone() {
+    let mut resilience = ligand::ResilienceConfig::default();
+    let mut own = ligand::TargetResilience::default();
+    let mut retry = ligand::RetryConfig::default();
+    retry.max_attempts = 1;
+    own.retry = Some(retry);
+    // Another service's section leaves calls to ACCOUNTS on the top-level default (3).
+    resilience.targets.insert(IMPOSTOR.to_owned(), own.clone());
+    let (_accounts, gateway) = pair(
+        |c| c.policy(allow_gateway()),
+        |c| c.outbound_resilience(resilience.clone()),
+    )
+    .await;
+    gateway
+        .server
+        .client::<AccountsApiClient>()
+        .broken()
+        .await
+        .unwrap_err();
+    resilience.targets.insert(ACCOUNTS.to_owned(), own);
+    let (_accounts, own_gateway) = pair(
+        |c| c.policy(allow_gateway()),
+        |c| c.outbound_resilience(resilience),
+    )
+    .await;
+    own_gateway
+        .server
+        .client::<AccountsApiClient>()
+        .broken()
+        .await
+        .unwrap_err();
+
+    let attempts = |running: &Running| {
+        audit(running)
+            .outbound_calls()
+            .iter()
+            .map(|c| c.attempts)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(attempts(&gateway), [3]);
+    assert_eq!(attempts(&own_gateway), [1]);
+}
+
+#[tokio::test]
 async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
     let ca = TestCa::new(TRUST_DOMAIN);
     let gateway = gateway_to(&ca, [dead_address().to_string()], |c| c).await;

@@ -180,7 +180,7 @@ impl Transport {
             service: service.to_owned(),
             source: Box::new(e),
         };
-        let config = &self.resilience;
+        let config = &self.resilience.for_target(service);
         // Made while the watched set is borrowed: the pool copies the addresses it keeps.
         let watched = match &endpoints {
             Endpoints::Watched(rx) => Some(rx.borrow()),

@@ -15,14 +15,27 @@
 //! [outbound.retry]
 //! max_attempts = 3
 //! treat_as_idempotent = ["POST"]
+//!
+//! # Calls to the fraud service alone: sticky endpoints and no retries.
+//! [outbound.targets."spiffe://bank.example/service/fraud".balancer]
+//! strategy = "ring_hash"
+//! [outbound.targets."spiffe://bank.example/service/fraud".retry]
+//! max_attempts = 1
 //! ```
 //!
 //! Every section and field is optional; what is left out takes the documented default.
 //! Durations are humantime strings (`"250ms"`, `"30s"`, `"5m"`).
+//!
+//! A section under `targets."<SPIFFE ID>"` replaces the top-level section of the same name
+//! for calls to that service, whole: its missing fields take the documented defaults, not
+//! the top-level values, so what applies to a target reads from one place.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::SpiffeId;
 
 use super::balance::BalancerConfig;
 use super::breaker::BreakerConfig;
@@ -45,16 +58,70 @@ pub struct ResilienceConfig {
     pub bulkhead: BulkheadConfig,
     /// Which failures are retried, how often and how soon.
     pub retry: RetryConfig,
+    /// Sections that replace the ones above for calls to one service, keyed by its SPIFFE ID.
+    pub targets: BTreeMap<String, TargetResilience>,
+}
+
+/// The sections that apply to calls to one target service instead of the top-level ones;
+/// a section left out keeps the top-level one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TargetResilience {
+    /// How this target's endpoints are chosen.
+    pub balancer: Option<BalancerConfig>,
+    /// When this target's endpoints are ejected.
+    pub outlier: Option<OutlierConfig>,
+    /// When this target's circuit opens.
+    pub breaker: Option<BreakerConfig>,
+    /// How many calls this target may have at once.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// Which failures of calls to this target are retried, how often and how soon.
+    pub retry: Option<RetryConfig>,
 }
 
 impl ResilienceConfig {
-    /// Checks every section; the first setting at fault is named.
+    /// Checks every section, the targets' included; the first setting at fault is named.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sections()?;
+        for target in self.targets.keys() {
+            let in_target = |setting| ConfigError::Target {
+                target: target.clone(),
+                setting: Box::new(setting),
+            };
+            if let Err(e) = SpiffeId::new(target) {
+                return Err(ConfigError::TargetId {
+                    target: target.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            self.for_target(target)
+                .validate_sections()
+                .map_err(in_target)?;
+        }
+        Ok(())
+    }
+
+    fn validate_sections(&self) -> Result<(), ConfigError> {
         self.balancer.validate()?;
         self.outlier.validate()?;
         self.breaker.validate()?;
         self.bulkhead.validate()?;
         self.retry.validate()
+    }
+
+    /// The settings that apply to calls to `service`: the top-level sections, each replaced by
+    /// the target's own when it has one. Carries no `targets` of its own.
+    pub fn for_target(&self, service: &str) -> Self {
+        let own = self.targets.get(service).cloned().unwrap_or_default();
+        Self {
+            balancer: own.balancer.unwrap_or_else(|| self.balancer.clone()),
+            outlier: own.outlier.unwrap_or_else(|| self.outlier.clone()),
+            breaker: own.breaker.unwrap_or_else(|| self.breaker.clone()),
+            bulkhead: own.bulkhead.unwrap_or_else(|| self.bulkhead.clone()),
+            retry: own.retry.unwrap_or_else(|| self.retry.clone()),
+            targets: BTreeMap::new(),
+        }
     }
 }
 
@@ -85,6 +152,22 @@ pub enum ConfigError {
         setting: &'static str,
         /// The minimum it is below.
         other: &'static str,
+    },
+    /// A `targets` key that is not a SPIFFE ID.
+    #[error("targets.{target:?}: not a SPIFFE ID: {reason}")]
+    TargetId {
+        /// The key as given.
+        target: String,
+        /// Why it is not a SPIFFE ID.
+        reason: String,
+    },
+    /// A setting of one target at fault.
+    #[error("targets.{target:?}.{setting}")]
+    Target {
+        /// The target's SPIFFE ID.
+        target: String,
+        /// The setting at fault, named within the target.
+        setting: Box<ConfigError>,
     },
     /// Not an HTTP method in its canonical (uppercase) spelling.
     #[error("{setting}: {value:?} is not an uppercase HTTP method such as \"POST\"")]
@@ -177,6 +260,56 @@ mod tests {
         }
         let err = "fastest".parse::<Strategy>().unwrap_err();
         assert!(err.to_string().contains("fastest"), "{err}");
+    }
+
+    #[test]
+    fn a_target_section_replaces_the_top_level_one_whole() {
+        let fraud = "spiffe://bank.example/service/fraud";
+        let config = parse(&format!(
+            r#"{{"retry": {{"max_attempts": 4, "backoff_base": "50ms"}},
+                "breaker": {{"open_duration": "9s"}},
+                "targets": {{"{fraud}": {{
+                    "balancer": {{"strategy": "ring_hash"}},
+                    "retry": {{"max_attempts": 1}}}}}}}}"#
+        ))
+        .unwrap();
+        config.validate().unwrap();
+
+        let own = config.for_target(fraud);
+        assert_eq!(own.balancer.strategy, Strategy::RingHash);
+        assert_eq!(own.retry.max_attempts, 1);
+        // Whole: the target's retry section does not inherit the top-level backoff.
+        assert_eq!(own.retry.backoff_base, RetryConfig::default().backoff_base);
+        // A section the target leaves out is the top-level one.
+        assert_eq!(own.breaker.open_duration, Duration::from_secs(9));
+        assert!(own.targets.is_empty());
+
+        let other = config.for_target("spiffe://bank.example/service/accounts");
+        assert_eq!(other.balancer.strategy, Strategy::P2cEwma);
+        assert_eq!(other.retry.max_attempts, 4);
+    }
+
+    #[test]
+    fn a_target_is_a_spiffe_id_with_valid_sections() {
+        let err = parse(r#"{"targets": {"fraud": {}}}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::TargetId { .. }), "{err}");
+        assert!(err.to_string().starts_with(r#"targets."fraud""#), "{err}");
+
+        let err =
+            parse(r#"{"targets": {"spiffe://example.org/a": {"retry": {"max_attempts": 0}}}}"#)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"targets."spiffe://example.org/a".retry.max_attempts: 0 is out of range; expected 1 to 10"#,
+        );
+
+        let err = parse(r#"{"targets": {"spiffe://example.org/a": {"retries": {}}}}"#).unwrap_err();
+        assert!(err.contains("retries"), "{err}");
     }
 
     #[test]
