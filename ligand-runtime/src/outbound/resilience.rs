@@ -38,6 +38,7 @@ pub(crate) mod retry;
 mod ring;
 pub(crate) mod rng;
 pub(crate) mod slot;
+pub(crate) mod stack;
 
 use std::sync::Arc;
 

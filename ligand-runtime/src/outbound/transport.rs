@@ -26,12 +26,10 @@ use tokio::sync::{Notify, watch};
 use super::client::{CallError, classify};
 use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
 use super::resilience::balance::Pool;
-use super::resilience::breaker::{Breaker, BreakerError, Transition};
-use super::resilience::bulkhead::Bulkhead;
+use super::resilience::breaker::{BreakerError, Transition};
 use super::resilience::config::ResilienceConfig;
 use super::resilience::outlier::OutlierEvent;
-use super::resilience::retry::{Decision, Retry};
-use super::resilience::rng::Rng;
+use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
@@ -85,11 +83,7 @@ pub(crate) struct Target {
     name: Arc<str>,
     dialer: Dialer,
     endpoints: Endpoints,
-    pool: Arc<Pool>,
-    breaker: Breaker,
-    bulkhead: Bulkhead,
-    retry: Retry,
-    rng: Rng,
+    stack: Stack,
     /// Follows a watched endpoint set into `pool`; stopped with the target.
     follower: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,31 +183,28 @@ impl Transport {
         let initial = watched
             .as_deref()
             .map_or_else(Vec::new, |endpoints| eligible(endpoints, service));
-        let pool = Pool::new(
-            &config.balancer,
-            config.outlier.clone(),
+        let stack = Stack::new(
+            config,
             &initial,
-            Rng::from_entropy(),
             outlier_sink(name.clone()),
+            breaker_sink(name.clone()),
         );
         drop(watched);
-        let pool = Arc::new(pool.map_err(refused)?);
+        let stack = stack.map_err(refused)?;
         let follower = match &endpoints {
-            Endpoints::Watched(rx) => {
-                Some(tokio::spawn(follow(rx.clone(), pool.clone(), name.clone())))
-            }
+            Endpoints::Watched(rx) => Some(tokio::spawn(follow(
+                rx.clone(),
+                stack.pool().clone(),
+                name.clone(),
+            ))),
             Endpoints::Resolved | Endpoints::None => None,
         };
         let target = Arc::new(Target {
             id: id.clone(),
-            name: name.clone(),
+            name,
             dialer,
             endpoints,
-            pool,
-            breaker: Breaker::new(config.breaker.clone(), breaker_sink(name)).map_err(refused)?,
-            bulkhead: Bulkhead::new(config.bulkhead.clone()).map_err(refused)?,
-            retry: Retry::new(&config.retry).map_err(refused)?,
-            rng: Rng::from_entropy(),
+            stack,
             follower,
         });
         let mut targets = self
@@ -238,18 +229,10 @@ impl Transport {
                 "the outbound transport is shutting down",
             ));
         };
-        let mut address = String::new();
-        let mut attempts = 0;
+        let mut trace = Trace::default();
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let result = self
-            .attempt_all(
-                target,
-                upstream,
-                &call,
-                deadline,
-                &mut address,
-                &mut attempts,
-            )
+            .attempt_all(target, upstream, &call, deadline, &mut trace)
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
@@ -260,10 +243,10 @@ impl Transport {
             source: self.source.clone(),
             target: target.name.clone(),
             method: call.method,
-            address,
+            address: trace.address,
             outcome,
             status: status.map(|s| s.as_u16()),
-            attempts,
+            attempts: trace.attempts,
             latency: started.elapsed(),
         };
         // Moved into the audit queue, not copied: this is the calling task's path.
@@ -271,34 +254,18 @@ impl Transport {
         result.map(|(_, body)| body)
     }
 
-    /// The call's attempts, within `deadline`: a bulkhead permit for the whole call, the
-    /// chain token signed once, then per attempt the breaker's admission, an endpoint from the
-    /// balancer, the exchange, its outcome recorded, and the retry decision (policy, attempt
-    /// cap, budget, backoff).
+    /// The call's attempts, within `deadline`: a bulkhead slot for the whole call, the chain
+    /// token signed once, then the attempts through the target's resilience stack.
     async fn attempt_all(
         &self,
         target: &Target,
         upstream: &VerifiedChain,
         call: &Call,
         deadline: tokio::time::Instant,
-        address: &mut String,
-        attempts: &mut u32,
+        trace: &mut Trace,
     ) -> Result<(StatusCode, Bytes), CallError> {
-        let timed_out = || CallError::Timeout {
-            service: target.name.to_string(),
-            after: self.settings.timeout,
-        };
-        // Waiting in the bulkhead's queue counts against the call's time.
-        let _permit = match tokio::time::timeout_at(deadline, target.bulkhead.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(error)) => {
-                return Err(CallError::Overloaded {
-                    service: target.name.to_string(),
-                    reason: error.to_string(),
-                });
-            }
-            Err(_) => return Err(timed_out()),
-        };
+        let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
+        let permit = target.stack.admit(deadline).await.map_err(refused)?;
         // This hop's token on top of the verified upstream chain, addressed to the target
         // (cached by the signer: re-signed only at half its lifetime or after a rotation).
         let chain = self
@@ -311,57 +278,21 @@ impl Transport {
             )
             .map_err(CallError::Chain)?;
         self.resolve(target).await?;
-        target.retry.budget().deposit();
-        loop {
-            let admission = target
-                .breaker
-                .allow()
-                .map_err(|error| CallError::CircuitOpen {
-                    service: target.name.to_string(),
-                    retry_after: match error {
-                        BreakerError::Open { retry_after } => Some(retry_after),
-                        _ => None,
-                    },
-                })?;
-            // A retry goes to another endpoint than the one that just failed, when there is one.
-            let picked = if *attempts == 0 {
-                target.pool.pick()
-            } else {
-                target.pool.pick_other(address)
-            }
-            .map_err(|_| CallError::NoEndpoints {
-                service: target.name.to_string(),
-            })?;
-            *attempts += 1;
-            address.clear();
-            address.push_str(picked.address());
-            let (outcome, result) = match tokio::time::timeout_at(
+        let chain = &chain;
+        target
+            .stack
+            .attempts(
+                &permit,
+                &call.method,
                 deadline,
-                self.exchange(target, call, &chain, picked.address()),
+                trace,
+                |address| async move { self.exchange(target, call, chain, &address).await },
             )
             .await
-            {
-                Ok(attempt) => attempt,
-                Err(_) => (Outcome::NoResponse, Err(timed_out())),
-            };
-            target.pool.record(picked, outcome);
-            admission.record(outcome);
-            let error = match result {
-                Ok(answer) => return Ok(answer),
-                Err(error @ CallError::Timeout { .. }) => return Err(error),
-                Err(error) => error,
-            };
-            match target
-                .retry
-                .decide(&call.method, *attempts, outcome, &target.rng)
-            {
-                // A retry that could not start before the deadline is not made.
-                Decision::Retry { after } if tokio::time::Instant::now() + after < deadline => {
-                    tokio::time::sleep(after).await;
-                }
-                Decision::Retry { .. } | Decision::Stop(_) => return Err(error),
-            }
-        }
+            .map_err(|ended| match ended {
+                Ended::Failed(error) => error,
+                Ended::Refused(refusal) => refused(refusal),
+            })
     }
 
     /// One attempt on the endpoint at `address`: how it ended for the resilience stages, and
@@ -458,7 +389,10 @@ impl Transport {
                 service: target.name.to_string(),
                 source: Box::new(e),
             })?;
-        target.pool.update(&eligible(&resolved, &target.name));
+        target
+            .stack
+            .pool()
+            .update(&eligible(&resolved, &target.name));
         Ok(())
     }
 
@@ -484,7 +418,7 @@ impl Transport {
         let _ = tokio::time::timeout(deadline, wait).await;
         if let Ok(mut targets) = self.targets.write() {
             for target in targets.values() {
-                target.bulkhead.close();
+                target.stack.close();
             }
             // Dropping the pools closes their idle connections.
             targets.clear();
@@ -536,6 +470,29 @@ fn outcome_of(error: &CallError) -> (OutboundOutcome, Option<StatusCode>) {
         | CallError::Encode(_)
         | CallError::Chain(_) => (OutboundOutcome::Refused, None),
         _ => (OutboundOutcome::ConnectError, None),
+    }
+}
+
+/// The error of a call the resilience stack refused.
+fn refusal_error(target: &Target, refusal: Refusal, timeout: Duration) -> CallError {
+    let service = target.name.to_string();
+    match refusal {
+        Refusal::Overloaded(error) => CallError::Overloaded {
+            service,
+            reason: error.to_string(),
+        },
+        Refusal::CircuitOpen(error) => CallError::CircuitOpen {
+            service,
+            retry_after: match error {
+                BreakerError::Open { retry_after } => Some(retry_after),
+                _ => None,
+            },
+        },
+        Refusal::NoEndpoints => CallError::NoEndpoints { service },
+        Refusal::TimedOut => CallError::Timeout {
+            service,
+            after: timeout,
+        },
     }
 }
 

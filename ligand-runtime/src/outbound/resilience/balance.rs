@@ -199,6 +199,11 @@ impl Picked {
     pub(crate) fn address(&self) -> &str {
         self.slot.address()
     }
+
+    /// The endpoint's `host:port`, shared: for an attempt that outlives this borrow.
+    pub(crate) fn shared_address(&self) -> Arc<str> {
+        self.slot.address().clone()
+    }
 }
 
 impl Drop for Picked {
