@@ -5,7 +5,7 @@
 
 mod client;
 pub mod dial;
-mod resilience;
+pub(crate) mod resilience;
 mod transport;
 
 use std::fmt;

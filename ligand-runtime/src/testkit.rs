@@ -9,6 +9,8 @@
 //! - [`PeerClient`] is an mTLS HTTP client holding its own SVID, to call a served service over
 //!   loopback as another workload would; [`PeerClient::chain_header`] and [`signed_chain`]
 //!   sign identity chains as the hops of a real call path would.
+//! - [`ResilienceStack`] runs the outbound resilience stages without the network, for
+//!   benchmarks.
 //!
 //! These are fakes for tests. Nothing here belongs in production configuration.
 
@@ -19,6 +21,7 @@ pub mod conformance;
 mod identity;
 mod limiter;
 mod policy;
+mod resilience;
 mod telemetry;
 
 pub use self::ca::{SvidKey, SvidSpec, TestCa};
@@ -27,6 +30,7 @@ pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_co
 pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};
+pub use self::resilience::ResilienceStack;
 pub use self::telemetry::RecordingTelemetry;
 
 /// Blocks the calling thread until every audit and telemetry record `server` has produced so
