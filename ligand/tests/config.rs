@@ -13,6 +13,20 @@ fn load(dir: &Path) -> Result<ligand::Config, ConfigError> {
     load_from(&dir.join("ligand.toml"), true, &Environment::default())
 }
 
+/// A plain HTTP GET to the admin listener: status and body.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("http://{admin}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
 fn write(dir: &Path, relative: &str, contents: &str) {
     let path = dir.join(relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -35,6 +49,13 @@ async fn embedded_defaults_start_a_fail_closed_service() {
         .admin_addr()
         .expect("the admin listener is on by default");
     assert!(admin.ip().is_loopback() && admin.port() != 0, "{admin}");
+    // Initialized, not yet serving: the probes say so over plain HTTP.
+    let (status, body) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"binding\":\"initializing\""), "{body}");
+    let (status, body) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("ligand_authz_decisions_total"), "{body}");
     assert_eq!(
         server.spiffe_id().to_string(),
         "spiffe://ligand.local/service/accounts"
