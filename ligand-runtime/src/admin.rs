@@ -37,8 +37,8 @@ use crate::secrets::SecretsCache;
 use crate::telemetry::AuditQueue;
 use crate::tls::IdentityState;
 
-/// The admin listener's default address: loopback, the port Prometheus exporters of this kind
-/// conventionally take.
+/// The admin listener's default address: loopback only, on 9464 (the OpenTelemetry Prometheus
+/// exporter's default port, which scrape configurations often already expect).
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
 

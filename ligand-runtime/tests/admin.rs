@@ -307,3 +307,57 @@ async fn the_builder_has_no_admin_listener_unless_asked() {
     assert_eq!(f.server.admin_addr(), None);
     f.server.close().await;
 }
+
+/// A secrets backend with one value that never expires.
+struct OneSecret;
+
+#[async_trait::async_trait]
+impl ligand_runtime::Secrets for OneSecret {
+    async fn get(&self, _: &str) -> Result<ligand_runtime::SecretValue, ProviderError> {
+        Ok(ligand_runtime::SecretValue::new(
+            b"{\"key\":\"value\"}",
+            None,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn secret_cache_hits_are_read_at_scrape_time() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let server = ligand_runtime::init_trust_boundary(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))))
+            .policy(allow_hello())
+            .secrets(OneSecret)
+            .admin(any_port())
+            .build(),
+    )
+    .await
+    .unwrap();
+    let admin = server.admin_addr().unwrap();
+    for _ in 0..3 {
+        server.secret_bytes("secret/data/db").await.unwrap();
+    }
+    let metrics = get(admin, "/metrics").await;
+    let scrape = parse(&metrics.body);
+    let requests = |result| {
+        let found = scrape.samples.iter().any(|s| {
+            s.metric == "ligand_secret_cache_requests_total"
+                && s.labels.get("result") == Some(result)
+        });
+        assert!(found, "no {result} series in {}", metrics.body);
+        sum(
+            &scrape,
+            "ligand_secret_cache_requests_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(
+        (requests("miss"), requests("hit")),
+        (1.0, 2.0),
+        "{}",
+        metrics.body
+    );
+    assert!(!metrics.body.contains("secret/data"), "{}", metrics.body);
+    server.close().await;
+}
