@@ -39,7 +39,7 @@
 //! burst = 100
 //!
 //! [admin]
-//! listen = "0.0.0.0:9464"   # the kubelet probes from the node, not from loopback
+//! listen = "0.0.0.0:9464"   # the kubelet probes the pod's IP, not its loopback
 //! ```
 //!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
