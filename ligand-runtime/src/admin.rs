@@ -7,7 +7,8 @@
 //! | `GET /readyz` | 200 while the service serves traffic ([`State::serves_traffic`]), 503 otherwise; a JSON body with the overall and per-provider states |
 //! | `GET /metrics` | the Prometheus text exposition format |
 //!
-//! Anything else is 404 (405 for another method on these paths). The listener carries no
+//! Anything else is 404 (405 for another method on these paths). HTTP/1.1 only, with a cap on
+//! open connections and a deadline on request headers. The listener carries no
 //! request data and no secret, and needs no client certificate: it is for the local kubelet
 //! and the Prometheus scraper, and is kept apart from the mTLS binding so probes never touch
 //! the enforcement pipeline. It starts early in init, so `/readyz` answers 503 while the
@@ -25,9 +26,12 @@ use axum::extract::State as Shared;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub(crate) use self::metrics::AuditMetrics;
 use self::metrics::{Exporter, LateSources};
@@ -44,6 +48,16 @@ pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
 
 /// How long the listener waits for open probe connections at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Probe and scrape connections open at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send a request's headers (and so how long a keep-alive
+/// connection may sit idle).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Where the admin listener serves, or that it is off.
 ///
@@ -131,13 +145,7 @@ impl AdminListener {
             .fallback(not_found)
             .with_state(state);
         let stop = CancellationToken::new();
-        let serving =
-            axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let task = tokio::spawn(async move {
-            if let Err(error) = serving.await {
-                tracing::warn!(%error, "admin listener stopped");
-            }
-        });
+        let task = tokio::spawn(serve(listener, router, stop.clone()));
         tracing::info!(%addr, "admin listener (health probes and metrics) started");
         Ok(Self {
             addr,
@@ -179,6 +187,45 @@ impl Drop for AdminListener {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Accepts until `stop`, then lets the answers in progress finish. HTTP/1.1 only, with a bound
+/// on connections and on how long a request's headers may take: the port may face the pod
+/// network, and a client that connects and sends nothing must not hold a task for ever.
+async fn serve(listener: tokio::net::TcpListener, router: Router, stop: CancellationToken) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, typically: wait rather than spin.
+                    tracing::debug!(%error, "admin listener accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Full: refuse by closing; a probe retries.
+            continue;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request| router.clone().oneshot(request));
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Alive unless the service has failed: Unavailable outside shutdown (a lost identity past

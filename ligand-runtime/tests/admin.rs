@@ -187,6 +187,8 @@ async fn readyz_turns_503_while_draining_and_the_listener_closes_last() {
     .await;
     let admin = f.server.admin_addr().unwrap();
     assert_eq!(get(admin, "/readyz").await.status, 200);
+    // A client that connects and sends nothing does not keep the listener open.
+    let mut idle = tokio::net::TcpStream::connect(admin).await.unwrap();
 
     let closing = tokio::spawn({
         let server = f.server.clone();
@@ -202,6 +204,9 @@ async fn readyz_turns_503_while_draining_and_the_listener_closes_last() {
 
     release.notify_one();
     closing.await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::io::AsyncReadExt::read(&mut idle, &mut buf).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert!(
         request(admin, "GET", "/livez").await.is_err(),
         "the admin listener is closed once the server is"
