@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::AdminConfig;
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::error::BoxError;
@@ -82,6 +83,7 @@ pub struct Config {
     pub(crate) secret_renewal_lead: Duration,
     pub(crate) audit_queue_capacity: usize,
     pub(crate) audit_overflow: AuditOverflow,
+    pub(crate) admin: AdminConfig,
 }
 
 impl fmt::Debug for Config {
@@ -101,6 +103,7 @@ impl fmt::Debug for Config {
             .field("pre_stop_hooks", &self.pre_stop_hooks.len())
             .field("audit_queue_capacity", &self.audit_queue_capacity)
             .field("audit_overflow", &self.audit_overflow)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +136,7 @@ impl Config {
                 secret_renewal_lead: DEFAULT_SECRET_RENEWAL_LEAD,
                 audit_queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
                 audit_overflow: AuditOverflow::Drop,
+                admin: AdminConfig::disabled(),
             },
         }
     }
@@ -319,6 +323,20 @@ impl ConfigBuilder {
     /// What requests do when the audit queue is full (default [`AuditOverflow::Drop`]).
     pub fn audit_overflow(mut self, overflow: AuditOverflow) -> Self {
         self.config.audit_overflow = overflow;
+        self
+    }
+
+    /// The admin listener: `GET /livez`, `/readyz` and `/metrics` over plain HTTP (see
+    /// [`AdminConfig`]). Off unless set here; [`AdminConfig::default`] listens on
+    /// `127.0.0.1:9464`. The bound address is [`Server::admin_addr`](crate::Server::admin_addr).
+    ///
+    /// ```
+    /// use ligand_runtime::{AdminConfig, Config};
+    /// let config = Config::builder().admin(AdminConfig::default()).build();
+    /// # let _ = config;
+    /// ```
+    pub fn admin(mut self, admin: AdminConfig) -> Self {
+        self.config.admin = admin;
         self
     }
 

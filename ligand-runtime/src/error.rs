@@ -83,6 +83,19 @@ pub enum InitError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The admin listener (health probes and metrics) could not listen on its address: the
+    /// port is taken, or the address is not this host's. Set another address, or turn the
+    /// admin listener off.
+    #[error(
+        "cannot listen on {address} for the admin listener (setting `admin.listen`; `admin.enabled = false` turns it off)"
+    )]
+    Admin {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The required providers missing from a [`Config`](crate::Config), all reported together so

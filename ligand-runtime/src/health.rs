@@ -242,6 +242,11 @@ impl Monitor {
         }
     }
 
+    /// Whether shutdown has started.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
     /// Marks the start of shutdown: no provider can become Ready or Degraded again.
     pub(crate) fn begin_shutdown(&self) {
         let _guard = self.transitions.lock().unwrap_or_else(|e| e.into_inner());

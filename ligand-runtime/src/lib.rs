@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod binding;
 mod bundle;
 mod chain;
@@ -64,6 +65,7 @@ pub mod testkit;
 #[doc(hidden)]
 pub mod __private;
 
+pub use self::admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use self::binding::{
     Binding, BindingArgs, EnforcedService, HttpBinding, ListeningSignal, PeerService,
 };

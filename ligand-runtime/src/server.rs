@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::enforce::{Denied, Enforced};
 pub use self::lifecycle::{init, init_trust_boundary};
 
+use crate::admin::AdminListener;
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::chain::{ChainVerifier, VerifiedChain};
@@ -69,6 +70,8 @@ struct Inner {
     watches: CancellationToken,
     watch_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     closed: OnceCell<()>,
+    /// Health probes and metrics; closed after everything else.
+    admin: Option<AdminListener>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +158,12 @@ impl Server {
             .as_ref()
             .ok_or(SecretError::NotConfigured)?;
         cache.get(name, chain, request_id).await
+    }
+
+    /// The address the admin listener (health probes and metrics) is bound to, or `None` when
+    /// it is off. With port 0 configured, this is the port the system chose.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin.as_ref().map(AdminListener::local_addr)
     }
 
     /// Waits until the binding listens and returns its address; `None` if it stopped (or

@@ -16,6 +16,7 @@
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
+//! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -36,6 +37,9 @@
 //! [rate_limit]
 //! rate = 50
 //! burst = 100
+//!
+//! [admin]
+//! listen = "0.0.0.0:9464"   # the kubelet probes the pod's IP, not its loopback
 //! ```
 //!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
@@ -59,8 +63,8 @@ use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
-    AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, LogLinesTelemetry, SpiffeId,
-    TracingTelemetry,
+    AdminConfig, AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry,
+    LogLinesTelemetry, SpiffeId, TracingTelemetry,
 };
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
@@ -83,6 +87,40 @@ struct File {
     services: Option<StaticRegistryConfig>,
     registry: Option<RegistrySection>,
     outbound: Option<OutboundSection>,
+    admin: Option<AdminSection>,
+}
+
+/// `[admin]`: the plain-HTTP listener of health probes and Prometheus metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSection {
+    /// Off with `false`; on by default.
+    enabled: Option<bool>,
+    /// An IP address and port, such as `"127.0.0.1:9464"` (port 0: any free port).
+    listen: Option<String>,
+}
+
+impl AdminSection {
+    /// `LIGAND_ADMIN_LISTEN` replaces the file's address; `enabled = false` still wins.
+    fn config(self, env: &Environment) -> Result<AdminConfig, ConfigError> {
+        if self.enabled == Some(false) {
+            return Ok(AdminConfig::disabled());
+        }
+        let (setting, listen) = match (&env.admin_listen, self.listen) {
+            (Some(listen), _) => ("LIGAND_ADMIN_LISTEN", listen.clone()),
+            (None, Some(listen)) => ("admin.listen", listen),
+            (None, None) => return Ok(AdminConfig::default()),
+        };
+        let address = listen.trim().parse().map_err(|e| {
+            invalid(
+                setting,
+                format!(
+                    "{listen:?} is not an IP address and port such as \"127.0.0.1:9464\" ({e})"
+                ),
+            )
+        })?;
+        Ok(AdminConfig::listen(address))
+    }
 }
 
 /// `[registry]`: where outbound calls find their peers, and whether this instance registers.
@@ -278,6 +316,7 @@ pub async fn load() -> Result<Config, BoxError> {
         listen: std::env::var("LIGAND_LISTEN").ok(),
         socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),
         spiffe_id: std::env::var("LIGAND_SPIFFE_ID").ok(),
+        admin_listen: std::env::var("LIGAND_ADMIN_LISTEN").ok(),
     };
     Ok(load_from(&path, explicit, &env)?)
 }
@@ -291,6 +330,8 @@ pub struct Environment {
     pub socket: Option<String>,
     /// `LIGAND_SPIFFE_ID`.
     pub spiffe_id: Option<String>,
+    /// `LIGAND_ADMIN_LISTEN`: the admin listener's address.
+    pub admin_listen: Option<String>,
 }
 
 /// Loads the configuration from the file at `path` (which must exist when `required`; an
@@ -328,6 +369,7 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         binding = connections.apply(binding)?;
     }
     builder = builder.binding(binding);
+    builder = builder.admin(file.admin.unwrap_or_default().config(env)?);
 
     let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id);
     match env.socket.clone().or(file.identity.socket) {

@@ -13,6 +13,20 @@ fn load(dir: &Path) -> Result<ligand::Config, ConfigError> {
     load_from(&dir.join("ligand.toml"), true, &Environment::default())
 }
 
+/// A plain HTTP GET to the admin listener: status and body.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("http://{admin}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
 fn write(dir: &Path, relative: &str, contents: &str) {
     let path = dir.join(relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -26,10 +40,22 @@ async fn embedded_defaults_start_a_fail_closed_service() {
     write(
         dir.path(),
         "ligand.toml",
-        "listen = \"127.0.0.1:0\"\n[identity]\nspiffe_id = \"spiffe://ligand.local/service/accounts\"\n",
+        "listen = \"127.0.0.1:0\"\n[identity]\nspiffe_id = \"spiffe://ligand.local/service/accounts\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
     );
     let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
+    let admin = server
+        .admin_addr()
+        .expect("the admin listener is on by default");
+    assert!(admin.ip().is_loopback() && admin.port() != 0, "{admin}");
+    // Initialized, not yet serving: the probes say so over plain HTTP.
+    let (status, body) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"binding\":\"initializing\""), "{body}");
+    let (status, body) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("ligand_authz_decisions_total"), "{body}");
     assert_eq!(
         server.spiffe_id().to_string(),
         "spiffe://ligand.local/service/accounts"
@@ -61,6 +87,7 @@ async fn environment_overrides_the_file_and_secrets_folder_is_picked_up() {
         listen: Some("127.0.0.1:0".into()),
         spiffe_id: Some("spiffe://ligand.local/service/env".into()),
         socket: None,
+        admin_listen: Some("127.0.0.1:0".into()),
     };
     let server = ligand::init(load_from(&dir.path().join("ligand.toml"), true, &env).unwrap())
         .await
@@ -141,6 +168,7 @@ async fn an_unreachable_workload_api_fails_init() {
         listen: Some("127.0.0.1:0".into()),
         socket: Some(socket),
         spiffe_id: None,
+        admin_listen: Some("127.0.0.1:0".into()),
     };
     let config = load_from(&dir.path().join("ligand.toml"), false, &env).unwrap();
     let err = ligand::init(config).await.unwrap_err();
@@ -161,7 +189,8 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
         dir.path(),
         "ligand.toml",
         "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\ncache = false\n\
-         [audit]\nformat = \"json\"\npath = \"audit.jsonl\"\nqueue = 64\noverflow = \"block\"\n",
+         [audit]\nformat = \"json\"\npath = \"audit.jsonl\"\nqueue = 64\noverflow = \"block\"\n\
+         [admin]\nenabled = false\n",
     );
     let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
@@ -199,7 +228,7 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
     write(
         dir.path(),
         "ligand.toml",
-        "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\n[audit]\npath = \"audit.log\"\n",
+        "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\n[audit]\npath = \"audit.log\"\n[admin]\nenabled = false\n",
     );
     let config = load(dir.path()).unwrap();
     let server = ligand::init(config).await.unwrap();
@@ -392,7 +421,8 @@ async fn an_unreachable_etcd_fails_init() {
         "ligand.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\n[registry]\nkind = \"etcd\"\n\
-             endpoints = [\"http://127.0.0.1:{port}\"]\ndial_timeout = \"500ms\"\n"
+             endpoints = [\"http://127.0.0.1:{port}\"]\ndial_timeout = \"500ms\"\n\
+             [admin]\nenabled = false\n"
         ),
     );
     let err = ligand::init(load(dir.path()).unwrap()).await.unwrap_err();
@@ -456,4 +486,86 @@ fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
         let error = load(dir.path()).unwrap_err().to_string();
         assert!(error.contains(named), "{bad}: {error}");
     }
+}
+
+#[test]
+fn the_admin_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let admin = |toml: &str, env: &Environment| {
+        write(dir.path(), "ligand.toml", toml);
+        load_from(&dir.path().join("ligand.toml"), true, env).map(|c| format!("{c:?}"))
+    };
+    let none = Environment::default();
+    // On by default, on loopback.
+    let config = admin("", &none).unwrap();
+    assert!(config.contains("listen: Some(127.0.0.1:9464)"), "{config}");
+    let config = admin("[admin]\nlisten = \"0.0.0.0:9100\"\n", &none).unwrap();
+    assert!(config.contains("listen: Some(0.0.0.0:9100)"), "{config}");
+    let config = admin("[admin]\nenabled = false\n", &none).unwrap();
+    assert!(
+        config.contains("admin: AdminConfig { listen: None }"),
+        "{config}"
+    );
+
+    // The environment replaces the address, but does not turn a disabled listener on.
+    let env = Environment {
+        admin_listen: Some("127.0.0.1:9200".into()),
+        ..Environment::default()
+    };
+    let config = admin("[admin]\nlisten = \"127.0.0.1:9100\"\n", &env).unwrap();
+    assert!(config.contains("listen: Some(127.0.0.1:9200)"), "{config}");
+    let config = admin("[admin]\nenabled = false\n", &env).unwrap();
+    assert!(config.contains("listen: None"), "{config}");
+
+    for (toml, setting) in [
+        ("[admin]\nlisten = \"localhost\"\n", "admin.listen"),
+        ("[admin]\nlisten = \"127.0.0.1\"\n", "admin.listen"),
+        ("[admin]\nlisten = \"127.0.0.1:99999\"\n", "admin.listen"),
+    ] {
+        let error = admin(toml, &none).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Invalid { setting: s, .. } if s == setting),
+            "{toml}: {error}"
+        );
+        assert!(error.to_string().contains("127.0.0.1:9464"), "{error}");
+    }
+    let env = Environment {
+        admin_listen: Some("nonsense".into()),
+        ..Environment::default()
+    };
+    let error = admin("", &env).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ConfigError::Invalid {
+                setting: "LIGAND_ADMIN_LISTEN",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let error = admin("[admin]\nport = 9464\n", &none).unwrap_err();
+    assert!(matches!(error, ConfigError::Parse { .. }), "{error}");
+    assert!(error.to_string().contains("port"), "{error}");
+}
+
+#[tokio::test]
+async fn an_admin_port_in_use_fails_init_naming_the_address_and_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    write(
+        dir.path(),
+        "ligand.toml",
+        &format!("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"{address}\"\n"),
+    );
+    let error = ligand::init(load(dir.path()).unwrap()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, InitError::Admin { .. }), "{error:?}");
+    assert!(
+        message.contains(&address.to_string()) && message.contains("admin.listen"),
+        "{message}"
+    );
 }

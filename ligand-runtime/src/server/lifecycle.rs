@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registration::Registrar;
 use super::{Inner, Server, Settings};
+use crate::admin::{AdminListener, AuditMetrics};
 use crate::binding::{BindingArgs, EnforcedService, ListeningSignal};
 use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::Config;
@@ -66,8 +67,19 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let sink: Arc<dyn Telemetry> = config
         .telemetry
         .unwrap_or_else(|| Arc::new(TracingTelemetry));
-    let audit = AuditQueue::start(sink, config.audit_queue_capacity, config.audit_overflow)
-        .map_err(|e| InitError::Config(format!("starting the audit writer thread: {e}")))?;
+    // The writer counts what it delivers for the admin listener's metrics, off the request
+    // path; without a listener nothing is counted.
+    let metrics = config
+        .admin
+        .address()
+        .map(|_| Arc::new(AuditMetrics::new()));
+    let audit = AuditQueue::start(
+        sink,
+        config.audit_queue_capacity,
+        config.audit_overflow,
+        metrics.clone(),
+    )
+    .map_err(|e| InitError::Config(format!("starting the audit writer thread: {e}")))?;
     let telemetry: Arc<dyn Telemetry> = Arc::new(QueuedTelemetry(audit.clone()));
     let mut kinds = vec![
         ProviderKind::Identity,
@@ -86,6 +98,15 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let monitor = Arc::new(Monitor::new(kinds, telemetry.clone()));
     audit.attach(&monitor);
     monitor.set(ProviderKind::Telemetry, State::Ready, None);
+
+    // Probes answer from here on: 503 on /readyz until the service serves. Dropped (and so
+    // stopped) if init fails below.
+    let admin = match (config.admin.address(), &metrics) {
+        (Some(address), Some(metrics)) => {
+            Some(AdminListener::start(address, monitor.clone(), audit.clone(), metrics).await?)
+        }
+        _ => None,
+    };
 
     // Identity first: nothing else may start without it.
     let context = identity.fetch_x509_context().await.map_err(|e| {
@@ -107,6 +128,9 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let tls = Arc::new(IdentityState::new(&context, want.as_ref())?);
     monitor.set(ProviderKind::Identity, State::Ready, None);
     let service_id: Arc<str> = tls.spiffe_id().to_string().into();
+    if let Some(admin) = &admin {
+        admin.attach_identity(tls.clone());
+    }
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).
@@ -196,6 +220,9 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             watches.clone(),
         )
     });
+    if let (Some(admin), Some(cache)) = (&admin, &secrets_cache) {
+        admin.attach_secrets(cache.clone());
+    }
     let transport = Arc::new(Transport::new(
         tls.clone(),
         config.registry.clone(),
@@ -241,6 +268,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             watches,
             watch_tasks: Mutex::new(Vec::new()),
             closed: OnceCell::new(),
+            admin,
         }),
     };
     server.start_watches().await;
@@ -330,7 +358,8 @@ impl Server {
     /// 7. the binding closes and becomes Unavailable;
     /// 8. providers close in reverse dependency order: bundle fetcher, policy, identity,
     ///    rate limiter, secrets, registry, registrar;
-    /// 9. telemetry closes last, having observed everything above.
+    /// 9. telemetry closes, having observed everything above;
+    /// 10. the admin listener closes last, so probes and scrapes see the whole drain.
     ///
     /// Idempotent: later (or concurrent) calls wait for the first and return.
     pub async fn close(&self) {
@@ -419,6 +448,9 @@ impl Server {
         }
         // The writer delivers what is queued, then closes the sink.
         inner.audit.close().await;
+        if let Some(admin) = &inner.admin {
+            admin.close().await;
+        }
         tracing::info!(spiffe_id = %inner.service_id, "shut down");
     }
 }

@@ -26,6 +26,7 @@ use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
     SecretAccessEvent, Telemetry,
 };
+use crate::admin::AuditMetrics;
 use crate::config::AuditOverflow;
 use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
@@ -118,11 +119,13 @@ impl fmt::Debug for AuditQueue {
 }
 
 impl AuditQueue {
-    /// Starts the writer thread for `sink`.
+    /// Starts the writer thread for `sink`; it also counts each record in `metrics`, when
+    /// given, as it delivers it.
     pub(crate) fn start(
         sink: Arc<dyn Telemetry>,
         capacity: usize,
         overflow: AuditOverflow,
+        metrics: Option<Arc<AuditMetrics>>,
     ) -> std::io::Result<Arc<Self>> {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -133,6 +136,7 @@ impl AuditQueue {
             sink,
             slots: slots.clone(),
             losses: losses.clone(),
+            metrics,
         };
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
@@ -285,6 +289,8 @@ struct Writer {
     sink: Arc<dyn Telemetry>,
     slots: Arc<Semaphore>,
     losses: Arc<Losses>,
+    /// The Prometheus counters, updated here so the request path pays nothing for them.
+    metrics: Option<Arc<AuditMetrics>>,
 }
 
 impl Writer {
@@ -353,6 +359,9 @@ impl Writer {
     /// Hands one record to the sink; returns the close answer when it is the close marker.
     fn deliver(&mut self, item: Item) -> Option<oneshot::Sender<()>> {
         let Item { record, slot } = item;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(&record);
+        }
         let sink = &*self.sink;
         let result = match record {
             Record::Decision {
