@@ -80,6 +80,7 @@ impl Caller {
         method: Method,
         path_and_query: String,
         body: Option<Bytes>,
+        key: Option<u64>,
     ) -> Result<Bytes, CallError> {
         let target = self.transport.target(self.service).await?;
         let call = transport::Call {
@@ -87,6 +88,7 @@ impl Caller {
             path_and_query,
             body,
             txn: self.txn.clone(),
+            key,
         };
         self.transport.call(&target, &self.upstream, call).await
     }

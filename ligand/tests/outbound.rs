@@ -97,6 +97,10 @@ trait AccountsApi {
     #[get("/accounts/{id}")]
     async fn get(&self, id: &str) -> Result<Account, CallError>;
 
+    /// The same account, keyed: under ring_hash one account's calls stay on one endpoint.
+    #[get("/accounts/{id}")]
+    async fn sticky(&self, #[hash_key] id: &str) -> Result<Account, CallError>;
+
     #[post("/accounts/{id}/notes")]
     async fn note(&self, id: &str, note: &Note) -> Result<Account, CallError>;
 
@@ -559,6 +563,46 @@ async fn server_errors_are_retried_for_idempotent_methods_only() {
     );
     // The callee saw exactly those four requests.
     assert_eq!(audit(&accounts).decisions().len(), 4);
+}
+
+#[tokio::test]
+async fn under_ring_hash_a_keyed_call_stays_on_its_endpoint() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let mut addresses = Vec::new();
+    let mut callees = Vec::new();
+    for _ in 0..3 {
+        let callee = serve(&ca, ACCOUNTS, |c| c.policy(allow_gateway())).await;
+        addresses.push(callee.addr.to_string());
+        callees.push(callee);
+    }
+    let mut resilience = ligand::ResilienceConfig::default();
+    resilience.balancer.strategy = ligand::Strategy::RingHash;
+    let gateway = gateway_to(&ca, [0, 1, 2].map(|i| addresses[i].clone()), |c| {
+        c.outbound_resilience(resilience)
+    })
+    .await;
+    let client = gateway.server.client::<AccountsApiClient>();
+    let keys: Vec<String> = (0..24).map(|k| format!("account-{k}")).collect();
+    for _ in 0..3 {
+        for key in &keys {
+            client.sticky(key).await.unwrap();
+        }
+    }
+
+    let calls = audit(&gateway).outbound_calls();
+    assert_eq!(calls.len(), 3 * keys.len());
+    // Each key's three calls went to one endpoint...
+    let by_key: Vec<&str> = calls[..keys.len()]
+        .iter()
+        .map(|c| c.address.as_str())
+        .collect();
+    for round in calls.chunks(keys.len()) {
+        let addresses: Vec<&str> = round.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(addresses, by_key);
+    }
+    // ...and the keys spread over the endpoints.
+    let used: std::collections::BTreeSet<&str> = by_key.iter().copied().collect();
+    assert!(used.len() >= 2, "{used:?}");
 }
 
 #[tokio::test]

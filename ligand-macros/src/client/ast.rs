@@ -37,6 +37,8 @@ pub(crate) struct Arg<'a> {
     pub(crate) ident: Option<&'a Ident>,
     /// The `#[query]` marker, if present.
     pub(crate) query: Option<&'a Attribute>,
+    /// The `#[hash_key]` marker, if present: the argument also sets the call's sticky key.
+    pub(crate) hash_key: Option<&'a Attribute>,
     pub(crate) binding: Binding,
 }
 
@@ -116,6 +118,10 @@ impl<'a> Arg<'a> {
         if let Some(query) = query {
             attr::check_query(cx, query);
         }
+        let hash_key = arg.attrs.iter().find(|attr| attr::is_hash_key(attr));
+        if let Some(hash_key) = hash_key {
+            attr::check_hash_key(cx, hash_key);
+        }
         let binding = if query.is_some() {
             Binding::Query
         } else if ident.is_some_and(|ident| params.iter().any(|param| ident == param)) {
@@ -127,6 +133,7 @@ impl<'a> Arg<'a> {
             original: arg,
             ident,
             query,
+            hash_key,
             binding,
         }
     }

@@ -1,4 +1,5 @@
-//! The macro's option (`service = "spiffe://…"`) and the `#[query]` argument marker.
+//! The macro's option (`service = "spiffe://…"`) and the `#[query]` and `#[hash_key]` argument
+//! markers.
 
 use proc_macro2::TokenStream;
 use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Meta};
@@ -9,6 +10,7 @@ use crate::symbol::Symbol;
 
 const SERVICE: Symbol = Symbol("service");
 const QUERY: Symbol = Symbol("query");
+const HASH_KEY: Symbol = Symbol("hash_key");
 
 const EXPECTS_SERVICE: &str = "#[ligand::client] expects `service = \"spiffe://...\"`, \
      such as #[ligand::client(service = \"spiffe://bank.example/service/accounts\")]";
@@ -81,4 +83,26 @@ pub(crate) fn check_query(cx: &Ctxt, attr: &Attribute) {
             "#[query] takes no arguments; it marks the argument sent as the query string",
         );
     }
+}
+
+/// Whether `attr` is `#[hash_key]`, which marks the argument whose `Display` form is the
+/// call's sticky key for a ring-hash balancer.
+pub(crate) fn is_hash_key(attr: &Attribute) -> bool {
+    attr.path() == HASH_KEY
+}
+
+/// Reports a `#[hash_key]` that is not the bare form.
+pub(crate) fn check_hash_key(cx: &Ctxt, attr: &Attribute) {
+    if !matches!(attr.meta, Meta::Path(_)) {
+        cx.error_spanned_by(
+            attr,
+            "#[hash_key] takes no arguments; it marks the argument that chooses the endpoint \
+             under the ring_hash balancer",
+        );
+    }
+}
+
+/// Whether `attr` is one of the argument markers this macro consumes.
+pub(crate) fn is_marker(attr: &Attribute) -> bool {
+    is_query(attr) || is_hash_key(attr)
 }

@@ -105,17 +105,25 @@ fn call(call: &Call<'_>) -> TokenStream {
             Binding::Body => quote_spanned!(ident.span()=> .json(&#ident)),
         })
     });
+    let key = call
+        .args
+        .iter()
+        .filter(|arg| arg.hash_key.is_some())
+        .filter_map(|arg| arg.ident)
+        .map(|ident| quote_spanned!(ident.span()=> .hash_key(&#ident)));
     quote! {
         #sig {
             self.caller
                 .request(::ligand::__private::Method::#constant, #template)
                 #(#binds)*
+                #(#key)*
                 .send()
         }
     }
 }
 
-/// The trait as declared: route attributes consumed, `#[query]` markers removed and each
+/// The trait as declared: route attributes consumed, `#[query]` and `#[hash_key]` markers
+/// removed and each
 /// `async fn` without a body desugared.
 fn declaration(original: &ItemTrait) -> ItemTrait {
     let mut item = original.clone();
@@ -123,7 +131,7 @@ fn declaration(original: &ItemTrait) -> ItemTrait {
         match trait_item {
             TraitItem::Fn(method) => {
                 route::consume(&mut method.attrs);
-                strip_query(&mut method.sig);
+                strip_markers(&mut method.sig);
                 if method.default.is_none() && method.sig.asyncness.is_some() {
                     method.sig = desugared(&method.sig);
                 }
@@ -137,7 +145,7 @@ fn declaration(original: &ItemTrait) -> ItemTrait {
     item
 }
 
-/// `async fn f(..) -> T` as `fn f(..) -> impl Future<Output = T> + Send`, `#[query]` removed:
+/// `async fn f(..) -> T` as `fn f(..) -> impl Future<Output = T> + Send`, markers removed:
 /// a trait's `async fn` promises no `Send` future, and handlers need one to be spawned.
 fn desugared(sig: &Signature) -> Signature {
     let mut sig = sig.clone();
@@ -145,7 +153,7 @@ fn desugared(sig: &Signature) -> Signature {
         .asyncness
         .map_or_else(|| sig.fn_token.span, |token| token.span);
     sig.asyncness = None;
-    strip_query(&mut sig);
+    strip_markers(&mut sig);
     let output: Type = match &sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
@@ -156,10 +164,10 @@ fn desugared(sig: &Signature) -> Signature {
     sig
 }
 
-fn strip_query(sig: &mut Signature) {
+fn strip_markers(sig: &mut Signature) {
     for input in &mut sig.inputs {
         if let FnArg::Typed(arg) = input {
-            arg.attrs.retain(|attr| !attr::is_query(attr));
+            arg.attrs.retain(|attr| !attr::is_marker(attr));
         }
     }
 }

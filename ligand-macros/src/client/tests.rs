@@ -124,6 +124,28 @@ fn binds_arguments_by_rule() {
     assert!(!output.contains("pub struct"), "{output}");
 }
 
+#[test]
+fn a_hash_key_argument_is_sent_as_bound_and_also_keys_the_call() {
+    let output = expand(
+        quote!(service = #ACCOUNTS),
+        quote! {
+            trait Sessions {
+                #[get("/sessions/{id}")]
+                async fn get(&self, #[hash_key] id: &str) -> Result<(), CallError>;
+            }
+        },
+    );
+    let binds = rendered(quote!(
+        .request(::ligand::__private::Method::GET, "/sessions/{id}")
+        .param("id", &id)
+        .hash_key(&id)
+        .send()
+    ));
+    assert!(output.contains(&binds), "{output}");
+    assert!(!output.contains("# [hash_key]"), "{output}");
+    assert!(!output.contains("compile_error"), "{output}");
+}
+
 fn errors(args: TokenStream, input: TokenStream) -> (String, usize) {
     let output = expand(args, input);
     let count = output.matches("compile_error").count();
@@ -218,6 +240,10 @@ fn reports_every_trait_and_method_error_and_still_emits_the_trait() {
                 async fn no_result(&self) -> String;
                 #[get("a")]
                 async fn bad_template(&self) -> Result<(), CallError>;
+                #[get("/a/{id}/{b}")]
+                async fn two_keys(&self, #[hash_key] id: &str, #[hash_key] b: &str) -> Result<(), CallError>;
+                #[get("/a/{id}")]
+                async fn keyed_with_args(&self, #[hash_key(user)] id: &str) -> Result<(), CallError>;
             }
         },
     );
@@ -239,15 +265,18 @@ fn reports_every_trait_and_method_error_and_still_emits_the_trait() {
         "client methods cannot have generic parameters",
         "return `Result<T, CallError>`",
         "#[get] path template must start with `/`",
+        "#[get] has one #[hash_key] argument, and `id` is already it",
+        "#[hash_key] takes no arguments",
     ] {
         assert!(out.contains(message), "missing {message:?} in {out}");
     }
-    assert_eq!(n, 18, "{out}");
+    assert_eq!(n, 20, "{out}");
     // Next to the errors: the trait with its markers consumed and the client struct, no impl.
     assert!(out.contains("pub trait Bad"), "{out}");
     assert!(out.contains("pub struct BadClient"), "{out}");
     assert!(!out.contains("impl Bad"), "{out}");
     assert!(!out.contains("# [query]"), "{out}");
+    assert!(!out.contains("# [hash_key]"), "{out}");
     assert!(
         !out.contains("\"/a/{id}\""),
         "route attributes are consumed: {out}"

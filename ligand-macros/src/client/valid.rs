@@ -129,6 +129,7 @@ fn check_call(cx: &Ctxt, call: &Call<'_>) {
 fn check_args(cx: &Ctxt, call: &Call<'_>, method: Method) {
     let mut query = None;
     let mut body = None;
+    let mut hash_key = None;
     for arg in &call.args {
         let Some(ident) = arg.ident else {
             cx.error_spanned_by(
@@ -140,6 +141,15 @@ fn check_args(cx: &Ctxt, call: &Call<'_>, method: Method) {
             );
             continue;
         };
+        if let Some(marker) = arg.hash_key {
+            match hash_key {
+                Some(first) => cx.error_spanned_by(
+                    marker,
+                    format!("{method} has one #[hash_key] argument, and `{first}` is already it"),
+                ),
+                None => hash_key = Some(ident),
+            }
+        }
         match arg.binding {
             Binding::Param => {}
             Binding::Query => match query {

@@ -12,8 +12,9 @@
 //!    1. **Circuit breaker** ([`Breaker::allow`](breaker::Breaker::allow)): an [`Admission`](breaker::Admission), or a fast
 //!       [`BreakerError`](breaker::BreakerError) while the target's circuit is open (or its half-open probes are
 //!       taken).
-//!    2. **Balancer** ([`Pool::pick`](balance::Pool::pick) / [`Pool::pick_keyed`](balance::Pool::pick_keyed)): an endpoint, skipping
-//!       ejected ones; the [`Picked`](balance::Picked) guard counts the attempt in flight.
+//!    2. **Balancer** ([`Pool::pick_for`](balance::Pool::pick_for)): an endpoint, skipping
+//!       ejected ones, by the call's sticky key for a ring-hash balancer, and another than the
+//!       last one on a retry; the [`Picked`](balance::Picked) guard counts the attempt in flight.
 //!    3. The call itself.
 //!    4. **Record the outcome** ([`Pool::record`](balance::Pool::record), which feeds the endpoint's peak-EWMA
 //!       latency and the outlier detector; [`Admission::record`](breaker::Admission::record) for the breaker), both

@@ -111,6 +111,8 @@ pub(crate) struct Call {
     pub(crate) path_and_query: String,
     pub(crate) body: Option<Bytes>,
     pub(crate) txn: Option<HeaderValue>,
+    /// The hashed sticky key, for a ring-hash balancer.
+    pub(crate) key: Option<u64>,
 }
 
 impl Transport {
@@ -284,6 +286,7 @@ impl Transport {
             .attempts(
                 &permit,
                 &call.method,
+                call.key,
                 deadline,
                 trace,
                 |address| async move { self.exchange(target, call, chain, &address).await },

@@ -36,16 +36,23 @@ impl ResilienceStack {
         let outcome = Outcome::from_status(status);
         let result: Result<(), _> = self
             .stack
-            .attempts(&permit, method, deadline, &mut trace, |_| async move {
-                (
-                    outcome,
-                    if outcome.is_failure() {
-                        Err(())
-                    } else {
-                        Ok(())
-                    },
-                )
-            })
+            .attempts(
+                &permit,
+                method,
+                None,
+                deadline,
+                &mut trace,
+                |_| async move {
+                    (
+                        outcome,
+                        if outcome.is_failure() {
+                            Err(())
+                        } else {
+                            Ok(())
+                        },
+                    )
+                },
+            )
             .await;
         match result {
             Ok(()) | Err(Ended::Failed(())) => Some(trace.attempts),

@@ -303,6 +303,7 @@ impl Pool {
 
     /// Chooses an endpoint for one attempt. With [`Strategy::RingHash`] and no key, an
     /// endpoint is chosen at random.
+    #[cfg(test)]
     pub(crate) fn pick(&self) -> Result<Picked, NoEndpoints> {
         self.choose(None, None)
     }
@@ -310,6 +311,7 @@ impl Pool {
     /// Chooses an endpoint for a retry: any but `previous` (the endpoint the attempt before
     /// failed on) while another is in the rotation, as Envoy's `previous_hosts` retry
     /// predicate does; `previous` again only when it is the one left.
+    #[cfg(test)]
     pub(crate) fn pick_other(&self, previous: &str) -> Result<Picked, NoEndpoints> {
         self.choose(None, Some(previous))
     }
@@ -319,6 +321,18 @@ impl Pool {
     #[cfg(test)]
     pub(crate) fn pick_keyed(&self, key: &[u8]) -> Result<Picked, NoEndpoints> {
         self.choose(Some(hash_bytes(key)), None)
+    }
+
+    /// Chooses an endpoint for an attempt of a call with the hashed sticky key `key`, if
+    /// any, avoiding `previous` on a retry: [`pick`](Self::pick), [`pick_other`](Self::pick_other)
+    /// or [`pick_keyed`](Self::pick_keyed) in one. With [`Strategy::RingHash`], a retry goes
+    /// to the key's next endpoint on the ring.
+    pub(crate) fn pick_for(
+        &self,
+        key: Option<u64>,
+        previous: Option<&str>,
+    ) -> Result<Picked, NoEndpoints> {
+        self.choose(key, previous)
     }
 
     /// Records how the attempt on `picked` ended: its latency feeds the peak-EWMA estimate,

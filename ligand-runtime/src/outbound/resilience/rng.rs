@@ -73,12 +73,41 @@ pub(crate) fn mix(mut z: u64) -> u64 {
 /// A stable 64-bit hash of `bytes` (FNV-1a, then [`mix`]): the same on every machine and
 /// every build, so callers agree on a key's place on the ring.
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    let mut hasher = KeyHasher::default();
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+/// [`hash_bytes`] fed piece by piece: as a [`fmt::Write`](std::fmt::Write), it hashes a
+/// value's `Display` form without building the string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self(0xCBF2_9CE4_8422_2325)
     }
-    mix(h)
+}
+
+impl KeyHasher {
+    fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    /// The hash of everything written.
+    pub(crate) fn finish(self) -> u64 {
+        mix(self.0)
+    }
+}
+
+impl std::fmt::Write for KeyHasher {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.update(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +131,15 @@ mod tests {
         }
         assert!(seen.iter().all(|&n| (800..1200).contains(&n)), "{seen:?}");
         assert_eq!(rng.below(0), 0);
+    }
+
+    #[test]
+    fn a_display_form_hashes_as_its_bytes() {
+        use std::fmt::Write;
+        let mut hasher = KeyHasher::default();
+        write!(hasher, "user-{}", 42).unwrap();
+        assert_eq!(hasher.finish(), hash_bytes(b"user-42"));
+        assert_ne!(hash_bytes(b"user-42"), hash_bytes(b"user-43"));
     }
 
     #[test]

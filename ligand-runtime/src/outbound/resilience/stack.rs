@@ -99,15 +99,17 @@ impl Stack {
     }
 
     /// Runs a call's attempts within `deadline`: the budget deposit, then per attempt the
-    /// breaker's admission, an endpoint from the balancer (another than the last one on a
-    /// retry, when there is one), `exchange` on its address, the outcome recorded, and the
-    /// retry decision (policy, attempt cap, budget, full-jitter backoff).
+    /// breaker's admission, an endpoint from the balancer (by the call's hashed sticky `key`
+    /// for a ring-hash balancer; another than the last one on a retry, when there is one),
+    /// `exchange` on its address, the outcome recorded, and the retry decision (policy,
+    /// attempt cap, budget, full-jitter backoff).
     ///
     /// The permit from [`admit`](Self::admit) is asked for so that no call skips the bulkhead.
     pub(crate) async fn attempts<T, E, F, Fut>(
         &self,
         _permit: &BulkheadPermit,
         method: &Method,
+        key: Option<u64>,
         deadline: Instant,
         trace: &mut Trace,
         mut exchange: F,
@@ -122,12 +124,11 @@ impl Stack {
                 .breaker
                 .allow()
                 .map_err(|e| Ended::Refused(Refusal::CircuitOpen(e)))?;
-            let picked = if trace.attempts == 0 {
-                self.pool.pick()
-            } else {
-                self.pool.pick_other(&trace.address)
-            }
-            .map_err(|_| Ended::Refused(Refusal::NoEndpoints))?;
+            let previous = (trace.attempts > 0).then_some(trace.address.as_str());
+            let picked = self
+                .pool
+                .pick_for(key, previous)
+                .map_err(|_| Ended::Refused(Refusal::NoEndpoints))?;
             trace.attempts += 1;
             trace.address.clear();
             trace.address.push_str(picked.address());
@@ -189,7 +190,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = outcomes.iter().copied();
         let result = stack
-            .attempts(&permit, &method, deadline(), &mut trace, |address| {
+            .attempts(&permit, &method, None, deadline(), &mut trace, |address| {
                 seen.push(address);
                 let outcome = next.next().unwrap_or(Outcome::Success);
                 async move {
@@ -245,6 +246,7 @@ mod tests {
             .attempts(
                 &permit,
                 &Method::GET,
+                None,
                 Instant::now() + Duration::from_secs(1),
                 &mut trace,
                 |_| async {

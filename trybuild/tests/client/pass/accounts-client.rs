@@ -40,6 +40,10 @@ pub trait Accounts {
     #[delete("/accounts/{id}")]
     async fn close(&self, id: u64) -> Result<(), CallError>;
 
+    /// Calls for one account stay on one endpoint under the ring_hash balancer.
+    #[get("/accounts/{id}/history")]
+    async fn history(&self, #[hash_key] id: u64) -> Result<Vec<Receipt>, CallError>;
+
     #[ligand::put("/files/{*rest}")]
     async fn upload(&self, rest: String, body: Vec<u8>) -> Result<(), CallError>;
 }
