@@ -57,6 +57,7 @@ mod service;
 mod signal;
 mod telemetry;
 pub mod tls;
+mod txn;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -115,6 +116,10 @@ pub use self::telemetry::{
     StdoutWriter, Telemetry, TracingTelemetry, stdout_writer,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
+pub use self::txn::{
+    DEFAULT_TXN_LEEWAY, MAX_TXN_TOKEN_LEN, TXN_TOKEN_TYP, TxnClaims, TxnConfigError, TxnRejection,
+    TxnTokenConfig, TxnVerifier,
+};
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use spiffe::{SpiffeId, TrustDomain};
 
