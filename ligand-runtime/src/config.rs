@@ -16,6 +16,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
 use crate::secrets::Secrets;
 use crate::telemetry::Telemetry;
+use crate::txn::TxnTokenConfig;
 
 /// How long policy evaluation may run before the request is denied.
 pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +83,7 @@ pub struct Config {
     pub(crate) secret_renewal_lead: Duration,
     pub(crate) audit_queue_capacity: usize,
     pub(crate) audit_overflow: AuditOverflow,
+    pub(crate) txn_token: Option<TxnTokenConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -101,6 +103,7 @@ impl fmt::Debug for Config {
             .field("pre_stop_hooks", &self.pre_stop_hooks.len())
             .field("audit_queue_capacity", &self.audit_queue_capacity)
             .field("audit_overflow", &self.audit_overflow)
+            .field("txn_token", &self.txn_token)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +136,7 @@ impl Config {
                 secret_renewal_lead: DEFAULT_SECRET_RENEWAL_LEAD,
                 audit_queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
                 audit_overflow: AuditOverflow::Drop,
+                txn_token: None,
             },
         }
     }
@@ -319,6 +323,15 @@ impl ConfigBuilder {
     /// What requests do when the audit queue is full (default [`AuditOverflow::Drop`]).
     pub fn audit_overflow(mut self, overflow: AuditOverflow) -> Self {
         self.config.audit_overflow = overflow;
+        self
+    }
+
+    /// Verifies inbound Transaction Tokens (the `Txn-Token` header) with `config`, before
+    /// rate limiting and policy: an invalid token denies the request, a valid one's claims are
+    /// the policy's `input.txn` and the handler's [`Ctx::txn`](crate::Ctx::txn). Without it,
+    /// a received token is forwarded unchanged but neither verified nor shown to the policy.
+    pub fn txn_token(mut self, config: TxnTokenConfig) -> Self {
+        self.config.txn_token = Some(config);
         self
     }
 

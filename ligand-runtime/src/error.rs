@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::chain::ChainRejection;
 use crate::health::ProviderKind;
+use crate::txn::TxnRejection;
 
 /// A boxed error from a provider's backend, kept as the `source` of the typed errors below.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -142,6 +143,11 @@ pub enum Denial {
     /// The identity chain header did not verify; the code names the check that failed.
     #[error("{0}")]
     InvalidChain(ChainRejection),
+    /// The Transaction Token was absent where required, malformed or invalid. The public
+    /// message names only the class (`TXN_TOKEN_MISSING`, `TXN_TOKEN_MALFORMED`,
+    /// `TXN_TOKEN_INVALID`); the failed check goes to the logs.
+    #[error("{}", .0.public_message())]
+    InvalidTxnToken(TxnRejection),
 }
 
 impl Denial {
@@ -156,6 +162,7 @@ impl Denial {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::BadRequest => "BAD_REQUEST",
             Self::InvalidChain(rejection) => rejection.code(),
+            Self::InvalidTxnToken(rejection) => rejection.code(),
         }
     }
 
@@ -172,6 +179,7 @@ impl Denial {
                 | "UNAUTHENTICATED"
                 | "BAD_REQUEST"
         ) || code.starts_with("CHAIN_")
+            || code.starts_with("TXN_TOKEN_")
     }
 
     /// The HTTP status this denial maps to.
@@ -185,6 +193,7 @@ impl Denial {
             }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::BadRequest | Self::InvalidChain(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidTxnToken(rejection) => rejection.status(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`PeerClient`] is an mTLS HTTP client holding its own SVID, to call a served service over
 //!   loopback as another workload would; [`PeerClient::chain_header`] and [`signed_chain`]
 //!   sign identity chains as the hops of a real call path would.
+//! - [`TxnIssuer`] signs Transaction Tokens with a key generated at run time.
 //!
 //! These are fakes for tests. Nothing here belongs in production configuration.
 
@@ -20,6 +21,7 @@ mod identity;
 mod limiter;
 mod policy;
 mod telemetry;
+mod txn;
 
 pub use self::ca::{SvidKey, SvidSpec, TestCa};
 pub use self::chain::signed_chain;
@@ -28,6 +30,7 @@ pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};
 pub use self::telemetry::RecordingTelemetry;
+pub use self::txn::{TEST_TXN_ISSUER, TxnIssuer};
 
 /// Blocks the calling thread until every audit and telemetry record `server` has produced so
 /// far has reached its sink. For tests under tokio's paused time: awaiting
