@@ -16,6 +16,7 @@
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]` | | see `ResilienceConfig` |
+//! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -36,6 +37,18 @@
 //! [rate_limit]
 //! rate = 50
 //! burst = 100
+//! ```
+//!
+//! With `[txn_token]`, a `Txn-Token` header is verified before rate limiting and policy, and
+//! its claims are the policy's `input.txn`; `jwks` is a JSON Web Key Set file of the
+//! Transaction Token Service's public keys:
+//!
+//! ```toml
+//! [txn_token]
+//! jwks = "txn-jwks.json"
+//! issuers = ["https://txn.bank.example"]
+//! require = false
+//! leeway = "30s"
 //! ```
 //!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
@@ -60,7 +73,7 @@ use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
     AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry, LogLinesTelemetry, SpiffeId,
-    TracingTelemetry,
+    TracingTelemetry, TxnTokenConfig,
 };
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
@@ -83,6 +96,63 @@ struct File {
     services: Option<StaticRegistryConfig>,
     registry: Option<RegistrySection>,
     outbound: Option<OutboundSection>,
+    txn_token: Option<TxnTokenSection>,
+}
+
+/// `[txn_token]`: verification of inbound Transaction Tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnTokenSection {
+    /// The JWKS file of the Transaction Token Service's public keys.
+    jwks: PathBuf,
+    issuers: Option<Vec<String>>,
+    /// The `aud` tokens carry, when not this service's trust domain name.
+    audience: Option<String>,
+    #[serde(default)]
+    require: bool,
+    /// Clock leeway; `"0s"` allowed.
+    leeway: Option<String>,
+    algorithms: Option<Vec<String>>,
+}
+
+impl TxnTokenSection {
+    fn config(self, base: &Path) -> Result<TxnTokenConfig, ConfigError> {
+        let mut config = TxnTokenConfig::from_jwks_file(base.join(&self.jwks))
+            .map_err(|e| invalid("txn_token.jwks", chain(&e)))?;
+        if let Some(issuers) = self.issuers {
+            config = config.issuers(issuers);
+        }
+        if let Some(audience) = self.audience {
+            config = config.audience(audience);
+        }
+        if let Some(leeway) = self.leeway {
+            let leeway = humantime::parse_duration(&leeway).map_err(|e| {
+                invalid(
+                    "txn_token.leeway",
+                    format!("{leeway:?} is not a duration such as \"30s\" ({e})"),
+                )
+            })?;
+            config = config.leeway(leeway);
+        }
+        if let Some(algorithms) = self.algorithms {
+            config = config
+                .algorithms(algorithms)
+                .map_err(|e| invalid("txn_token.algorithms", e))?;
+        }
+        Ok(config.require(self.require))
+    }
+}
+
+/// `error` and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        cause = e.source();
+    }
+    message
 }
 
 /// `[registry]`: where outbound calls find their peers, and whether this instance registers.
@@ -425,6 +495,10 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     }
     resilience.validate().map_err(|e| invalid("outbound", e))?;
     builder = builder.outbound_resilience(resilience);
+
+    if let Some(txn) = file.txn_token {
+        builder = builder.txn_token(txn.config(base)?);
+    }
 
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);
