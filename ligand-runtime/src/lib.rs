@@ -117,8 +117,9 @@ pub use self::telemetry::{
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
 pub use self::txn::{
-    DEFAULT_TXN_LEEWAY, MAX_TXN_TOKEN_LEN, TXN_TOKEN_TYP, TxnClaims, TxnConfigError, TxnRejection,
-    TxnTokenConfig, TxnVerifier,
+    DEFAULT_TXN_LEEWAY, DEFAULT_TXN_LIFETIME, MAX_TXN_TOKEN_LEN, MintError, MintedTxnToken,
+    SubjectTokenConfig, TXN_TOKEN_TYP, TxnClaims, TxnConfigError, TxnMintRequest, TxnMinter,
+    TxnRejection, TxnTokenConfig, TxnVerifier,
 };
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use spiffe::{SpiffeId, TrustDomain};

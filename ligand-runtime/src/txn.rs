@@ -6,7 +6,9 @@
 //! (`sub`), what it may do (`scope`) and the workload that asked for it (`req_wl`), and it is
 //! forwarded unchanged on every internal call. A service configured with a [`TxnTokenConfig`]
 //! verifies it before rate limiting and policy; the claims then appear in the policy input as
-//! `input.txn` and in handlers as [`Ctx::txn`](crate::Ctx::txn).
+//! `input.txn` and in handlers as [`Ctx::txn`](crate::Ctx::txn). At the edge, a
+//! [`TxnMinter`] (the inline Context Service) exchanges an identity provider's access token
+//! for one.
 //!
 //! ```
 //! use ligand_runtime::{TxnTokenConfig, TxnVerifier};
@@ -21,6 +23,7 @@
 //! ```
 
 mod error;
+mod mint;
 mod verify;
 
 #[cfg(test)]
@@ -32,6 +35,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use self::error::{TxnConfigError, TxnRejection};
+pub use self::mint::{
+    DEFAULT_TXN_LIFETIME, MintError, MintedTxnToken, SubjectTokenConfig, TxnMintRequest, TxnMinter,
+};
 pub use self::verify::{TxnTokenConfig, TxnVerifier};
 
 /// The JOSE `typ` of a Transaction Token (draft-ietf-oauth-transaction-tokens-08 §4.1.1).

@@ -81,7 +81,8 @@ impl TxnRejection {
     }
 }
 
-/// Why a [`TxnVerifier`](crate::TxnVerifier) could not be built from its configuration.
+/// Why a [`TxnVerifier`](crate::TxnVerifier) or [`TxnMinter`](crate::TxnMinter) could not
+/// be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TxnConfigError {

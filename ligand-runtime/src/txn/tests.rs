@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::*;
 
@@ -543,5 +543,221 @@ proptest! {
             URL_SAFE_NO_PAD.encode(signature)
         );
         prop_assert!(verifier(&key).verify(&token, now()).is_err());
+    }
+}
+
+// === Minting (the inline Context Service) ===
+
+const IDP: &str = "https://idp.example";
+const API: &str = "https://api.bank.example";
+const GATEWAY: &str = "spiffe://bank.example/service/gateway";
+
+fn access_token_claims() -> Value {
+    json!({
+        "iss": IDP,
+        "aud": [API, "https://other.example"],
+        "iat": NOW - 60,
+        "exp": NOW + 3600,
+        "sub": "alice",
+        "scope": "accounts.read transfers.write",
+        "client_id": "web",
+    })
+}
+
+fn access_token(idp: &TestKey, claims: &Value) -> String {
+    let mut header = Header::new(idp.alg);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some(idp.kid.clone());
+    jsonwebtoken::encode(&header, claims, &idp.encoding).unwrap()
+}
+
+/// A minter trusting `idp`, signing with a fresh P-256 key (its PEM returned too).
+fn minter(idp: &TestKey) -> (TxnMinter, String) {
+    let subject = SubjectTokenConfig::new(
+        JwkSet {
+            keys: vec![idp.jwk.clone()],
+        },
+        [IDP],
+        API,
+    );
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let minter = TxnMinter::new(subject, pem.as_bytes(), "ES256", "tts-1", DOMAIN, GATEWAY)
+        .unwrap()
+        .issuer(ISSUER);
+    (minter, pem)
+}
+
+#[test]
+fn a_minted_token_verifies_with_the_verifier() {
+    let idp = TestKey::es256("idp-1");
+    let (minter, _) = minter(&idp);
+    let mut rctx = Map::new();
+    rctx.insert("req_ip".into(), json!("203.0.113.7"));
+    let request = TxnMintRequest::new().scope("accounts.read").rctx(rctx);
+    let subject = access_token(&idp, &access_token_claims());
+    let minted = minter.mint(&subject, &request, now()).unwrap();
+    assert_eq!(
+        minted.expires_at,
+        now() + DEFAULT_TXN_LIFETIME,
+        "short-lived, well inside the access token's hour"
+    );
+    let config = TxnTokenConfig::new(minter.jwks().unwrap()).issuers([ISSUER]);
+    let verifier = TxnVerifier::new(&config, DOMAIN).unwrap();
+    let claims = verifier.verify(&minted.token, now()).unwrap();
+    assert_eq!(&*claims.txn, minted.txn);
+    assert_eq!(&*claims.sub, "alice");
+    assert_eq!(claims.scope.as_deref(), Some("accounts.read"));
+    assert_eq!(claims.req_wl.as_deref(), Some(GATEWAY));
+    assert_eq!(claims.rctx, Some(json!({"req_ip": "203.0.113.7"})));
+    assert_eq!(claims.tctx, None);
+    assert_eq!((claims.iat, claims.exp), (NOW, NOW + 300));
+    // Each exchange is its own transaction.
+    let again = minter.mint(&subject, &request, now()).unwrap();
+    assert_ne!(again.txn, minted.txn);
+}
+
+#[test]
+fn a_minted_token_verifies_with_another_jwt_library() {
+    use jwt_simple::prelude::{
+        ECDSAP256PublicKeyLike as _, ES256KeyPair, HashSet, VerificationOptions,
+    };
+    #[derive(serde::Deserialize)]
+    struct Txn {
+        txn: String,
+        scope: String,
+        req_wl: String,
+    }
+    let idp = TestKey::es256("idp-1");
+    let (minter, pem) = minter(&idp);
+    // jwt-simple reads the system clock: mint now, with an access token valid now.
+    let real_now = SystemTime::now();
+    let unix_now = real_now.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let subject = access_token(
+        &idp,
+        &with(
+            with(access_token_claims(), "iat", json!(unix_now)),
+            "exp",
+            json!(unix_now + 3600),
+        ),
+    );
+    let minted = minter
+        .mint(&subject, &TxnMintRequest::new(), real_now)
+        .unwrap();
+    let public = ES256KeyPair::from_pem(&pem).unwrap().public_key();
+    let metadata = jwt_simple::token::Token::decode_metadata(&minted.token).unwrap();
+    assert_eq!(metadata.algorithm(), "ES256");
+    assert_eq!(metadata.signature_type(), Some(TXN_TOKEN_TYP));
+    assert_eq!(metadata.key_id(), Some("tts-1"));
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from_iter([ISSUER.to_owned()])),
+        allowed_audiences: Some(HashSet::from_iter([DOMAIN.to_owned()])),
+        required_key_id: Some("tts-1".to_owned()),
+        ..VerificationOptions::default()
+    };
+    let claims = public
+        .verify_token::<Txn>(&minted.token, Some(options))
+        .unwrap();
+    assert_eq!(claims.subject.as_deref(), Some("alice"));
+    assert_eq!(claims.custom.txn, minted.txn);
+    assert_eq!(claims.custom.scope, "accounts.read transfers.write");
+    assert_eq!(claims.custom.req_wl, GATEWAY);
+    // And a token signed by another key does not verify there either.
+    let other = ES256KeyPair::generate().public_key();
+    assert!(other.verify_token::<Txn>(&minted.token, None).is_err());
+}
+
+#[test]
+fn minting_refuses_an_unacceptable_subject_token() {
+    let idp = TestKey::es256("idp-1");
+    let (minter, _) = minter(&idp);
+    let mint = |token: &str| minter.mint(token, &TxnMintRequest::new(), now());
+    let refused = |token: &str| match mint(token) {
+        Err(MintError::SubjectToken(rejection)) => rejection,
+        other => panic!("{other:?}"),
+    };
+    let claims = access_token_claims;
+    assert_eq!(
+        refused(&access_token(
+            &idp,
+            &with(claims(), "exp", json!(NOW - 3600))
+        )),
+        TxnRejection::Expired
+    );
+    assert_eq!(
+        refused(&access_token(
+            &idp,
+            &with(claims(), "aud", json!("https://elsewhere.example"))
+        )),
+        TxnRejection::WrongAudience
+    );
+    assert_eq!(
+        refused(&access_token(
+            &idp,
+            &with(claims(), "iss", json!("https://evil.example"))
+        )),
+        TxnRejection::UntrustedIssuer
+    );
+    assert_eq!(
+        refused(&access_token(&idp, &without(claims(), "sub"))),
+        TxnRejection::MissingClaim("sub")
+    );
+    let stranger = TestKey::es256("idp-1");
+    assert_eq!(
+        refused(&access_token(&stranger, &claims())),
+        TxnRejection::BadSignature
+    );
+    // A Transaction Token is not an access token, even from the identity provider's key.
+    assert_eq!(refused(&idp.sign(&claims())), TxnRejection::WrongType);
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt"}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims().to_string())
+    );
+    assert_eq!(refused(&none), TxnRejection::DisallowedAlgorithm);
+    let public = serde_json::to_vec(&idp.jwk).unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some("idp-1".to_owned());
+    let hmac = jsonwebtoken::encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(&public).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(refused(&hmac), TxnRejection::DisallowedAlgorithm);
+}
+
+#[test]
+fn minting_never_widens_the_scope_or_outlives_the_subject_token() {
+    let idp = TestKey::es256("idp-1");
+    let (minter, _) = minter(&idp);
+    let subject = access_token(&idp, &access_token_claims());
+    let wider = TxnMintRequest::new().scope("accounts.read admin");
+    assert!(matches!(
+        minter.mint(&subject, &wider, now()),
+        Err(MintError::ScopeNotGranted(scope)) if scope == "admin"
+    ));
+    let short = access_token(&idp, &with(access_token_claims(), "exp", json!(NOW + 20)));
+    let minted = minter.mint(&short, &TxnMintRequest::new(), now()).unwrap();
+    assert_eq!(minted.expires_at, now() + Duration::from_secs(20));
+}
+
+#[test]
+fn a_minter_refuses_symmetric_signing_algorithms() {
+    let idp = TestKey::es256("idp-1");
+    let subject = SubjectTokenConfig::new(
+        JwkSet {
+            keys: vec![idp.jwk.clone()],
+        },
+        [IDP],
+        API,
+    );
+    for alg in ["HS256", "none"] {
+        assert!(matches!(
+            TxnMinter::new(subject.clone(), b"secret", alg, "k", DOMAIN, GATEWAY),
+            Err(TxnConfigError::Algorithm(_))
+        ));
     }
 }

@@ -147,6 +147,95 @@ impl TxnTokenConfig {
     }
 }
 
+/// Public keys by `kid` and the algorithms they may verify: the part of verification shared
+/// by Transaction Tokens and the subject tokens a [`TxnMinter`](crate::TxnMinter) exchanges.
+pub(super) struct KeySet {
+    keys: HashMap<String, Key>,
+    algorithms: Vec<Algorithm>,
+}
+
+impl KeySet {
+    /// The keys of `jwks`, for `algorithms`. Refuses a symmetric key, a key without `kid`,
+    /// or no key at all.
+    pub(super) fn new(jwks: &JwkSet, algorithms: &[Algorithm]) -> Result<Self, TxnConfigError> {
+        let mut keys = HashMap::new();
+        for jwk in &jwks.keys {
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or(TxnConfigError::KeyWithoutKid)?;
+            let key = key(jwk, &kid)?;
+            keys.insert(kid, key);
+        }
+        if keys.is_empty() {
+            return Err(TxnConfigError::NoKeys);
+        }
+        Ok(Self {
+            keys,
+            algorithms: algorithms.to_vec(),
+        })
+    }
+
+    pub(super) fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
+
+    /// The claims of `token` once its shape, `typ` (judged by `typ_ok`), algorithm, key and
+    /// signature are checked; the claims themselves are not.
+    pub(super) fn signed_claims(
+        &self,
+        token: &str,
+        typ_ok: fn(Option<&str>) -> bool,
+    ) -> Result<Map<String, Value>, TxnRejection> {
+        if token.len() > MAX_TXN_TOKEN_LEN || token.split('.').count() != 3 {
+            return Err(TxnRejection::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unparsed_header(token))?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: extensions this verifier does not understand must fail.
+            return Err(TxnRejection::Malformed);
+        }
+        if !typ_ok(header.typ.as_deref()) {
+            return Err(TxnRejection::WrongType);
+        }
+        if !self.algorithms.contains(&header.alg) {
+            return Err(TxnRejection::DisallowedAlgorithm);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TxnRejection::UnknownKey)?;
+        if !key.algorithms.contains(&header.alg) {
+            return Err(TxnRejection::KeyMismatch);
+        }
+        // The claims are checked by the caller against the injected clock; jsonwebtoken
+        // checks the signature (and, again, that the algorithm fits the key) only.
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::InvalidSignature => TxnRejection::BadSignature,
+                    ErrorKind::InvalidAlgorithm
+                    | ErrorKind::InvalidKeyFormat
+                    | ErrorKind::InvalidEcdsaKey
+                    | ErrorKind::InvalidRsaKey(_) => TxnRejection::KeyMismatch,
+                    _ => TxnRejection::Malformed,
+                }
+            })?;
+        Ok(data.claims)
+    }
+}
+
 /// One verification key: the decoding key and what it may verify.
 struct Key {
     decoding: DecodingKey,
@@ -169,20 +258,17 @@ pub struct TxnVerifier {
 }
 
 struct Inner {
-    keys: HashMap<String, Key>,
+    keys: KeySet,
     issuers: Vec<String>,
     audience: String,
     require: bool,
     leeway: i64,
-    algorithms: Vec<Algorithm>,
 }
 
 impl fmt::Debug for TxnVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<&str> = self.inner.keys.keys().map(String::as_str).collect();
-        kids.sort_unstable();
         f.debug_struct("TxnVerifier")
-            .field("kids", &kids)
+            .field("kids", &self.inner.keys.kids())
             .field("issuers", &self.inner.issuers)
             .field("audience", &self.inner.audience)
             .field("require", &self.inner.require)
@@ -200,21 +286,8 @@ impl TxnVerifier {
         if audience.is_empty() {
             return Err(TxnConfigError::NoAudience);
         }
-        let mut keys = HashMap::new();
-        for jwk in &config.keys.keys {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .ok_or(TxnConfigError::KeyWithoutKid)?;
-            let key = key(jwk, &kid)?;
-            keys.insert(kid, key);
-        }
-        if keys.is_empty() {
-            return Err(TxnConfigError::NoKeys);
-        }
-        // Leeways beyond i64 seconds make no sense; saturate rather than fail.
-        let leeway = i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX);
+        let keys = KeySet::new(&config.keys, &config.algorithms)?;
+        let leeway = seconds(config.leeway);
         Ok(Self {
             inner: Arc::new(Inner {
                 keys,
@@ -222,7 +295,6 @@ impl TxnVerifier {
                 audience: audience.to_owned(),
                 require: config.require,
                 leeway,
-                algorithms: config.algorithms.clone(),
             }),
         })
     }
@@ -249,50 +321,11 @@ impl TxnVerifier {
 
     /// Verifies the compact JWS `token` at time `now`.
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<TxnClaims, TxnRejection> {
-        let inner = &*self.inner;
-        if token.len() > MAX_TXN_TOKEN_LEN || token.split('.').count() != 3 {
-            return Err(TxnRejection::Malformed);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unparsed_header(token))?;
-        if header.crit.is_some() {
-            // RFC 7515 §4.1.11: extensions this verifier does not understand must fail.
-            return Err(TxnRejection::Malformed);
-        }
-        if !header.typ.as_deref().is_some_and(is_txn_typ) {
-            return Err(TxnRejection::WrongType);
-        }
-        if !inner.algorithms.contains(&header.alg) {
-            return Err(TxnRejection::DisallowedAlgorithm);
-        }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| inner.keys.get(kid))
-            .ok_or(TxnRejection::UnknownKey)?;
-        if !key.algorithms.contains(&header.alg) {
-            return Err(TxnRejection::KeyMismatch);
-        }
-        // The claims are checked below against the injected clock; jsonwebtoken checks the
-        // signature (and, again, that the algorithm fits the key) only.
-        let mut validation = Validation::new(header.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.leeway = 0;
-        validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                match error.kind() {
-                    ErrorKind::InvalidSignature => TxnRejection::BadSignature,
-                    ErrorKind::InvalidAlgorithm
-                    | ErrorKind::InvalidKeyFormat
-                    | ErrorKind::InvalidEcdsaKey
-                    | ErrorKind::InvalidRsaKey(_) => TxnRejection::KeyMismatch,
-                    _ => TxnRejection::Malformed,
-                }
-            })?;
-        self.claims(data.claims, now)
+        let claims = self
+            .inner
+            .keys
+            .signed_claims(token, |typ| typ.is_some_and(is_txn_typ))?;
+        self.claims(claims, now)
     }
 
     fn claims(
@@ -301,20 +334,8 @@ impl TxnVerifier {
         now: SystemTime,
     ) -> Result<TxnClaims, TxnRejection> {
         let inner = &*self.inner;
-        let now = unix(now);
-        let exp = numeric(&claims, "exp")?.ok_or(TxnRejection::MissingClaim("exp"))?;
-        let iat = numeric(&claims, "iat")?.ok_or(TxnRejection::MissingClaim("iat"))?;
-        if now >= exp.saturating_add(inner.leeway) {
-            return Err(TxnRejection::Expired);
-        }
-        if iat > now.saturating_add(inner.leeway) {
-            return Err(TxnRejection::NotYetValid);
-        }
-        if let Some(nbf) = numeric(&claims, "nbf")?
-            && nbf > now.saturating_add(inner.leeway)
-        {
-            return Err(TxnRejection::NotYetValid);
-        }
+        let (iat, exp) = validity(&claims, unix(now), inner.leeway)?;
+        let iat = iat.ok_or(TxnRejection::MissingClaim("iat"))?;
         // draft-08 §4.1.2: `aud` identifies the trust domain. A list is accepted only when it
         // names this trust domain alone: a token valid in several domains is not one domain's.
         let audience_matches = match claims.get("aud") {
@@ -400,9 +421,34 @@ fn key(jwk: &Jwk, kid: &str) -> Result<Key, TxnConfigError> {
     })
 }
 
+/// `iat` (if present) and `exp` (required) of `claims`, checked against `now` with `leeway`
+/// seconds: `exp` not passed, `iat` and `nbf` (if present) not in the future.
+pub(super) fn validity(
+    claims: &Map<String, Value>,
+    now: i64,
+    leeway: i64,
+) -> Result<(Option<i64>, i64), TxnRejection> {
+    let exp = numeric(claims, "exp")?.ok_or(TxnRejection::MissingClaim("exp"))?;
+    let iat = numeric(claims, "iat")?;
+    if now >= exp.saturating_add(leeway) {
+        return Err(TxnRejection::Expired);
+    }
+    for future in [iat, numeric(claims, "nbf")?].into_iter().flatten() {
+        if future > now.saturating_add(leeway) {
+            return Err(TxnRejection::NotYetValid);
+        }
+    }
+    Ok((iat, exp))
+}
+
+/// Whole seconds of `duration`, saturating: leeways beyond i64 seconds make no sense.
+pub(super) fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Whether `typ` is the Transaction Token media type: compared case-insensitively, with or
 /// without the `application/` prefix (RFC 7515 §4.1.9, RFC 8725 §3.11).
-fn is_txn_typ(typ: &str) -> bool {
+pub(super) fn is_txn_typ(typ: &str) -> bool {
     let typ = match typ.get(..12) {
         Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
         _ => typ,
@@ -428,7 +474,7 @@ fn unparsed_header(token: &str) -> TxnRejection {
     }
 }
 
-fn unix(time: SystemTime) -> i64 {
+pub(super) fn unix(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
@@ -449,7 +495,7 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64
     }
 }
 
-fn string(
+pub(super) fn string(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<Arc<str>>, TxnRejection> {
@@ -460,7 +506,7 @@ fn string(
     }
 }
 
-fn object(
+pub(super) fn object(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<Value>, TxnRejection> {
