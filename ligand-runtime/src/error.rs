@@ -281,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_transaction_token_names_only_its_class() {
+        let denial = Denial::InvalidTxnToken(TxnRejection::BadSignature);
+        assert_eq!(denial.status(), http::StatusCode::UNAUTHORIZED);
+        assert_eq!(denial.code(), "TXN_TOKEN_INVALID");
+        assert_eq!(denial.to_string(), "transaction token rejected");
+        let malformed = Denial::InvalidTxnToken(TxnRejection::Malformed);
+        assert_eq!(malformed.status(), http::StatusCode::BAD_REQUEST);
+        for code in [
+            "TXN_TOKEN_INVALID",
+            "TXN_TOKEN_MISSING",
+            "TXN_TOKEN_MALFORMED",
+        ] {
+            assert!(Denial::is_enforcement_code(code), "{code}");
+        }
+    }
+
+    #[test]
     fn a_main_error_prints_its_causes_on_their_own_lines() {
         let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
         let error = Error::Config(Box::new(io));
