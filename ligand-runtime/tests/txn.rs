@@ -136,3 +136,88 @@ async fn without_a_verifier_a_token_is_neither_checked_nor_shown_to_policy() {
     assert_eq!(response.status, 200);
     assert!(f.audit().await.decisions()[0].input.txn.is_none());
 }
+
+#[tokio::test]
+async fn a_trust_boundary_mints_verifies_and_enforces_on_the_claims() {
+    use ligand_runtime::testkit::{FakeIdentity, TestCa};
+    use ligand_runtime::{
+        Action, InboundRequest, Link, Resource, SubjectTokenConfig, TxnMintRequest, TxnMinter,
+        TxnTokenConfig,
+    };
+    // The identity provider's key and an access token it issued.
+    let idp = TxnIssuer::new("idp-1");
+    let now = std::time::SystemTime::now();
+    let unix = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("at+jwt".to_owned());
+    header.kid = Some("idp-1".to_owned());
+    let access = json!({
+        "iss": "https://idp.example", "aud": "https://api.example.org", "sub": "alice",
+        "iat": unix, "exp": unix + 600, "scope": "read write",
+    });
+    // TxnIssuer signs with typ txntoken+jwt; an access token is signed here with its key.
+    let idp_pem = idp.pem();
+    let access = jsonwebtoken::encode(
+        &header,
+        &access,
+        &jsonwebtoken::EncodingKey::from_ec_pem(idp_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    // The gateway's minter, with a Transaction Token Service key of its own.
+    let tts_pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let minter = TxnMinter::new(
+        SubjectTokenConfig::new(
+            idp.jwks(),
+            ["https://idp.example"],
+            "https://api.example.org",
+        ),
+        tts_pem.as_bytes(),
+        "ES256",
+        "tts-1",
+        TRUST_DOMAIN,
+        common::SERVER_ID,
+    )
+    .unwrap();
+    let minted = minter
+        .mint(&access, &TxnMintRequest::new().scope("read"), now)
+        .unwrap();
+
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let policy = PolicyFn::new(|input| {
+        let allowed = input
+            .txn
+            .as_ref()
+            .is_some_and(|t| &*t.sub == "alice" && t.scope.as_deref() == Some("read"));
+        async move { Ok(EvalResponse::decided(allowed)) }
+    });
+    let server = ligand_runtime::init_trust_boundary(
+        ligand_runtime::Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(common::SERVER_ID))))
+            .policy(policy)
+            .txn_token(TxnTokenConfig::new(minter.jwks().unwrap()))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let claims = server.verify_txn_token(&minted.token).unwrap();
+    let request = InboundRequest::new(
+        Link::default().with_user("alice"),
+        Resource::http_path("/hello/{name}"),
+        Action::new("GET"),
+    );
+    let enforced = server
+        .enforce(request.clone().with_txn(claims))
+        .await
+        .unwrap();
+    assert_eq!(
+        enforced.input.txn.as_ref().unwrap().txn.as_ref(),
+        minted.txn
+    );
+    assert!(server.enforce(request).await.is_err(), "no claims, denied");
+    // The access token itself is not a Transaction Token.
+    assert!(server.verify_txn_token(&access).is_err());
+    server.close().await;
+}

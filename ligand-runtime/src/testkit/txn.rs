@@ -17,6 +17,7 @@ pub const TEST_TXN_ISSUER: &str = "https://txn.test.invalid";
 /// verifies them.
 pub struct TxnIssuer {
     kid: String,
+    pem: String,
     encoding: EncodingKey,
     jwk: Jwk,
 }
@@ -40,15 +41,22 @@ impl TxnIssuer {
     pub fn new(kid: &str) -> Self {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .expect("generate P-256 key");
-        let encoding =
-            EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("PKCS#8 P-256 key");
+        let pem = pair.serialize_pem();
+        let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).expect("PKCS#8 P-256 key");
         let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).expect("public JWK");
         jwk.common.key_id = Some(kid.to_owned());
         Self {
             kid: kid.to_owned(),
+            pem,
             encoding,
             jwk,
         }
+    }
+
+    /// The private key, PKCS#8 PEM: for tests that sign other kinds of tokens with it, or
+    /// hand it to a [`TxnMinter`](crate::TxnMinter).
+    pub fn pem(&self) -> String {
+        self.pem.clone()
     }
 
     /// The public key set, as a JWKS document.
