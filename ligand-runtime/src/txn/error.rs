@@ -105,6 +105,12 @@ pub enum TxnConfigError {
     /// verify, so a shared secret can never stand in for one.
     #[error("JWKS key `{0}` is not an asymmetric public key")]
     NotAPublicKey(String),
+    /// A key of the JWKS is published for another use than signatures (`use` not `sig`).
+    #[error("JWKS key `{0}` is not a signing key")]
+    NotASigningKey(String),
+    /// Two keys of the JWKS share a `kid`.
+    #[error("JWKS holds two keys with kid `{0}`")]
+    DuplicateKid(String),
     /// A key could not be used.
     #[error("JWKS key `{kid}` is unusable")]
     Key {

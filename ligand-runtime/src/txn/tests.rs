@@ -444,6 +444,23 @@ fn symmetric_algorithms_and_keys_are_refused_at_configuration() {
         TxnVerifier::new(&TxnTokenConfig::new(JwkSet { keys: vec![] }), DOMAIN),
         Err(TxnConfigError::NoKeys)
     ));
+    let twice = TestKey::es256("k1");
+    let other = TestKey::es256("k1");
+    assert!(matches!(
+        TxnVerifier::new(&self::config(&[&twice, &other]), DOMAIN),
+        Err(TxnConfigError::DuplicateKid(kid)) if kid == "k1"
+    ));
+    for usage in ["enc", "jwt-svid"] {
+        let mut key = TestKey::es256("k1");
+        key.jwk.common.public_key_use = Some(serde_json::from_value(json!(usage)).unwrap());
+        assert!(matches!(
+            TxnVerifier::new(&config_of(&key), DOMAIN),
+            Err(TxnConfigError::NotASigningKey(_))
+        ));
+    }
+    let mut signing = TestKey::es256("k1");
+    signing.jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+    assert!(TxnVerifier::new(&config_of(&signing), DOMAIN).is_ok());
 }
 
 fn config_of(key: &TestKey) -> TxnTokenConfig {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -155,8 +155,8 @@ pub(super) struct KeySet {
 }
 
 impl KeySet {
-    /// The keys of `jwks`, for `algorithms`. Refuses a symmetric key, a key without `kid`,
-    /// or no key at all.
+    /// The keys of `jwks`, for `algorithms`. Refuses a symmetric key, a key whose `use` is not
+    /// `sig`, a key without `kid`, two keys with the same `kid`, or no key at all.
     pub(super) fn new(jwks: &JwkSet, algorithms: &[Algorithm]) -> Result<Self, TxnConfigError> {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
@@ -165,8 +165,20 @@ impl KeySet {
                 .key_id
                 .clone()
                 .ok_or(TxnConfigError::KeyWithoutKid)?;
+            // A key published for another use (encryption, JWT-SVIDs) signs nothing here.
+            if jwk
+                .common
+                .public_key_use
+                .as_ref()
+                .is_some_and(|u| *u != PublicKeyUse::Signature)
+            {
+                return Err(TxnConfigError::NotASigningKey(kid));
+            }
             let key = key(jwk, &kid)?;
-            keys.insert(kid, key);
+            if keys.insert(kid.clone(), key).is_some() {
+                // Which of the two would verify is a guess; refuse instead.
+                return Err(TxnConfigError::DuplicateKid(kid));
+            }
         }
         if keys.is_empty() {
             return Err(TxnConfigError::NoKeys);
