@@ -334,7 +334,7 @@ impl RouteGuard {
         // unchanged on the calls the handler makes (draft-ietf-oauth-transaction-tokens §7.1).
         const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
         let txn = parts.headers.get(TXN).cloned();
-        let claims = match self.verify_txn(&parts.headers.get_all(TXN), txn.is_some()) {
+        let claims = match self.verify_txn(&parts.headers, txn.is_some()) {
             Ok(claims) => claims,
             Err(rejection) => {
                 tracing::debug!(%request_id, code = rejection.code(), %rejection, "transaction token refused");
@@ -368,12 +368,12 @@ impl RouteGuard {
         }
     }
 
-    /// The verified claims of the `Txn-Token` header lines `values` (`present`: there is at
-    /// least one), when a verifier is configured. Without a verifier, or without a header
-    /// (and none required), nothing is done. More than one line is malformed.
+    /// The verified claims of the `Txn-Token` header of `headers` (`present`: it has one),
+    /// when a verifier is configured. Without a verifier, or without a header (and none
+    /// required), nothing is done, not even a header lookup. More than one line is malformed.
     fn verify_txn(
         &self,
-        values: &http::header::GetAll<'_, HeaderValue>,
+        headers: &http::HeaderMap,
         present: bool,
     ) -> Result<Option<Arc<TxnClaims>>, TxnRejection> {
         let Some(verifier) = self.server.txn_verifier() else {
@@ -386,7 +386,8 @@ impl RouteGuard {
                 Ok(None)
             };
         }
-        let mut lines = values.iter();
+        const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
+        let mut lines = headers.get_all(TXN).into_iter();
         let (Some(value), None) = (lines.next(), lines.next()) else {
             return Err(TxnRejection::Malformed);
         };
