@@ -41,6 +41,7 @@ fn request() -> InboundRequest {
         resource: Resource::http_path("/accounts/{id}"),
         action: Action::new("GET"),
         request: RequestLine::new(http::Method::GET, "/accounts/42"),
+        txn: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn bench(c: &mut Criterion) {
                 resource,
                 action,
                 request: line,
+                txn: _,
             } = request();
             chain.push(peer.clone());
             let eval = EvalRequest::new(

@@ -17,6 +17,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
 use crate::secrets::Secrets;
 use crate::telemetry::Telemetry;
+use crate::txn::TxnTokenConfig;
 
 /// How long policy evaluation may run before the request is denied.
 pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,6 +85,7 @@ pub struct Config {
     pub(crate) audit_queue_capacity: usize,
     pub(crate) audit_overflow: AuditOverflow,
     pub(crate) admin: AdminConfig,
+    pub(crate) txn_token: Option<TxnTokenConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -104,6 +106,7 @@ impl fmt::Debug for Config {
             .field("audit_queue_capacity", &self.audit_queue_capacity)
             .field("audit_overflow", &self.audit_overflow)
             .field("admin", &self.admin)
+            .field("txn_token", &self.txn_token)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +140,7 @@ impl Config {
                 audit_queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
                 audit_overflow: AuditOverflow::Drop,
                 admin: AdminConfig::disabled(),
+                txn_token: None,
             },
         }
     }
@@ -337,6 +341,15 @@ impl ConfigBuilder {
     /// ```
     pub fn admin(mut self, admin: AdminConfig) -> Self {
         self.config.admin = admin;
+        self
+    }
+
+    /// Verifies inbound Transaction Tokens (the `Txn-Token` header) with `config`, before
+    /// rate limiting and policy: an invalid token denies the request, a valid one's claims are
+    /// the policy's `input.txn` and the handler's [`Ctx::txn`](crate::Ctx::txn). Without it,
+    /// a received token is forwarded unchanged but neither verified nor shown to the policy.
+    pub fn txn_token(mut self, config: TxnTokenConfig) -> Self {
+        self.config.txn_token = Some(config);
         self
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::chain::ChainRejection;
 use crate::health::ProviderKind;
+use crate::txn::TxnRejection;
 
 /// A boxed error from a provider's backend, kept as the `source` of the typed errors below.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -155,6 +156,11 @@ pub enum Denial {
     /// The identity chain header did not verify; the code names the check that failed.
     #[error("{0}")]
     InvalidChain(ChainRejection),
+    /// The Transaction Token was absent where required, malformed or invalid. The public
+    /// message names only the class (`TXN_TOKEN_MISSING`, `TXN_TOKEN_MALFORMED`,
+    /// `TXN_TOKEN_INVALID`); the failed check goes to the logs.
+    #[error("{}", .0.public_message())]
+    InvalidTxnToken(TxnRejection),
 }
 
 impl Denial {
@@ -169,6 +175,7 @@ impl Denial {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::BadRequest => "BAD_REQUEST",
             Self::InvalidChain(rejection) => rejection.code(),
+            Self::InvalidTxnToken(rejection) => rejection.code(),
         }
     }
 
@@ -185,6 +192,7 @@ impl Denial {
                 | "UNAUTHENTICATED"
                 | "BAD_REQUEST"
         ) || code.starts_with("CHAIN_")
+            || code.starts_with("TXN_TOKEN_")
     }
 
     /// The HTTP status this denial maps to.
@@ -198,6 +206,7 @@ impl Denial {
             }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::BadRequest | Self::InvalidChain(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidTxnToken(rejection) => rejection.status(),
         }
     }
 }
@@ -282,6 +291,23 @@ mod tests {
             denial.to_string(),
             "identity chain signature does not verify"
         );
+    }
+
+    #[test]
+    fn a_refused_transaction_token_names_only_its_class() {
+        let denial = Denial::InvalidTxnToken(TxnRejection::BadSignature);
+        assert_eq!(denial.status(), http::StatusCode::UNAUTHORIZED);
+        assert_eq!(denial.code(), "TXN_TOKEN_INVALID");
+        assert_eq!(denial.to_string(), "transaction token rejected");
+        let malformed = Denial::InvalidTxnToken(TxnRejection::Malformed);
+        assert_eq!(malformed.status(), http::StatusCode::BAD_REQUEST);
+        for code in [
+            "TXN_TOKEN_INVALID",
+            "TXN_TOKEN_MISSING",
+            "TXN_TOKEN_MALFORMED",
+        ] {
+            assert!(Denial::is_enforcement_code(code), "{code}");
+        }
     }
 
     #[test]

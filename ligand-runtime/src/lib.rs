@@ -58,6 +58,7 @@ mod service;
 mod signal;
 mod telemetry;
 pub mod tls;
+mod txn;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -117,6 +118,11 @@ pub use self::telemetry::{
     StdoutWriter, Telemetry, TracingTelemetry, stdout_writer,
 };
 pub use self::tls::{MtlsAcceptor, VerifiedPeer};
+pub use self::txn::{
+    DEFAULT_TXN_LEEWAY, DEFAULT_TXN_LIFETIME, MAX_TXN_TOKEN_LEN, MintError, MintedTxnToken,
+    SubjectTokenConfig, TXN_TOKEN_TYP, TxnClaims, TxnConfigError, TxnMintRequest, TxnMinter,
+    TxnRejection, TxnTokenConfig, TxnVerifier,
+};
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use spiffe::{SpiffeId, TrustDomain};
 

@@ -9,10 +9,15 @@ use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::provider::ProviderContext;
 use crate::request::{Action, RequestLine, Resource};
+use crate::txn::TxnClaims;
 
 /// One policy decision's input. It serializes to the documented Rego input:
 /// `{"chain":[…], "peer":{…}, "resource":{"kind","value"}, "action":{"name"},
-/// "request":{"method","path","params"}, "service":"<own SPIFFE ID>"}`.
+/// "request":{"method","path","params"}, "txn":{…}, "service":"<own SPIFFE ID>"}`.
+///
+/// `txn` is present only for a request that carried a verified Transaction Token: an object
+/// of its claims `txn`, `sub`, `iat`, `exp` (always) and `scope`, `req_wl`, `iss`, `tctx`,
+/// `rctx` (when the token has them); see [`TxnClaims`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct EvalRequest {
@@ -28,6 +33,9 @@ pub struct EvalRequest {
     pub request: RequestLine,
     /// This service's own SPIFFE ID.
     pub service: Arc<str>,
+    /// The verified Transaction Token claims, when the request carried a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn: Option<Arc<TxnClaims>>,
 }
 
 impl EvalRequest {
@@ -48,7 +56,14 @@ impl EvalRequest {
             action,
             request,
             service: service.into(),
+            txn: None,
         }
+    }
+
+    /// The same input with the verified Transaction Token claims `txn`.
+    pub fn with_txn(mut self, txn: Option<Arc<TxnClaims>>) -> Self {
+        self.txn = txn;
+        self
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::chain::{Chain, Link};
+use crate::txn::TxnClaims;
 
 /// The target of a request, scoped by a kind so that several namespaces can coexist
 /// (`http.path`, `grpc.method`, ...).
@@ -167,6 +168,11 @@ pub struct InboundRequest {
     pub action: Action,
     /// The request line, for policies that look at the concrete path.
     pub request: RequestLine,
+    /// The claims of the request's Transaction Token, verified: the HTTP binding fills it
+    /// from the `Txn-Token` header; a trust-boundary service from
+    /// [`Server::verify_txn_token`](crate::Server::verify_txn_token). The policy reads it as
+    /// `input.txn`.
+    pub txn: Option<std::sync::Arc<TxnClaims>>,
 }
 
 impl InboundRequest {
@@ -178,7 +184,14 @@ impl InboundRequest {
             resource,
             action,
             request: RequestLine::default(),
+            txn: None,
         }
+    }
+
+    /// The same request with the verified Transaction Token claims `txn`.
+    pub fn with_txn(mut self, txn: TxnClaims) -> Self {
+        self.txn = Some(std::sync::Arc::new(txn));
+        self
     }
 }
 

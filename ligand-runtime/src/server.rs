@@ -60,6 +60,8 @@ struct Inner {
     tls: Arc<IdentityState>,
     /// Verifies the chain header of every inbound request.
     chain_verifier: ChainVerifier,
+    /// Verifies the Transaction Token of inbound requests, when configured.
+    txn_verifier: Option<crate::txn::TxnVerifier>,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -129,6 +131,25 @@ impl Server {
     /// The verifier of inbound chain headers, with its cache.
     pub(crate) fn chain_verifier(&self) -> &ChainVerifier {
         &self.inner.chain_verifier
+    }
+
+    /// The verifier of inbound Transaction Tokens, when one is configured.
+    pub(crate) fn txn_verifier(&self) -> Option<&crate::txn::TxnVerifier> {
+        self.inner.txn_verifier.as_ref()
+    }
+
+    /// Verifies the Transaction Token `token` with this server's configured verifier, for a
+    /// trust-boundary service that reads the token itself and passes the claims to
+    /// [`Server::enforce`] in [`InboundRequest::txn`](crate::InboundRequest::txn). Without a
+    /// configured verifier every token is refused ([`TxnRejection::UnknownKey`](crate::TxnRejection::UnknownKey)).
+    pub fn verify_txn_token(
+        &self,
+        token: &str,
+    ) -> Result<crate::txn::TxnClaims, crate::txn::TxnRejection> {
+        match &self.inner.txn_verifier {
+            Some(verifier) => verifier.verify(token, std::time::SystemTime::now()),
+            None => Err(crate::txn::TxnRejection::UnknownKey),
+        }
     }
 
     /// The secret at `name` (a backend path) through the audited cache. Handlers use

@@ -11,6 +11,7 @@
 //!   sign identity chains as the hops of a real call path would.
 //! - [`ResilienceStack`] runs the outbound resilience stages without the network, for
 //!   benchmarks.
+//! - [`TxnIssuer`] signs Transaction Tokens with a key generated at run time.
 //!
 //! These are fakes for tests. Nothing here belongs in production configuration.
 
@@ -23,6 +24,7 @@ mod limiter;
 mod policy;
 mod resilience;
 mod telemetry;
+mod txn;
 
 pub use self::ca::{SvidKey, SvidSpec, TestCa};
 pub use self::chain::signed_chain;
@@ -32,6 +34,7 @@ pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};
 pub use self::resilience::ResilienceStack;
 pub use self::telemetry::RecordingTelemetry;
+pub use self::txn::{TEST_TXN_ISSUER, TxnIssuer};
 
 /// Blocks the calling thread until every audit and telemetry record `server` has produced so
 /// far has reached its sink. For tests under tokio's paused time: awaiting

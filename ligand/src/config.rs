@@ -17,6 +17,7 @@
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
+//! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -42,6 +43,18 @@
 //! listen = "0.0.0.0:9464"   # the kubelet probes the pod's IP, not its loopback
 //! ```
 //!
+//! With `[txn_token]`, a `Txn-Token` header is verified before rate limiting and policy, and
+//! its claims are the policy's `input.txn`; `jwks` is a JSON Web Key Set file of the
+//! Transaction Token Service's public keys:
+//!
+//! ```toml
+//! [txn_token]
+//! jwks = "txn-jwks.json"
+//! issuers = ["https://txn.bank.example"]
+//! require = false
+//! leeway = "30s"
+//! ```
+//!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
 //! `advertise` makes this instance register itself (omit it for a service that only calls
 //! out):
@@ -64,7 +77,7 @@ use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry,
-    LogLinesTelemetry, SpiffeId, TracingTelemetry,
+    LogLinesTelemetry, SpiffeId, TracingTelemetry, TxnTokenConfig,
 };
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
@@ -88,6 +101,7 @@ struct File {
     registry: Option<RegistrySection>,
     outbound: Option<OutboundSection>,
     admin: Option<AdminSection>,
+    txn_token: Option<TxnTokenSection>,
 }
 
 /// `[admin]`: the plain-HTTP listener of health probes and Prometheus metrics.
@@ -121,6 +135,62 @@ impl AdminSection {
         })?;
         Ok(AdminConfig::listen(address))
     }
+}
+
+/// `[txn_token]`: verification of inbound Transaction Tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnTokenSection {
+    /// The JWKS file of the Transaction Token Service's public keys.
+    jwks: PathBuf,
+    issuers: Option<Vec<String>>,
+    /// The `aud` tokens carry, when not this service's trust domain name.
+    audience: Option<String>,
+    #[serde(default)]
+    require: bool,
+    /// Clock leeway; `"0s"` allowed.
+    leeway: Option<String>,
+    algorithms: Option<Vec<String>>,
+}
+
+impl TxnTokenSection {
+    fn config(self, base: &Path) -> Result<TxnTokenConfig, ConfigError> {
+        let mut config = TxnTokenConfig::from_jwks_file(base.join(&self.jwks))
+            .map_err(|e| invalid("txn_token.jwks", chain(&e)))?;
+        if let Some(issuers) = self.issuers {
+            config = config.issuers(issuers);
+        }
+        if let Some(audience) = self.audience {
+            config = config.audience(audience);
+        }
+        if let Some(leeway) = self.leeway {
+            let leeway = humantime::parse_duration(&leeway).map_err(|e| {
+                invalid(
+                    "txn_token.leeway",
+                    format!("{leeway:?} is not a duration such as \"30s\" ({e})"),
+                )
+            })?;
+            config = config.leeway(leeway);
+        }
+        if let Some(algorithms) = self.algorithms {
+            config = config
+                .algorithms(algorithms)
+                .map_err(|e| invalid("txn_token.algorithms", e))?;
+        }
+        Ok(config.require(self.require))
+    }
+}
+
+/// `error` and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        cause = e.source();
+    }
+    message
 }
 
 /// `[registry]`: where outbound calls find their peers, and whether this instance registers.
@@ -472,6 +542,10 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     }
     resilience.validate().map_err(|e| invalid("outbound", e))?;
     builder = builder.outbound_resilience(resilience);
+
+    if let Some(txn) = file.txn_token {
+        builder = builder.txn_token(txn.config(base)?);
+    }
 
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);

@@ -62,6 +62,17 @@ pub use ligand_runtime::{
     ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy, SuccessRateEjection,
     TargetResilience, UnknownStrategy,
 };
+/// Transaction Tokens (draft-ietf-oauth-transaction-tokens-08): verification of the
+/// `Txn-Token` header (`Config::builder().txn_token(..)`, or `[txn_token]` in `ligand.toml`).
+pub use ligand_runtime::{
+    DEFAULT_TXN_LEEWAY, MAX_TXN_TOKEN_LEN, TXN_TOKEN_HEADER, TXN_TOKEN_TYP, TxnClaims,
+    TxnConfigError, TxnRejection, TxnTokenConfig, TxnVerifier,
+};
+/// The inline Context Service: a trust-boundary service exchanges an identity provider's
+/// access token for a Transaction Token, then sends it on its calls.
+pub use ligand_runtime::{
+    DEFAULT_TXN_LIFETIME, MintError, MintedTxnToken, SubjectTokenConfig, TxnMintRequest, TxnMinter,
+};
 
 /// The contracts providers implement (identity, policy, rate limiting, secrets, telemetry,
 /// bindings, registries and registrars, bundle fetchers) and the types they exchange with the framework.

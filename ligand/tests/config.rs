@@ -569,3 +569,72 @@ async fn an_admin_port_in_use_fails_init_naming_the_address_and_setting() {
         "{message}"
     );
 }
+
+#[test]
+fn the_txn_token_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let issuer = ligand::testkit::TxnIssuer::new("txn-1");
+    write(dir.path(), "txn/jwks.json", &issuer.jwks_json());
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[txn_token]\njwks = \"txn/jwks.json\"\nissuers = [\"https://txn.example.org\"]\n\
+         require = true\nleeway = \"0s\"\nalgorithms = [\"ES256\"]\n",
+    );
+    let config = load(dir.path()).unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("txn-1") && shown.contains("require: true"),
+        "{shown}"
+    );
+    write(
+        dir.path(),
+        "txn/oct.json",
+        r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#,
+    );
+    for (bad, setting) in [
+        ("jwks = \"txn/absent.json\"", "txn_token.jwks"),
+        ("jwks = \"policy/authz.rego\"", "txn_token.jwks"),
+        (
+            "jwks = \"txn/jwks.json\"\nleeway = \"soon\"",
+            "txn_token.leeway",
+        ),
+        (
+            "jwks = \"txn/jwks.json\"\nalgorithms = [\"HS256\"]",
+            "txn_token.algorithms",
+        ),
+        (
+            "jwks = \"txn/jwks.json\"\nalgorithms = [\"none\"]",
+            "txn_token.algorithms",
+        ),
+    ] {
+        write(dir.path(), "ligand.toml", &format!("[txn_token]\n{bad}\n"));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{bad}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_symmetric_key_in_the_txn_jwks_fails_init() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(
+        dir.path(),
+        "oct.json",
+        r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#,
+    );
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[admin]\nenabled = false\n\n[txn_token]\njwks = \"oct.json\"\n",
+    );
+    let config = load(dir.path()).unwrap();
+    let Err(error) = ligand::init(config).await else {
+        panic!("init accepted a symmetric key");
+    };
+    assert!(
+        matches!(&error, InitError::Config(message) if message.starts_with("txn_token")),
+        "{error:?}"
+    );
+}

@@ -509,6 +509,95 @@ async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
     assert_eq!(seen.chain, vec![(ACCOUNTS.to_owned(), true)]);
 }
 
+#[tokio::test]
+async fn a_verified_transaction_token_reaches_the_second_hop_and_its_policy_input() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let issuer = ligand::testkit::TxnIssuer::new("txn-1");
+    // ledger ← accounts ← an external caller, both services verifying Transaction Tokens.
+    let ledger_telemetry = Arc::new(RecordingTelemetry::new());
+    let ledger = ligand::init(
+        Config::builder()
+            .identity(Arc::new(FakeIdentity::new(ca.context(ca.svid(LEDGER)))))
+            .policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
+            .telemetry(ledger_telemetry.clone())
+            .txn_token(issuer.config().require(true))
+            .binding(HttpBinding::new("127.0.0.1:0"))
+            .build(),
+    )
+    .await
+    .unwrap();
+    tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.serve(Ledger).await }
+    });
+    let ledger_addr = ledger.local_addr().await.unwrap();
+    let accounts = serve(&ca, ACCOUNTS, |c| {
+        c.policy(allow_gateway())
+            .txn_token(issuer.config())
+            .registry(
+                StaticRegistry::new()
+                    .service(LEDGER, [ledger_addr.to_string()])
+                    .unwrap(),
+            )
+    })
+    .await;
+
+    let claims = issuer.claims(TRUST_DOMAIN, "alice@example.org");
+    let token = issuer.sign(&claims);
+    let external = ligand::testkit::PeerClient::new(
+        &ca.context(ca.svid(GATEWAY)),
+        Some(&SpiffeId::new(ACCOUNTS).unwrap()),
+    )
+    .unwrap();
+    let response = external
+        .send(
+            accounts.addr,
+            http::Method::GET,
+            "/accounts/e3/ledger",
+            &[(ligand::TXN_TOKEN_HEADER, &token)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen: Seen = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(
+        seen.txn.as_deref(),
+        Some(token.as_str()),
+        "forwarded unchanged"
+    );
+
+    // Both hops evaluated the same verified claims.
+    let first = &audit(&accounts).decisions()[0].input;
+    ligand::testkit::flush_audit_blocking(&ledger);
+    let second = &ledger_telemetry.decisions()[0].input;
+    for input in [first, second] {
+        let txn = input.txn.as_deref().expect("input.txn");
+        assert_eq!(&*txn.sub, "alice@example.org");
+        assert_eq!(&*txn.txn, claims["txn"].as_str().unwrap());
+    }
+
+    // The ledger requires a token: the first hop's call without one is refused there.
+    let response = external
+        .send(
+            accounts.addr,
+            http::Method::GET,
+            "/accounts/e4/ledger",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    // The handler answers the call's error as text; the ledger evaluated nothing more.
+    assert!(
+        serde_json::from_slice::<Seen>(&response.body).is_err(),
+        "{}",
+        response.text()
+    );
+    ligand::testkit::flush_audit_blocking(&ledger);
+    assert_eq!(ledger_telemetry.decisions().len(), 1);
+}
+
 /// A loopback address nothing listens on: connecting is refused at once.
 fn dead_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -238,6 +238,7 @@ impl Server {
             resource,
             action,
             request: line,
+            txn,
         } = request;
         chain.push(peer.clone());
         Arc::new(EvalRequest {
@@ -247,6 +248,7 @@ impl Server {
             action,
             request: line,
             service: self.inner.service_id.clone(),
+            txn,
         })
     }
 
@@ -267,6 +269,7 @@ impl Server {
             resource: Resource::http_path(line.path.clone()),
             action: Action::new(line.method.as_str().to_owned()),
             request: line,
+            txn: None,
         });
         let event = DecisionEvent {
             timestamp,

@@ -131,6 +131,13 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     if let Some(admin) = &admin {
         admin.attach_identity(tls.clone());
     }
+    // draft-ietf-oauth-transaction-tokens-08 §4.1.2: a token's `aud` is the trust domain.
+    let txn_verifier = config
+        .txn_token
+        .as_ref()
+        .map(|txn| crate::txn::TxnVerifier::new(txn, tls.spiffe_id().trust_domain_name()))
+        .transpose()
+        .map_err(|e| InitError::Config(format!("txn_token: {e}")))?;
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).
@@ -252,6 +259,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             bundle_fetcher: config.bundle_fetcher,
             tls,
             chain_verifier: ChainVerifier::new(),
+            txn_verifier,
             service_id,
             monitor,
             settings: Settings {

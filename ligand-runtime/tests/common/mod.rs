@@ -34,7 +34,8 @@ impl Service for Hello {
                     this.calls.fetch_add(1, Ordering::SeqCst);
                     let chain: Vec<String> =
                         ctx.chain().links().iter().filter_map(|l| l.principal().map(str::to_owned)).collect();
-                    format!("hello {name}|peer={}|chain={}", ctx.peer(), chain.join(","))
+                    let txn = ctx.txn().map(|t| format!("|txn={}", t.sub)).unwrap_or_default();
+                    format!("hello {name}|peer={}|chain={}{txn}", ctx.peer(), chain.join(","))
                 }),
             )
             .route(

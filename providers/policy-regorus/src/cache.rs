@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use ligand_runtime::{Chain, EvalRequest, PathParams};
+use ligand_runtime::{Chain, EvalRequest, PathParams, TxnClaims};
 
 use crate::analysis::InputReads;
 
@@ -35,6 +35,7 @@ pub(crate) enum Field {
     RequestPath,
     RequestParams,
     Service,
+    Txn,
 }
 
 const PEER: [Field; 6] = [
@@ -46,7 +47,7 @@ const PEER: [Field; 6] = [
     Field::PeerVerified,
 ];
 
-const ALL: [Field; 14] = [
+const ALL: [Field; 15] = [
     Field::Chain,
     Field::PeerWorkload,
     Field::PeerUser,
@@ -61,6 +62,7 @@ const ALL: [Field; 14] = [
     Field::RequestPath,
     Field::RequestParams,
     Field::Service,
+    Field::Txn,
 ];
 
 impl Field {
@@ -80,6 +82,7 @@ impl Field {
             Self::RequestPath => "input.request.path",
             Self::RequestParams => "input.request.params",
             Self::Service => "input.service",
+            Self::Txn => "input.txn",
         }
     }
 }
@@ -157,6 +160,7 @@ impl KeyPlan {
                 Field::RequestPath => bytes(&request.request.path, out),
                 Field::RequestParams => params(&request.request.params, out),
                 Field::Service => bytes(&request.service, out),
+                Field::Txn => txn(request.txn.as_deref(), out),
             }
         }
     }
@@ -188,6 +192,9 @@ fn fields_of(path: &[String]) -> Option<&'static [Field]> {
         ["request", "path", ..] => &[Field::RequestPath],
         ["request", "params", ..] => &[Field::RequestParams],
         ["service", ..] => &[Field::Service],
+        // Every claim at once: policies read a few of them, and a finer plan would not be
+        // worth a field per claim.
+        ["txn", ..] => &[Field::Txn],
         _ => return None,
     })
 }
@@ -228,6 +235,38 @@ fn chain(chain: &Chain, out: &mut Vec<u8>) {
         out.push(u8::from(link.verified));
         for (_, field) in link.dimensions() {
             optional(field, out);
+        }
+    }
+}
+
+/// The Transaction Token claims: absent or present, then every claim, strings and the two
+/// context objects length-prefixed (the objects as their JSON text, which determines them).
+fn txn(claims: Option<&TxnClaims>, out: &mut Vec<u8>) {
+    let Some(claims) = claims else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    bytes(&claims.txn, out);
+    bytes(&claims.sub, out);
+    optional(claims.scope.as_ref(), out);
+    optional(claims.req_wl.as_ref(), out);
+    optional(claims.iss.as_ref(), out);
+    out.extend_from_slice(&claims.iat.to_le_bytes());
+    out.extend_from_slice(&claims.exp.to_le_bytes());
+    for context in [&claims.tctx, &claims.rctx] {
+        match context {
+            None => out.push(0),
+            Some(value) => {
+                out.push(1);
+                // Written in place behind its length, so a hit still allocates nothing. A
+                // `Value` always serializes to a `Vec`.
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                let _ = serde_json::to_writer(&mut *out, value);
+                let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+                out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            }
         }
     }
 }
@@ -358,7 +397,16 @@ mod tests {
             KeyPlan::new(&paths(&[&["chain", "0"]])).fields,
             [Field::Chain]
         );
-        for unknown in [&["txn"][..], &["peer", "admin"], &["resource", "x"], &[]] {
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["txn", "sub"], &["txn"]])).fields,
+            [Field::Txn]
+        );
+        for unknown in [
+            &["transaction"][..],
+            &["peer", "admin"],
+            &["resource", "x"],
+            &[],
+        ] {
             assert_eq!(
                 KeyPlan::new(&paths(&[unknown])),
                 KeyPlan::whole(),
@@ -382,6 +430,37 @@ mod tests {
         assert_ne!(key(&plan, &a), key(&plan, &c));
         let whole = KeyPlan::whole();
         assert_ne!(key(&whole, &a), key(&whole, &b));
+    }
+
+    #[test]
+    fn keys_on_txn_separate_every_claim_and_its_absence() {
+        let plan = KeyPlan::new(&paths(&[&["txn", "sub"]]));
+        let base = request("spiffe://example.org/a", "/");
+        let with = |edit: &dyn Fn(&mut TxnClaims)| {
+            let mut claims = TxnClaims::new("t", "s", 1, 2);
+            edit(&mut claims);
+            key(&plan, &base.clone().with_txn(Some(Arc::new(claims))))
+        };
+        let keys = [
+            key(&plan, &base),
+            with(&|_| {}),
+            with(&|c| c.sub = "s2".into()),
+            with(&|c| c.txn = "t2".into()),
+            with(&|c| c.scope = Some("read".into())),
+            with(&|c| c.req_wl = Some("w".into())),
+            with(&|c| c.iss = Some("i".into())),
+            with(&|c| c.iat = 3),
+            with(&|c| c.exp = 3),
+            with(&|c| c.tctx = Some(serde_json::json!({"a": 1}))),
+            with(&|c| c.rctx = Some(serde_json::json!({"a": 1}))),
+            with(&|c| c.tctx = Some(serde_json::json!({"a": 2}))),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(KeyPlan::whole().fields.contains(&Field::Txn));
     }
 
     #[test]

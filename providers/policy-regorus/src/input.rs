@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ligand_runtime::{Chain, EvalRequest, Link};
+use ligand_runtime::{Chain, EvalRequest, Link, TxnClaims};
 use regorus::Value;
 
 /// The object keys of the input document, made once per thread and cloned by reference count.
@@ -18,6 +18,7 @@ struct Keys {
     action: Value,
     request: Value,
     service: Value,
+    txn: Value,
     kind: Value,
     value: Value,
     name: Value,
@@ -30,6 +31,15 @@ struct Keys {
     host: Value,
     external_party: Value,
     verified: Value,
+    txn_id: Value,
+    sub: Value,
+    scope: Value,
+    req_wl: Value,
+    iss: Value,
+    iat: Value,
+    exp: Value,
+    tctx: Value,
+    rctx: Value,
 }
 
 impl Keys {
@@ -41,6 +51,7 @@ impl Keys {
             action: "action".into(),
             request: "request".into(),
             service: "service".into(),
+            txn: "txn".into(),
             kind: "kind".into(),
             value: "value".into(),
             name: "name".into(),
@@ -53,6 +64,15 @@ impl Keys {
             host: "host".into(),
             external_party: "external_party".into(),
             verified: "verified".into(),
+            txn_id: "txn".into(),
+            sub: "sub".into(),
+            scope: "scope".into(),
+            req_wl: "req_wl".into(),
+            iss: "iss".into(),
+            iat: "iat".into(),
+            exp: "exp".into(),
+            tctx: "tctx".into(),
+            rctx: "rctx".into(),
         }
     }
 }
@@ -87,6 +107,9 @@ pub(crate) fn input(request: &EvalRequest) -> Value {
         doc.insert(k.action.clone(), Value::from(action));
         doc.insert(k.request.clone(), Value::from(line));
         doc.insert(k.service.clone(), shared(&request.service));
+        if let Some(claims) = &request.txn {
+            doc.insert(k.txn.clone(), txn(k, claims));
+        }
         Value::from(doc)
     })
 }
@@ -107,6 +130,32 @@ fn chain(k: &Keys, chain: &Chain) -> Value {
             .map(|l| link(k, l))
             .collect::<Vec<Value>>(),
     )
+}
+
+/// The Transaction Token claims, absent optional ones left out as serde leaves them out. The
+/// strings are shared with the request; `tctx` and `rctx` convert value by value, with no
+/// JSON text in between.
+fn txn(k: &Keys, claims: &TxnClaims) -> Value {
+    let mut fields = BTreeMap::new();
+    fields.insert(k.txn_id.clone(), shared(&claims.txn));
+    fields.insert(k.sub.clone(), shared(&claims.sub));
+    for (key, field) in [
+        (&k.scope, &claims.scope),
+        (&k.req_wl, &claims.req_wl),
+        (&k.iss, &claims.iss),
+    ] {
+        if let Some(value) = field {
+            fields.insert(key.clone(), shared(value));
+        }
+    }
+    fields.insert(k.iat.clone(), Value::from(claims.iat));
+    fields.insert(k.exp.clone(), Value::from(claims.exp));
+    for (key, field) in [(&k.tctx, &claims.tctx), (&k.rctx, &claims.rctx)] {
+        if let Some(value) = field {
+            fields.insert(key.clone(), Value::from(value.clone()));
+        }
+    }
+    Value::from(fields)
 }
 
 /// A link with only the dimensions it has and whether it was verified, as serde writes it.
@@ -160,6 +209,28 @@ mod tests {
     }
 
     prop_compose! {
+        fn arb_txn()(
+            txn in "[a-z0-9-]{1,12}",
+            sub in "[a-z@. é\"]{1,12}",
+            scope in arb_field(),
+            req_wl in arb_field(),
+            iss in arb_field(),
+            iat in any::<i64>(),
+            exp in any::<i64>(),
+            tctx in proptest::option::of(("[a-z]{1,4}", any::<i32>(), "[a-z ]{0,6}")),
+            rctx in proptest::option::of("[a-z0-9.]{0,12}"),
+        ) -> TxnClaims {
+            let mut claims = TxnClaims::new(txn, sub, iat, exp);
+            claims.scope = scope;
+            claims.req_wl = req_wl;
+            claims.iss = iss;
+            claims.tctx = tctx.map(|(k, n, s)| serde_json::json!({ k: n, "nested": {"s": s, "list": [n, s]} }));
+            claims.rctx = rctx.map(|ip| serde_json::json!({"req_ip": ip}));
+            claims
+        }
+    }
+
+    prop_compose! {
         fn arb_request()(
             chain in proptest::collection::vec(arb_link(), 0..4),
             peer in arb_link(),
@@ -170,13 +241,14 @@ mod tests {
             path in "[a-z0-9/%]{0,16}",
             params in proptest::collection::vec(("[a-z]{1,3}", "[a-z0-9/% \"]{0,8}"), 0..4),
             service in "[a-z:/.]{0,24}",
+            txn in proptest::option::of(arb_txn()),
         ) -> EvalRequest {
             let mut decoded = PathParams::new();
             for (name, value) in params {
                 decoded.push(name, value);
             }
             EvalRequest::new(Chain::from(chain), peer, Resource::new(kind, value), Action::new(action), RequestLine::new(method.parse().unwrap_or_default(), path)
-                    .with_params(decoded), service)
+                    .with_params(decoded), service).with_txn(txn.map(Arc::new))
         }
     }
 

@@ -33,6 +33,12 @@
 //!   "resource": {"kind": "http.path", "value": "/accounts/{id}"},
 //!   "action": {"name": "GET"},
 //!   "request": {"method": "GET", "path": "/accounts/42", "params": {"id": "42"}},
+//!   "txn": {
+//!     "txn": "97053963-771d-49cc-a4e3-20aad399c312", "sub": "alice@bank.example",
+//!     "scope": "accounts.read", "req_wl": "spiffe://bank.example/service/gateway",
+//!     "iss": "https://txn.bank.example", "iat": 1767225600, "exp": 1767225900,
+//!     "tctx": {"amount": 100}, "rctx": {"req_ip": "203.0.113.7"}
+//!   },
 //!   "service": "spiffe://bank.example/service/accounts"
 //! }
 //! ```
@@ -51,6 +57,14 @@
 //!   parameter `a/b`); a rule on it can disagree with what the handler serves.
 //! - `action.name` is the HTTP method or the handler's named action (`debit`).
 //! - `service` is this service's own SPIFFE ID.
+//! - `txn` is present only when the request carried a Transaction Token (the `Txn-Token`
+//!   header) and the service verifies them (`[txn_token]`): the verified claims.
+//!   `txn` (the transaction's ID), `sub` (the principal, as the token service names it), `iat`
+//!   and `exp` (seconds since the epoch) are always there; `scope` (space-separated),
+//!   `req_wl` (the workload that requested the token), `iss`, `tctx` and `rctx` (JSON
+//!   objects) only when the token has them. A policy that requires a transaction writes
+//!   `input.txn.sub` and is undefined (so denies) without one. The decision cache keys on all
+//!   of `txn` when the policy reads any of it.
 //!
 //! # The decision
 //!

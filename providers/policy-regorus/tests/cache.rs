@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
-use ligand_runtime::{Action, Chain, EvalRequest, Link, RequestLine, Resource};
+use ligand_runtime::{Action, Chain, EvalRequest, Link, RequestLine, Resource, TxnClaims};
 use proptest::prelude::*;
 
 fn rbac_dir() -> PathBuf {
@@ -175,6 +175,33 @@ fn rbac_cache_keys_on_exactly_what_the_policy_reads() {
     assert!(!first.cached);
     assert!(second.cached);
     assert_eq!(first.allowed, second.allowed);
+}
+
+#[test]
+fn requests_differing_only_in_txn_claims_do_not_share_a_decision() {
+    let (_dir, policy, _) = folder(&[(
+        "ligand/authz/policy.rego",
+        "package ligand.authz\n\nimport rego.v1\n\n\
+         allow if input.txn.sub == \"user-42\"\n\n\
+         allow if input.txn.tctx.amount < 100\n",
+    )]);
+    assert_eq!(policy.decision_cache().unwrap(), "input.txn");
+    let request = |sub: &str, amount: i64| {
+        let mut claims = TxnClaims::new("t-1", sub, 1_000, 2_000);
+        claims.tctx = Some(serde_json::json!({ "amount": amount }));
+        common::request(common::CALLER, "GET", "/hello/{name}").with_txn(Some(Arc::new(claims)))
+    };
+    let first = policy.evaluate_now(&request("user-42", 500)).unwrap();
+    assert!(first.allowed && !first.cached);
+    let other_sub = policy.evaluate_now(&request("user-7", 500)).unwrap();
+    assert!(!other_sub.allowed && !other_sub.cached);
+    let other_context = policy.evaluate_now(&request("user-7", 50)).unwrap();
+    assert!(other_context.allowed && !other_context.cached);
+    let again = policy.evaluate_now(&request("user-7", 500)).unwrap();
+    assert!(!again.allowed && again.cached);
+    let absent = common::request(common::CALLER, "GET", "/hello/{name}");
+    let absent = policy.evaluate_now(&absent).unwrap();
+    assert!(!absent.allowed && !absent.cached);
 }
 
 #[test]
