@@ -147,7 +147,9 @@ impl Server {
         token: &str,
     ) -> Result<crate::txn::TxnClaims, crate::txn::TxnRejection> {
         match &self.inner.txn_verifier {
-            Some(verifier) => verifier.verify(token, std::time::SystemTime::now()),
+            Some(verifier) => verifier
+                .verify(token, std::time::SystemTime::now())
+                .map(Arc::unwrap_or_clone),
             None => Err(crate::txn::TxnRejection::UnknownKey),
         }
     }

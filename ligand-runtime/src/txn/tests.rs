@@ -155,7 +155,7 @@ fn eddsa_verifies_and_optional_claims_stay_absent() {
     let minimal = json!({"aud": DOMAIN, "iat": NOW, "exp": NOW + 60, "txn": "t", "sub": "s"});
     let verifier = TxnVerifier::new(&config(&[&key]).issuers::<_, String>([]), DOMAIN).unwrap();
     let claims = verifier.verify(&key.sign(&minimal), now()).unwrap();
-    assert_eq!(claims, TxnClaims::new("t", "s", NOW, NOW + 60));
+    assert_eq!(*claims, TxnClaims::new("t", "s", NOW, NOW + 60));
     assert_eq!(
         serde_json::to_value(&claims).unwrap(),
         json!({"txn": "t", "sub": "s", "iat": NOW, "exp": NOW + 60})
@@ -219,6 +219,38 @@ fn an_expired_token_is_refused_after_the_leeway() {
     let strict = TxnVerifier::new(&config(&[&key]).leeway(Duration::ZERO), DOMAIN).unwrap();
     let token = key.sign(&with(claims(), "exp", json!(NOW)));
     assert_eq!(strict.verify(&token, now()), Err(TxnRejection::Expired));
+}
+
+#[test]
+fn a_verified_token_is_reused_only_inside_its_time_window() {
+    let key = TestKey::es256("k1");
+    let verifier = verifier(&key);
+    let at = |offset: i64| UNIX_EPOCH + Duration::from_secs((NOW + offset) as u64);
+    // Valid from nbf (NOW + 10) to exp (NOW + 300), 30 s of leeway either side.
+    let token = key.sign(&with(claims(), "nbf", json!(NOW + 10)));
+    let first = verifier.verify(&token, at(0)).unwrap();
+    let again = verifier.verify(&token, at(329)).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second check is a cache hit"
+    );
+    // The cached entry answers no differently than a fresh check would.
+    assert_eq!(verifier.verify(&token, at(330)), Err(TxnRejection::Expired));
+    assert_eq!(
+        verifier.verify(&token, at(-21)),
+        Err(TxnRejection::NotYetValid),
+        "nbf - leeway bounds the window, not iat"
+    );
+    assert!(verifier.verify(&token, at(-20)).is_ok());
+    // Only the exact bytes hit: a token with a flipped signature bit is checked and refused.
+    let mut forged = token.into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(
+        verifier.verify(&forged, at(0)),
+        Err(TxnRejection::BadSignature)
+    );
 }
 
 #[test]

@@ -257,6 +257,11 @@ struct Key {
 
 /// Verifies `Txn-Token` header values against a [`TxnTokenConfig`] and an audience.
 ///
+/// Tokens that verified are kept (positive results only, up to
+/// 10 000) by their exact bytes with the window in which their time
+/// claims hold, so the requests of one transaction pay for the signature once: a hit checks
+/// the clock again, and the keys and rules are fixed for the verifier's life.
+///
 /// Cheap to share (`Clone` copies a pointer). Checks, in order: size and shape; `crit`
 /// absent; `typ` is `txntoken+jwt` (case-insensitive, `application/` prefix allowed); `alg`
 /// on the allow-list (never `none` or HMAC); `kid` names a configured key of that algorithm's
@@ -275,6 +280,19 @@ struct Inner {
     audience: String,
     require: bool,
     leeway: i64,
+    verified: quick_cache::sync::Cache<Box<[u8]>, Verified>,
+}
+
+/// How many verified tokens a verifier keeps.
+const TXN_TOKEN_CACHE_CAPACITY: usize = 10_000;
+
+/// A token that verified, and the Unix seconds `[from, until)` in which its time claims hold
+/// (leeway included).
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<TxnClaims>,
+    from: i64,
+    until: i64,
 }
 
 impl fmt::Debug for TxnVerifier {
@@ -307,6 +325,7 @@ impl TxnVerifier {
                 audience: audience.to_owned(),
                 require: config.require,
                 leeway,
+                verified: quick_cache::sync::Cache::new(TXN_TOKEN_CACHE_CAPACITY),
             }),
         })
     }
@@ -326,28 +345,42 @@ impl TxnVerifier {
         &self,
         value: &http::HeaderValue,
         now: SystemTime,
-    ) -> Result<TxnClaims, TxnRejection> {
+    ) -> Result<Arc<TxnClaims>, TxnRejection> {
         let token = value.to_str().map_err(|_| TxnRejection::Malformed)?;
         self.verify(token, now)
     }
 
     /// Verifies the compact JWS `token` at time `now`.
-    pub fn verify(&self, token: &str, now: SystemTime) -> Result<TxnClaims, TxnRejection> {
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Arc<TxnClaims>, TxnRejection> {
+        let now = unix(now);
+        let cache = &self.inner.verified;
+        if let Some(hit) = cache.get(token.as_bytes())
+            && hit.from <= now
+            && now < hit.until
+        {
+            return Ok(hit.claims);
+        }
         let claims = self
             .inner
             .keys
             .signed_claims(token, |typ| typ.is_some_and(is_txn_typ))?;
-        self.claims(claims, now)
+        let verified = self.claims(claims, now)?;
+        cache.insert(token.as_bytes().into(), verified.clone());
+        Ok(verified.claims)
     }
 
-    fn claims(
-        &self,
-        mut claims: Map<String, Value>,
-        now: SystemTime,
-    ) -> Result<TxnClaims, TxnRejection> {
+    /// The claims' checks at Unix time `now`, and the window in which the time checks hold.
+    fn claims(&self, mut claims: Map<String, Value>, now: i64) -> Result<Verified, TxnRejection> {
         let inner = &*self.inner;
-        let (iat, exp) = validity(&claims, unix(now), inner.leeway)?;
+        let (iat, exp) = validity(&claims, now, inner.leeway)?;
         let iat = iat.ok_or(TxnRejection::MissingClaim("iat"))?;
+        // `validity` refuses a token whose `iat` or `nbf` is later than now + leeway, and
+        // one at or past exp + leeway.
+        let not_before = numeric(&claims, "nbf")?.map_or(iat, |nbf| nbf.max(iat));
+        let (from, until) = (
+            not_before.saturating_sub(inner.leeway),
+            exp.saturating_add(inner.leeway),
+        );
         // draft-08 §4.1.2: `aud` identifies the trust domain. A list is accepted only when it
         // names this trust domain alone: a token valid in several domains is not one domain's.
         let audience_matches = match claims.get("aud") {
@@ -377,7 +410,7 @@ impl TxnVerifier {
         if sub.is_empty() {
             return Err(TxnRejection::MissingClaim("sub"));
         }
-        Ok(TxnClaims {
+        let claims = TxnClaims {
             txn,
             sub,
             scope: string(&mut claims, "scope")?,
@@ -387,6 +420,11 @@ impl TxnVerifier {
             exp,
             tctx: object(&mut claims, "tctx")?,
             rctx: object(&mut claims, "rctx")?,
+        };
+        Ok(Verified {
+            claims: Arc::new(claims),
+            from,
+            until,
         })
     }
 }
