@@ -741,7 +741,8 @@ async fn a_target_section_applies_to_calls_to_that_service_alone() {
 #[tokio::test]
 async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
     let ca = TestCa::new(TRUST_DOMAIN);
-    let gateway = gateway_to(&ca, [dead_address().to_string()], |c| c).await;
+    let admin = ligand::AdminConfig::listen("127.0.0.1:0".parse().unwrap());
+    let gateway = gateway_to(&ca, [dead_address().to_string()], |c| c.admin(admin)).await;
     let client = gateway.server.client::<AccountsApiClient>();
     let mut opened = None;
     for i in 0..10 {
@@ -769,6 +770,29 @@ async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
         (last.outcome, last.attempts, last.address.as_str()),
         (OutboundOutcome::CircuitOpen, 0, "")
     );
+    // The transition is on the admin listener's metrics.
+    let metrics = scrape(gateway.server.admin_addr().unwrap()).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"ligand_outbound_circuit_transitions_total{to="open"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// The admin listener's `/metrics` text, over one plain HTTP/1.1 request.
+async fn scrape(admin: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
 
 #[tokio::test]

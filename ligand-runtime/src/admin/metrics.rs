@@ -22,6 +22,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::{Monitor, ProviderKind, State};
+use crate::outbound::resilience::breaker::State as CircuitState;
+use crate::outbound::resilience::outlier::EjectionReason;
 use crate::secrets::SecretsCache;
 use crate::telemetry::{
     AuditQueue, DecisionEvent, OutboundCallEvent, OutboundOutcome, RateLimitEvent, Record,
@@ -59,13 +61,16 @@ const STATES: [State; 5] = [
     State::Unavailable,
 ];
 
-/// The counters fed by the audit writer thread.
+/// The counters fed by the audit writer thread, and the outbound resilience events counted
+/// where they happen (rare: an ejection, a circuit transition).
 #[derive(Debug)]
 pub(crate) struct AuditMetrics {
     decisions: Family<Labels<2>, Counter>,
     decision_duration: Histogram,
     rate_limits: Family<Labels<1>, Counter>,
     outbound: Family<Labels<1>, Counter>,
+    ejections: Family<Labels<1>, Counter>,
+    circuit_transitions: Family<Labels<1>, Counter>,
 }
 
 impl AuditMetrics {
@@ -76,7 +81,19 @@ impl AuditMetrics {
             decision_duration: Histogram::new(DECISION_BUCKETS),
             rate_limits: Family::default(),
             outbound: Family::default(),
+            ejections: Family::default(),
+            circuit_transitions: Family::default(),
         };
+        for reason in EJECTION_REASONS {
+            let _ = metrics
+                .ejections
+                .get_or_create(&[("reason", ejection_reason(reason))]);
+        }
+        for to in CIRCUIT_STATES {
+            let _ = metrics
+                .circuit_transitions
+                .get_or_create(&[("to", circuit_state(to))]);
+        }
         for outcome in OUTCOMES {
             for cached in ["true", "false"] {
                 let _ = metrics
@@ -134,6 +151,20 @@ impl AuditMetrics {
             .inc();
     }
 
+    /// Counts an endpoint ejected by the outlier detector.
+    pub(crate) fn ejected(&self, reason: EjectionReason) {
+        self.ejections
+            .get_or_create(&[("reason", ejection_reason(reason))])
+            .inc();
+    }
+
+    /// Counts a circuit breaker entering `to`.
+    pub(crate) fn circuit(&self, to: CircuitState) {
+        self.circuit_transitions
+            .get_or_create(&[("to", circuit_state(to))])
+            .inc();
+    }
+
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "ligand_authz_decisions",
@@ -155,6 +186,16 @@ impl AuditMetrics {
             "ligand_outbound_calls",
             "Outbound calls, by how they ended",
             self.outbound.clone(),
+        );
+        registry.register(
+            "ligand_outbound_ejections",
+            "Endpoints ejected by outlier detection, by detector",
+            self.ejections.clone(),
+        );
+        registry.register(
+            "ligand_outbound_circuit_transitions",
+            "Circuit breaker transitions, by the state entered",
+            self.circuit_transitions.clone(),
         );
     }
 }
@@ -179,6 +220,34 @@ fn outbound_outcome(outcome: OutboundOutcome) -> &'static str {
         OutboundOutcome::Refused => "refused",
         OutboundOutcome::CircuitOpen => "circuit_open",
         OutboundOutcome::Overloaded => "overloaded",
+    }
+}
+
+const EJECTION_REASONS: [EjectionReason; 3] = [
+    EjectionReason::ConsecutiveFailures,
+    EjectionReason::SuccessRate,
+    EjectionReason::Latency,
+];
+
+const CIRCUIT_STATES: [CircuitState; 3] = [
+    CircuitState::Open,
+    CircuitState::HalfOpen,
+    CircuitState::Closed,
+];
+
+fn ejection_reason(reason: EjectionReason) -> &'static str {
+    match reason {
+        EjectionReason::ConsecutiveFailures => "consecutive_failures",
+        EjectionReason::SuccessRate => "success_rate",
+        EjectionReason::Latency => "latency",
+    }
+}
+
+fn circuit_state(state: CircuitState) -> &'static str {
+    match state {
+        CircuitState::Closed => "closed",
+        CircuitState::Open => "open",
+        CircuitState::HalfOpen => "half_open",
     }
 }
 

@@ -31,6 +31,7 @@ use super::resilience::config::ResilienceConfig;
 use super::resilience::outlier::OutlierEvent;
 use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
+use crate::admin::AuditMetrics;
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
@@ -185,11 +186,12 @@ impl Transport {
         let initial = watched
             .as_deref()
             .map_or_else(Vec::new, |endpoints| eligible(endpoints, service));
+        let metrics = self.audit.metrics();
         let stack = Stack::new(
             config,
             &initial,
-            outlier_sink(name.clone()),
-            breaker_sink(name.clone()),
+            outlier_sink(name.clone(), metrics.cloned()),
+            breaker_sink(name.clone(), metrics.cloned()),
         );
         drop(watched);
         let stack = stack.map_err(refused)?;
@@ -533,24 +535,32 @@ async fn follow(mut rx: watch::Receiver<Vec<Endpoint>>, pool: Arc<Pool>, service
     }
 }
 
-/// Ejections and reinstatements, as log events.
-fn outlier_sink(service: Arc<str>) -> Sink<OutlierEvent> {
+/// Ejections and reinstatements, as log events and in the admin listener's counters.
+fn outlier_sink(service: Arc<str>, metrics: Option<Arc<AuditMetrics>>) -> Sink<OutlierEvent> {
     Arc::new(move |event: &OutlierEvent| match event {
         OutlierEvent::Ejected {
             address,
             reason,
             times,
             duration,
-        } => tracing::warn!(%service, %address, ?reason, times, ?duration, "endpoint ejected"),
+        } => {
+            tracing::warn!(%service, %address, ?reason, times, ?duration, "endpoint ejected");
+            if let Some(metrics) = &metrics {
+                metrics.ejected(*reason);
+            }
+        }
         OutlierEvent::Reinstated { address } => {
             tracing::info!(%service, %address, "endpoint reinstated");
         }
     })
 }
 
-/// Circuit transitions, as log events.
-fn breaker_sink(service: Arc<str>) -> Sink<Transition> {
+/// Circuit transitions, as log events and in the admin listener's counters.
+fn breaker_sink(service: Arc<str>, metrics: Option<Arc<AuditMetrics>>) -> Sink<Transition> {
     Arc::new(move |transition: &Transition| {
         tracing::warn!(%service, from = ?transition.from, to = ?transition.to, "circuit breaker transition");
+        if let Some(metrics) = &metrics {
+            metrics.circuit(transition.to);
+        }
     })
 }

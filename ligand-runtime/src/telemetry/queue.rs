@@ -76,6 +76,9 @@ pub(crate) struct AuditQueue {
     capacity: usize,
     overflow: AuditOverflow,
     losses: Arc<Losses>,
+    /// The admin listener's counters, when it runs: events that are not audit records (an
+    /// ejection, a circuit transition) are counted in them directly.
+    metrics: Option<Arc<AuditMetrics>>,
 }
 
 /// Records lost on either side of the queue: dropped before it, or refused by the sink after
@@ -136,7 +139,7 @@ impl AuditQueue {
             sink,
             slots: slots.clone(),
             losses: losses.clone(),
-            metrics,
+            metrics: metrics.clone(),
         };
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
@@ -155,7 +158,13 @@ impl AuditQueue {
             capacity,
             overflow,
             losses,
+            metrics,
         }))
+    }
+
+    /// The admin listener's counters, when it runs.
+    pub(crate) fn metrics(&self) -> Option<&Arc<AuditMetrics>> {
+        self.metrics.as_ref()
     }
 
     /// The monitor told about the first loss.

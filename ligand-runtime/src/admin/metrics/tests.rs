@@ -225,3 +225,52 @@ fn records_are_counted_by_outcome_and_every_series_starts_at_zero() {
         assert!(!text.contains(needle), "{needle} in {text}");
     }
 }
+
+#[test]
+fn ejections_and_circuit_transitions_are_counted_from_zero() {
+    let metrics = AuditMetrics::new();
+    let (_, before) = scrape(&metrics);
+    for reason in ["consecutive_failures", "success_rate", "latency"] {
+        let labels = [("reason", reason)];
+        assert_eq!(
+            value(&before, "ligand_outbound_ejections_total", &labels),
+            0.0
+        );
+    }
+    for to in ["open", "half_open", "closed"] {
+        let labels = [("to", to)];
+        assert_eq!(
+            value(
+                &before,
+                "ligand_outbound_circuit_transitions_total",
+                &labels
+            ),
+            0.0
+        );
+    }
+    metrics.ejected(EjectionReason::SuccessRate);
+    metrics.circuit(CircuitState::Open);
+    metrics.circuit(CircuitState::HalfOpen);
+    metrics.circuit(CircuitState::Open);
+    let (_, after) = scrape(&metrics);
+    let ejections = |reason| {
+        value(
+            &after,
+            "ligand_outbound_ejections_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(ejections("success_rate"), 1.0);
+    assert_eq!(ejections("consecutive_failures"), 0.0);
+    let entered = |to| {
+        value(
+            &after,
+            "ligand_outbound_circuit_transitions_total",
+            &[("to", to)],
+        )
+    };
+    assert_eq!(
+        (entered("open"), entered("half_open"), entered("closed")),
+        (2.0, 1.0, 0.0)
+    );
+}
