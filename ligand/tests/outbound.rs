@@ -177,6 +177,16 @@ async fn serve(
     id: &str,
     configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
 ) -> Running {
+    serve_service(ca, id, Accounts, configure).await
+}
+
+/// `service` served as `id`, configured further by `configure`.
+async fn serve_service<S: ligand::Service>(
+    ca: &TestCa,
+    id: &str,
+    service: S,
+    configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> Running {
     let identity = Arc::new(FakeIdentity::new(ca.context(ca.svid(id))));
     let telemetry = Arc::new(RecordingTelemetry::new());
     let config = configure(
@@ -189,7 +199,7 @@ async fn serve(
     let server = ligand::init(config).await.expect("init");
     tokio::spawn({
         let server = server.clone();
-        async move { server.serve(Accounts).await }
+        async move { server.serve(service).await }
     });
     let addr = server.local_addr().await.expect("listening");
     Running {
@@ -443,21 +453,11 @@ async fn shutdown_drains_calls_in_flight_then_refuses() {
 async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
     let ca = TestCa::new(TRUST_DOMAIN);
     // ledger ← accounts ← gateway, each allowing only its own caller.
-    let ledger_identity = Arc::new(FakeIdentity::new(ca.context(ca.svid(LEDGER))));
-    let ledger = ligand::init(
-        Config::builder()
-            .identity(ledger_identity)
-            .policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
-            .binding(HttpBinding::new("127.0.0.1:0"))
-            .build(),
-    )
-    .await
-    .unwrap();
-    tokio::spawn({
-        let ledger = ledger.clone();
-        async move { ledger.serve(Ledger).await }
-    });
-    let ledger_addr = ledger.local_addr().await.unwrap();
+    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
+        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
+    })
+    .await;
+    let ledger_addr = ledger.addr;
     let accounts = serve(&ca, ACCOUNTS, |c| {
         c.policy(allow_gateway()).registry(
             StaticRegistry::new()
@@ -514,23 +514,12 @@ async fn a_verified_transaction_token_reaches_the_second_hop_and_its_policy_inpu
     let ca = TestCa::new(TRUST_DOMAIN);
     let issuer = ligand::testkit::TxnIssuer::new("txn-1");
     // ledger ← accounts ← an external caller, both services verifying Transaction Tokens.
-    let ledger_telemetry = Arc::new(RecordingTelemetry::new());
-    let ledger = ligand::init(
-        Config::builder()
-            .identity(Arc::new(FakeIdentity::new(ca.context(ca.svid(LEDGER)))))
-            .policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
-            .telemetry(ledger_telemetry.clone())
+    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
+        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
             .txn_token(issuer.config().require(true))
-            .binding(HttpBinding::new("127.0.0.1:0"))
-            .build(),
-    )
-    .await
-    .unwrap();
-    tokio::spawn({
-        let ledger = ledger.clone();
-        async move { ledger.serve(Ledger).await }
-    });
-    let ledger_addr = ledger.local_addr().await.unwrap();
+    })
+    .await;
+    let ledger_addr = ledger.addr;
     let accounts = serve(&ca, ACCOUNTS, |c| {
         c.policy(allow_gateway())
             .txn_token(issuer.config())
@@ -569,8 +558,8 @@ async fn a_verified_transaction_token_reaches_the_second_hop_and_its_policy_inpu
 
     // Both hops evaluated the same verified claims.
     let first = &audit(&accounts).decisions()[0].input;
-    ligand::testkit::flush_audit_blocking(&ledger);
-    let second = &ledger_telemetry.decisions()[0].input;
+    ligand::testkit::flush_audit_blocking(&ledger.server);
+    let second = &ledger.telemetry.decisions()[0].input;
     for input in [first, second] {
         let txn = input.txn.as_deref().expect("input.txn");
         assert_eq!(&*txn.sub, "alice@example.org");
@@ -594,8 +583,8 @@ async fn a_verified_transaction_token_reaches_the_second_hop_and_its_policy_inpu
         "{}",
         response.text()
     );
-    ligand::testkit::flush_audit_blocking(&ledger);
-    assert_eq!(ledger_telemetry.decisions().len(), 1);
+    ligand::testkit::flush_audit_blocking(&ledger.server);
+    assert_eq!(ledger.telemetry.decisions().len(), 1);
 }
 
 /// A loopback address nothing listens on: connecting is refused at once.
