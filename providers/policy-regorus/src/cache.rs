@@ -35,7 +35,18 @@ pub(crate) enum Field {
     RequestPath,
     RequestParams,
     Service,
+    /// Whether a Transaction Token came, and all its claims (`input.txn` read whole, or a
+    /// claim outside the documented set).
     Txn,
+    TxnId,
+    TxnSub,
+    TxnScope,
+    TxnReqWl,
+    TxnIss,
+    TxnIat,
+    TxnExp,
+    TxnTctx,
+    TxnRctx,
 }
 
 const PEER: [Field; 6] = [
@@ -83,6 +94,15 @@ impl Field {
             Self::RequestParams => "input.request.params",
             Self::Service => "input.service",
             Self::Txn => "input.txn",
+            Self::TxnId => "input.txn.txn",
+            Self::TxnSub => "input.txn.sub",
+            Self::TxnScope => "input.txn.scope",
+            Self::TxnReqWl => "input.txn.req_wl",
+            Self::TxnIss => "input.txn.iss",
+            Self::TxnIat => "input.txn.iat",
+            Self::TxnExp => "input.txn.exp",
+            Self::TxnTctx => "input.txn.tctx",
+            Self::TxnRctx => "input.txn.rctx",
         }
     }
 }
@@ -161,6 +181,17 @@ impl KeyPlan {
                 Field::RequestParams => params(&request.request.params, out),
                 Field::Service => bytes(&request.service, out),
                 Field::Txn => txn(request.txn.as_deref(), out),
+                // One claim: a request without a token reads it as undefined, as it does an
+                // absent optional claim, so the two may share a key.
+                Field::TxnId => claim(request, |c| Some(&c.txn), out),
+                Field::TxnSub => claim(request, |c| Some(&c.sub), out),
+                Field::TxnScope => claim(request, |c| c.scope.as_ref(), out),
+                Field::TxnReqWl => claim(request, |c| c.req_wl.as_ref(), out),
+                Field::TxnIss => claim(request, |c| c.iss.as_ref(), out),
+                Field::TxnIat => number(request.txn.as_deref().map(|c| c.iat), out),
+                Field::TxnExp => number(request.txn.as_deref().map(|c| c.exp), out),
+                Field::TxnTctx => json(request.txn.as_deref().and_then(|c| c.tctx.as_ref()), out),
+                Field::TxnRctx => json(request.txn.as_deref().and_then(|c| c.rctx.as_ref()), out),
             }
         }
     }
@@ -192,8 +223,17 @@ fn fields_of(path: &[String]) -> Option<&'static [Field]> {
         ["request", "path", ..] => &[Field::RequestPath],
         ["request", "params", ..] => &[Field::RequestParams],
         ["service", ..] => &[Field::Service],
-        // Every claim at once: policies read a few of them, and a finer plan would not be
-        // worth a field per claim.
+        // A claim alone: a policy that reads `scope` must not key on the transaction's own
+        // identifier, unique per transaction, or no decision would ever be reused.
+        ["txn", "txn", ..] => &[Field::TxnId],
+        ["txn", "sub", ..] => &[Field::TxnSub],
+        ["txn", "scope", ..] => &[Field::TxnScope],
+        ["txn", "req_wl", ..] => &[Field::TxnReqWl],
+        ["txn", "iss", ..] => &[Field::TxnIss],
+        ["txn", "iat", ..] => &[Field::TxnIat],
+        ["txn", "exp", ..] => &[Field::TxnExp],
+        ["txn", "tctx", ..] => &[Field::TxnTctx],
+        ["txn", "rctx", ..] => &[Field::TxnRctx],
         ["txn", ..] => &[Field::Txn],
         _ => return None,
     })
@@ -239,8 +279,7 @@ fn chain(chain: &Chain, out: &mut Vec<u8>) {
     }
 }
 
-/// The Transaction Token claims: absent or present, then every claim, strings and the two
-/// context objects length-prefixed (the objects as their JSON text, which determines them).
+/// The Transaction Token claims: absent or present, then every claim.
 fn txn(claims: Option<&TxnClaims>, out: &mut Vec<u8>) {
     let Some(claims) = claims else {
         out.push(0);
@@ -254,21 +293,43 @@ fn txn(claims: Option<&TxnClaims>, out: &mut Vec<u8>) {
     optional(claims.iss.as_ref(), out);
     out.extend_from_slice(&claims.iat.to_le_bytes());
     out.extend_from_slice(&claims.exp.to_le_bytes());
-    for context in [&claims.tctx, &claims.rctx] {
-        match context {
-            None => out.push(0),
-            Some(value) => {
-                out.push(1);
-                // Written in place behind its length, so a hit still allocates nothing. A
-                // `Value` always serializes to a `Vec`.
-                let at = out.len();
-                out.extend_from_slice(&[0; 4]);
-                let _ = serde_json::to_writer(&mut *out, value);
-                let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
-                out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-            }
+    json(claims.tctx.as_ref(), out);
+    json(claims.rctx.as_ref(), out);
+}
+
+/// One string claim of the request's token, `None` when there is no token or no such claim.
+fn claim(
+    request: &EvalRequest,
+    get: impl FnOnce(&TxnClaims) -> Option<&Arc<str>>,
+    out: &mut Vec<u8>,
+) {
+    optional(request.txn.as_deref().and_then(get), out);
+}
+
+fn number(value: Option<i64>, out: &mut Vec<u8>) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(&value.to_le_bytes());
         }
     }
+}
+
+/// A context object as its JSON text (which determines it), length-prefixed.
+fn json(value: Option<&serde_json::Value>, out: &mut Vec<u8>) {
+    let Some(value) = value else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    // Written in place behind its length, so a hit still allocates nothing. A `Value` always
+    // serializes to a `Vec`.
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let _ = serde_json::to_writer(&mut *out, value);
+    let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// What a cached decision keeps: the outcome and the reason.
@@ -399,6 +460,14 @@ mod tests {
         );
         assert_eq!(
             KeyPlan::new(&paths(&[&["txn", "sub"], &["txn"]])).fields,
+            [Field::Txn, Field::TxnSub]
+        );
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["txn", "scope"], &["txn", "tctx", "amount"]])).fields,
+            [Field::TxnScope, Field::TxnTctx]
+        );
+        assert_eq!(
+            KeyPlan::new(&paths(&[&["txn", "nonsense"]])).fields,
             [Field::Txn]
         );
         for unknown in [
@@ -434,7 +503,7 @@ mod tests {
 
     #[test]
     fn keys_on_txn_separate_every_claim_and_its_absence() {
-        let plan = KeyPlan::new(&paths(&[&["txn", "sub"]]));
+        let plan = KeyPlan::new(&paths(&[&["txn"]]));
         let base = request("spiffe://example.org/a", "/");
         let with = |edit: &dyn Fn(&mut TxnClaims)| {
             let mut claims = TxnClaims::new("t", "s", 1, 2);
@@ -461,6 +530,49 @@ mod tests {
             }
         }
         assert!(KeyPlan::whole().fields.contains(&Field::Txn));
+    }
+
+    #[test]
+    fn a_policy_reading_one_claim_shares_decisions_across_transactions() {
+        let plan = KeyPlan::new(&paths(&[&["txn", "scope"]]));
+        let base = request("spiffe://example.org/a", "/");
+        let with = |txn: &str, scope: Option<&str>| {
+            let mut claims = TxnClaims::new(txn, "alice", 1, 2);
+            claims.scope = scope.map(Into::into);
+            key(&plan, &base.clone().with_txn(Some(Arc::new(claims))))
+        };
+        // Another transaction with the same scope: the same key.
+        assert_eq!(with("t1", Some("read")), with("t2", Some("read")));
+        assert_ne!(with("t1", Some("read")), with("t1", Some("write")));
+        // No token and a token without `scope` both read as undefined.
+        assert_eq!(key(&plan, &base), with("t1", None));
+        assert_ne!(key(&plan, &base), with("t1", Some("read")));
+        // Each claim is keyed by itself.
+        for (path, edit) in [
+            (
+                "txn",
+                &(|c: &mut TxnClaims| c.txn = "t9".into()) as &dyn Fn(&mut TxnClaims),
+            ),
+            ("sub", &|c| c.sub = "bob".into()),
+            ("req_wl", &|c| c.req_wl = Some("w".into())),
+            ("iss", &|c| c.iss = Some("i".into())),
+            ("iat", &|c| c.iat = 9),
+            ("exp", &|c| c.exp = 9),
+            ("tctx", &|c| c.tctx = Some(serde_json::json!({"amount": 5}))),
+            ("rctx", &|c| c.rctx = Some(serde_json::json!({"ip": "x"}))),
+        ] {
+            let plan = KeyPlan::new(&paths(&[&["txn", path]]));
+            let plain = TxnClaims::new("t1", "alice", 1, 2);
+            let mut edited = plain.clone();
+            edit(&mut edited);
+            let key_of = |c: TxnClaims| key(&plan, &base.clone().with_txn(Some(Arc::new(c))));
+            assert_ne!(key_of(plain.clone()), key_of(edited), "{path}");
+            let mut other = plain.clone();
+            if path != "scope" {
+                other.scope = Some("unrelated".into());
+            }
+            assert_eq!(key_of(plain), key_of(other), "{path} ignores scope");
+        }
     }
 
     #[test]

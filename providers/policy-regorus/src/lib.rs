@@ -63,8 +63,10 @@
 //!   and `exp` (seconds since the epoch) are always there; `scope` (space-separated),
 //!   `req_wl` (the workload that requested the token), `iss`, `tctx` and `rctx` (JSON
 //!   objects) only when the token has them. A policy that requires a transaction writes
-//!   `input.txn.sub` and is undefined (so denies) without one. The decision cache keys on all
-//!   of `txn` when the policy reads any of it.
+//!   `input.txn.sub` and is undefined (so denies) without one. The decision cache keys on
+//!   the claims the policy reads, each alone (all of them when it reads `input.txn` whole), so
+//!   a policy on `scope` reuses decisions across transactions instead of keying on the
+//!   transaction's own ID.
 //!
 //! # The decision
 //!

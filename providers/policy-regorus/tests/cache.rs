@@ -178,16 +178,19 @@ fn rbac_cache_keys_on_exactly_what_the_policy_reads() {
 }
 
 #[test]
-fn requests_differing_only_in_txn_claims_do_not_share_a_decision() {
+fn txn_claims_the_policy_reads_key_its_decisions_and_the_rest_do_not() {
     let (_dir, policy, _) = folder(&[(
         "ligand/authz/policy.rego",
         "package ligand.authz\n\nimport rego.v1\n\n\
          allow if input.txn.sub == \"user-42\"\n\n\
          allow if input.txn.tctx.amount < 100\n",
     )]);
-    assert_eq!(policy.decision_cache().unwrap(), "input.txn");
+    assert_eq!(
+        policy.decision_cache().unwrap(),
+        "input.txn.sub, input.txn.tctx"
+    );
     let request = |sub: &str, amount: i64| {
-        let mut claims = TxnClaims::new("t-1", sub, 1_000, 2_000);
+        let mut claims = TxnClaims::new(format!("t-{sub}-{amount}"), sub, 1_000, 2_000);
         claims.tctx = Some(serde_json::json!({ "amount": amount }));
         common::request(common::CALLER, "GET", "/hello/{name}").with_txn(Some(Arc::new(claims)))
     };
@@ -199,6 +202,13 @@ fn requests_differing_only_in_txn_claims_do_not_share_a_decision() {
     assert!(other_context.allowed && !other_context.cached);
     let again = policy.evaluate_now(&request("user-7", 500)).unwrap();
     assert!(!again.allowed && again.cached);
+    // Another transaction (its own `txn` id) with the same claims the policy reads: a hit.
+    let mut claims = TxnClaims::new("t-other", "user-42", 1_000, 2_000);
+    claims.tctx = Some(serde_json::json!({ "amount": 500 }));
+    let other_txn =
+        common::request(common::CALLER, "GET", "/hello/{name}").with_txn(Some(Arc::new(claims)));
+    let other_txn = policy.evaluate_now(&other_txn).unwrap();
+    assert!(other_txn.allowed && other_txn.cached);
     let absent = common::request(common::CALLER, "GET", "/hello/{name}");
     let absent = policy.evaluate_now(&absent).unwrap();
     assert!(!absent.allowed && !absent.cached);
