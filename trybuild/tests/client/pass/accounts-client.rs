@@ -69,6 +69,9 @@ impl Accounts for Fake {
     async fn close(&self, _id: u64) -> Result<(), CallError> {
         Ok(())
     }
+    async fn history(&self, _id: u64) -> Result<Vec<Receipt>, CallError> {
+        Ok(Vec::new())
+    }
     async fn upload(&self, _rest: String, _body: Vec<u8>) -> Result<(), CallError> {
         Ok(())
     }
