@@ -96,7 +96,7 @@ pub use self::outbound::{
     OutlierConfig, ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy,
     SuccessRateEjection, TXN_TOKEN_HEADER, TargetResilience, UnknownStrategy,
 };
-pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
+pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate};
 pub use self::provider::ProviderContext;
 pub use self::ratelimit::{
     Limit, LimitError, LimitOverride, LimitRules, RateLimitRequest, RateLimitResponse, RateLimiter,

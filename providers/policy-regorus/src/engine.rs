@@ -1,12 +1,13 @@
 //! [`RegorusPolicy`]: the [`PolicyEngine`] on regorus, with atomic reload.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, ProviderError};
+use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate, ProviderError};
+use tokio::sync::watch;
 
 use crate::compiled::{Compiled, Uncached};
 use crate::config::RegorusConfig;
@@ -37,10 +38,12 @@ pub struct RegorusPolicy {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     current: ArcSwapOption<Compiled>,
     loader: Loader,
     closed: AtomicBool,
+    /// The folder to reload on change, when the configuration watches it.
+    watched: Option<PathBuf>,
 }
 
 // === impl RegorusPolicy ===
@@ -62,6 +65,7 @@ impl RegorusPolicy {
                 current: ArcSwapOption::new(initial.map(Arc::new)),
                 loader,
                 closed: AtomicBool::new(false),
+                watched: config.watches().then(|| config.folder.clone()).flatten(),
             }),
         })
     }
@@ -107,11 +111,7 @@ impl RegorusPolicy {
 
     /// The revision of the policy in force, from its bundle manifest.
     pub fn policy_version(&self) -> Option<String> {
-        self.inner
-            .current
-            .load()
-            .as_ref()
-            .and_then(|c| c.version().map(str::to_owned))
+        self.inner.version()
     }
 
     /// Decides `request` on the calling thread, as [`PolicyEngine::evaluate`] does.
@@ -145,6 +145,23 @@ impl Inner {
             return Err(EvalError::Closed);
         }
         self.current.load_full().ok_or(EvalError::NoPolicy)
+    }
+
+    /// The revision of the policy in force.
+    pub(crate) fn version(&self) -> Option<String> {
+        self.current
+            .load()
+            .as_ref()
+            .and_then(|c| c.version().map(str::to_owned))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Loads the folder `dir` and swaps it in; on error the current policy stays.
+    pub(crate) fn reload_folder(&self, dir: &Path) -> Result<Option<String>, LoadError> {
+        Ok(self.install(self.loader.load_folder(dir)?))
     }
 
     /// Swaps `compiled` in; returns its revision.
@@ -200,6 +217,23 @@ impl PolicyEngine for RegorusPolicy {
                 Err(ProviderError::backend("policy bundle rejected", error))
             }
         }
+    }
+
+    /// With a watched folder, starts the watch: any change to a file in the folder (debounced,
+    /// see the crate docs) reloads the whole folder, and the outcome is published. A change
+    /// that does not load leaves the previous policy in force. The watch stops when the
+    /// receiver is dropped or the engine is closed.
+    fn watch(&self) -> Result<watch::Receiver<PolicyUpdate>, ProviderError> {
+        if self.inner.is_closed() {
+            return Err(ProviderError::Closed);
+        }
+        let dir = self
+            .inner
+            .watched
+            .clone()
+            .ok_or(ProviderError::NotSupported)?;
+        crate::watch::start(&self.inner, dir)
+            .map_err(|e| ProviderError::backend("policy folder watch", e))
     }
 
     async fn close(&self) -> Result<(), ProviderError> {
