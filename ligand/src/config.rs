@@ -11,6 +11,7 @@
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
+//! | policy hot reload (a changed file in the policy folder reloads it; a bad change keeps the last good policy, Policy health Degraded) | `[policy] watch` | | on with a folder |
 //! | connections | `[connections]` `max`, `max_handshakes`, `handshake_timeout`, `header_read_timeout`, `max_age` | | 10000, 256, `"10s"`, `"30s"`, none |
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |

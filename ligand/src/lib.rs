@@ -84,7 +84,7 @@ pub mod provider {
         EnforcedService, EvalRequest, EvalResponse, FetchWitRequest, FetchWitResponse,
         HealthTransitionEvent, Limit, LimitError, LimitOverride, LimitRules, ListeningSignal,
         MetricsSnapshot, MtlsAcceptor, OutboundCallEvent, OutboundOutcome, PeerService,
-        PolicyBundle, PolicyEngine, ProviderContext, ProviderError, RateLimitEvent,
+        PolicyBundle, PolicyEngine, PolicyUpdate, ProviderContext, ProviderError, RateLimitEvent,
         RateLimitRequest, RateLimitResponse, RateLimiter, Registration, RegistrationState,
         SecretAccess, SecretAccessEvent, SecretRevocation, SecretValue, Secrets, SecretsCache,
         ServiceRegistrar, ServiceRegistry, StdoutWriter, Telemetry, TrustBundles, VerifiedPeer,
