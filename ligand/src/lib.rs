@@ -52,8 +52,9 @@ pub use ligand_runtime::{
     InboundRequest, InitError, JsonLinesTelemetry, Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN,
     MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, MissingRequiredProviders, Monitor, PathParams,
     ProviderKind, RequestId, RequestLine, Resource, Result, Secret, SecretError, SecretSlice,
-    SecretString, ServeError, Server, ServiceRegistration, SpiffeId, State, TracingTelemetry,
-    TrustDomain, VerifiedChain, decode_secret, denial_response, init, init_trust_boundary,
+    SecretString, ServeError, Server, ServiceRegistration, ShadowDecisions, SpiffeId, State,
+    TracingTelemetry, TrustDomain, VerifiedChain, decode_secret, denial_response, init,
+    init_trust_boundary,
 };
 /// Outbound resilience settings (`Config::builder().outbound_resilience(..)`, or the
 /// `[outbound.*]` sections of `ligand.toml`).

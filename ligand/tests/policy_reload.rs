@@ -1,11 +1,13 @@
 //! Changing policy without a restart: a watched policy folder reloads while the service runs
-//! and its health says when an edit was refused.
+//! and its health says when an edit was refused; a shadow policy is evaluated on live traffic,
+//! never enforced, and its disagreements are counted and logged with the request ID.
 //! Real files, real regorus; each test waits (bounded) for what it expects, never sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::future::Future;
+use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ligand::testkit::{FakeIdentity, RecordingTelemetry, TestCa};
@@ -14,6 +16,8 @@ use ligand::{
     init_trust_boundary,
 };
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 const SERVICE: &str = "spiffe://example.org/service/accounts";
 const CALLER: &str = "spiffe://example.org/service/gateway";
@@ -41,12 +45,19 @@ fn request() -> InboundRequest {
     )
 }
 
-async fn start(policy: RegorusPolicy, telemetry: Arc<RecordingTelemetry>) -> Server {
+async fn start(
+    policy: RegorusPolicy,
+    shadow: Option<RegorusPolicy>,
+    telemetry: Arc<RecordingTelemetry>,
+) -> Server {
     let ca = TestCa::new("example.org");
-    let config = Config::builder()
+    let mut config = Config::builder()
         .identity(FakeIdentity::new(ca.context(ca.svid(SERVICE))))
         .policy(policy)
         .telemetry(telemetry);
+    if let Some(shadow) = shadow {
+        config = config.shadow_policy(shadow);
+    }
     init_trust_boundary(config.build()).await.unwrap()
 }
 
@@ -71,7 +82,7 @@ async fn an_edited_policy_folder_reloads_and_a_bad_edit_degrades_policy_until_fi
     let dir = folder(true, "v1");
     let telemetry = Arc::new(RecordingTelemetry::new());
     let policy = RegorusPolicy::new(&RegorusConfig::folder(dir.path())).unwrap();
-    let server = start(policy, telemetry.clone()).await;
+    let server = start(policy, None, telemetry.clone()).await;
     assert!(allowed(&server).await);
 
     // An edit on disk changes decisions without a restart.
@@ -121,7 +132,7 @@ async fn an_editor_style_replace_is_picked_up_by_a_running_service() {
     let dir = folder(true, "v1");
     let telemetry = Arc::new(RecordingTelemetry::new());
     let policy = RegorusPolicy::new(&RegorusConfig::folder(dir.path())).unwrap();
-    let server = start(policy, telemetry).await;
+    let server = start(policy, None, telemetry).await;
     assert!(allowed(&server).await);
 
     let aside = dir.path().join(".policy.rego.swp");
@@ -129,6 +140,91 @@ async fn an_editor_style_replace_is_picked_up_by_a_running_service() {
     std::fs::rename(&aside, dir.path().join("policy.rego")).unwrap();
     eventually("the replaced file denies", || async {
         !allowed(&server).await
+    })
+    .await;
+    server.close().await;
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_shadow_policy_never_changes_the_answer_and_its_disagreements_are_counted_and_logged() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(LevelFilter::INFO)
+        .finish();
+    // A current-thread test runtime: the shadow worker runs on this thread, under this
+    // subscriber.
+    let _logging = subscriber.set_default();
+
+    let enforced = folder(true, "enforced allows");
+    let candidate = folder(false, "candidate denies");
+    let telemetry = Arc::new(RecordingTelemetry::new());
+    let server = start(
+        RegorusPolicy::new(&RegorusConfig::folder(enforced.path())).unwrap(),
+        Some(RegorusPolicy::new(&RegorusConfig::folder(candidate.path())).unwrap()),
+        telemetry,
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let admitted = server
+            .enforce(request())
+            .await
+            .expect("the shadow never enforces");
+        ids.push(admitted.request_id);
+    }
+    eventually("five disagreements counted", || async {
+        server.shadow_decisions().unwrap().disagree == 5
+    })
+    .await;
+    let counts = server.shadow_decisions().unwrap();
+    assert_eq!((counts.agree, counts.error, counts.dropped), (0, 0, 0));
+
+    let logged = logs.text();
+    for id in &ids {
+        let line = logged
+            .lines()
+            .find(|l| l.contains(&id.to_string()) && l.contains("shadow policy disagrees"))
+            .unwrap_or_else(|| panic!("no disagreement logged for {id}:\n{logged}"));
+        assert!(
+            line.contains("enforced=\"allow\"") || line.contains("enforced=allow"),
+            "{line}"
+        );
+        assert!(
+            line.contains("candidate denies") && line.contains("enforced allows"),
+            "{line}"
+        );
+    }
+
+    // A shadow policy that agrees is counted as such.
+    write(candidate.path(), &fixed(true, "candidate allows"));
+    eventually("the shadow reloads and agrees", || async {
+        assert!(allowed(&server).await);
+        server.shadow_decisions().unwrap().agree > 0
     })
     .await;
     server.close().await;

@@ -62,6 +62,17 @@ impl Server {
             };
             tasks.push(tokio::spawn(policy.run()));
         }
+        if let Some(shadow) = &inner.shadow {
+            if let Some(updates) = source_watch(&**shadow.engine(), "shadow policy") {
+                let watch = PolicyWatchLoop {
+                    updates,
+                    monitor: None,
+                    stop: inner.watches.clone(),
+                };
+                tasks.push(tokio::spawn(watch.run()));
+            }
+            tasks.push(tokio::spawn(shadow.clone().run(inner.watches.clone())));
+        }
     }
 }
 
