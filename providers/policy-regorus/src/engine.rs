@@ -1,11 +1,12 @@
 //! [`RegorusPolicy`]: the [`PolicyEngine`] on regorus, with atomic reload.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use ligand_opa_bundle::Bundle;
 use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate, ProviderError};
 use tokio::sync::watch;
 
@@ -43,7 +44,15 @@ pub(crate) struct Inner {
     loader: Loader,
     closed: AtomicBool,
     /// The folder to reload on change, when the configuration watches it.
-    watched: Option<PathBuf>,
+    watched: Option<Watched>,
+}
+
+/// A watched folder and what was read from it at load, for the watch to compare with.
+#[derive(Debug)]
+struct Watched {
+    dir: PathBuf,
+    /// Taken by the watch when it starts.
+    loaded: Mutex<Option<Bundle>>,
 }
 
 // === impl RegorusPolicy ===
@@ -55,8 +64,19 @@ impl RegorusPolicy {
     /// bundle through [`reload`](PolicyEngine::reload); until then every evaluation fails.
     pub fn new(config: &RegorusConfig) -> Result<Self, LoadError> {
         let loader = Loader::new(config)?;
+        let mut watched = None;
         let initial = match (&config.folder, &config.bundle) {
-            (Some(dir), _) => Some(loader.load_folder(dir)?),
+            (Some(dir), _) => {
+                let files = Loader::read_folder(dir)?;
+                let compiled = loader.load_read_folder(&files, dir)?;
+                if config.watches() {
+                    watched = Some(Watched {
+                        dir: dir.clone(),
+                        loaded: Mutex::new(Some(files)),
+                    });
+                }
+                Some(compiled)
+            }
             (None, Some(path)) => Some(loader.load_archive_file(path)?),
             (None, None) => None,
         };
@@ -65,7 +85,7 @@ impl RegorusPolicy {
                 current: ArcSwapOption::new(initial.map(Arc::new)),
                 loader,
                 closed: AtomicBool::new(false),
-                watched: config.watches().then(|| config.folder.clone()).flatten(),
+                watched,
             }),
         })
     }
@@ -159,9 +179,14 @@ impl Inner {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Loads the folder `dir` and swaps it in; on error the current policy stays.
-    pub(crate) fn reload_folder(&self, dir: &Path) -> Result<Option<String>, LoadError> {
-        Ok(self.install(self.loader.load_folder(dir)?))
+    /// Loads `files`, read from the folder `dir`, and swaps them in; on error the current
+    /// policy stays.
+    pub(crate) fn reload_folder(
+        &self,
+        files: &Bundle,
+        dir: &Path,
+    ) -> Result<Option<String>, LoadError> {
+        Ok(self.install(self.loader.load_read_folder(files, dir)?))
     }
 
     /// Swaps `compiled` in; returns its revision.
@@ -227,12 +252,18 @@ impl PolicyEngine for RegorusPolicy {
         if self.inner.is_closed() {
             return Err(ProviderError::Closed);
         }
-        let dir = self
+        let watched = self
             .inner
             .watched
-            .clone()
+            .as_ref()
             .ok_or(ProviderError::NotSupported)?;
-        crate::watch::start(&self.inner, dir)
+        // A second watch has nothing to compare with: its first check reloads.
+        let loaded = watched
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        crate::watch::start(&self.inner, watched.dir.clone(), loaded)
             .map_err(|e| ProviderError::backend("policy folder watch", e))
     }
 

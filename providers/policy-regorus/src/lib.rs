@@ -127,7 +127,8 @@
 //!
 //! A folder policy is watched (turn it off with [`RegorusConfig::watch`] `= false`): any
 //! change under the folder, debounced by 250 ms so that an editor's save, a `git checkout` or
-//! a `cp -r` makes one reload, reloads every file, compiles, and swaps the policy in
+//! a `cp -r` makes one reload, reads every file and, when they differ from those last loaded
+//! (a `touch` or an editor's dotfile changes nothing), compiles and swaps the policy in
 //! atomically, decision cache included. A change that does not load (a parse or compile error,
 //! no allow rule, data overlapping a rule) is refused and the last good policy stays in force;
 //! the error names the file and line. [`PolicyEngine::watch`](ligand_runtime::PolicyEngine::watch)

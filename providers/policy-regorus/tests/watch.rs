@@ -147,6 +147,16 @@ async fn an_editor_that_writes_a_temporary_file_and_renames_it_is_seen() {
 }
 
 #[tokio::test]
+async fn an_edit_made_before_the_watch_starts_is_picked_up_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy.rego", &fixed(true, "v1"));
+    let policy = RegorusPolicy::new(&RegorusConfig::folder(dir.path())).unwrap();
+    write(dir.path(), "policy.rego", &fixed(true, "during startup"));
+    let mut updates = policy.watch().unwrap();
+    let _reloaded = until(&mut updates, |_| reason(&policy) == "during startup").await;
+}
+
+#[tokio::test]
 async fn only_a_watched_folder_has_a_watch() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "policy.rego", &fixed(true, "v1"));
