@@ -286,8 +286,8 @@ impl BundleLoop {
 
 /// Follows the reloads a policy engine makes from its own source (a watched folder): the
 /// enforced policy is Degraded while its latest change is refused (the previous policy stays
-/// in force and traffic is served), Ready again once a change loads. A shadow policy's
-/// reloads are only logged. Dropping the receiver at close stops the engine's watch.
+/// in force and traffic is served), Ready again once a change loads. A shadow policy has no
+/// health of its own. Dropping the receiver at close stops the engine's watch.
 struct PolicyWatchLoop {
     updates: watch::Receiver<PolicyUpdate>,
     /// `None` for the shadow policy, which has no health of its own.
@@ -311,28 +311,15 @@ impl PolicyWatchLoop {
         }
     }
 
+    /// The engine logs each reload and refusal itself (it knows the folder); the monitor logs
+    /// the health transition with its cause.
     fn apply(&self, update: PolicyUpdate) {
-        let what = if self.monitor.is_some() {
-            "policy"
-        } else {
-            "shadow policy"
+        let Some(monitor) = &self.monitor else {
+            return;
         };
         match update {
-            Ok(revision) => {
-                tracing::info!(
-                    revision = revision.as_deref().unwrap_or(""),
-                    "{what} reloaded"
-                );
-                if let Some(monitor) = &self.monitor {
-                    monitor.set(ProviderKind::Policy, State::Ready, None);
-                }
-            }
-            Err(cause) => {
-                tracing::warn!(%cause, "{what} change refused; the previous {what} stays in force");
-                if let Some(monitor) = &self.monitor {
-                    monitor.set(ProviderKind::Policy, State::Degraded, Some(cause));
-                }
-            }
+            Ok(_) => monitor.set(ProviderKind::Policy, State::Ready, None),
+            Err(cause) => monitor.set(ProviderKind::Policy, State::Degraded, Some(cause)),
         }
     }
 }
