@@ -63,6 +63,7 @@ pub(crate) type PreStopHook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
 pub struct Config {
     pub(crate) identity: Option<Arc<dyn WorkloadIdentity>>,
     pub(crate) policy: Option<Arc<dyn PolicyEngine>>,
+    pub(crate) shadow_policy: Option<Arc<dyn PolicyEngine>>,
     pub(crate) binding: Option<Arc<dyn Binding>>,
     pub(crate) rate_limiter: Option<Arc<dyn RateLimiter>>,
     pub(crate) telemetry: Option<Arc<dyn Telemetry>>,
@@ -93,6 +94,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("identity", &self.identity.is_some())
             .field("policy", &self.policy.is_some())
+            .field("shadow_policy", &self.shadow_policy.is_some())
             .field("binding", &self.binding.is_some())
             .field("rate_limiter", &self.rate_limiter.is_some())
             .field("telemetry", &self.telemetry.is_some())
@@ -118,6 +120,7 @@ impl Config {
             config: Config {
                 identity: None,
                 policy: None,
+                shadow_policy: None,
                 binding: None,
                 rate_limiter: None,
                 telemetry: None,
@@ -169,6 +172,15 @@ impl ConfigBuilder {
     /// The policy engine (required).
     pub fn policy(mut self, policy: impl PolicyEngine) -> Self {
         self.config.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// A shadow policy: a candidate evaluated on live traffic beside the enforced policy, off
+    /// the request path, and never enforced. Disagreements are logged with the request ID and
+    /// counted ([`Server::shadow_decisions`](crate::Server::shadow_decisions), and
+    /// `ligand_shadow_decisions_total` on the admin listener).
+    pub fn shadow_policy(mut self, policy: impl PolicyEngine) -> Self {
+        self.config.shadow_policy = Some(Arc::new(policy));
         self
     }
 

@@ -96,7 +96,7 @@ pub use self::outbound::{
     OutlierConfig, ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy,
     SuccessRateEjection, TXN_TOKEN_HEADER, TargetResilience, UnknownStrategy,
 };
-pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine};
+pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate};
 pub use self::provider::ProviderContext;
 pub use self::ratelimit::{
     Limit, LimitError, LimitOverride, LimitRules, RateLimitRequest, RateLimitResponse, RateLimiter,
@@ -110,7 +110,7 @@ pub use self::request_id::RequestId;
 pub use self::secrets::{
     Secret, SecretError, SecretRevocation, SecretValue, Secrets, SecretsCache, decode_secret,
 };
-pub use self::server::{Denied, Enforced, Server, init, init_trust_boundary};
+pub use self::server::{Denied, Enforced, Server, ShadowDecisions, init, init_trust_boundary};
 pub use self::service::{Ctx, Service, denial_response};
 pub use self::telemetry::{
     DecisionEvent, HealthTransitionEvent, JsonLinesTelemetry, LogLinesTelemetry, MetricsSnapshot,

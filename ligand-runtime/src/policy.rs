@@ -4,12 +4,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::chain::Chain;
 use crate::error::ProviderError;
 use crate::provider::ProviderContext;
 use crate::request::{Action, RequestLine, Resource};
 use crate::txn::TxnClaims;
+
+/// The outcome of one reload an engine made from its own source (see
+/// [`PolicyEngine::watch`]): the revision now in force (`None` when the policy has none), or
+/// why the change was refused, in which case the previous policy stays in force.
+pub type PolicyUpdate = Result<Option<String>, String>;
 
 /// One policy decision's input. It serializes to the documented Rego input:
 /// `{"chain":[…], "peer":{…}, "resource":{"kind","value"}, "action":{"name"},
@@ -160,6 +166,19 @@ pub trait PolicyEngine: Send + Sync + 'static {
         Err(ProviderError::NotSupported)
     }
 
+    /// Follows the engine's own policy source (a local folder it reloads on change): the
+    /// outcome of every reload it makes, starting with the policy in force; only the latest
+    /// matters. Optional; the default answers [`ProviderError::NotSupported`] (the policy
+    /// changes only through [`reload`](Self::reload)).
+    ///
+    /// The framework calls it once, after `start`, and follows the receiver until
+    /// [`Server::close`](crate::Server::close) stops the watches: a refused change marks the
+    /// policy Degraded with its cause, the next accepted one Ready again. Dropping the
+    /// receiver stops the watch.
+    fn watch(&self) -> Result<watch::Receiver<PolicyUpdate>, ProviderError> {
+        Err(ProviderError::NotSupported)
+    }
+
     /// Called once by `init` after the workload identity is established; a provider that
     /// reaches a backend connects (and checks it is reachable) here. An error fails init.
     async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {
@@ -188,6 +207,10 @@ impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
 
     async fn reload(&self, bundle: &[u8]) -> Result<(), ProviderError> {
         (**self).reload(bundle).await
+    }
+
+    fn watch(&self) -> Result<watch::Receiver<PolicyUpdate>, ProviderError> {
+        (**self).watch()
     }
 
     async fn start(&self, context: &ProviderContext) -> Result<(), ProviderError> {

@@ -4,6 +4,7 @@ mod enforce;
 mod lifecycle;
 mod registration;
 mod rotation;
+mod shadow;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::enforce::{Denied, Enforced};
 pub use self::lifecycle::{init, init_trust_boundary};
+pub use self::shadow::ShadowDecisions;
 
 use crate::admin::AdminListener;
 use crate::binding::Binding;
@@ -46,6 +48,8 @@ pub struct Server {
 struct Inner {
     identity: Arc<dyn WorkloadIdentity>,
     policy: Arc<dyn PolicyEngine>,
+    /// The shadow policy and its comparison worker, when configured.
+    shadow: Option<Arc<shadow::Shadow>>,
     binding: Option<Arc<dyn Binding>>,
     rate_limiter: Option<Arc<dyn RateLimiter>>,
     /// The audit queue as a sink, for components that record outside the request path.
@@ -105,6 +109,12 @@ impl Server {
     /// providers change it).
     pub fn monitor(&self) -> &Monitor {
         &self.inner.monitor
+    }
+
+    /// Counts of shadow policy comparisons, when a shadow policy is configured
+    /// ([`ConfigBuilder::shadow_policy`](crate::ConfigBuilder::shadow_policy)).
+    pub fn shadow_decisions(&self) -> Option<ShadowDecisions> {
+        self.inner.shadow.as_ref().map(|shadow| shadow.decisions())
     }
 
     /// A client for the service `C` calls (a `#[ligand::client]` type), for work that is not

@@ -11,6 +11,8 @@
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
+//! | policy hot reload (a changed file in the policy folder reloads it; a bad change keeps the last good policy, Policy health Degraded) | `[policy] watch` | | on with a folder |
+//! | shadow policy (evaluated on live traffic, never enforced; disagreements logged and counted) | `[policy] shadow` (a folder) | | none |
 //! | connections | `[connections]` `max`, `max_handshakes`, `handshake_timeout`, `header_read_timeout`, `max_age` | | 10000, 256, `"10s"`, `"30s"`, none |
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
@@ -477,6 +479,20 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
                     .display()
             ),
         ));
+    }
+    policy.shadow = policy.shadow.map(|p| base.join(p));
+    if let Some(shadow) = policy.shadow_config() {
+        if shadow.folder.as_deref().is_some_and(|f| !f.is_dir()) {
+            return Err(invalid(
+                "policy.shadow",
+                format!(
+                    "no shadow policy folder at {}",
+                    policy.shadow.as_deref().unwrap_or(Path::new("")).display()
+                ),
+            ));
+        }
+        builder = builder
+            .shadow_policy(RegorusPolicy::new(&shadow).map_err(|e| invalid("policy.shadow", e))?);
     }
     builder = builder.policy(RegorusPolicy::new(&policy).map_err(|e| invalid("policy", e))?);
 

@@ -52,8 +52,9 @@ pub use ligand_runtime::{
     InboundRequest, InitError, JsonLinesTelemetry, Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN,
     MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, MissingRequiredProviders, Monitor, PathParams,
     ProviderKind, RequestId, RequestLine, Resource, Result, Secret, SecretError, SecretSlice,
-    SecretString, ServeError, Server, ServiceRegistration, SpiffeId, State, TracingTelemetry,
-    TrustDomain, VerifiedChain, decode_secret, denial_response, init, init_trust_boundary,
+    SecretString, ServeError, Server, ServiceRegistration, ShadowDecisions, SpiffeId, State,
+    TracingTelemetry, TrustDomain, VerifiedChain, decode_secret, denial_response, init,
+    init_trust_boundary,
 };
 /// Outbound resilience settings (`Config::builder().outbound_resilience(..)`, or the
 /// `[outbound.*]` sections of `ligand.toml`).
@@ -84,7 +85,7 @@ pub mod provider {
         EnforcedService, EvalRequest, EvalResponse, FetchWitRequest, FetchWitResponse,
         HealthTransitionEvent, Limit, LimitError, LimitOverride, LimitRules, ListeningSignal,
         MetricsSnapshot, MtlsAcceptor, OutboundCallEvent, OutboundOutcome, PeerService,
-        PolicyBundle, PolicyEngine, ProviderContext, ProviderError, RateLimitEvent,
+        PolicyBundle, PolicyEngine, PolicyUpdate, ProviderContext, ProviderError, RateLimitEvent,
         RateLimitRequest, RateLimitResponse, RateLimiter, Registration, RegistrationState,
         SecretAccess, SecretAccessEvent, SecretRevocation, SecretValue, Secrets, SecretsCache,
         ServiceRegistrar, ServiceRegistry, StdoutWriter, Telemetry, TrustBundles, VerifiedPeer,

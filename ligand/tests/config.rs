@@ -638,3 +638,45 @@ async fn a_symmetric_key_in_the_txn_jwks_fails_init() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_shadow_policy_folder_is_configured_in_the_policy_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(
+        dir.path(),
+        "ligand.toml",
+        "listen = \"127.0.0.1:0\"\n[policy]\nfolder = \"policy\"\nwatch = false\nshadow = \"policy-next\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let err = load(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                setting: "policy.shadow",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("policy-next"), "{err}");
+
+    write(dir.path(), "policy-next/authz.rego", POLICY);
+    let server = ligand::init(load(dir.path()).unwrap()).await.unwrap();
+    assert_eq!(
+        server.shadow_decisions(),
+        Some(ligand::ShadowDecisions::default())
+    );
+    let (status, body) = admin_get(server.admin_addr().unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    for agreement in ["agree", "disagree", "error"] {
+        assert!(
+            body.contains(&format!(
+                "ligand_shadow_decisions_total{{agreement=\"{agreement}\"}} 0"
+            )),
+            "{body}"
+        );
+    }
+    server.close().await;
+}

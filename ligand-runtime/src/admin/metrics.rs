@@ -71,6 +71,7 @@ pub(crate) struct AuditMetrics {
     outbound: Family<Labels<1>, Counter>,
     ejections: Family<Labels<1>, Counter>,
     circuit_transitions: Family<Labels<1>, Counter>,
+    shadow: Family<Labels<1>, Counter>,
 }
 
 impl AuditMetrics {
@@ -83,7 +84,11 @@ impl AuditMetrics {
             outbound: Family::default(),
             ejections: Family::default(),
             circuit_transitions: Family::default(),
+            shadow: Family::default(),
         };
+        for agreement in ["agree", "disagree", "error"] {
+            let _ = metrics.shadow.get_or_create(&[("agreement", agreement)]);
+        }
         for reason in EJECTION_REASONS {
             let _ = metrics
                 .ejections
@@ -165,6 +170,12 @@ impl AuditMetrics {
             .inc();
     }
 
+    /// Counts one shadow policy comparison: `agree`, `disagree` or `error`. Called by the
+    /// shadow worker, off the request path.
+    pub(crate) fn shadow(&self, agreement: &'static str) {
+        self.shadow.get_or_create(&[("agreement", agreement)]).inc();
+    }
+
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "ligand_authz_decisions",
@@ -196,6 +207,11 @@ impl AuditMetrics {
             "ligand_outbound_circuit_transitions",
             "Circuit breaker transitions, by the state entered",
             self.circuit_transitions.clone(),
+        );
+        registry.register(
+            "ligand_shadow_decisions",
+            "Shadow policy decisions compared with the enforced ones, by agreement",
+            self.shadow.clone(),
         );
     }
 }

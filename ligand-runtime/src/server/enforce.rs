@@ -164,6 +164,16 @@ impl Server {
             started,
             policy_started.elapsed(),
         );
+        if let Some(shadow) = &inner.shadow
+            && decision.error.is_none()
+        {
+            shadow.offer(
+                request_id,
+                &decision.input,
+                decision.allowed,
+                decision.reason.as_ref(),
+            );
+        }
         // The limiter's record travels with the decision: one slot, one hand-off.
         self.audit(Record::Decision {
             rate_limit,

@@ -143,6 +143,19 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     // fatal (an unreachable configured backend must not leave the service half-enforced).
     let context = ProviderContext::new(tls.clone());
     started(ProviderKind::Policy, policy.start(&context), &monitor).await?;
+    // A shadow policy is never enforced, but one that is configured and cannot start is a
+    // configuration error the operator should see now, not a silent absence of comparisons.
+    let shadow = match config.shadow_policy {
+        Some(engine) => {
+            started(ProviderKind::Policy, engine.start(&context), &monitor).await?;
+            Some(Arc::new(super::shadow::Shadow::new(
+                engine,
+                config.policy_timeout,
+                metrics.clone(),
+            )))
+        }
+        None => None,
+    };
     if let Some(fetcher) = &config.bundle_fetcher {
         started(
             ProviderKind::BundleFetcher,
@@ -245,6 +258,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         inner: Arc::new(Inner {
             identity,
             policy,
+            shadow,
             binding: config.binding,
             rate_limiter: config.rate_limiter,
             telemetry,
@@ -438,6 +452,9 @@ impl Server {
             log(ProviderKind::BundleFetcher, fetcher.close().await);
         }
         log(ProviderKind::Policy, inner.policy.close().await);
+        if let Some(shadow) = &inner.shadow {
+            log(ProviderKind::Policy, shadow.engine().close().await);
+        }
         log(ProviderKind::Identity, inner.identity.close().await);
         if let Some(limiter) = &inner.rate_limiter {
             log(ProviderKind::RateLimiter, limiter.close().await);

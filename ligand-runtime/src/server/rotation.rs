@@ -1,4 +1,5 @@
-//! Background loops: SVID rotation (with the identity grace period) and policy bundle watches.
+//! Background loops: SVID rotation (with the identity grace period), policy bundle watches and
+//! the policy engine's own source watch.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +13,7 @@ use crate::bundle::{BundleFetcher, BundleUpdate};
 use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 use crate::identity::{WorkloadIdentity, X509ContextUpdate};
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, PolicyUpdate};
 use crate::telemetry::{MetricsSnapshot, Telemetry};
 use crate::tls::IdentityState;
 
@@ -52,6 +53,37 @@ impl Server {
                 stop: inner.watches.clone(),
             };
             tasks.push(tokio::spawn(bundles.run()));
+        }
+        if let Some(updates) = source_watch(&*inner.policy, "policy") {
+            let policy = PolicyWatchLoop {
+                updates,
+                monitor: Some(inner.monitor.clone()),
+                stop: inner.watches.clone(),
+            };
+            tasks.push(tokio::spawn(policy.run()));
+        }
+        if let Some(shadow) = &inner.shadow {
+            if let Some(updates) = source_watch(&**shadow.engine(), "shadow policy") {
+                let watch = PolicyWatchLoop {
+                    updates,
+                    monitor: None,
+                    stop: inner.watches.clone(),
+                };
+                tasks.push(tokio::spawn(watch.run()));
+            }
+            tasks.push(tokio::spawn(shadow.clone().run(inner.watches.clone())));
+        }
+    }
+}
+
+/// The engine's own source watch, when it has one.
+fn source_watch(engine: &dyn PolicyEngine, what: &str) -> Option<watch::Receiver<PolicyUpdate>> {
+    match engine.watch() {
+        Ok(updates) => Some(updates),
+        Err(ProviderError::NotSupported) => None,
+        Err(error) => {
+            tracing::warn!(%error, "{what} changes will not be picked up without a restart");
+            None
         }
     }
 }
@@ -249,6 +281,46 @@ impl BundleLoop {
     fn unavailable(&self, cause: String) {
         self.monitor
             .set(ProviderKind::BundleFetcher, State::Unavailable, Some(cause));
+    }
+}
+
+/// Follows the reloads a policy engine makes from its own source (a watched folder): the
+/// enforced policy is Degraded while its latest change is refused (the previous policy stays
+/// in force and traffic is served), Ready again once a change loads. A shadow policy has no
+/// health of its own. Dropping the receiver at close stops the engine's watch.
+struct PolicyWatchLoop {
+    updates: watch::Receiver<PolicyUpdate>,
+    /// `None` for the shadow policy, which has no health of its own.
+    monitor: Option<Arc<Monitor>>,
+    stop: CancellationToken,
+}
+
+impl PolicyWatchLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                changed = self.updates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let update = self.updates.borrow_and_update().clone();
+                    self.apply(update);
+                }
+            }
+        }
+    }
+
+    /// The engine logs each reload and refusal itself (it knows the folder); the monitor logs
+    /// the health transition with its cause.
+    fn apply(&self, update: PolicyUpdate) {
+        let Some(monitor) = &self.monitor else {
+            return;
+        };
+        match update {
+            Ok(_) => monitor.set(ProviderKind::Policy, State::Ready, None),
+            Err(cause) => monitor.set(ProviderKind::Policy, State::Degraded, Some(cause)),
+        }
     }
 }
 

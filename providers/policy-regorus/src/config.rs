@@ -66,6 +66,16 @@ pub struct RegorusConfig {
     /// The most decisions the cache keeps (default 10000); the least useful are evicted.
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
+    /// Whether to reload the policy when a file in `folder` changes (default `true` with a
+    /// folder; ignored for a bundle, which a bundle fetcher reloads). A change that does not
+    /// load leaves the previous policy in force.
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// A candidate policy folder, evaluated beside the enforced policy on live traffic and
+    /// never enforced: the framework logs and counts where the two disagree. It loads with
+    /// this configuration's rules and limits, and is watched like `folder`.
+    #[serde(default)]
+    pub shadow: Option<PathBuf>,
 }
 
 /// The default number of decisions the cache keeps.
@@ -102,6 +112,8 @@ impl Default for RegorusConfig {
             eval_time_limit_ms: default_eval_time_limit_ms(),
             cache: default_cache(),
             cache_capacity: default_cache_capacity(),
+            watch: None,
+            shadow: None,
         }
     }
 }
@@ -145,6 +157,34 @@ impl RegorusConfig {
         self.allow_rule = allow.into();
         self.reason_rule = reason.into();
         self
+    }
+
+    /// Turns the folder watch on (the default with a folder) or off.
+    pub fn with_watch(mut self, watch: bool) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// Sets the shadow policy folder: evaluated on live traffic, never enforced.
+    pub fn with_shadow(mut self, folder: impl Into<PathBuf>) -> Self {
+        self.shadow = Some(folder.into());
+        self
+    }
+
+    /// Whether the engine reloads its folder on change: with a folder, unless turned off.
+    pub fn watches(&self) -> bool {
+        self.folder.is_some() && self.watch.unwrap_or(true)
+    }
+
+    /// The configuration of the shadow policy, when one is set: this configuration with the
+    /// shadow folder as its folder.
+    pub fn shadow_config(&self) -> Option<RegorusConfig> {
+        self.shadow.as_ref().map(|folder| RegorusConfig {
+            folder: Some(folder.clone()),
+            bundle: None,
+            shadow: None,
+            ..self.clone()
+        })
     }
 
     /// The per-evaluation time limit.

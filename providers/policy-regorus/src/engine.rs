@@ -1,12 +1,14 @@
 //! [`RegorusPolicy`]: the [`PolicyEngine`] on regorus, with atomic reload.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, ProviderError};
+use ligand_opa_bundle::Bundle;
+use ligand_runtime::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate, ProviderError};
+use tokio::sync::watch;
 
 use crate::compiled::{Compiled, Uncached};
 use crate::config::RegorusConfig;
@@ -37,10 +39,20 @@ pub struct RegorusPolicy {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     current: ArcSwapOption<Compiled>,
     loader: Loader,
     closed: AtomicBool,
+    /// The folder to reload on change, when the configuration watches it.
+    watched: Option<Watched>,
+}
+
+/// A watched folder and what was read from it at load, for the watch to compare with.
+#[derive(Debug)]
+struct Watched {
+    dir: PathBuf,
+    /// Taken by the watch when it starts.
+    loaded: Mutex<Option<Bundle>>,
 }
 
 // === impl RegorusPolicy ===
@@ -52,8 +64,19 @@ impl RegorusPolicy {
     /// bundle through [`reload`](PolicyEngine::reload); until then every evaluation fails.
     pub fn new(config: &RegorusConfig) -> Result<Self, LoadError> {
         let loader = Loader::new(config)?;
+        let mut watched = None;
         let initial = match (&config.folder, &config.bundle) {
-            (Some(dir), _) => Some(loader.load_folder(dir)?),
+            (Some(dir), _) => {
+                let files = Loader::read_folder(dir)?;
+                let compiled = loader.load_read_folder(&files, dir)?;
+                if config.watches() {
+                    watched = Some(Watched {
+                        dir: dir.clone(),
+                        loaded: Mutex::new(Some(files)),
+                    });
+                }
+                Some(compiled)
+            }
             (None, Some(path)) => Some(loader.load_archive_file(path)?),
             (None, None) => None,
         };
@@ -62,6 +85,7 @@ impl RegorusPolicy {
                 current: ArcSwapOption::new(initial.map(Arc::new)),
                 loader,
                 closed: AtomicBool::new(false),
+                watched,
             }),
         })
     }
@@ -107,11 +131,7 @@ impl RegorusPolicy {
 
     /// The revision of the policy in force, from its bundle manifest.
     pub fn policy_version(&self) -> Option<String> {
-        self.inner
-            .current
-            .load()
-            .as_ref()
-            .and_then(|c| c.version().map(str::to_owned))
+        self.inner.version()
     }
 
     /// Decides `request` on the calling thread, as [`PolicyEngine::evaluate`] does.
@@ -145,6 +165,28 @@ impl Inner {
             return Err(EvalError::Closed);
         }
         self.current.load_full().ok_or(EvalError::NoPolicy)
+    }
+
+    /// The revision of the policy in force.
+    pub(crate) fn version(&self) -> Option<String> {
+        self.current
+            .load()
+            .as_ref()
+            .and_then(|c| c.version().map(str::to_owned))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Loads `files`, read from the folder `dir`, and swaps them in; on error the current
+    /// policy stays.
+    pub(crate) fn reload_folder(
+        &self,
+        files: &Bundle,
+        dir: &Path,
+    ) -> Result<Option<String>, LoadError> {
+        Ok(self.install(self.loader.load_read_folder(files, dir)?))
     }
 
     /// Swaps `compiled` in; returns its revision.
@@ -200,6 +242,29 @@ impl PolicyEngine for RegorusPolicy {
                 Err(ProviderError::backend("policy bundle rejected", error))
             }
         }
+    }
+
+    /// With a watched folder, starts the watch: any change to a file in the folder (debounced,
+    /// see the crate docs) reloads the whole folder, and the outcome is published. A change
+    /// that does not load leaves the previous policy in force. The watch stops when the
+    /// receiver is dropped or the engine is closed.
+    fn watch(&self) -> Result<watch::Receiver<PolicyUpdate>, ProviderError> {
+        if self.inner.is_closed() {
+            return Err(ProviderError::Closed);
+        }
+        let watched = self
+            .inner
+            .watched
+            .as_ref()
+            .ok_or(ProviderError::NotSupported)?;
+        // A second watch has nothing to compare with: its first check reloads.
+        let loaded = watched
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        crate::watch::start(&self.inner, watched.dir.clone(), loaded)
+            .map_err(|e| ProviderError::backend("policy folder watch", e))
     }
 
     async fn close(&self) -> Result<(), ProviderError> {

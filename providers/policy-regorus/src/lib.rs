@@ -125,6 +125,25 @@
 //! scope). A refused [`reload`](ligand_runtime::PolicyEngine::reload) leaves the previous
 //! policy in force.
 //!
+//! # Changing a folder policy while the service runs
+//!
+//! A folder policy is watched (turn it off with [`RegorusConfig::watch`] `= false`): any
+//! change under the folder, debounced by 250 ms so that an editor's save, a `git checkout` or
+//! a `cp -r` makes one reload, reads every file and, when they differ from those last loaded
+//! (a `touch` or an editor's dotfile changes nothing), compiles and swaps the policy in
+//! atomically, decision cache included. A change that does not load (a parse or compile error,
+//! no allow rule, data overlapping a rule) is refused and the last good policy stays in force;
+//! the error names the file and line. [`PolicyEngine::watch`](ligand_runtime::PolicyEngine::watch)
+//! publishes every outcome, which the framework turns into the Policy health (Degraded with
+//! the cause, Ready again at the next good reload).
+//!
+//! The watch uses `notify` (inotify, FSEvents, ReadDirectoryChanges), not polling: a change
+//! shows within the debounce, and an idle service reads nothing. It watches the folder rather
+//! than its files, so an editor that writes a temporary file and renames it over the original,
+//! or a Kubernetes ConfigMap's symbolic-link swap, is seen like an in-place write. Network
+//! file systems that deliver no change events are the exception: there, restart or serve
+//! bundles.
+//!
 //! # Design notes
 //!
 //! `cargo bench -p ligand-policy-regorus` measures these on the ~50-rule RBAC policy in
@@ -197,6 +216,7 @@ mod engine;
 mod error;
 mod input;
 mod loader;
+mod watch;
 
 pub use self::config::{
     DEFAULT_ALLOW_RULE, DEFAULT_CACHE_CAPACITY, DEFAULT_EVAL_TIME_LIMIT, DEFAULT_REASON_RULE,

@@ -101,8 +101,21 @@ impl Loader {
     /// Loads a policy folder (an unpacked bundle). Error messages name files by their path on
     /// disk.
     pub(crate) fn load_folder(&self, dir: &Path) -> Result<Compiled, LoadError> {
-        let bundle = Bundle::from_dir(dir)?;
-        self.load(&bundle, Some(dir))
+        self.load_read_folder(&Self::read_folder(dir)?, dir)
+    }
+
+    /// Reads a policy folder without compiling it.
+    pub(crate) fn read_folder(dir: &Path) -> Result<Bundle, LoadError> {
+        Ok(Bundle::from_dir(dir)?)
+    }
+
+    /// Loads `bundle`, read from the folder `dir` by [`Loader::read_folder`].
+    pub(crate) fn load_read_folder(
+        &self,
+        bundle: &Bundle,
+        dir: &Path,
+    ) -> Result<Compiled, LoadError> {
+        self.load(bundle, Some(dir))
     }
 
     fn load(&self, bundle: &Bundle, dir: Option<&Path>) -> Result<Compiled, LoadError> {
