@@ -138,6 +138,12 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .map(|txn| crate::txn::TxnVerifier::new(txn, tls.spiffe_id().trust_domain_name()))
         .transpose()
         .map_err(|e| InitError::Config(format!("txn_token: {e}")))?;
+    let wimse_verifier = config
+        .wimse
+        .as_ref()
+        .map(crate::wimse::WimseVerifier::new)
+        .transpose()
+        .map_err(|e| InitError::Config(format!("wimse: {e}")))?;
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).
@@ -260,6 +266,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             tls,
             chain_verifier: ChainVerifier::new(),
             txn_verifier,
+            wimse_verifier,
             service_id,
             monitor,
             settings: Settings {
