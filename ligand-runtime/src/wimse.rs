@@ -10,6 +10,16 @@
 //! the request carries. Together they prove, at the application layer, that the request was
 //! made by the holder of the key the identity source bound to that SPIFFE ID.
 //!
+//! **Outbound.** When the identity source issues WITs (its
+//! [`fetch_wit`](crate::WorkloadIdentity::fetch_wit) succeeds at init), every outbound
+//! attempt carries the `Workload-Identity-Token` (cached, refreshed at half its lifetime)
+//! and a fresh `Workload-Proof-Token` valid for [`DEFAULT_WPT_LIFETIME`]. The key pair is
+//! generated in the workload (P-256, ES256), and only its public half is sent to the identity
+//! source in [`FetchWitRequest::cnf_jwk`](crate::FetchWitRequest::cnf_jwk): the private key
+//! never leaves the process, so neither the identity source nor anything on the way to it
+//! can sign proofs. It is not the SVID key: an SVID may be RSA, and a key of its own lets the
+//! WIT rotate on its own schedule.
+//!
 //! **Inbound.** A service configured with a [`WimseConfig`] verifies the pair before the
 //! Transaction Token, the limiter and the policy; see [`WimseVerifier`] for the checks.
 //!
@@ -23,6 +33,7 @@
 
 mod error;
 mod replay;
+pub(crate) mod sign;
 mod verify;
 
 #[cfg(test)]

@@ -236,11 +236,17 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     if let (Some(admin), Some(cache)) = (&admin, &secrets_cache) {
         admin.attach_secrets(cache.clone());
     }
+    // WIT/WPT on outbound calls when the identity source issues WITs; a source that supports
+    // them but fails now fails init, like any configured backend.
+    let wpt_signer = crate::wimse::sign::WptSigner::start(identity.clone(), watches.clone())
+        .await
+        .map_err(InitError::Identity)?;
     let transport = Arc::new(Transport::new(
         tls.clone(),
         config.registry.clone(),
         audit.clone(),
         ChainSigner::new(),
+        wpt_signer,
         TransportSettings {
             timeout: config.call_timeout,
             max_connection_age: config.outbound_max_connection_age,

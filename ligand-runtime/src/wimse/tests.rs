@@ -468,3 +468,125 @@ fn the_clock_is_the_injected_one() {
     clock.advance(Duration::from_secs(5));
     assert_eq!(clock.unix(), 5);
 }
+
+/// An identity source whose WITs live two seconds, counting its fetches.
+#[derive(Debug, Default)]
+struct ShortWits {
+    fetches: std::sync::atomic::AtomicUsize,
+    issuer: Option<WitIssuer>,
+}
+
+#[async_trait::async_trait]
+impl crate::WorkloadIdentity for ShortWits {
+    async fn fetch_x509_context(&self) -> Result<crate::X509Context, crate::ProviderError> {
+        Err(crate::ProviderError::NotSupported)
+    }
+
+    async fn fetch_wit(
+        &self,
+        request: &crate::FetchWitRequest,
+    ) -> Result<crate::FetchWitResponse, crate::ProviderError> {
+        let Some(issuer) = &self.issuer else {
+            return Err(crate::ProviderError::NotSupported);
+        };
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut response = issuer.fetch(PEER, request);
+        response.expires_at = SystemTime::now() + Duration::from_secs(2);
+        Ok(response)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wit_is_cached_and_refreshed_with_a_new_key_before_it_expires() {
+    let identity = Arc::new(ShortWits {
+        issuer: Some(WitIssuer::new("wit-1")),
+        ..ShortWits::default()
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signer = sign::WptSigner::start(identity.clone(), stop.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let fetches = || identity.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let (wit, first) = signer.headers(AUD, None, SystemTime::now()).unwrap();
+    let (same_wit, second) = signer.headers(AUD, None, SystemTime::now()).unwrap();
+    assert_eq!(
+        (wit.clone(), fetches()),
+        (same_wit, 1),
+        "signing fetches nothing"
+    );
+    assert_ne!(first, second, "a fresh WPT each time");
+    // Paused time: the refresher's sleep (half the WIT's remaining life) elapses at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(fetches() >= 2, "refreshed at half-life");
+    let (refreshed, _) = signer.headers(AUD, None, SystemTime::now()).unwrap();
+    assert_ne!(refreshed, wit);
+    let cnf = |wit: &HeaderValue| {
+        let payload = wit.to_str().unwrap().split('.').nth(1).unwrap().to_owned();
+        use base64::Engine as _;
+        let json: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        json["cnf"]["jwk"].clone()
+    };
+    assert_ne!(cnf(&refreshed), cnf(&wit), "each WIT binds a new key");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_source_without_wits_turns_outbound_wimse_off() {
+    let identity = Arc::new(ShortWits::default());
+    let signer = sign::WptSigner::start(identity, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(signer.is_none());
+}
+
+#[tokio::test]
+async fn outbound_proofs_verify_inbound() {
+    /// An identity source issuing WITs from the verifier's trusted issuer.
+    #[derive(Debug)]
+    struct Source(WitIssuer);
+    #[async_trait::async_trait]
+    impl crate::WorkloadIdentity for Source {
+        async fn fetch_x509_context(&self) -> Result<crate::X509Context, crate::ProviderError> {
+            Err(crate::ProviderError::NotSupported)
+        }
+        async fn fetch_wit(
+            &self,
+            request: &crate::FetchWitRequest,
+        ) -> Result<crate::FetchWitResponse, crate::ProviderError> {
+            Ok(self.0.fetch(PEER, request))
+        }
+    }
+    let issuer = WitIssuer::new("wit-1");
+    let verifier = WimseVerifier::new(&issuer.config().require(true)).unwrap();
+    let signer = sign::WptSigner::start(
+        Arc::new(Source(issuer)),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let txn = HeaderValue::from_static("txn-token-value");
+    let tth = TokenHash::of(txn.as_bytes());
+    let (wit, wpt) = signer.headers(AUD, Some(&tth), SystemTime::now()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(WIT_HEADER, wit);
+    headers.insert(WPT_HEADER, wpt);
+    headers.insert("txn-token", txn);
+    let verified = verifier
+        .verify(
+            &headers,
+            &AUD.parse().unwrap(),
+            &SpiffeId::new(PEER).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.subject.to_string(), PEER);
+}
