@@ -590,3 +590,8 @@ async fn outbound_proofs_verify_inbound() {
         .unwrap();
     assert_eq!(verified.subject.to_string(), PEER);
 }
+
+#[tokio::test]
+async fn the_in_memory_cache_meets_the_replay_cache_contract() {
+    crate::testkit::conformance::replay_cache(&InMemoryReplayCache::default()).await;
+}
