@@ -264,10 +264,10 @@ impl WimseVerifier {
             _ => return Err(WimseRejection::Missing),
         };
         let now = self.inner.clock.now();
-        let (workload, key) = self.wit(wit, peer, now)?;
+        let (workload, sub, key) = self.wit(wit, peer, now)?;
         let target = target_uri(headers, uri).ok_or(WimseRejection::WrongAudience)?;
         let (jti, exp) = self.wpt(wpt, wit, &key, &target, headers, now)?;
-        let key = ReplayKey::new(&workload.subject.to_string(), &jti);
+        let key = ReplayKey::new(&sub, &jti);
         let expires_at = UNIX_EPOCH
             + Duration::from_secs(
                 u64::try_from(exp.saturating_add(self.inner.leeway)).unwrap_or(0),
@@ -286,13 +286,14 @@ impl WimseVerifier {
         }
     }
 
-    /// The verified WIT `value` and the key it binds.
+    /// The verified WIT `value`, its `sub` as sent (equal to the peer's SPIFFE ID) and the
+    /// key it binds.
     fn wit(
         &self,
         value: &HeaderValue,
         peer: &SpiffeId,
         now: SystemTime,
-    ) -> Result<(VerifiedWorkload, ProofKey), WimseRejection> {
+    ) -> Result<(VerifiedWorkload, Arc<str>, ProofKey), WimseRejection> {
         let token = value.to_str().map_err(|_| WimseRejection::Malformed)?;
         if token.len() > MAX_TOKEN_LEN {
             return Err(WimseRejection::Malformed);
@@ -330,7 +331,7 @@ impl WimseVerifier {
             return Err(WimseRejection::PeerMismatch);
         }
         let key = proof_key(claims.remove("cnf"), &self.inner.algorithms)?;
-        Ok((VerifiedWorkload { subject, issuer }, key))
+        Ok((VerifiedWorkload { subject, issuer }, sub, key))
     }
 
     /// The `jti` and `exp` of the verified WPT `value`, bound to `wit`, for `target`.
