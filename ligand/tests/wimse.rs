@@ -24,6 +24,8 @@ struct Seen {
     wit: Option<String>,
     wpt: Option<String>,
     txn: Option<String>,
+    /// The subject of the verified WIT, as `Ctx::workload` gives it.
+    workload: Option<String>,
 }
 
 fn seen(ctx: &Ctx, headers: &http::HeaderMap) -> Seen {
@@ -38,6 +40,7 @@ fn seen(ctx: &Ctx, headers: &http::HeaderMap) -> Seen {
         wit: get(ligand::WIT_HEADER),
         wpt: get(ligand::WPT_HEADER),
         txn: get(ligand::TXN_TOKEN_HEADER),
+        workload: ctx.workload().map(|w| w.subject.to_string()),
     }
 }
 
@@ -143,6 +146,7 @@ async fn calls_carry_a_wit_and_a_fresh_wpt_the_callee_verifies() {
     let first = client.get("a").await.unwrap();
     let second = client.get("a").await.unwrap();
     assert_eq!(first.peer, GATEWAY);
+    assert_eq!(first.workload.as_deref(), Some(GATEWAY));
     // One WIT, cached; a new WPT per call.
     assert_eq!(first.wit, second.wit);
     assert_ne!(first.wpt, second.wpt);
@@ -235,6 +239,7 @@ async fn a_forwarded_transaction_token_is_bound_by_tth_on_the_next_hop() {
     assert_eq!(response.status, 200, "{}", response.text());
     let seen: Seen = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(seen.peer, ACCOUNTS);
+    assert_eq!(seen.workload.as_deref(), Some(ACCOUNTS));
     assert_eq!(seen.txn.as_deref(), Some(token.as_str()));
     let (_, wpt) = claims(seen.wpt.as_deref().unwrap());
     assert_eq!(wpt["tth"], ligand::testkit::token_hash(&token));
