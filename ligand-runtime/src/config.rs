@@ -18,6 +18,7 @@ use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
 use crate::secrets::Secrets;
 use crate::telemetry::Telemetry;
 use crate::txn::TxnTokenConfig;
+use crate::wimse::WimseConfig;
 
 /// How long policy evaluation may run before the request is denied.
 pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +88,7 @@ pub struct Config {
     pub(crate) audit_overflow: AuditOverflow,
     pub(crate) admin: AdminConfig,
     pub(crate) txn_token: Option<TxnTokenConfig>,
+    pub(crate) wimse: Option<WimseConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -109,6 +111,7 @@ impl fmt::Debug for Config {
             .field("audit_overflow", &self.audit_overflow)
             .field("admin", &self.admin)
             .field("txn_token", &self.txn_token)
+            .field("wimse", &self.wimse)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +147,7 @@ impl Config {
                 audit_overflow: AuditOverflow::Drop,
                 admin: AdminConfig::disabled(),
                 txn_token: None,
+                wimse: None,
             },
         }
     }
@@ -362,6 +366,16 @@ impl ConfigBuilder {
     /// a received token is forwarded unchanged but neither verified nor shown to the policy.
     pub fn txn_token(mut self, config: TxnTokenConfig) -> Self {
         self.config.txn_token = Some(config);
+        self
+    }
+
+    /// Verifies the WIMSE `Workload-Identity-Token` and `Workload-Proof-Token` of inbound
+    /// requests with `config`, after the chain and before the Transaction Token, the limiter
+    /// and the policy (see [`WimseVerifier`](crate::WimseVerifier) for the checks). Without
+    /// it, the headers are ignored. Outbound WIT/WPT headers need no configuration: they are
+    /// sent whenever the identity source issues WITs.
+    pub fn wimse(mut self, config: WimseConfig) -> Self {
+        self.config.wimse = Some(config);
         self
     }
 

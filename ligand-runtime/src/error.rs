@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::chain::ChainRejection;
 use crate::health::ProviderKind;
 use crate::txn::TxnRejection;
+use crate::wimse::WimseRejection;
 
 /// A boxed error from a provider's backend, kept as the `source` of the typed errors below.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -161,6 +162,12 @@ pub enum Denial {
     /// `TXN_TOKEN_INVALID`); the failed check goes to the logs.
     #[error("{}", .0.public_message())]
     InvalidTxnToken(TxnRejection),
+    /// The WIMSE Workload Identity Token / Workload Proof Token pair was absent where
+    /// required, malformed, invalid or replayed. The public message names only the class
+    /// (`WIMSE_MISSING`, `WIMSE_MALFORMED`, `WIMSE_INVALID`, `WIMSE_UNAVAILABLE`); the failed
+    /// check goes to the logs.
+    #[error("{}", .0.public_message())]
+    InvalidWimse(WimseRejection),
 }
 
 impl Denial {
@@ -176,6 +183,7 @@ impl Denial {
             Self::BadRequest => "BAD_REQUEST",
             Self::InvalidChain(rejection) => rejection.code(),
             Self::InvalidTxnToken(rejection) => rejection.code(),
+            Self::InvalidWimse(rejection) => rejection.code(),
         }
     }
 
@@ -193,6 +201,7 @@ impl Denial {
                 | "BAD_REQUEST"
         ) || code.starts_with("CHAIN_")
             || code.starts_with("TXN_TOKEN_")
+            || code.starts_with("WIMSE_")
     }
 
     /// The HTTP status this denial maps to.
@@ -207,6 +216,7 @@ impl Denial {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::BadRequest | Self::InvalidChain(_) => StatusCode::BAD_REQUEST,
             Self::InvalidTxnToken(rejection) => rejection.status(),
+            Self::InvalidWimse(rejection) => rejection.status(),
         }
     }
 }

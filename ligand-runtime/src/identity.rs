@@ -93,6 +93,11 @@ pub struct X509Context {
 pub type X509ContextUpdate = Result<X509Context, String>;
 
 /// A Workload Identity Token request (draft-ietf-wimse-workload-creds).
+///
+/// The workload sends only the public half of its proof key: the key pair is generated in the
+/// workload, which signs its Workload Proof Tokens with the private half, so the private key
+/// never crosses the Workload API (or any other channel) and the identity source can vouch for
+/// the key without being able to sign proofs with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchWitRequest {
     /// The intended recipient.

@@ -59,6 +59,7 @@ mod signal;
 mod telemetry;
 pub mod tls;
 mod txn;
+mod wimse;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -122,6 +123,12 @@ pub use self::txn::{
     DEFAULT_TXN_LEEWAY, DEFAULT_TXN_LIFETIME, MAX_TXN_TOKEN_LEN, MintError, MintedTxnToken,
     SubjectTokenConfig, TXN_TOKEN_TYP, TxnClaims, TxnConfigError, TxnMintRequest, TxnMinter,
     TxnRejection, TxnTokenConfig, TxnVerifier,
+};
+pub use self::wimse::{
+    Clock, DEFAULT_MAX_WPT_LIFETIME, DEFAULT_REPLAY_CACHE_CAPACITY, DEFAULT_WIMSE_LEEWAY,
+    DEFAULT_WPT_LIFETIME, InMemoryReplayCache, MAX_WPT_LIFETIME, Recorded, ReplayCache,
+    ReplayCacheError, ReplayKey, SystemClock, VerifiedWorkload, WIT_HEADER, WIT_TYP, WPT_HEADER,
+    WPT_TYP, WimseConfig, WimseConfigError, WimseRejection, WimseVerifier,
 };
 pub use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use spiffe::{SpiffeId, TrustDomain};

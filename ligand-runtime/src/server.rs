@@ -66,6 +66,8 @@ struct Inner {
     chain_verifier: ChainVerifier,
     /// Verifies the Transaction Token of inbound requests, when configured.
     txn_verifier: Option<crate::txn::TxnVerifier>,
+    /// Verifies the WIT/WPT pair of inbound requests, when configured.
+    wimse_verifier: Option<crate::wimse::WimseVerifier>,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -141,6 +143,11 @@ impl Server {
     /// The verifier of inbound chain headers, with its cache.
     pub(crate) fn chain_verifier(&self) -> &ChainVerifier {
         &self.inner.chain_verifier
+    }
+
+    /// The verifier of inbound WIT/WPT pairs, when one is configured.
+    pub(crate) fn wimse_verifier(&self) -> Option<&crate::wimse::WimseVerifier> {
+        self.inner.wimse_verifier.as_ref()
     }
 
     /// The verifier of inbound Transaction Tokens, when one is configured.

@@ -25,6 +25,7 @@ mod policy;
 mod resilience;
 mod telemetry;
 mod txn;
+mod wimse;
 
 pub use self::ca::{SvidKey, SvidSpec, TestCa};
 pub use self::chain::signed_chain;
@@ -35,6 +36,7 @@ pub use self::policy::{AllowList, PolicyFn};
 pub use self::resilience::ResilienceStack;
 pub use self::telemetry::RecordingTelemetry;
 pub use self::txn::{TEST_TXN_ISSUER, TxnIssuer};
+pub use self::wimse::{ManualClock, TEST_WIT_ISSUER, WitIssuer, WorkloadKey, hash as token_hash};
 
 /// Blocks the calling thread until every audit and telemetry record `server` has produced so
 /// far has reached its sink. For tests under tokio's paused time: awaiting

@@ -20,6 +20,7 @@
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
+//! | WIMSE WIT/WPT verification | `[wimse] jwks`, `issuers`, `require`, `leeway`, `max_wpt_lifetime`, `replay_cache_capacity` | | none: WIT/WPT headers are ignored inbound (outbound they are sent whenever the identity source issues WITs); with `jwks`: any issuer, not required, `"30s"`, `"2m"`, 100000 |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -57,6 +58,19 @@
 //! leeway = "30s"
 //! ```
 //!
+//! With `[wimse]`, the `Workload-Identity-Token` and `Workload-Proof-Token` of each request
+//! are verified after the chain and before the Transaction Token; `jwks` is a JSON Web Key Set
+//! file of the trusted WIT issuers' public keys (such as the identity agent's `/keys`
+//! document):
+//!
+//! ```toml
+//! [wimse]
+//! jwks = "wit-jwks.json"
+//! require = true
+//! max_wpt_lifetime = "2m"
+//! replay_cache_capacity = 100000
+//! ```
+//!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
 //! `advertise` makes this instance register itself (omit it for a service that only calls
 //! out):
@@ -79,7 +93,7 @@ use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry,
-    LogLinesTelemetry, SpiffeId, TracingTelemetry, TxnTokenConfig,
+    LogLinesTelemetry, SpiffeId, TracingTelemetry, TxnTokenConfig, WimseConfig,
 };
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
@@ -104,6 +118,7 @@ struct File {
     outbound: Option<OutboundSection>,
     admin: Option<AdminSection>,
     txn_token: Option<TxnTokenSection>,
+    wimse: Option<WimseSection>,
 }
 
 /// `[admin]`: the plain-HTTP listener of health probes and Prometheus metrics.
@@ -178,6 +193,63 @@ impl TxnTokenSection {
             config = config
                 .algorithms(algorithms)
                 .map_err(|e| invalid("txn_token.algorithms", e))?;
+        }
+        Ok(config.require(self.require))
+    }
+}
+
+/// `[wimse]`: verification of inbound WIT/WPT pairs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WimseSection {
+    /// The JWKS file of the trusted WIT issuers' public keys.
+    jwks: PathBuf,
+    issuers: Option<Vec<String>>,
+    #[serde(default)]
+    require: bool,
+    /// Clock leeway; `"0s"` allowed.
+    leeway: Option<String>,
+    /// The longest WPT lifetime accepted, at most `"5m"`.
+    max_wpt_lifetime: Option<String>,
+    /// The bound of the in-memory replay cache.
+    replay_cache_capacity: Option<usize>,
+}
+
+impl WimseSection {
+    fn config(self, base: &Path) -> Result<WimseConfig, ConfigError> {
+        let mut config = WimseConfig::from_jwks_file(base.join(&self.jwks))
+            .map_err(|e| invalid("wimse.jwks", chain(&e)))?;
+        if let Some(issuers) = self.issuers {
+            config = config.issuers(issuers);
+        }
+        let duration = |setting: &'static str, value: &str| {
+            humantime::parse_duration(value).map_err(|e| {
+                invalid(
+                    setting,
+                    format!("{value:?} is not a duration such as \"30s\" ({e})"),
+                )
+            })
+        };
+        if let Some(leeway) = self.leeway {
+            config = config.leeway(duration("wimse.leeway", &leeway)?);
+        }
+        if let Some(lifetime) = self.max_wpt_lifetime {
+            let lifetime = duration("wimse.max_wpt_lifetime", &lifetime)?;
+            if lifetime.is_zero() || lifetime > ligand_runtime::MAX_WPT_LIFETIME {
+                return Err(invalid(
+                    "wimse.max_wpt_lifetime",
+                    "must be between \"1s\" and \"5m\"",
+                ));
+            }
+            config = config.max_wpt_lifetime(lifetime);
+        }
+        if let Some(capacity) = self.replay_cache_capacity {
+            if capacity == 0 {
+                return Err(invalid("wimse.replay_cache_capacity", "must be at least 1"));
+            }
+            config = config.replay_cache(std::sync::Arc::new(
+                ligand_runtime::InMemoryReplayCache::new(capacity),
+            ));
         }
         Ok(config.require(self.require))
     }
@@ -561,6 +633,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
 
     if let Some(txn) = file.txn_token {
         builder = builder.txn_token(txn.config(base)?);
+    }
+    if let Some(wimse) = file.wimse {
+        builder = builder.wimse(wimse.config(base)?);
     }
 
     let audit = file.audit.unwrap_or_default();

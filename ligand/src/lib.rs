@@ -63,6 +63,16 @@ pub use ligand_runtime::{
     ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy, SuccessRateEjection,
     TargetResilience, UnknownStrategy,
 };
+/// WIMSE workload-to-workload authentication (draft-ietf-wimse-s2s-protocol): the
+/// `Workload-Identity-Token` and `Workload-Proof-Token` sent on every outbound call when the
+/// identity source issues WITs, and verified inbound (`Config::builder().wimse(..)`, or
+/// `[wimse]` in `ligand.toml`).
+pub use ligand_runtime::{
+    Clock, DEFAULT_MAX_WPT_LIFETIME, DEFAULT_REPLAY_CACHE_CAPACITY, DEFAULT_WIMSE_LEEWAY,
+    DEFAULT_WPT_LIFETIME, InMemoryReplayCache, MAX_WPT_LIFETIME, Recorded, ReplayCache,
+    ReplayCacheError, ReplayKey, SystemClock, VerifiedWorkload, WIT_HEADER, WIT_TYP, WPT_HEADER,
+    WPT_TYP, WimseConfig, WimseConfigError, WimseRejection, WimseVerifier,
+};
 /// Transaction Tokens (draft-ietf-oauth-transaction-tokens-08): verification of the
 /// `Txn-Token` header (`Config::builder().txn_token(..)`, or `[txn_token]` in `ligand.toml`).
 pub use ligand_runtime::{

@@ -680,3 +680,47 @@ async fn a_shadow_policy_folder_is_configured_in_the_policy_table() {
     }
     server.close().await;
 }
+
+#[test]
+fn the_wimse_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let issuer = ligand::testkit::WitIssuer::new("wit-1");
+    write(dir.path(), "wit/jwks.json", &issuer.jwks_json());
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[wimse]\njwks = \"wit/jwks.json\"\nissuers = [\"https://wit.example.org\"]\n\
+         require = true\nleeway = \"0s\"\nmax_wpt_lifetime = \"1m\"\nreplay_cache_capacity = 10\n",
+    );
+    let config = load(dir.path()).unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("wit-1") && shown.contains("require: true") && shown.contains("60s"),
+        "{shown}"
+    );
+    for (bad, setting) in [
+        ("jwks = \"wit/absent.json\"", "wimse.jwks"),
+        ("jwks = \"policy/authz.rego\"", "wimse.jwks"),
+        (
+            "jwks = \"wit/jwks.json\"\nleeway = \"soon\"",
+            "wimse.leeway",
+        ),
+        (
+            "jwks = \"wit/jwks.json\"\nmax_wpt_lifetime = \"1h\"",
+            "wimse.max_wpt_lifetime",
+        ),
+        (
+            "jwks = \"wit/jwks.json\"\nmax_wpt_lifetime = \"0s\"",
+            "wimse.max_wpt_lifetime",
+        ),
+        (
+            "jwks = \"wit/jwks.json\"\nreplay_cache_capacity = 0",
+            "wimse.replay_cache_capacity",
+        ),
+    ] {
+        write(dir.path(), "ligand.toml", &format!("[wimse]\n{bad}\n"));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{bad}: {error}");
+    }
+}

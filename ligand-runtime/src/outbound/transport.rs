@@ -36,6 +36,8 @@ use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::IdentityState;
+use crate::wimse::sign::WptSigner;
+use crate::wimse::{TokenHash, WIT_HEADER, WPT_HEADER, normalized_authority};
 
 /// How long an outbound call may take, connection and response body included.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +62,8 @@ pub(crate) struct Transport {
     registry: Option<Arc<dyn ServiceRegistry>>,
     audit: Arc<AuditQueue>,
     signer: ChainSigner,
+    /// Signs the WIT/WPT headers, when the identity source issues WITs.
+    wimse: Option<Arc<WptSigner>>,
     settings: Settings,
     resilience: ResilienceConfig,
     targets: RwLock<HashMap<&'static str, Arc<Target>>>,
@@ -122,6 +126,7 @@ impl Transport {
         registry: Option<Arc<dyn ServiceRegistry>>,
         audit: Arc<AuditQueue>,
         signer: ChainSigner,
+        wimse: Option<Arc<WptSigner>>,
         settings: Settings,
         resilience: ResilienceConfig,
     ) -> Self {
@@ -132,6 +137,7 @@ impl Transport {
             registry,
             audit,
             signer,
+            wimse,
             settings,
             targets: RwLock::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -283,6 +289,12 @@ impl Transport {
             .map_err(CallError::Chain)?;
         self.resolve(target).await?;
         let chain = &chain;
+        // Hashed once per call: every attempt's WPT binds the same Transaction Token.
+        let tth = match (&self.wimse, &call.txn) {
+            (Some(_), Some(txn)) => Some(TokenHash::of(txn.as_bytes())),
+            _ => None,
+        };
+        let tth = tth.as_ref();
         target
             .stack
             .attempts(
@@ -291,7 +303,7 @@ impl Transport {
                 call.key,
                 deadline,
                 trace,
-                |address| async move { self.exchange(target, call, chain, &address).await },
+                |address| async move { self.exchange(target, call, chain, tth, &address).await },
             )
             .await
             .map_err(|ended| match ended {
@@ -307,6 +319,7 @@ impl Transport {
         target: &Target,
         call: &Call,
         chain: &HeaderValue,
+        tth: Option<&TokenHash>,
         address: &str,
     ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
         // A request that cannot be encoded says nothing about the endpoint: it is neither
@@ -318,6 +331,26 @@ impl Transport {
         uri.push_str(HTTPS);
         uri.push_str(address);
         uri.push_str(&call.path_and_query);
+        // Signed per attempt: the WPT's `aud` is this attempt's target URI (scheme, authority,
+        // path; no query), as the peer rebuilds it from the request it receives.
+        let wimse = self.wimse.as_ref().and_then(|signer| {
+            let path_end = call
+                .path_and_query
+                .find('?')
+                .unwrap_or(call.path_and_query.len());
+            let path = &call.path_and_query[..path_end];
+            let authority = normalized_authority(address);
+            if matches!(authority, std::borrow::Cow::Borrowed(_)) {
+                signer.headers(
+                    &uri[..HTTPS.len() + address.len() + path.len()],
+                    tth,
+                    SystemTime::now(),
+                )
+            } else {
+                let aud = format!("{HTTPS}{authority}{path}");
+                signer.headers(&aud, tth, SystemTime::now())
+            }
+        });
         let uri = match Uri::try_from(uri) {
             Ok(uri) => uri,
             Err(e) => return encode(&e),
@@ -339,6 +372,10 @@ impl Transport {
         headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain.clone());
         if let Some(txn) = &call.txn {
             headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn.clone());
+        }
+        if let Some((wit, wpt)) = wimse {
+            headers.insert(http::HeaderName::from_static(WIT_HEADER), wit);
+            headers.insert(http::HeaderName::from_static(WPT_HEADER), wpt);
         }
         let response = match target.dialer.send(request).await {
             Ok(response) => response,

@@ -138,6 +138,12 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .map(|txn| crate::txn::TxnVerifier::new(txn, tls.spiffe_id().trust_domain_name()))
         .transpose()
         .map_err(|e| InitError::Config(format!("txn_token: {e}")))?;
+    let wimse_verifier = config
+        .wimse
+        .as_ref()
+        .map(crate::wimse::WimseVerifier::new)
+        .transpose()
+        .map_err(|e| InitError::Config(format!("wimse: {e}")))?;
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).
@@ -243,11 +249,17 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     if let (Some(admin), Some(cache)) = (&admin, &secrets_cache) {
         admin.attach_secrets(cache.clone());
     }
+    // WIT/WPT on outbound calls when the identity source issues WITs; a source that supports
+    // them but fails now fails init, like any configured backend.
+    let wpt_signer = crate::wimse::sign::WptSigner::start(identity.clone(), watches.clone())
+        .await
+        .map_err(InitError::Identity)?;
     let transport = Arc::new(Transport::new(
         tls.clone(),
         config.registry.clone(),
         audit.clone(),
         ChainSigner::new(),
+        wpt_signer,
         TransportSettings {
             timeout: config.call_timeout,
             max_connection_age: config.outbound_max_connection_age,
@@ -274,6 +286,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             tls,
             chain_verifier: ChainVerifier::new(),
             txn_verifier,
+            wimse_verifier,
             service_id,
             monitor,
             settings: Settings {

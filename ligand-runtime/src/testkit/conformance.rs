@@ -130,3 +130,42 @@ pub async fn rate_limiter(limiter: &dyn RateLimiter, burst: u32) {
         }
     }
 }
+
+/// Checks a [`ReplayCache`](crate::ReplayCache) implementation: a key is fresh once, then a
+/// replay until it expires; keys of other workloads or `jti` values are independent; a key
+/// whose expiry has passed is fresh again. Uses the system clock (a shared store judges
+/// expiry by its own), and keys unique to this run, so it can run against a live store.
+///
+/// # Panics
+/// On the first expectation the cache does not meet, or if it fails.
+#[allow(
+    clippy::expect_used,
+    reason = "conformance check: a failure fails the test"
+)]
+pub async fn replay_cache(cache: &dyn crate::ReplayCache) {
+    use std::time::{Duration, SystemTime};
+
+    use crate::{Recorded, ReplayKey};
+
+    let run = uuid::Uuid::new_v4().to_string();
+    let now = SystemTime::now();
+    let exp = now + Duration::from_secs(60);
+    let a = ReplayKey::new("spiffe://example.org/a", &run);
+    let b = ReplayKey::new("spiffe://example.org/b", &run);
+    let record = |key, expires_at| cache.record(key, expires_at, now);
+    assert_eq!(record(a, exp).await.expect("record"), Recorded::Fresh);
+    assert_eq!(record(a, exp).await.expect("record"), Recorded::Replay);
+    assert_eq!(
+        record(b, exp).await.expect("record"),
+        Recorded::Fresh,
+        "another workload's jti is its own"
+    );
+    let other = ReplayKey::new("spiffe://example.org/a", &format!("{run}-2"));
+    assert_eq!(record(other, exp).await.expect("record"), Recorded::Fresh);
+    // Expired (already at `now`): kept no longer, so the next sight is fresh.
+    let gone = ReplayKey::new("spiffe://example.org/c", &run);
+    let past = now - Duration::from_secs(1);
+    let _ = record(gone, past).await.expect("record");
+    assert_eq!(record(gone, exp).await.expect("record"), Recorded::Fresh);
+    assert_eq!(record(gone, exp).await.expect("record"), Recorded::Replay);
+}

@@ -1,10 +1,13 @@
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::ProviderError;
-use crate::identity::{WorkloadIdentity, X509Context, X509ContextUpdate};
+use crate::identity::{
+    FetchWitRequest, FetchWitResponse, WorkloadIdentity, X509Context, X509ContextUpdate,
+};
+use crate::testkit::WitIssuer;
 
 /// A [`WorkloadIdentity`] serving a context held in memory, with a watch that delivers
 /// [`FakeIdentity::rotate`] and [`FakeIdentity::fail`] to the framework.
@@ -13,6 +16,7 @@ pub struct FakeIdentity {
     context: Mutex<Result<X509Context, String>>,
     updates: watch::Sender<X509ContextUpdate>,
     watch_supported: bool,
+    wits: Option<Arc<WitIssuer>>,
 }
 
 impl FakeIdentity {
@@ -23,6 +27,7 @@ impl FakeIdentity {
             context: Mutex::new(Ok(context)),
             updates,
             watch_supported: true,
+            wits: None,
         }
     }
 
@@ -33,12 +38,20 @@ impl FakeIdentity {
             context: Mutex::new(Err(message.to_owned())),
             updates,
             watch_supported: true,
+            wits: None,
         }
     }
 
     /// Answers `NotSupported` to watches, so the framework polls instead.
     pub fn without_watch(mut self) -> Self {
         self.watch_supported = false;
+        self
+    }
+
+    /// Issues WITs from `issuer` for the SVID's SPIFFE ID, binding the key the workload
+    /// offers (without it, `fetch_wit` answers `NotSupported`).
+    pub fn with_wits(mut self, issuer: Arc<WitIssuer>) -> Self {
+        self.wits = Some(issuer);
         self
     }
 
@@ -73,5 +86,20 @@ impl WorkloadIdentity for FakeIdentity {
         } else {
             Err(ProviderError::NotSupported)
         }
+    }
+
+    async fn fetch_wit(
+        &self,
+        request: &FetchWitRequest,
+    ) -> Result<FetchWitResponse, ProviderError> {
+        let Some(issuer) = &self.wits else {
+            return Err(ProviderError::NotSupported);
+        };
+        let context = self.fetch_x509_context().await?;
+        let svid = context
+            .svids
+            .first()
+            .ok_or_else(|| ProviderError::Invalid("no SVID".into()))?;
+        Ok(issuer.fetch(&svid.spiffe_id.to_string(), request))
     }
 }

@@ -17,7 +17,7 @@ use super::{DEFAULT_TXN_LEEWAY, MAX_TXN_TOKEN_LEN, TXN_TOKEN_TYP, TxnClaims};
 use super::{TxnConfigError, TxnRejection};
 
 /// The asymmetric JWS algorithms jsonwebtoken verifies; the default allow-list.
-pub(super) const ASYMMETRIC: [Algorithm; 9] = [
+pub(crate) const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::ES256,
     Algorithm::ES384,
     Algorithm::RS256,
@@ -149,7 +149,7 @@ impl TxnTokenConfig {
 
 /// Public keys by `kid` and the algorithms they may verify: the part of verification shared
 /// by Transaction Tokens and the subject tokens a [`TxnMinter`](crate::TxnMinter) exchanges.
-pub(super) struct KeySet {
+pub(crate) struct KeySet {
     keys: HashMap<String, Key>,
     algorithms: Vec<Algorithm>,
 }
@@ -157,7 +157,7 @@ pub(super) struct KeySet {
 impl KeySet {
     /// The keys of `jwks`, for `algorithms`. Refuses a symmetric key, a key whose `use` is not
     /// `sig`, a key without `kid`, two keys with the same `kid`, or no key at all.
-    pub(super) fn new(jwks: &JwkSet, algorithms: &[Algorithm]) -> Result<Self, TxnConfigError> {
+    pub(crate) fn new(jwks: &JwkSet, algorithms: &[Algorithm]) -> Result<Self, TxnConfigError> {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
             let kid = jwk
@@ -189,7 +189,7 @@ impl KeySet {
         })
     }
 
-    pub(super) fn kids(&self) -> Vec<&str> {
+    pub(crate) fn kids(&self) -> Vec<&str> {
         let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
         kids.sort_unstable();
         kids
@@ -197,7 +197,7 @@ impl KeySet {
 
     /// The claims of `token` once its shape, `typ` (judged by `typ_ok`), algorithm, key and
     /// signature are checked; the claims themselves are not.
-    pub(super) fn signed_claims(
+    pub(crate) fn signed_claims(
         &self,
         token: &str,
         typ_ok: fn(Option<&str>) -> bool,
@@ -473,7 +473,7 @@ fn key(jwk: &Jwk, kid: &str) -> Result<Key, TxnConfigError> {
 
 /// `iat` (if present) and `exp` (required) of `claims`, checked against `now` with `leeway`
 /// seconds: `exp` not passed, `iat` and `nbf` (if present) not in the future.
-pub(super) fn validity(
+pub(crate) fn validity(
     claims: &Map<String, Value>,
     now: i64,
     leeway: i64,
@@ -492,7 +492,7 @@ pub(super) fn validity(
 }
 
 /// Whole seconds of `duration`, saturating: leeways beyond i64 seconds make no sense.
-pub(super) fn seconds(duration: Duration) -> i64 {
+pub(crate) fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -524,7 +524,7 @@ fn unparsed_header(token: &str) -> TxnRejection {
     }
 }
 
-pub(super) fn unix(time: SystemTime) -> i64 {
+pub(crate) fn unix(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
@@ -545,7 +545,7 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64
     }
 }
 
-pub(super) fn string(
+pub(crate) fn string(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<Arc<str>>, TxnRejection> {

@@ -89,3 +89,53 @@ async fn fetch_wit_binds_the_key_and_refuses_private_keys() {
         .unwrap_err();
     assert!(matches!(error, ProviderError::Invalid(_)), "{error:?}");
 }
+
+/// A WIT issued by the embedded identity, with a WPT signed by the key it binds, passes the
+/// runtime's WIMSE verifier configured with the authority's JWKS; a JWT-SVID from the same
+/// keys does not pass as a WIT.
+#[tokio::test]
+async fn embedded_wits_verify_with_the_runtime_wimse_verifier() {
+    use ligand_runtime::testkit::WorkloadKey;
+    use ligand_runtime::{WIT_HEADER, WPT_HEADER, WimseConfig, WimseRejection, WimseVerifier};
+
+    let identity = identity();
+    let id = SpiffeId::new("spiffe://example.org/service/a").unwrap();
+    let key = WorkloadKey::new();
+    let wit = identity
+        .fetch_wit(&FetchWitRequest {
+            audience: String::new(),
+            cnf_jwk: key.jwk().to_string(),
+        })
+        .await
+        .unwrap()
+        .token;
+    let verifier =
+        WimseVerifier::new(&WimseConfig::new(identity.jwt().jwks()).require(true)).unwrap();
+    let aud = "https://b.example.org/x";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let verify = |wit: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(WIT_HEADER, wit.parse().unwrap());
+        headers.insert(
+            WPT_HEADER,
+            key.sign(&key.claims(wit, aud, now, 30)).parse().unwrap(),
+        );
+        let verifier = verifier.clone();
+        let id = id.clone();
+        async move { verifier.verify(&headers, &aud.parse().unwrap(), &id).await }
+    };
+    let verified = verify(&wit).await.unwrap().unwrap();
+    assert_eq!(verified.subject, id);
+
+    let svid = identity
+        .jwt()
+        .issue_jwt_svid(&id, &["b".to_owned()], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        verify(&svid.token).await.unwrap_err(),
+        WimseRejection::WrongWitType
+    );
+}
