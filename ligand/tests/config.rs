@@ -8,9 +8,18 @@ use ligand::{InitError, ProviderKind, State};
 
 const POLICY: &str = "package ligand.authz\n\ndefault allow := false\n";
 
-/// `ligand.toml` in `dir`, required, without environment overrides.
+/// `ligand.toml` in `dir`, required, without environment overrides but the development folder
+/// (inside `dir`, so that tests leave the user's own alone).
 fn load(dir: &Path) -> Result<ligand::Config, ConfigError> {
-    load_from(&dir.join("ligand.toml"), true, &Environment::default())
+    load_from(&dir.join("ligand.toml"), true, &dev_env(dir))
+}
+
+/// No environment overrides but `LIGAND_DEV_DIR`, in `dir`.
+fn dev_env(dir: &Path) -> Environment {
+    Environment {
+        dev_dir: Some(dir.join("dev")),
+        ..Environment::default()
+    }
 }
 
 /// A plain HTTP GET to the admin listener: status and body.
@@ -88,6 +97,7 @@ async fn environment_overrides_the_file_and_secrets_folder_is_picked_up() {
         spiffe_id: Some("spiffe://ligand.local/service/env".into()),
         socket: None,
         admin_listen: Some("127.0.0.1:0".into()),
+        ..dev_env(dir.path())
     };
     let server = ligand::init(load_from(&dir.path().join("ligand.toml"), true, &env).unwrap())
         .await
@@ -169,6 +179,7 @@ async fn an_unreachable_workload_api_fails_init() {
         socket: Some(socket),
         spiffe_id: None,
         admin_listen: Some("127.0.0.1:0".into()),
+        ..Environment::default()
     };
     let config = load_from(&dir.path().join("ligand.toml"), false, &env).unwrap();
     let err = ligand::init(config).await.unwrap_err();
@@ -496,7 +507,7 @@ fn the_admin_section_loads_and_refuses_bad_values() {
         write(dir.path(), "ligand.toml", toml);
         load_from(&dir.path().join("ligand.toml"), true, env).map(|c| format!("{c:?}"))
     };
-    let none = Environment::default();
+    let none = dev_env(dir.path());
     // On by default, on loopback.
     let config = admin("", &none).unwrap();
     assert!(config.contains("listen: Some(127.0.0.1:9464)"), "{config}");
@@ -511,7 +522,7 @@ fn the_admin_section_loads_and_refuses_bad_values() {
     // The environment replaces the address, but does not turn a disabled listener on.
     let env = Environment {
         admin_listen: Some("127.0.0.1:9200".into()),
-        ..Environment::default()
+        ..dev_env(dir.path())
     };
     let config = admin("[admin]\nlisten = \"127.0.0.1:9100\"\n", &env).unwrap();
     assert!(config.contains("listen: Some(127.0.0.1:9200)"), "{config}");
