@@ -580,3 +580,45 @@ async fn an_admin_port_in_use_fails_init_naming_the_address_and_setting() {
         "{message}"
     );
 }
+
+#[test]
+fn the_development_identity_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let refused = |toml: &str, env: &Environment| {
+        write(dir.path(), "ligand.toml", toml);
+        match load_from(&dir.path().join("ligand.toml"), true, env) {
+            Ok(_) => panic!("{toml} was accepted"),
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            Err(other) => panic!("{toml}: {other}"),
+        }
+    };
+    let (setting, _) = refused("[identity]\ndev_caller = \"a/b\"\n", &dev_env(dir.path()));
+    assert_eq!(setting, "identity.dev_caller");
+    let (setting, message) = refused(
+        "[identity]\nsocket = \"unix:///run/spire/agent.sock\"\ndev_dir = \"dev\"\n",
+        &Environment::default(),
+    );
+    assert_eq!(setting, "identity.dev_dir", "{message}");
+
+    // The file's folder, relative to the file; a CA key others can read is refused.
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[identity]\ndev_dir = \"mine\"\n",
+    );
+    load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    let key = dir.path().join("mine/ligand.local/ca.key.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (setting, message) = refused("[identity]\ndev_dir = \"mine\"\n", &Environment::default());
+    assert_eq!(setting, "identity.dev_dir");
+    assert!(
+        message.contains("ca.key.pem is readable by group or others"),
+        "{message}"
+    );
+}
