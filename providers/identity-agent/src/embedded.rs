@@ -88,8 +88,8 @@ impl EmbeddedIdentity {
     pub fn from_parts(ca: Arc<LocalCa>, jwt: Arc<JwtAuthority>, spiffe_id: SpiffeId) -> Self {
         tracing::warn!(
             %spiffe_id,
-            "USING AN EMBEDDED DEVELOPMENT IDENTITY: SVIDs come from an in-process CA that no \
-             production peer trusts. Configure a Workload API socket (SPIRE or ligand-agent) \
+            "USING AN EMBEDDED DEVELOPMENT IDENTITY: SVIDs come from a development CA (in-process, \
+             or shared by this user's development services) that no production peer trusts. Configure a Workload API socket (SPIRE or ligand-agent) \
              for real deployments."
         );
         Self {
