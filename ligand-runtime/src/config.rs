@@ -57,6 +57,9 @@ type HookFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 /// A hook run at shutdown after the service is marked draining and before the binding stops.
 pub(crate) type PreStopHook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
 
+/// A hook run once the binding listens, with its address.
+pub(crate) type ListeningHook = Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>;
+
 /// The providers and settings of a Ligand server. Build it with [`Config::builder`].
 ///
 /// Identity, policy and (for [`init`](crate::init)) a binding are required; `init` reports
@@ -79,6 +82,7 @@ pub struct Config {
     pub(crate) policy_timeout: Duration,
     pub(crate) policy_latency_warn: Duration,
     pub(crate) pre_stop_hooks: Vec<PreStopHook>,
+    pub(crate) listening_hooks: Vec<ListeningHook>,
     pub(crate) pre_stop_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) identity_grace_period: Option<Duration>,
@@ -107,6 +111,7 @@ impl fmt::Debug for Config {
             .field("spiffe_id", &self.spiffe_id)
             .field("policy_timeout", &self.policy_timeout)
             .field("pre_stop_hooks", &self.pre_stop_hooks.len())
+            .field("listening_hooks", &self.listening_hooks.len())
             .field("audit_queue_capacity", &self.audit_queue_capacity)
             .field("audit_overflow", &self.audit_overflow)
             .field("admin", &self.admin)
@@ -138,6 +143,7 @@ impl Config {
                 policy_timeout: DEFAULT_POLICY_TIMEOUT,
                 policy_latency_warn: DEFAULT_POLICY_LATENCY_WARN,
                 pre_stop_hooks: Vec::new(),
+                listening_hooks: Vec::new(),
                 pre_stop_timeout: DEFAULT_PRE_STOP_TIMEOUT,
                 drain_timeout: DEFAULT_DRAIN_TIMEOUT,
                 identity_grace_period: None,
@@ -298,6 +304,17 @@ impl ConfigBuilder {
         self.config
             .pre_stop_hooks
             .push(Arc::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// Adds a hook run once each time [`Server::serve`](crate::Server::serve) starts
+    /// listening, with the bound address (port 0 resolved), in order: to tell a developer
+    /// where the service is. It runs on the runtime, so it should be quick.
+    pub fn on_listening<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(std::net::SocketAddr) + Send + Sync + 'static,
+    {
+        self.config.listening_hooks.push(Arc::new(hook));
         self
     }
 

@@ -24,7 +24,7 @@ use crate::admin::AdminListener;
 use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::chain::{ChainVerifier, VerifiedChain};
-use crate::config::PreStopHook;
+use crate::config::{ListeningHook, PreStopHook};
 use crate::health::Monitor;
 use crate::identity::WorkloadIdentity;
 use crate::outbound::Transport;
@@ -72,6 +72,7 @@ struct Inner {
     monitor: Arc<Monitor>,
     settings: Settings,
     pre_stop_hooks: Vec<PreStopHook>,
+    listening_hooks: Vec<ListeningHook>,
     serving: AtomicBool,
     listening: watch::Sender<Option<SocketAddr>>,
     /// Cancels the identity rotation and bundle watch loops.

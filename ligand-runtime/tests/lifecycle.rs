@@ -515,3 +515,20 @@ async fn a_provider_that_cannot_start_fails_init() {
         "started with the established identity"
     );
 }
+
+#[tokio::test]
+async fn listening_hooks_get_the_bound_address_once() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let f = Fixture::start(|c| {
+        c.policy(allow_all())
+            .rate_limiter(ScriptedLimiter::allow_all())
+            .on_listening(move |addr| {
+                let _ = tx.send(addr);
+            })
+    })
+    .await;
+    let addr = rx.recv().await.unwrap();
+    assert_eq!(addr, f.addr, "port 0 resolved to the bound port");
+    f.server.close().await;
+    assert!(rx.try_recv().is_err(), "called once");
+}

@@ -7,6 +7,8 @@
 //! | listen address | `listen` | `LIGAND_LISTEN` | `127.0.0.1:8443` |
 //! | Workload API socket | `[identity] socket` | `SPIFFE_ENDPOINT_SOCKET` | none: embedded development identity |
 //! | SPIFFE ID | `[identity] spiffe_id` | `LIGAND_SPIFFE_ID` | `spiffe://ligand.local/service/<executable name>` |
+//! | development folder (no socket: the shared development CA, caller credentials) | `[identity] dev_dir` | `LIGAND_DEV_DIR` | `$XDG_STATE_HOME/ligand/dev`, else `~/.local/state/ligand/dev` |
+//! | development caller (no socket: client credentials written at start) | `[identity] dev_caller` | `LIGAND_DEV_CALLER` | `dev`: `spiffe://<trust domain>/user/dev` |
 //! | policy | `[policy]` (regorus: `folder`, `bundle`, `signing`, …) | | the `policy/` folder |
 //! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
 //! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
@@ -24,9 +26,15 @@
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
-//! service gets an in-process development identity from an ephemeral CA, and says so loudly:
-//! no other workload can verify it, so it is for one machine only. With the socket (SPIRE, or
-//! `ligand-agent`), the same binary runs in production. Policy has no default that allows
+//! service gets an in-process development identity, and says so loudly. Its CA is the
+//! development CA of the trust domain kept in the user's development folder (created 0700 on
+//! first use, key 0600, refused when others can read the key or it is not the user's): every
+//! development service of the user on the machine shares it, so they call each other with no
+//! configuration, while nothing outside the machine trusts it. Once listening, such a service
+//! writes client credentials for the development caller into
+//! `<dev dir>/<trust domain>/callers/<name>/` (`bundle.pem`, `client.pem`, `client.key`; a
+//! day's lifetime, renewed past half of it) and logs a `curl` line that uses them. With the
+//! socket (SPIRE, or `ligand-agent`), the same binary runs in production. Policy has no default that allows
 //! anything: without a policy folder or bundle, startup fails and says what to create.
 //!
 //! ```toml
@@ -86,7 +94,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ligand_identity_agent::EmbeddedIdentity;
+use ligand_identity_agent::{
+    AgentError, DEFAULT_CALLER, DEFAULT_CALLER_TTL, DevDir, EmbeddedIdentity,
+};
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
@@ -361,6 +371,10 @@ enum AuditFormat {
 struct Identity {
     socket: Option<String>,
     spiffe_id: Option<String>,
+    /// The development folder (embedded identity only).
+    dev_dir: Option<PathBuf>,
+    /// The development caller's name (embedded identity only).
+    dev_caller: Option<String>,
 }
 
 impl ConnectionsSection {
@@ -461,6 +475,8 @@ pub async fn load() -> Result<Config, BoxError> {
         socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),
         spiffe_id: std::env::var("LIGAND_SPIFFE_ID").ok(),
         admin_listen: std::env::var("LIGAND_ADMIN_LISTEN").ok(),
+        dev_dir: std::env::var_os("LIGAND_DEV_DIR").map(PathBuf::from),
+        dev_caller: std::env::var("LIGAND_DEV_CALLER").ok(),
     };
     Ok(load_from(&path, explicit, &env)?)
 }
@@ -476,6 +492,10 @@ pub struct Environment {
     pub spiffe_id: Option<String>,
     /// `LIGAND_ADMIN_LISTEN`: the admin listener's address.
     pub admin_listen: Option<String>,
+    /// `LIGAND_DEV_DIR`: the development folder of the embedded identity.
+    pub dev_dir: Option<PathBuf>,
+    /// `LIGAND_DEV_CALLER`: the development caller's name.
+    pub dev_caller: Option<String>,
 }
 
 /// Loads the configuration from the file at `path` (which must exist when `required`; an
@@ -515,9 +535,20 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     builder = builder.binding(binding);
     builder = builder.admin(file.admin.unwrap_or_default().config(env)?);
 
-    let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id);
-    match env.socket.clone().or(file.identity.socket) {
+    let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id.clone());
+    match env.socket.clone().or(file.identity.socket.clone()) {
         Some(socket) => {
+            for (setting, set) in [
+                ("identity.dev_dir", file.identity.dev_dir.is_some()),
+                ("identity.dev_caller", file.identity.dev_caller.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        setting,
+                        "only used by the embedded development identity, and identity.socket is set",
+                    ));
+                }
+            }
             let identity =
                 SpiffeIdentity::new(socket).map_err(|e| invalid("identity.socket", e))?;
             builder = builder.identity(identity);
@@ -529,8 +560,7 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
             let id = spiffe_id.unwrap_or_else(default_spiffe_id);
             let id = SpiffeId::new(&id)
                 .map_err(|e| invalid("identity.spiffe_id", format!("{id}: {e}")))?;
-            let identity = EmbeddedIdentity::new(id).map_err(|e| invalid("identity", e))?;
-            builder = builder.identity(identity);
+            builder = development_identity(builder, id, &file.identity, base, env)?;
         }
     }
 
@@ -666,6 +696,66 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         }
     }
     Ok(builder.build())
+}
+
+/// The embedded development identity from the user's development folder, and the hook that
+/// writes the development caller's credentials once the service listens.
+fn development_identity(
+    builder: ligand_runtime::ConfigBuilder,
+    id: SpiffeId,
+    section: &Identity,
+    base: &Path,
+    env: &Environment,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    let (dir_setting, dir) = match (&env.dev_dir, &section.dev_dir) {
+        (Some(dir), _) => ("LIGAND_DEV_DIR", dir.clone()),
+        (None, Some(dir)) => ("identity.dev_dir", base.join(dir)),
+        (None, None) => (
+            "identity.dev_dir",
+            DevDir::default_path().ok_or_else(|| {
+                invalid(
+                    "identity.dev_dir",
+                    "neither XDG_STATE_HOME nor HOME is set to keep the development CA in: set LIGAND_DEV_DIR",
+                )
+            })?,
+        ),
+    };
+    let (caller_setting, caller) = match (&env.dev_caller, &section.dev_caller) {
+        (Some(name), _) => ("LIGAND_DEV_CALLER", name.clone()),
+        (None, Some(name)) => ("identity.dev_caller", name.clone()),
+        (None, None) => ("identity.dev_caller", DEFAULT_CALLER.to_owned()),
+    };
+    let valid_caller = !caller.is_empty()
+        && caller != "."
+        && caller != ".."
+        && caller
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !valid_caller {
+        return Err(invalid(
+            caller_setting,
+            format!("{caller:?} is not a name of letters, digits, '.', '-' and '_'"),
+        ));
+    }
+    let dev = DevDir::new(dir);
+    let identity = EmbeddedIdentity::development(id, &dev).map_err(|e| match e {
+        AgentError::Ca(e) => invalid(dir_setting, e),
+        e => invalid("identity", e),
+    })?;
+    let ca = identity.ca().clone();
+    Ok(builder.identity(identity).on_listening(move |addr| {
+        match dev.write_caller(&ca, &caller, DEFAULT_CALLER_TTL) {
+            Ok(credentials) => tracing::info!(
+                "call this development service from outside as {}:\n    {}",
+                credentials.spiffe_id,
+                credentials.curl_command(addr, "/"),
+            ),
+            Err(error) => tracing::warn!(
+                dir = %dev.path().display(),
+                "could not write the development caller's credentials: {error}"
+            ),
+        }
+    }))
 }
 
 impl RegistrySection {

@@ -35,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cli;
 #[cfg(feature = "embedded")]
 pub mod config;
 
@@ -154,4 +155,21 @@ pub mod __private {
     pub use crate::init_logging;
     pub use ligand_runtime::__private::axum::http::Method;
     pub use ligand_runtime::__private::*;
+
+    /// The entry point `#[ligand::main]` calls: the command line (`--help`, `--validate`),
+    /// then the runtime's `run_main_with_allowances`, which this name shadows.
+    pub fn run_main_with_allowances<C, CF, M, MF, E>(
+        config: C,
+        user_main: M,
+        allowances: &'static [Allowance],
+    ) -> Result<(), crate::Error>
+    where
+        C: FnOnce() -> CF,
+        CF: ::std::future::Future<Output = Result<crate::Config, E>>,
+        E: Into<crate::BoxError>,
+        M: FnOnce(crate::Server) -> MF,
+        MF: ::std::future::Future<Output = Result<(), crate::Error>>,
+    {
+        crate::cli::run(config, user_main, allowances)
+    }
 }

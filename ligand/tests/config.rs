@@ -8,9 +8,18 @@ use ligand::{InitError, ProviderKind, State};
 
 const POLICY: &str = "package ligand.authz\n\ndefault allow := false\n";
 
-/// `ligand.toml` in `dir`, required, without environment overrides.
+/// `ligand.toml` in `dir`, required, without environment overrides but the development folder
+/// (inside `dir`, so that tests leave the user's own alone).
 fn load(dir: &Path) -> Result<ligand::Config, ConfigError> {
-    load_from(&dir.join("ligand.toml"), true, &Environment::default())
+    load_from(&dir.join("ligand.toml"), true, &dev_env(dir))
+}
+
+/// No environment overrides but `LIGAND_DEV_DIR`, in `dir`.
+fn dev_env(dir: &Path) -> Environment {
+    Environment {
+        dev_dir: Some(dir.join("dev")),
+        ..Environment::default()
+    }
 }
 
 /// A plain HTTP GET to the admin listener: status and body.
@@ -88,6 +97,7 @@ async fn environment_overrides_the_file_and_secrets_folder_is_picked_up() {
         spiffe_id: Some("spiffe://ligand.local/service/env".into()),
         socket: None,
         admin_listen: Some("127.0.0.1:0".into()),
+        ..dev_env(dir.path())
     };
     let server = ligand::init(load_from(&dir.path().join("ligand.toml"), true, &env).unwrap())
         .await
@@ -169,6 +179,7 @@ async fn an_unreachable_workload_api_fails_init() {
         socket: Some(socket),
         spiffe_id: None,
         admin_listen: Some("127.0.0.1:0".into()),
+        ..Environment::default()
     };
     let config = load_from(&dir.path().join("ligand.toml"), false, &env).unwrap();
     let err = ligand::init(config).await.unwrap_err();
@@ -496,7 +507,7 @@ fn the_admin_section_loads_and_refuses_bad_values() {
         write(dir.path(), "ligand.toml", toml);
         load_from(&dir.path().join("ligand.toml"), true, env).map(|c| format!("{c:?}"))
     };
-    let none = Environment::default();
+    let none = dev_env(dir.path());
     // On by default, on loopback.
     let config = admin("", &none).unwrap();
     assert!(config.contains("listen: Some(127.0.0.1:9464)"), "{config}");
@@ -511,7 +522,7 @@ fn the_admin_section_loads_and_refuses_bad_values() {
     // The environment replaces the address, but does not turn a disabled listener on.
     let env = Environment {
         admin_listen: Some("127.0.0.1:9200".into()),
-        ..Environment::default()
+        ..dev_env(dir.path())
     };
     let config = admin("[admin]\nlisten = \"127.0.0.1:9100\"\n", &env).unwrap();
     assert!(config.contains("listen: Some(127.0.0.1:9200)"), "{config}");
@@ -723,4 +734,46 @@ fn the_wimse_section_loads_and_refuses_bad_values() {
         let error = load(dir.path()).unwrap_err();
         assert!(error.to_string().starts_with(setting), "{bad}: {error}");
     }
+}
+
+#[test]
+fn the_development_identity_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let refused = |toml: &str, env: &Environment| {
+        write(dir.path(), "ligand.toml", toml);
+        match load_from(&dir.path().join("ligand.toml"), true, env) {
+            Ok(_) => panic!("{toml} was accepted"),
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            Err(other) => panic!("{toml}: {other}"),
+        }
+    };
+    let (setting, _) = refused("[identity]\ndev_caller = \"a/b\"\n", &dev_env(dir.path()));
+    assert_eq!(setting, "identity.dev_caller");
+    let (setting, message) = refused(
+        "[identity]\nsocket = \"unix:///run/spire/agent.sock\"\ndev_dir = \"dev\"\n",
+        &Environment::default(),
+    );
+    assert_eq!(setting, "identity.dev_dir", "{message}");
+
+    // The file's folder, relative to the file; a CA key others can read is refused.
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[identity]\ndev_dir = \"mine\"\n",
+    );
+    load_from(
+        &dir.path().join("ligand.toml"),
+        true,
+        &Environment::default(),
+    )
+    .unwrap();
+    let key = dir.path().join("mine/ligand.local/ca.key.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (setting, message) = refused("[identity]\ndev_dir = \"mine\"\n", &Environment::default());
+    assert_eq!(setting, "identity.dev_dir");
+    assert!(
+        message.contains("ca.key.pem is readable by group or others"),
+        "{message}"
+    );
 }

@@ -298,6 +298,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
                 metrics_interval: config.metrics_interval,
             },
             pre_stop_hooks: config.pre_stop_hooks,
+            listening_hooks: config.listening_hooks,
             serving: AtomicBool::new(false),
             listening: watch::channel(None).0,
             watches,
@@ -346,6 +347,22 @@ impl Server {
             service: EnforcedService::new(router),
             listening: ListeningSignal::new(inner.monitor.clone(), inner.listening.clone()),
         };
+        if !inner.listening_hooks.is_empty() {
+            let hooks = inner.listening_hooks.clone();
+            let mut listening = inner.listening.subscribe();
+            // Ends with the server (the sender drops) if the binding never listens.
+            tokio::spawn(async move {
+                let addr = match listening.wait_for(Option::is_some).await {
+                    Ok(addr) => *addr,
+                    Err(_) => return,
+                };
+                if let Some(addr) = addr {
+                    for hook in &hooks {
+                        hook(addr);
+                    }
+                }
+            });
+        }
         let serving = binding.serve(args);
         tokio::pin!(serving);
         let result = tokio::select! {

@@ -148,17 +148,18 @@ impl LocalCa {
     /// refused unless the directory and both files are owned by the agent's user (or root) and
     /// writable by nobody else, the key is readable by nobody else, and neither file is a
     /// symbolic link (they are opened with `O_NOFOLLOW`).
+    ///
+    /// Several processes may call this at once on the same folder (services of one machine
+    /// sharing a development CA): an exclusive lock on `dir/.lock` makes exactly one of them
+    /// create the CA and the others load it. Each file is written under a temporary name and
+    /// renamed into place, the key last, so a crash mid-way leaves either no CA or a whole one.
     pub fn load_or_create(domain: TrustDomain, dir: &Path) -> Result<Self, CaError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| CaError::Io { path, source }
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-        check_private(dir, &fs::metadata(dir).map_err(io(dir))?, false)?;
+        create_private_dir(dir)?;
+        let _lock = lock_dir(dir)?;
         let key_path = dir.join(KEY_FILE);
         let cert_path = dir.join(CERT_FILE);
         match fs::symlink_metadata(&key_path) {
@@ -167,16 +168,9 @@ impl LocalCa {
             Err(error) => return Err(io(&key_path)(error)),
         }
         let ca = Self::ephemeral(domain)?;
-        write_new(&key_path, ca.issuer.key().serialize_pem().as_bytes(), 0o600)
-            .map_err(io(&key_path))?;
         // A certificate without its key is useless: a new one replaces it.
-        match fs::remove_file(&cert_path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io(&cert_path)(error));
-            }
-            _ => {}
-        }
-        write_new(&cert_path, ca.root_pem.as_bytes(), 0o644).map_err(io(&cert_path))?;
+        replace(&cert_path, ca.root_pem.as_bytes(), 0o644)?;
+        replace(&key_path, ca.issuer.key().serialize_pem().as_bytes(), 0o600)?;
         tracing::info!(dir = %dir.display(), "created a new CA");
         Ok(ca)
     }
@@ -236,6 +230,37 @@ impl LocalCa {
     /// Refuses an ID of another trust domain, and the trust domain's own ID (a root path),
     /// which the X.509-SVID specification forbids in a leaf SVID.
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedSvid, CaError> {
+        self.issue_with_names(id, ttl, Vec::new())
+    }
+
+    /// Issues an X.509-SVID like [`LocalCa::issue`] that also names this machine's loopback
+    /// interface (`DNS:localhost`, `IP:127.0.0.1`, `IP:::1`), so that ordinary TLS clients
+    /// such as curl, which check the host they dialed against DNS and IP SANs, accept it as a
+    /// server certificate.
+    ///
+    /// The X.509-SVID specification (section 2) requires exactly one URI SAN, the SPIFFE ID,
+    /// and allows "any number of other SAN field types, including DNS SANs"; SPIFFE verifiers
+    /// read only the URI SAN. The loopback names grant nothing beyond this machine, and only
+    /// the development identity uses them.
+    pub fn issue_for_loopback(&self, id: &SpiffeId, ttl: Duration) -> Result<IssuedSvid, CaError> {
+        let names = vec![
+            SanType::DnsName(
+                "localhost"
+                    .try_into()
+                    .map_err(|e: rcgen::Error| CaError::Rcgen(e))?,
+            ),
+            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+            SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
+        ];
+        self.issue_with_names(id, ttl, names)
+    }
+
+    fn issue_with_names(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+        names: Vec<SanType>,
+    ) -> Result<IssuedSvid, CaError> {
         let refuse = |reason| CaError::NotIssuable {
             spiffe_id: id.to_string(),
             reason,
@@ -259,6 +284,7 @@ impl LocalCa {
             .try_into()
             .map_err(|e: rcgen::Error| CaError::Rcgen(e))?;
         params.subject_alt_names = vec![SanType::URI(uri)];
+        params.subject_alt_names.extend(names);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -303,6 +329,63 @@ fn root_params(domain: &TrustDomain) -> (CertificateParams, SystemTime) {
     (params, not_after)
 }
 
+/// Creates `dir` (and its parents) 0700 when missing, and refuses it unless it is private.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    let io = |source| CaError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    check_private(dir, &fs::metadata(dir).map_err(io)?, false)
+}
+
+/// Holds an exclusive lock on `dir/.lock` until dropped (the kernel releases it if the
+/// process dies), so that processes sharing `dir` create and replace its files one at a time.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, CaError> {
+    let path = dir.join(".lock");
+    let io = |source| CaError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(io)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(e.into()))?;
+    Ok(file)
+}
+
+/// Writes `bytes` to `path` with permissions `mode` atomically: to a temporary file in the
+/// same folder, then renamed over `path`, so a reader sees the old file or the new one.
+pub(crate) fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CaError::Io { path, source }
+    };
+    // A temporary file left by a crash (the caller holds the folder's lock).
+    match fs::remove_file(&temp) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io(&temp)(error));
+        }
+        _ => {}
+    }
+    write_new(&temp, bytes, mode).map_err(io(&temp))?;
+    fs::rename(&temp, path).map_err(io(path))
+}
+
 /// Refuses `path` unless it is owned by the agent's user or root and nobody else can write it
 /// (nor read it, when `secret`).
 fn check_private(path: &Path, meta: &fs::Metadata, secret: bool) -> Result<(), CaError> {
@@ -332,7 +415,7 @@ fn check_private(path: &Path, meta: &fs::Metadata, secret: bool) -> Result<(), C
 
 /// Reads a CA file without following a symbolic link, checking the opened file itself (not
 /// the path, which could be swapped between a check and the open).
-fn read_private(path: &Path, secret: bool) -> Result<String, CaError> {
+pub(crate) fn read_private(path: &Path, secret: bool) -> Result<String, CaError> {
     let io = |source| CaError::Io {
         path: path.to_owned(),
         source,

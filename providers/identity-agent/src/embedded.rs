@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ca::LocalCa;
 use crate::config::{DEFAULT_X509_TTL, MIN_TTL};
+use crate::dev::DevDir;
 use crate::error::AgentError;
 use crate::jwt::{JwtAlgorithm, JwtAuthority, JwtError};
 
@@ -23,8 +24,10 @@ pub const DEFAULT_WIT_TTL: Duration = Duration::from_secs(300);
 /// A [`WorkloadIdentity`] backed by an in-process CA: SVIDs rotate at half-life through the
 /// watch, and WITs are signed by the in-process JWT authority.
 ///
-/// This is a development identity: the CA is not shared with any other process unless the
-/// same [`LocalCa`] is handed to each, so peers elsewhere do not trust it.
+/// This is a development identity. From [`EmbeddedIdentity::new`], the CA lives in this
+/// process only, so no peer elsewhere trusts it (the in-process option of tests). From
+/// [`EmbeddedIdentity::development`], the CA is the one persisted in the user's [`DevDir`],
+/// shared by every development service of the user on the machine.
 ///
 /// # Example
 ///
@@ -45,6 +48,7 @@ pub struct EmbeddedIdentity {
     spiffe_id: SpiffeId,
     x509_ttl: Duration,
     wit_ttl: Duration,
+    loopback_names: bool,
     stop: CancellationToken,
 }
 
@@ -61,13 +65,31 @@ impl EmbeddedIdentity {
         Ok(Self::from_parts(ca, jwt, spiffe_id))
     }
 
+    /// A development identity for `spiffe_id` from the development CA of its trust domain in
+    /// `dev` (created on first use, shared with every other service using the same folder),
+    /// so that development services of one machine trust each other. Its SVIDs also name
+    /// the loopback interface (see [`LocalCa::issue_for_loopback`]) so that callers such as
+    /// curl can verify the service. Logs a warning.
+    pub fn development(spiffe_id: SpiffeId, dev: &DevDir) -> Result<Self, AgentError> {
+        let domain = spiffe_id.trust_domain().clone();
+        let ca = Arc::new(dev.ca(&domain)?);
+        let jwt = Arc::new(JwtAuthority::new(
+            domain.clone(),
+            domain.id_string(),
+            JwtAlgorithm::Es256,
+        )?);
+        let mut identity = Self::from_parts(ca, jwt, spiffe_id);
+        identity.loopback_names = true;
+        Ok(identity)
+    }
+
     /// A development identity for `spiffe_id` issued by `ca` and `jwt`, which several
     /// in-process services may share so that they trust each other. Logs a warning.
     pub fn from_parts(ca: Arc<LocalCa>, jwt: Arc<JwtAuthority>, spiffe_id: SpiffeId) -> Self {
         tracing::warn!(
             %spiffe_id,
-            "USING AN EMBEDDED DEVELOPMENT IDENTITY: SVIDs come from an in-process CA that no \
-             production peer trusts. Configure a Workload API socket (SPIRE or ligand-agent) \
+            "USING AN EMBEDDED DEVELOPMENT IDENTITY: SVIDs come from a development CA (in-process, \
+             or shared by this user's development services) that no production peer trusts. Configure a Workload API socket (SPIRE or ligand-agent) \
              for real deployments."
         );
         Self {
@@ -76,6 +98,7 @@ impl EmbeddedIdentity {
             spiffe_id,
             x509_ttl: DEFAULT_X509_TTL,
             wit_ttl: DEFAULT_WIT_TTL,
+            loopback_names: false,
             stop: CancellationToken::new(),
         }
     }
@@ -102,10 +125,19 @@ impl EmbeddedIdentity {
         &self.jwt
     }
 
-    fn issue(ca: &LocalCa, id: &SpiffeId, ttl: Duration) -> Result<X509Context, ProviderError> {
-        let issued = ca
-            .issue(id, ttl)
-            .map_err(|e| ProviderError::backend("issuing an embedded X.509-SVID", e))?;
+    fn issue(
+        ca: &LocalCa,
+        id: &SpiffeId,
+        ttl: Duration,
+        loopback_names: bool,
+    ) -> Result<X509Context, ProviderError> {
+        let issued = if loopback_names {
+            ca.issue_for_loopback(id, ttl)
+        } else {
+            ca.issue(id, ttl)
+        };
+        let issued =
+            issued.map_err(|e| ProviderError::backend("issuing an embedded X.509-SVID", e))?;
         Ok(X509Context {
             svids: vec![issued.svid],
             bundles: TrustBundles::new().with(ca.trust_domain().clone(), vec![ca.root().clone()]),
@@ -119,7 +151,12 @@ impl WorkloadIdentity for EmbeddedIdentity {
         if self.stop.is_cancelled() {
             return Err(ProviderError::Closed);
         }
-        Self::issue(&self.ca, &self.spiffe_id, self.x509_ttl)
+        Self::issue(
+            &self.ca,
+            &self.spiffe_id,
+            self.x509_ttl,
+            self.loopback_names,
+        )
     }
 
     async fn watch_x509_context(
@@ -127,10 +164,11 @@ impl WorkloadIdentity for EmbeddedIdentity {
     ) -> Result<watch::Receiver<X509ContextUpdate>, ProviderError> {
         let first = self.fetch_x509_context().await?;
         let (tx, rx) = watch::channel(Ok(first));
-        let (ca, id, ttl, stop) = (
+        let (ca, id, ttl, loopback_names, stop) = (
             self.ca.clone(),
             self.spiffe_id.clone(),
             self.x509_ttl,
+            self.loopback_names,
             self.stop.clone(),
         );
         tokio::spawn(async move {
@@ -140,7 +178,7 @@ impl WorkloadIdentity for EmbeddedIdentity {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(ttl / 2) => {}
                 }
-                let update = Self::issue(&ca, &id, ttl).map_err(|e| e.to_string());
+                let update = Self::issue(&ca, &id, ttl, loopback_names).map_err(|e| e.to_string());
                 if tx.send(update).is_err() {
                     return;
                 }

@@ -89,6 +89,7 @@ mod attest;
 mod authority;
 mod ca;
 mod config;
+mod dev;
 mod embedded;
 mod error;
 mod jwt;
@@ -104,6 +105,7 @@ pub use self::config::{
     AgentConfig, ConfigError, DEFAULT_JWT_KEY_ROTATION, DEFAULT_JWT_TTL, DEFAULT_OIDC_LISTEN,
     DEFAULT_SOCKET_MODE, DEFAULT_X509_TTL, MIN_TTL, OidcConfig, RegistrationEntry, SocketConfig,
 };
+pub use self::dev::{CallerCredentials, DEFAULT_CALLER, DEFAULT_CALLER_TTL, DevDir};
 pub use self::embedded::{DEFAULT_WIT_TTL, EmbeddedIdentity};
 pub use self::error::AgentError;
 pub use self::jwt::{JwtAlgorithm, JwtAuthority, JwtError, JwtSvid, ValidatedJwt, WIT_TYP};
