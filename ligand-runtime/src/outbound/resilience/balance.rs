@@ -55,8 +55,9 @@ pub enum Strategy {
     RoundRobin,
     /// Uniformly at random.
     Random,
-    /// Consistent hashing of a caller-supplied key ([`Pool::pick_keyed`]): the same key
-    /// reaches the same endpoint while it is in the set.
+    /// Consistent hashing of the call's key (`#[hash_key]` on a client argument, or
+    /// [`CallBuilder::hash_key`](crate::CallBuilder::hash_key)): the same key reaches the same
+    /// endpoint while it is in the set; a call without a key goes to a random endpoint.
     RingHash,
 }
 
