@@ -9,6 +9,8 @@
 //! - [`PeerClient`] is an mTLS HTTP client holding its own SVID, to call a served service over
 //!   loopback as another workload would; [`PeerClient::chain_header`] and [`signed_chain`]
 //!   sign identity chains as the hops of a real call path would.
+//! - [`RedisServer`] runs a real `redis-server` on a free loopback port, for the providers
+//!   that keep state in Redis or Valkey.
 //! - [`ResilienceStack`] runs the outbound resilience stages without the network, for
 //!   benchmarks.
 //! - [`TxnIssuer`] signs Transaction Tokens with a key generated at run time.
@@ -22,6 +24,7 @@ pub mod conformance;
 mod identity;
 mod limiter;
 mod policy;
+mod redis;
 mod resilience;
 mod telemetry;
 mod txn;
@@ -33,6 +36,7 @@ pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_co
 pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;
 pub use self::policy::{AllowList, PolicyFn};
+pub use self::redis::{RedisServer, RedisTlsFiles, unused_loopback_port};
 pub use self::resilience::ResilienceStack;
 pub use self::telemetry::RecordingTelemetry;
 pub use self::txn::{TEST_TXN_ISSUER, TxnIssuer};

@@ -2,9 +2,6 @@
 #![allow(missing_docs, reason = "criterion generates the bench entry points")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -16,7 +13,7 @@ use ligand_runtime::{Action, Chain, Link, RateLimitRequest, RateLimiter, Resourc
 const CONCURRENCY: usize = 64;
 
 fn check(c: &mut Criterion) {
-    let redis = common::RedisServer::start();
+    let redis = ligand_runtime::testkit::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

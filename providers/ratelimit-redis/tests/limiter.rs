@@ -1,12 +1,10 @@
 //! The limiter against a real `redis-server`: shared limits, failure, recovery, isolation.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::RedisServer;
 use ligand_ratelimit_redis::{ConnectError, RedisConfig, RedisLimiter};
+use ligand_runtime::testkit::RedisServer;
 use ligand_runtime::testkit::conformance::{self, LimiterCall as Call, allowed_count};
 use ligand_runtime::{Chain, LimitOverride, Link, ProviderError, RateLimitResponse, RateLimiter};
 
@@ -132,7 +130,7 @@ async fn checks_after_close_are_errors() {
 
 #[tokio::test]
 async fn unreachable_redis_fails_construction() {
-    let port = common::free_port();
+    let port = ligand_runtime::testkit::unused_loopback_port();
     let error = RedisLimiter::connect(
         RedisConfig::new(format!("redis://127.0.0.1:{port}"), 1.0, 1)
             .with_connect_timeout(Duration::from_secs(2)),

@@ -1,15 +1,13 @@
 //! End to end: a service served by `ligand_runtime::init` over real mTLS, limited by Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Path, State};
-use common::RedisServer;
 use ligand_ratelimit_redis::{RedisConfig, RedisLimiter};
 use ligand_runtime::__private::{Routes, get};
+use ligand_runtime::testkit::RedisServer;
 use ligand_runtime::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
 use ligand_runtime::{Config, HttpBinding, InitError, Service, SpiffeId};
 

@@ -1,10 +1,8 @@
 //! `rediss://`: the limiter over real TLS to a `redis-server` with a private CA.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
-
-use common::{RedisServer, write_tls_files};
 use ligand_ratelimit_redis::{ConnectError, RedisConfig, RedisLimiter};
+use ligand_runtime::testkit::{RedisServer, RedisTlsFiles};
 use ligand_runtime::{Action, Chain, Link, RateLimitRequest, RateLimiter, Resource};
 
 fn tls_dir(name: &str) -> std::path::PathBuf {
@@ -17,7 +15,7 @@ fn tls_dir(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn limits_over_tls_with_a_private_ca() {
     let dir = tls_dir("ok");
-    let files = write_tls_files(&dir);
+    let files = RedisTlsFiles::generate(&dir);
     let redis = RedisServer::start_tls(files.clone());
     let limiter =
         RedisLimiter::connect(RedisConfig::new(redis.url(), 0.01, 2).with_ca_file(&files.ca))
@@ -41,8 +39,8 @@ async fn limits_over_tls_with_a_private_ca() {
 #[tokio::test]
 async fn an_untrusted_server_certificate_fails_construction() {
     let dir = tls_dir("untrusted");
-    let served = write_tls_files(&dir.join("served"));
-    let other = write_tls_files(&dir.join("other"));
+    let served = RedisTlsFiles::generate(&dir.join("served"));
+    let other = RedisTlsFiles::generate(&dir.join("other"));
     let redis = RedisServer::start_tls(served);
     let error =
         RedisLimiter::connect(RedisConfig::new(redis.url(), 1.0, 1).with_ca_file(&other.ca))
@@ -58,7 +56,7 @@ async fn an_untrusted_server_certificate_fails_construction() {
 #[tokio::test]
 async fn insecure_tls_is_refused_before_connecting() {
     let dir = tls_dir("insecure");
-    let files = write_tls_files(&dir);
+    let files = RedisTlsFiles::generate(&dir);
     let redis = RedisServer::start_tls(files);
     // Without ca_file the server's private CA is untrusted; #insecure would skip the check.
     let url = format!("{}#insecure", redis.url());

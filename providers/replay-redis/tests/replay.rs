@@ -2,12 +2,10 @@
 //! several instances, and fail-closed behaviour when the store is gone.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::RedisServer;
 use ligand_replay_redis::{ConnectError, RedisReplayCache, RedisReplayConfig};
+use ligand_runtime::testkit::RedisServer;
 use ligand_runtime::{Recorded, ReplayCache, ReplayCacheError, ReplayKey};
 
 async fn cache(server: &RedisServer) -> RedisReplayCache {

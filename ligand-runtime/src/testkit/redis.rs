@@ -1,14 +1,15 @@
-//! A real `redis-server` on a free loopback port, killed on drop.
+//! A real `redis-server` on a free loopback port, killed on drop: for the tests of the
+//! providers that keep state in Redis or Valkey.
 #![allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared with the Redis rate limiter's fixture; this crate uses a subset"
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fixture: a server that cannot start fails the test that asked for it"
 )]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,12 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// TLS settings for a `rediss://` server: its certificate, key and the CA its clients use.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub struct RedisTlsFiles {
+    /// The server's certificate (PEM).
     pub cert: PathBuf,
+    /// The server's private key (PEM).
     pub key: PathBuf,
+    /// The CA that signed the certificate, for clients (PEM).
     pub ca: PathBuf,
 }
 
@@ -27,7 +31,7 @@ pub struct TlsFiles {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    tls: Option<TlsFiles>,
+    tls: Option<RedisTlsFiles>,
     child: Option<Child>,
 }
 
@@ -39,17 +43,17 @@ impl RedisServer {
     }
 
     /// Starts a TLS-only `redis-server` (client certificates not required).
-    pub fn start_tls(tls: TlsFiles) -> Self {
+    pub fn start_tls(tls: RedisTlsFiles) -> Self {
         Self::start_with(Some(tls))
     }
 
-    fn start_with(tls: Option<TlsFiles>) -> Self {
+    fn start_with(tls: Option<RedisTlsFiles>) -> Self {
         // Another process may take the port between our probe and the server's bind: retry
         // with a new port a few times.
         let mut last_error = String::new();
         for _ in 0..5 {
             let mut server = Self {
-                port: free_port(),
+                port: unused_loopback_port(),
                 tls: tls.clone(),
                 child: None,
             };
@@ -69,6 +73,7 @@ impl RedisServer {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -113,7 +118,7 @@ impl RedisServer {
             .map_err(|error| {
                 if error.kind() == std::io::ErrorKind::NotFound {
                     panic!(
-                        "redis-server is not installed: the Redis replay cache's tests need it \
+                        "redis-server is not installed: tests against Redis need it \
                          (apt-get install redis-server, or run scripts/test, which installs it)"
                     )
                 }
@@ -170,11 +175,40 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
+/// A loopback port nothing listens on right now (for a backend that must be unreachable).
+pub fn unused_loopback_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+impl RedisTlsFiles {
+    /// Writes a CA and a `localhost` server certificate it signed into `dir`.
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(
+                &server_key,
+                &rcgen::Issuer::from_params(&ca_params, &ca_key),
+            )
+            .unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let files = RedisTlsFiles {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            ca: dir.join("ca.pem"),
+        };
+        std::fs::write(&files.cert, server.pem()).unwrap();
+        std::fs::write(&files.key, server_key.serialize_pem()).unwrap();
+        std::fs::write(&files.ca, ca.pem()).unwrap();
+        files
+    }
 }
