@@ -38,7 +38,9 @@ pub use self::error::{TxnConfigError, TxnRejection};
 pub use self::mint::{
     DEFAULT_TXN_LIFETIME, MintError, MintedTxnToken, SubjectTokenConfig, TxnMintRequest, TxnMinter,
 };
-pub(crate) use self::verify::{ASYMMETRIC, KeySet, seconds, string, unix, validity};
+pub(crate) use self::verify::{
+    ASYMMETRIC, KeySet, kids, parse_jwks, read_jwks, seconds, string, unix, validity,
+};
 pub use self::verify::{TxnTokenConfig, TxnVerifier};
 
 /// The JOSE `typ` of a Transaction Token (draft-ietf-oauth-transaction-tokens-08 §4.1.1).

@@ -16,6 +16,28 @@ use serde_json::{Map, Value};
 use super::{DEFAULT_TXN_LEEWAY, MAX_TXN_TOKEN_LEN, TXN_TOKEN_TYP, TxnClaims};
 use super::{TxnConfigError, TxnRejection};
 
+/// The JSON Web Key Set `json`.
+pub(crate) fn parse_jwks(json: &[u8]) -> Result<JwkSet, TxnConfigError> {
+    serde_json::from_slice(json).map_err(TxnConfigError::Jwks)
+}
+
+/// The JSON Web Key Set in the file at `path`.
+pub(crate) fn read_jwks(path: &Path) -> Result<JwkSet, TxnConfigError> {
+    let json = std::fs::read(path).map_err(|source| TxnConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_jwks(&json)
+}
+
+/// The `kid`s of `jwks`, for `Debug` output that shows which keys without showing them.
+pub(crate) fn kids(jwks: &JwkSet) -> Vec<Option<&str>> {
+    jwks.keys
+        .iter()
+        .map(|k| k.common.key_id.as_deref())
+        .collect()
+}
+
 /// The asymmetric JWS algorithms jsonwebtoken verifies; the default allow-list.
 pub(crate) const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::ES256,
@@ -45,15 +67,7 @@ pub struct TxnTokenConfig {
 impl fmt::Debug for TxnTokenConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxnTokenConfig")
-            .field(
-                "kids",
-                &self
-                    .keys
-                    .keys
-                    .iter()
-                    .map(|k| k.common.key_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
+            .field("kids", &kids(&self.keys))
             .field("issuers", &self.issuers)
             .field("audience", &self.audience)
             .field("require", &self.require)
@@ -81,18 +95,12 @@ impl TxnTokenConfig {
     /// Verifies with the keys of the JSON Web Key Set `json` (such as the identity agent's
     /// `/keys` document).
     pub fn from_jwks_json(json: &[u8]) -> Result<Self, TxnConfigError> {
-        let jwks = serde_json::from_slice(json).map_err(TxnConfigError::Jwks)?;
-        Ok(Self::new(jwks))
+        parse_jwks(json).map(Self::new)
     }
 
     /// Verifies with the keys of the JWKS file at `path`.
     pub fn from_jwks_file(path: impl AsRef<Path>) -> Result<Self, TxnConfigError> {
-        let path = path.as_ref();
-        let json = std::fs::read(path).map_err(|source| TxnConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_jwks_json(&json)
+        read_jwks(path.as_ref()).map(Self::new)
     }
 
     /// Accepts only tokens whose `iss` is one of `issuers` (then `iss` is required).

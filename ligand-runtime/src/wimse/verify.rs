@@ -48,15 +48,7 @@ pub struct WimseConfig {
 impl fmt::Debug for WimseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WimseConfig")
-            .field(
-                "kids",
-                &self
-                    .keys
-                    .keys
-                    .iter()
-                    .map(|k| k.common.key_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
+            .field("kids", &crate::txn::kids(&self.keys))
             .field("issuers", &self.issuers)
             .field("require", &self.require)
             .field("leeway", &self.leeway)
@@ -86,21 +78,16 @@ impl WimseConfig {
 
     /// Verifies WITs signed by the keys of the JSON Web Key Set `json`.
     pub fn from_jwks_json(json: &[u8]) -> Result<Self, WimseConfigError> {
-        let jwks = serde_json::from_slice(json)
-            .map_err(|e| WimseConfigError::Keys(crate::txn::TxnConfigError::Jwks(e)))?;
-        Ok(Self::new(jwks))
+        crate::txn::parse_jwks(json)
+            .map(Self::new)
+            .map_err(WimseConfigError::Keys)
     }
 
     /// Verifies WITs signed by the keys of the JWKS file at `path`.
     pub fn from_jwks_file(path: impl AsRef<Path>) -> Result<Self, WimseConfigError> {
-        let path = path.as_ref();
-        let json = std::fs::read(path).map_err(|source| {
-            WimseConfigError::Keys(crate::txn::TxnConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        })?;
-        Self::from_jwks_json(&json)
+        crate::txn::read_jwks(path.as_ref())
+            .map(Self::new)
+            .map_err(WimseConfigError::Keys)
     }
 
     /// Accepts only WITs whose `iss` is one of `issuers` (then `iss` is required).
