@@ -21,6 +21,16 @@ fn passed<'a>(report: &'a Report, name: &str) -> &'a serde_json::Value {
     &step.detail
 }
 
+/// accounts' audit record of the decision `request_id` (the logs are complete once the
+/// scenario has shut the bank down).
+fn denial_record(bank: &Bank, request_id: &str) -> serde_json::Value {
+    let log = std::fs::read_to_string(bank.audit_dir.join("accounts.jsonl")).unwrap();
+    log.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|record| record["type"] == "decision" && record["request_id"] == request_id)
+        .unwrap_or_else(|| panic!("no decision {request_id} in accounts' audit log"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_that_can_run_passes_and_the_others_say_why_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,8 +60,20 @@ async fn every_step_that_can_run_passes_and_the_others_say_why_not() {
             .len(),
         32
     );
+    // The request ID the caller got is accounts' audit record of that denial, with the reason.
+    let request_id = denial["body"]["downstream_request_id"].as_str().unwrap();
+    let record = denial_record(&bank, request_id);
+    assert_eq!(record["allowed"], false, "{record}");
+    assert_eq!(record["reason"], "the account is frozen by compliance");
+    assert_eq!(record["input"]["peer"]["workload"], bank::TRANSFERS);
     let shortcut = passed(&report, "chain-shortcut");
     assert_eq!(shortcut["body"]["downstream_error_code"], "POLICY_DENIED");
+    let request_id = shortcut["body"]["downstream_request_id"].as_str().unwrap();
+    let record = denial_record(&bank, request_id);
+    assert_eq!(
+        record["reason"],
+        "balances move only on the path gateway → transfers → accounts"
+    );
 
     let limited = passed(&report, "rate-limit");
     assert_eq!(limited["statuses"], serde_json::json!([200, 200, 200, 429]));
