@@ -120,7 +120,7 @@ async fn serve_until_interrupted() -> Result<(), BoxError> {
     let gateway = bank.gateway_addr();
     let json = "-H 'content-type: application/json'";
     println!(
-        "\nCall the gateway as {} (ctrl-c stops the bank):\n\n  {}\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"bob\",\"amount\":25}}'\n  {} {json} -d '{{\"from\":\"eve\",\"to\":\"bob\",\"amount\":10}}'\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"mallory\",\"amount\":50}}'\n  {}\n",
+        "\nCall the gateway as {} (ctrl-c or SIGTERM stops the bank):\n\n  {}\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"bob\",\"amount\":25}}'\n  {} {json} -d '{{\"from\":\"eve\",\"to\":\"bob\",\"amount\":10}}'\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"mallory\",\"amount\":50}}'\n  {}\n",
         credentials.spiffe_id,
         credentials.curl_command(gateway, "/v1/accounts/alice"),
         credentials.curl_command(gateway, "/v1/transfers"),
@@ -133,7 +133,11 @@ async fn serve_until_interrupted() -> Result<(), BoxError> {
         bank.secrets_dir.join(bank::DB_SECRET).display(),
         bank.audit_dir.display()
     );
-    tokio::signal::ctrl_c().await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
     println!("\nShutting down…");
     bank.close().await;
     Ok(())

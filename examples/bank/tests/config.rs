@@ -1,6 +1,7 @@
 //! The production `ligand.toml` files of `config/` load with the facade's loader (SPIRE
 //! socket, etcd registry, WIMSE verification, JSON audit), and a file they name that is
-//! missing is refused, naming the setting.
+//! missing is refused, naming the setting; `bank-service` serves the service its identity
+//! names, and refuses an identity that is none of the four.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::path::{Path, PathBuf};
@@ -94,4 +95,93 @@ fn bank_service_validates_a_production_file() {
         stdout.contains("ok: the configuration is valid"),
         "{stdout}"
     );
+}
+
+/// `bank-service` on embedded defaults in `dir` (development folder inside it), as `id`.
+fn service_on_defaults(dir: &Path, id: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bank-service"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LIGAND_") || name == "SPIFFE_ENDPOINT_SOCKET" {
+            command.env_remove(name);
+        }
+    }
+    command
+        .current_dir(dir)
+        .env("LIGAND_DEV_DIR", dir.join("dev"))
+        .env("LIGAND_SPIFFE_ID", id)
+        .env("LIGAND_LISTEN", "127.0.0.1:0")
+        .env("LIGAND_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("NO_COLOR", "1");
+    command
+}
+
+#[test]
+fn bank_service_refuses_an_identity_that_is_no_bank_service() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&package().join("policy/fraud"), &dir.path().join("policy"));
+    let output = service_on_defaults(dir.path(), "spiffe://bank.example/service/vault")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spiffe://bank.example/service/vault is not a bank service"),
+        "{stderr}"
+    );
+}
+
+/// Ends the service started by the test when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// fraud alone, on embedded defaults: it serves fraud's routes under fraud's policy, which
+/// refuses the development caller (only transfers may ask for a score).
+#[test]
+fn bank_service_serves_the_service_its_identity_names() {
+    use std::io::{BufRead, BufReader};
+    if !Command::new("sh")
+        .args(["-c", "command -v curl"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped: no `curl` on PATH to call the service with");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&package().join("policy/fraud"), &dir.path().join("policy"));
+    let mut running = Running(
+        service_on_defaults(dir.path(), bank::FRAUD)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(running.0.stdout.take().unwrap()).lines();
+    let curl = loop {
+        let line = lines
+            .next()
+            .expect("the service exited before logging a curl line")
+            .unwrap();
+        if let Some(at) = line.find("curl --cacert") {
+            break line[at..].to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{curl}score --silent --show-error -H 'content-type: application/json' \
+             -d '{{\"from\":\"alice\",\"to\":\"bob\",\"amount\":1}}' -w ' %{{http_code}}'"
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{curl}: {body}");
+    assert!(body.ends_with(" 403"), "{body}");
+    assert!(body.contains("\"error_code\":\"POLICY_DENIED\""), "{body}");
 }
