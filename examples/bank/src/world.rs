@@ -20,6 +20,7 @@ pub const DB_USER: &str = "ledger-app";
 
 /// Where the bank keeps its state and how its identities behave.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// The development folder holding the shared development CA (and the development
     /// caller's credentials with `--serve`).
@@ -51,6 +52,7 @@ impl Options {
 
 /// One running service.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Running {
     /// Its short name.
     pub name: &'static str,
@@ -64,6 +66,7 @@ pub struct Running {
 
 /// The four services and what the scenario needs to act as the bank's workloads and people.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Bank {
     /// fraud, accounts, transfers, gateway.
     pub services: Vec<Running>,
