@@ -1198,6 +1198,13 @@ pub fn load_from(path: &Path, required: bool, env: &Environment) -> Result<Confi
     })
 }
 
+/// Checks the file at `path` as [`load_from`] loads it for a service, every provider setting
+/// included, without serving and without connecting to any backend (providers that reach one
+/// connect when the service starts). `ligand config validate` and `--validate` use it.
+pub fn validate(path: &Path, required: bool, env: &Environment) -> Result<(), ConfigError> {
+    load_from(path, required, env).map(drop)
+}
+
 /// The line (from 1) where `setting` (`section.key`, `section` or a top-level `key`) is
 /// written in `text`, for error messages; `None` for an environment variable or a setting
 /// the file leaves out.
