@@ -63,7 +63,8 @@ enum ConfigCommand {
     /// Loads a ligand.toml as a service would and checks every provider setting, without
     /// serving or connecting to any backend.
     Validate {
-        /// The settings file (default: LIGAND_CONFIG, else ./ligand.toml).
+        /// The settings file (default: LIGAND_CONFIG, else ./ligand.toml, whose absence
+        /// means the embedded defaults, as for a service).
         file: Option<PathBuf>,
     },
 }
@@ -116,7 +117,8 @@ fn validate(file: Option<PathBuf>) -> ExitCode {
         Some(path) => (path, true),
         None => match std::env::var_os("LIGAND_CONFIG") {
             Some(path) => (PathBuf::from(path), true),
-            None => (PathBuf::from("ligand.toml"), true),
+            // As a service: without the file, the embedded defaults.
+            None => (PathBuf::from("ligand.toml"), false),
         },
     };
     let env = ligand::config::Environment::from_process();
@@ -124,7 +126,11 @@ fn validate(file: Option<PathBuf>) -> ExitCode {
     run_async(async move {
         ligand::config::validate(&path, required, &env)
             .map_err(|e| format!("invalid configuration: {}", chain(&e)))?;
-        println!("ok: {} is valid", path.display());
+        if path.exists() {
+            println!("ok: {} is valid", path.display());
+        } else {
+            println!("ok: no {}: the embedded defaults are valid", path.display());
+        }
         Ok(())
     })
 }
