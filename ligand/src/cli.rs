@@ -66,6 +66,11 @@ Environment:
   LIGAND_ADMIN_LISTEN     health and metrics listener (default 127.0.0.1:9464)
   LIGAND_DEV_DIR          development folder (default $XDG_STATE_HOME/ligand/dev)
   LIGAND_DEV_CALLER       development caller whose client credentials are written (default dev)
+  LIGAND_REDIS_URL        the Redis rate limiter's URL ([rate_limit] kind = \"redis\")
+  LIGAND_REPLAY_REDIS_URL the Redis WPT replay cache's URL ([wimse] replay = \"redis\")
+  LIGAND_OPENBAO_ADDR     OpenBao's address ([secrets] kind = \"openbao\")
+  LIGAND_OPENBAO_TOKEN    the OpenBao token (else BAO_TOKEN, VAULT_TOKEN)
+  LIGAND_BUNDLE_URL       the bundle server's URL ([bundle_fetcher])
   RUST_LOG                log filter (default info); NO_COLOR turns colors off
 "
     )

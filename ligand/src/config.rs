@@ -10,8 +10,11 @@
 //! | development folder (no socket: the shared development CA, caller credentials) | `[identity] dev_dir` | `LIGAND_DEV_DIR` | `$XDG_STATE_HOME/ligand/dev`, else `~/.local/state/ligand/dev` |
 //! | development caller (no socket: client credentials written at start) | `[identity] dev_caller` | `LIGAND_DEV_CALLER` | `dev`: `spiffe://<trust domain>/user/dev` |
 //! | policy | `[policy]` (regorus: `folder`, `bundle`, `signing`, …) | | the `policy/` folder |
-//! | rate limit | `[rate_limit]` (governor: `rate`, `burst`, `overrides`) | | 100 rps, burst 200, per caller |
-//! | secrets | `[secrets] dir` | | the `secrets/` folder when it exists |
+//! | rate limit | `[rate_limit] kind` (`governor` or `redis`), `rate`, `burst`, `overrides`; governor: `eviction_interval_ms` | | `governor`, 100 rps, burst 200, per caller |
+//! | Redis rate limiter (feature `redis`; shared by every instance) | `[rate_limit] kind = "redis"`, `url`, `ca`, `key_prefix`, `timeout`, `connect_timeout` | `LIGAND_REDIS_URL` (the URL) | `key_prefix` `"ligand:ratelimit"`, `"250ms"`, `"5s"` |
+//! | secrets | `[secrets] kind` (`file` or `openbao`); file: `dir` | | `file`: the `secrets/` folder when it exists |
+//! | OpenBao secrets (feature `openbao`) | `[secrets] kind = "openbao"`, `address`, `ca`, `auth` (`token`, `cert` or `jwt`), `auth_mount`, `role`, `jwt`, `kv_mounts`, `kv_ttl`, `lease_poll_interval`, `request_timeout`, `max_response_bytes` | `LIGAND_OPENBAO_ADDR` (the address), `LIGAND_OPENBAO_TOKEN` (else `BAO_TOKEN`, `VAULT_TOKEN`) | `auth = "token"`, `kv_mounts = ["secret"]`, `"5m"`, `"60s"`, `"10s"`, 1 MiB |
+//! | policy bundle fetcher (feature `bundle-fetch`; bundles verified by `[policy] signing`) | `[bundle_fetcher] url`, `server_id`, `bundle`, `long_poll`, `poll_interval`, `request_timeout`, `min_backoff`, `max_backoff`, `max_bundle_bytes` | `LIGAND_BUNDLE_URL` (the URL) | none; when set: the bundle named after this service, `"30s"`, `"10s"`, `"10s"`, `"250ms"`, `"30s"`, 64 MiB |
 //! | decision cache | `[policy] cache`, `cache_capacity` | | on when sound for the policy, 10000 decisions |
 //! | policy hot reload (a changed file in the policy folder reloads it; a bad change keeps the last good policy, Policy health Degraded) | `[policy] watch` | | on with a folder |
 //! | shadow policy (evaluated on live traffic, never enforced; disagreements logged and counted) | `[policy] shadow` (a folder) | | none |
@@ -23,6 +26,7 @@
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | WIMSE WIT/WPT verification | `[wimse] jwks`, `issuers`, `require`, `leeway`, `max_wpt_lifetime`, `replay_cache_capacity` | | none: WIT/WPT headers are ignored inbound (outbound they are sent whenever the identity source issues WITs); with `jwks`: any issuer, not required, `"30s"`, `"2m"`, 100000 |
+//! | WPT replay cache on Redis (feature `redis`; shared by every instance) | `[wimse] replay` (`memory` or `redis`), `replay_url`, `replay_key_prefix`, `replay_timeout`, `replay_connect_timeout` | `LIGAND_REPLAY_REDIS_URL` (the URL) | `memory` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
@@ -79,6 +83,39 @@
 //! replay_cache_capacity = 100000
 //! ```
 //!
+//! Providers that reach a backend are compiled in by a feature of the `ligand` crate (`redis`,
+//! `openbao`, `bundle-fetch`, `etcd`, or `full` for all); a setting that names one whose
+//! feature is off is refused, naming the feature. Their settings are checked when the file is
+//! loaded; they connect when the service starts, and a backend that cannot be reached then
+//! fails the start with an error naming the setting. Secrets such as the OpenBao token come
+//! from the environment, not the file; an environment variable replaces the file's value:
+//!
+//! ```toml
+//! [rate_limit]
+//! kind = "redis"
+//! url = "rediss://ratelimit.internal:6380"   # or LIGAND_REDIS_URL
+//! ca = "redis-ca.pem"
+//! rate = 100
+//! burst = 50
+//! timeout = "100ms"
+//!
+//! [secrets]
+//! kind = "openbao"
+//! address = "https://bao.internal:8200"      # or LIGAND_OPENBAO_ADDR
+//! ca = "bao-ca.pem"
+//! auth = "cert"                              # log in with the workload's X.509-SVID
+//! role = "accounts"
+//!
+//! [bundle_fetcher]
+//! url = "https://bundles.internal:8443"      # or LIGAND_BUNDLE_URL
+//! server_id = "spiffe://bank.example/ligand/bundle-server"
+//!
+//! [wimse]
+//! jwks = "wit-jwks.json"
+//! replay = "redis"
+//! replay_url = "rediss://replay.internal:6380"  # or LIGAND_REPLAY_REDIS_URL
+//! ```
+//!
 //! With the `etcd` feature, instances find each other through etcd instead of `[services]`;
 //! `advertise` makes this instance register itself (omit it for a service that only calls
 //! out):
@@ -100,6 +137,8 @@ use ligand_identity_agent::{
 use ligand_identity_spiffe::SpiffeIdentity;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
+
+mod providers;
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry,
@@ -119,8 +158,9 @@ struct File {
     #[serde(default)]
     identity: Identity,
     policy: Option<RegorusConfig>,
-    rate_limit: Option<GovernorConfig>,
+    rate_limit: Option<RateLimitSection>,
     secrets: Option<SecretsSection>,
+    bundle_fetcher: Option<BundleFetcherSection>,
     audit: Option<AuditSection>,
     connections: Option<ConnectionsSection>,
     services: Option<StaticRegistryConfig>,
@@ -223,13 +263,31 @@ struct WimseSection {
     max_wpt_lifetime: Option<String>,
     /// The bound of the in-memory replay cache.
     replay_cache_capacity: Option<usize>,
+    /// `memory` (default) or `redis` (shared by every instance; the `redis` feature).
+    #[serde(default)]
+    replay: ReplayKind,
+    /// `replay = "redis"`: `redis://…` or `rediss://…`.
+    replay_url: Option<String>,
+    replay_key_prefix: Option<String>,
+    replay_timeout: Option<String>,
+    replay_connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReplayKind {
+    /// The in-process cache: catches replays against this instance.
+    #[default]
+    Memory,
+    /// Redis or Valkey, shared by the fleet.
+    Redis,
 }
 
 impl WimseSection {
-    fn config(self, base: &Path) -> Result<WimseConfig, ConfigError> {
+    fn config(self, base: &Path, env: &Environment) -> Result<WimseConfig, ConfigError> {
         let mut config = WimseConfig::from_jwks_file(base.join(&self.jwks))
             .map_err(|e| invalid("wimse.jwks", chain(&e)))?;
-        if let Some(issuers) = self.issuers {
+        if let Some(issuers) = self.issuers.clone() {
             config = config.issuers(issuers);
         }
         let duration = |setting: &'static str, value: &str| {
@@ -240,11 +298,11 @@ impl WimseSection {
                 )
             })
         };
-        if let Some(leeway) = self.leeway {
-            config = config.leeway(duration("wimse.leeway", &leeway)?);
+        if let Some(leeway) = &self.leeway {
+            config = config.leeway(duration("wimse.leeway", leeway)?);
         }
-        if let Some(lifetime) = self.max_wpt_lifetime {
-            let lifetime = duration("wimse.max_wpt_lifetime", &lifetime)?;
+        if let Some(lifetime) = &self.max_wpt_lifetime {
+            let lifetime = duration("wimse.max_wpt_lifetime", lifetime)?;
             if lifetime.is_zero() || lifetime > ligand_runtime::MAX_WPT_LIFETIME {
                 return Err(invalid(
                     "wimse.max_wpt_lifetime",
@@ -257,12 +315,259 @@ impl WimseSection {
             if capacity == 0 {
                 return Err(invalid("wimse.replay_cache_capacity", "must be at least 1"));
             }
+            if matches!(self.replay, ReplayKind::Redis) {
+                return Err(invalid(
+                    "wimse.replay_cache_capacity",
+                    "bounds the in-memory cache, and wimse.replay is \"redis\"",
+                ));
+            }
             config = config.replay_cache(std::sync::Arc::new(
                 ligand_runtime::InMemoryReplayCache::new(capacity),
             ));
         }
+        match self.replay {
+            ReplayKind::Memory => {
+                let set = [
+                    ("LIGAND_REPLAY_REDIS_URL", env.replay_redis_url.is_some()),
+                    ("wimse.replay_url", self.replay_url.is_some()),
+                    ("wimse.replay_key_prefix", self.replay_key_prefix.is_some()),
+                    ("wimse.replay_timeout", self.replay_timeout.is_some()),
+                    (
+                        "wimse.replay_connect_timeout",
+                        self.replay_connect_timeout.is_some(),
+                    ),
+                ];
+                if let Some((setting, _)) = set.iter().find(|(_, set)| *set) {
+                    return Err(invalid(setting, "only used with wimse.replay = \"redis\""));
+                }
+            }
+            ReplayKind::Redis => {
+                config = config.replay_cache(redis_replay(&self, env)?);
+            }
+        }
         Ok(config.require(self.require))
     }
+}
+
+/// `[wimse] replay = "redis"`: the shared replay cache, connected when `init` starts it.
+#[cfg(feature = "redis")]
+fn redis_replay(
+    section: &WimseSection,
+    env: &Environment,
+) -> Result<std::sync::Arc<dyn ligand_runtime::ReplayCache>, ConfigError> {
+    let (setting, url) = match (&env.replay_redis_url, &section.replay_url) {
+        (Some(url), _) => ("LIGAND_REPLAY_REDIS_URL", url.clone()),
+        (None, Some(url)) => ("wimse.replay_url", url.clone()),
+        (None, None) => {
+            return Err(invalid(
+                "wimse.replay_url",
+                "required with wimse.replay = \"redis\", such as \"rediss://replay.internal:6380\" (or set LIGAND_REPLAY_REDIS_URL)",
+            ));
+        }
+    };
+    check_redis_url(setting, &url)?;
+    let mut config = ligand_replay_redis::RedisReplayConfig::new(url);
+    if let Some(prefix) = &section.replay_key_prefix {
+        config = config.with_key_prefix(prefix.clone());
+    }
+    if let Some(timeout) = &section.replay_timeout {
+        config = config.with_timeout(duration("wimse.replay_timeout", timeout)?);
+    }
+    if let Some(timeout) = &section.replay_connect_timeout {
+        config = config.with_connect_timeout(duration("wimse.replay_connect_timeout", timeout)?);
+    }
+    Ok(std::sync::Arc::new(providers::RedisReplay::new(
+        config, setting,
+    )))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_replay(
+    _: &WimseSection,
+    _: &Environment,
+) -> Result<std::sync::Arc<dyn ligand_runtime::ReplayCache>, ConfigError> {
+    Err(feature_off("wimse.replay", "\"redis\"", "redis"))
+}
+
+/// A setting names a provider whose facade feature is off.
+#[cfg_attr(
+    all(
+        feature = "redis",
+        feature = "openbao",
+        feature = "bundle-fetch",
+        feature = "etcd"
+    ),
+    allow(dead_code)
+)]
+fn feature_off(setting: &'static str, value: &str, feature: &str) -> ConfigError {
+    invalid(
+        setting,
+        format!("{value} needs ligand built with the `{feature}` feature (or `full`)"),
+    )
+}
+
+/// A `redis://` or `rediss://` URL, checked before anything connects; the password, if any,
+/// is never shown.
+#[cfg(feature = "redis")]
+fn check_redis_url(setting: &'static str, url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(invalid(
+            setting,
+            "must be a redis:// or rediss:// URL (redis[s]://[user:password@]host:port[/db])",
+        ));
+    }
+    if url.contains('#') {
+        return Err(invalid(
+            setting,
+            "a redis URL takes no #fragment (#insecure would turn off certificate verification; trust a private CA with a CA file instead)",
+        ));
+    }
+    Ok(())
+}
+
+/// `[rate_limit]`: `kind = "governor"` (in process, the default) or `"redis"` (shared by
+/// every instance, the `redis` feature). Both take `rate`, `burst` and `overrides`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitSection {
+    #[serde(default)]
+    kind: RateLimitKind,
+    rate: Option<f64>,
+    burst: Option<u32>,
+    #[serde(default)]
+    overrides: Vec<ligand_runtime::LimitOverride>,
+    /// governor: how often idle callers' states are dropped, in milliseconds.
+    eviction_interval_ms: Option<u64>,
+    /// redis: `redis://…` or `rediss://…`.
+    url: Option<String>,
+    /// redis: a PEM CA file that a `rediss://` server must chain to.
+    ca: Option<PathBuf>,
+    key_prefix: Option<String>,
+    /// redis: how long one check may take (`"250ms"`); slower denies.
+    timeout: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RateLimitKind {
+    #[default]
+    Governor,
+    Redis,
+}
+
+impl RateLimitSection {
+    fn limiter(
+        self,
+        builder: ligand_runtime::ConfigBuilder,
+        base: &Path,
+        env: &Environment,
+    ) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+        let rate = self.rate.unwrap_or(100.0);
+        let burst = self.burst.unwrap_or(200);
+        match self.kind {
+            RateLimitKind::Governor => {
+                let set = [
+                    ("LIGAND_REDIS_URL", env.redis_url.is_some()),
+                    ("rate_limit.url", self.url.is_some()),
+                    ("rate_limit.ca", self.ca.is_some()),
+                    ("rate_limit.key_prefix", self.key_prefix.is_some()),
+                    ("rate_limit.timeout", self.timeout.is_some()),
+                    ("rate_limit.connect_timeout", self.connect_timeout.is_some()),
+                ];
+                if let Some((setting, _)) = set.iter().find(|(_, set)| *set) {
+                    return Err(invalid(
+                        setting,
+                        "only used with rate_limit.kind = \"redis\" (the default limiter is in process)",
+                    ));
+                }
+                let mut limits = GovernorConfig::new(rate, burst);
+                limits.overrides = self.overrides;
+                if let Some(interval) = self.eviction_interval_ms {
+                    limits.eviction_interval_ms = interval;
+                }
+                Ok(builder.rate_limiter(
+                    GovernorLimiter::new(limits).map_err(|e| invalid("rate_limit", e))?,
+                ))
+            }
+            RateLimitKind::Redis => {
+                if self.eviction_interval_ms.is_some() {
+                    return Err(invalid(
+                        "rate_limit.eviction_interval_ms",
+                        "only used by the in-process limiter (Redis expires idle callers' keys)",
+                    ));
+                }
+                redis_limiter(builder, self, rate, burst, base, env)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_limiter(
+    builder: ligand_runtime::ConfigBuilder,
+    section: RateLimitSection,
+    rate: f64,
+    burst: u32,
+    base: &Path,
+    env: &Environment,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    use ligand_ratelimit_redis::{ConfigError as RedisError, RedisConfig};
+
+    let (setting, url) = match (&env.redis_url, section.url) {
+        (Some(url), _) => ("LIGAND_REDIS_URL", url.clone()),
+        (None, Some(url)) => ("rate_limit.url", url),
+        (None, None) => {
+            return Err(invalid(
+                "rate_limit.url",
+                "required with rate_limit.kind = \"redis\", such as \"rediss://ratelimit.internal:6380\" (or set LIGAND_REDIS_URL)",
+            ));
+        }
+    };
+    check_redis_url(setting, &url)?;
+    let mut config = RedisConfig::new(url, rate, burst);
+    config.overrides = section.overrides;
+    if let Some(ca) = section.ca {
+        let ca = base.join(ca);
+        if !ca.is_file() {
+            return Err(invalid(
+                "rate_limit.ca",
+                format!("no CA file at {}", ca.display()),
+            ));
+        }
+        config = config.with_ca_file(ca);
+    }
+    if let Some(prefix) = section.key_prefix {
+        config = config.with_key_prefix(prefix);
+    }
+    if let Some(timeout) = section.timeout {
+        config = config.with_timeout(duration("rate_limit.timeout", &timeout)?);
+    }
+    if let Some(timeout) = section.connect_timeout {
+        config = config.with_connect_timeout(duration("rate_limit.connect_timeout", &timeout)?);
+    }
+    config.validate().map_err(|e| {
+        let setting = match &e {
+            RedisError::InsecureTls { .. } | RedisError::UrlFragment { .. } => setting,
+            RedisError::ZeroTimeout("connect_timeout_ms") => "rate_limit.connect_timeout",
+            RedisError::ZeroTimeout(_) => "rate_limit.timeout",
+            _ => "rate_limit",
+        };
+        invalid(setting, e)
+    })?;
+    Ok(builder.rate_limiter(providers::RedisRateLimit::new(config, setting)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_limiter(
+    _: ligand_runtime::ConfigBuilder,
+    _: RateLimitSection,
+    _: f64,
+    _: u32,
+    _: &Path,
+    _: &Environment,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    Err(feature_off("rate_limit.kind", "\"redis\"", "redis"))
 }
 
 /// `error` and its causes on one line.
@@ -419,10 +724,316 @@ fn duration(setting: &'static str, value: &str) -> Result<std::time::Duration, C
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `[secrets]`: `kind = "file"` (the default: one file per secret under `dir`) or `"openbao"`
+/// (OpenBao or Vault over HTTPS, the `openbao` feature).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretsSection {
-    dir: PathBuf,
+    #[serde(default)]
+    kind: SecretsKind,
+    /// file: the folder of secret files.
+    dir: Option<PathBuf>,
+    /// openbao: `https://host[:port]`.
+    address: Option<String>,
+    /// openbao: the PEM CA file OpenBao's certificate chains to.
+    ca: Option<PathBuf>,
+    /// openbao: `token` (from `LIGAND_OPENBAO_TOKEN`, `BAO_TOKEN` or `VAULT_TOKEN`), `cert`
+    /// (the workload's X.509-SVID) or `jwt` (a JWT-SVID file).
+    auth: Option<String>,
+    /// openbao: the auth method's mount (default `cert` or `jwt`).
+    auth_mount: Option<String>,
+    /// openbao: the role to log in as (`cert`: optional; `jwt`: required).
+    role: Option<String>,
+    /// openbao, `auth = "jwt"`: the JWT-SVID file, read at each login.
+    jwt: Option<PathBuf>,
+    /// openbao: the KV v2 mounts (default `["secret"]`).
+    kv_mounts: Option<Vec<String>>,
+    /// openbao: how long a KV value is cached before it is read again (`"5m"`; `"0s"`: no TTL).
+    kv_ttl: Option<String>,
+    /// openbao: how often handed-out leases are looked up for revocation (`"60s"`).
+    lease_poll_interval: Option<String>,
+    /// openbao: the bound on one HTTP exchange (`"10s"`).
+    request_timeout: Option<String>,
+    /// openbao: the largest response accepted, in bytes.
+    max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SecretsKind {
+    #[default]
+    File,
+    Openbao,
+}
+
+impl SecretsSection {
+    /// The file provider's folder, refusing OpenBao settings beside it.
+    fn file_dir(&self, env: &Environment) -> Result<PathBuf, ConfigError> {
+        let set = [
+            ("LIGAND_OPENBAO_ADDR", env.openbao_addr.is_some()),
+            ("secrets.address", self.address.is_some()),
+            ("secrets.ca", self.ca.is_some()),
+            ("secrets.auth", self.auth.is_some()),
+            ("secrets.auth_mount", self.auth_mount.is_some()),
+            ("secrets.role", self.role.is_some()),
+            ("secrets.jwt", self.jwt.is_some()),
+            ("secrets.kv_mounts", self.kv_mounts.is_some()),
+            ("secrets.kv_ttl", self.kv_ttl.is_some()),
+            (
+                "secrets.lease_poll_interval",
+                self.lease_poll_interval.is_some(),
+            ),
+            ("secrets.request_timeout", self.request_timeout.is_some()),
+            (
+                "secrets.max_response_bytes",
+                self.max_response_bytes.is_some(),
+            ),
+        ];
+        if let Some((setting, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                setting,
+                "only used with secrets.kind = \"openbao\" (the file provider reads secrets.dir)",
+            ));
+        }
+        self.dir
+            .clone()
+            .ok_or_else(|| invalid("secrets.dir", "required: the folder of secret files"))
+    }
+}
+
+/// `[secrets] kind = "openbao"`: checked now, connected (and logged in) when `init` starts it.
+#[cfg(feature = "openbao")]
+fn openbao(
+    section: SecretsSection,
+    base: &Path,
+    env: &Environment,
+) -> Result<impl ligand_runtime::Secrets, ConfigError> {
+    use ligand_secrets_openbao::{Auth, OpenBaoError, OpenBaoSecrets};
+
+    if section.dir.is_some() {
+        return Err(invalid(
+            "secrets.dir",
+            "only used with secrets.kind = \"file\"",
+        ));
+    }
+    let (address_setting, address) = match (&env.openbao_addr, section.address) {
+        (Some(address), _) => ("LIGAND_OPENBAO_ADDR", address.clone()),
+        (None, Some(address)) => ("secrets.address", address),
+        (None, None) => {
+            return Err(invalid(
+                "secrets.address",
+                "required with secrets.kind = \"openbao\", such as \"https://bao.internal:8200\" (or set LIGAND_OPENBAO_ADDR)",
+            ));
+        }
+    };
+    let ca_path = section.ca.map(|ca| base.join(ca)).ok_or_else(|| {
+        invalid(
+            "secrets.ca",
+            "required with secrets.kind = \"openbao\": the PEM CA file OpenBao's certificate chains to",
+        )
+    })?;
+    let ca = std::fs::read(&ca_path)
+        .map_err(|e| invalid("secrets.ca", format!("{}: {e}", ca_path.display())))?;
+    let method = section.auth.as_deref().unwrap_or("token");
+    let auth = match method {
+        "token" => {
+            if section.role.is_some() || section.jwt.is_some() || section.auth_mount.is_some() {
+                return Err(invalid(
+                    "secrets.auth",
+                    "\"token\" takes no role, jwt or auth_mount: the token comes from LIGAND_OPENBAO_TOKEN, BAO_TOKEN or VAULT_TOKEN",
+                ));
+            }
+            match &env.openbao_token {
+                Some(token) if !token.is_empty() => Auth::token(token.clone()),
+                Some(_) => return Err(invalid("LIGAND_OPENBAO_TOKEN", "is empty")),
+                None => Auth::TokenFromEnv,
+            }
+        }
+        "cert" => {
+            if section.jwt.is_some() {
+                return Err(invalid(
+                    "secrets.jwt",
+                    "only used with secrets.auth = \"jwt\"",
+                ));
+            }
+            Auth::cert(section.role.as_deref())
+        }
+        "jwt" => {
+            let role = section
+                .role
+                .as_deref()
+                .ok_or_else(|| invalid("secrets.role", "required with secrets.auth = \"jwt\""))?;
+            let jwt = section.jwt.map(|p| base.join(p)).ok_or_else(|| {
+                invalid(
+                    "secrets.jwt",
+                    "required with secrets.auth = \"jwt\": the JWT-SVID file",
+                )
+            })?;
+            Auth::jwt(role, jwt)
+        }
+        other => {
+            return Err(invalid(
+                "secrets.auth",
+                format!("{other:?} is not \"token\", \"cert\" or \"jwt\""),
+            ));
+        }
+    };
+    let auth = match &section.auth_mount {
+        Some(mount) => auth.mount(mount),
+        None => auth,
+    };
+    let mut builder = OpenBaoSecrets::builder(&address, &ca).auth(auth);
+    if let Some(mounts) = section.kv_mounts {
+        builder = builder.kv_v2_mounts(mounts);
+    }
+    if let Some(ttl) = section.kv_ttl {
+        let ttl = humantime::parse_duration(&ttl).map_err(|e| {
+            invalid(
+                "secrets.kv_ttl",
+                format!("{ttl:?} is not a duration such as \"5m\" ({e})"),
+            )
+        })?;
+        builder = builder.kv_ttl((!ttl.is_zero()).then_some(ttl));
+    }
+    if let Some(interval) = section.lease_poll_interval {
+        builder = builder.lease_poll_interval(duration("secrets.lease_poll_interval", &interval)?);
+    }
+    if let Some(timeout) = section.request_timeout {
+        builder = builder.request_timeout(duration("secrets.request_timeout", &timeout)?);
+    }
+    if let Some(limit) = section.max_response_bytes {
+        builder = builder.max_response_bytes(positive("secrets.max_response_bytes", limit)?);
+    }
+    let secrets = builder.build().map_err(|e| {
+        let setting = match &e {
+            OpenBaoError::MissingToken => "LIGAND_OPENBAO_TOKEN",
+            OpenBaoError::Tls(_) => "secrets.ca",
+            OpenBaoError::Config(message) if message.contains("CA") => "secrets.ca",
+            OpenBaoError::Config(message) if message.contains("address") => address_setting,
+            OpenBaoError::Config(_) => "secrets",
+            _ => "secrets",
+        };
+        invalid(setting, e)
+    })?;
+    Ok(providers::NamedSecrets {
+        inner: secrets,
+        setting: address_setting,
+    })
+}
+
+#[cfg(not(feature = "openbao"))]
+fn openbao(
+    _: SecretsSection,
+    _: &Path,
+    _: &Environment,
+) -> Result<ligand_secrets_file::FileSecrets, ConfigError> {
+    Err(feature_off("secrets.kind", "\"openbao\"", "openbao"))
+}
+
+/// `[bundle_fetcher]`: the service's signed policy bundle, fetched from a bundle server over
+/// mTLS and long-polled for new versions (the `bundle-fetch` feature). `[policy] signing`
+/// verifies each bundle before it replaces the policy in force.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "bundle-fetch"), allow(dead_code))]
+struct BundleFetcherSection {
+    /// `https://host[:port][/prefix]`.
+    url: Option<String>,
+    /// The SPIFFE ID the bundle server must present.
+    server_id: String,
+    /// The bundle to fetch (default: named after this service's SPIFFE ID).
+    bundle: Option<String>,
+    /// The long-poll wait asked of the server (`"30s"`).
+    long_poll: Option<String>,
+    /// The poll period against a server that does not long-poll (`"10s"`).
+    poll_interval: Option<String>,
+    /// How long one request may take, on top of its long-poll wait (`"10s"`).
+    request_timeout: Option<String>,
+    /// The retry delays after errors: from `min_backoff`, doubling up to `max_backoff`.
+    min_backoff: Option<String>,
+    max_backoff: Option<String>,
+    /// The largest bundle accepted, in bytes.
+    max_bundle_bytes: Option<usize>,
+}
+
+#[cfg(feature = "bundle-fetch")]
+fn bundle_fetcher(
+    builder: ligand_runtime::ConfigBuilder,
+    section: BundleFetcherSection,
+    env: &Environment,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    use ligand_bundle_fetcher_http::{ConfigError as FetchError, HttpBundleFetcher};
+
+    let (setting, url) = match (&env.bundle_url, section.url) {
+        (Some(url), _) => ("LIGAND_BUNDLE_URL", url.clone()),
+        (None, Some(url)) => ("bundle_fetcher.url", url),
+        (None, None) => {
+            return Err(invalid(
+                "bundle_fetcher.url",
+                "required: the bundle server, such as \"https://bundles.internal:8443\" (or set LIGAND_BUNDLE_URL)",
+            ));
+        }
+    };
+    let server = SpiffeId::new(&section.server_id).map_err(|e| {
+        invalid(
+            "bundle_fetcher.server_id",
+            format!("{}: {e}", section.server_id),
+        )
+    })?;
+    let mut fetcher = HttpBundleFetcher::builder(url, server);
+    if let Some(name) = section.bundle {
+        fetcher = fetcher.bundle_name(name);
+    }
+    if let Some(wait) = section.long_poll {
+        fetcher = fetcher.long_poll(duration("bundle_fetcher.long_poll", &wait)?);
+    }
+    if let Some(interval) = section.poll_interval {
+        fetcher = fetcher.poll_interval(duration("bundle_fetcher.poll_interval", &interval)?);
+    }
+    if let Some(timeout) = section.request_timeout {
+        fetcher = fetcher.request_timeout(duration("bundle_fetcher.request_timeout", &timeout)?);
+    }
+    match (section.min_backoff, section.max_backoff) {
+        (None, None) => {}
+        (min, max) => {
+            let min = match min {
+                Some(min) => duration("bundle_fetcher.min_backoff", &min)?,
+                None => ligand_bundle_fetcher_http::DEFAULT_MIN_BACKOFF,
+            };
+            let max = match max {
+                Some(max) => duration("bundle_fetcher.max_backoff", &max)?,
+                None => ligand_bundle_fetcher_http::DEFAULT_MAX_BACKOFF,
+            };
+            if min > max {
+                return Err(invalid(
+                    "bundle_fetcher.max_backoff",
+                    "must not be shorter than bundle_fetcher.min_backoff",
+                ));
+            }
+            fetcher = fetcher.backoff(min, max);
+        }
+    }
+    if let Some(limit) = section.max_bundle_bytes {
+        fetcher = fetcher.max_bundle_bytes(positive("bundle_fetcher.max_bundle_bytes", limit)?);
+    }
+    let fetcher = fetcher.build().map_err(|e| match e {
+        FetchError::BundleName(_) => invalid("bundle_fetcher.bundle", e),
+        e => invalid(setting, e),
+    })?;
+    Ok(builder.bundle_fetcher(fetcher))
+}
+
+#[cfg(not(feature = "bundle-fetch"))]
+fn bundle_fetcher(
+    _: ligand_runtime::ConfigBuilder,
+    _: BundleFetcherSection,
+    _: &Environment,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    Err(feature_off(
+        "bundle_fetcher",
+        "[bundle_fetcher]",
+        "bundle-fetch",
+    ))
 }
 
 /// Why the configuration could not be loaded. Every message names the setting at fault.
@@ -447,12 +1058,14 @@ pub enum ConfigError {
         message: String,
     },
     /// A setting has an unusable value.
-    #[error("{setting}: {message}")]
+    #[error("{setting}: {message}{}", at.as_deref().map(|at| format!(" (at {at})")).unwrap_or_default())]
     Invalid {
         /// The setting, such as `identity.spiffe_id` or `policy`.
         setting: &'static str,
         /// What is wrong.
         message: String,
+        /// Where the setting is written: `<file>:<line>`, when it is in the file.
+        at: Option<String>,
     },
 }
 
@@ -460,6 +1073,7 @@ fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
     ConfigError::Invalid {
         setting,
         message: message.to_string(),
+        at: None,
     }
 }
 
@@ -470,19 +1084,12 @@ pub async fn load() -> Result<Config, BoxError> {
     let path = std::env::var_os("LIGAND_CONFIG")
         .map_or_else(|| PathBuf::from("ligand.toml"), PathBuf::from);
     let explicit = std::env::var_os("LIGAND_CONFIG").is_some();
-    let env = Environment {
-        listen: std::env::var("LIGAND_LISTEN").ok(),
-        socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),
-        spiffe_id: std::env::var("LIGAND_SPIFFE_ID").ok(),
-        admin_listen: std::env::var("LIGAND_ADMIN_LISTEN").ok(),
-        dev_dir: std::env::var_os("LIGAND_DEV_DIR").map(PathBuf::from),
-        dev_caller: std::env::var("LIGAND_DEV_CALLER").ok(),
-    };
+    let env = Environment::from_process();
     Ok(load_from(&path, explicit, &env)?)
 }
 
 /// Environment overrides, read once by [`load`].
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Environment {
     /// `LIGAND_LISTEN`.
     pub listen: Option<String>,
@@ -496,18 +1103,78 @@ pub struct Environment {
     pub dev_dir: Option<PathBuf>,
     /// `LIGAND_DEV_CALLER`: the development caller's name.
     pub dev_caller: Option<String>,
+    /// `LIGAND_REDIS_URL`: the Redis rate limiter's URL (`[rate_limit] kind = "redis"`).
+    pub redis_url: Option<String>,
+    /// `LIGAND_REPLAY_REDIS_URL`: the Redis WPT replay cache's URL (`[wimse] replay = "redis"`).
+    pub replay_redis_url: Option<String>,
+    /// `LIGAND_OPENBAO_ADDR`: OpenBao's address (`[secrets] kind = "openbao"`).
+    pub openbao_addr: Option<String>,
+    /// `LIGAND_OPENBAO_TOKEN`: the OpenBao token (`[secrets] auth = "token"`); without it,
+    /// `BAO_TOKEN`, then `VAULT_TOKEN`.
+    pub openbao_token: Option<String>,
+    /// `LIGAND_BUNDLE_URL`: the bundle server's URL (`[bundle_fetcher]`).
+    pub bundle_url: Option<String>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password and the token is one: shown only as set or not.
+        f.debug_struct("Environment")
+            .field("listen", &self.listen)
+            .field("socket", &self.socket)
+            .field("spiffe_id", &self.spiffe_id)
+            .field("admin_listen", &self.admin_listen)
+            .field("dev_dir", &self.dev_dir)
+            .field("dev_caller", &self.dev_caller)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field(
+                "replay_redis_url",
+                &self.replay_redis_url.as_ref().map(|_| "<set>"),
+            )
+            .field("openbao_addr", &self.openbao_addr)
+            .field(
+                "openbao_token",
+                &self.openbao_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bundle_url", &self.bundle_url)
+            .finish()
+    }
+}
+
+impl Environment {
+    /// The overrides set in this process's environment.
+    pub fn from_process() -> Self {
+        Self {
+            listen: std::env::var("LIGAND_LISTEN").ok(),
+            socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),
+            spiffe_id: std::env::var("LIGAND_SPIFFE_ID").ok(),
+            admin_listen: std::env::var("LIGAND_ADMIN_LISTEN").ok(),
+            dev_dir: std::env::var_os("LIGAND_DEV_DIR").map(PathBuf::from),
+            dev_caller: std::env::var("LIGAND_DEV_CALLER").ok(),
+            redis_url: std::env::var("LIGAND_REDIS_URL").ok(),
+            replay_redis_url: std::env::var("LIGAND_REPLAY_REDIS_URL").ok(),
+            openbao_addr: std::env::var("LIGAND_OPENBAO_ADDR").ok(),
+            openbao_token: std::env::var("LIGAND_OPENBAO_TOKEN").ok(),
+            bundle_url: std::env::var("LIGAND_BUNDLE_URL").ok(),
+        }
+    }
 }
 
 /// Loads the configuration from the file at `path` (which must exist when `required`; an
 /// absent optional file means all defaults). Relative paths, the default `policy/` and
 /// `secrets/` folders included, are relative to the file's folder.
 pub fn load_from(path: &Path, required: bool, env: &Environment) -> Result<Config, ConfigError> {
-    let file = match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => File::default(),
+    let (file, text) = match std::fs::read_to_string(path) {
+        Ok(text) => (
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?,
+            text,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            (File::default(), String::new())
+        }
         Err(source) => {
             return Err(ConfigError::Read {
                 path: path.to_owned(),
@@ -517,7 +1184,62 @@ pub fn load_from(path: &Path, required: bool, env: &Environment) -> Result<Confi
     };
     // Relative paths are relative to the file's folder, whether or not the file exists.
     let base = path.parent().map(Path::to_owned).unwrap_or_default();
-    build(file, &base, env)
+    build(file, &base, env).map_err(|error| match error {
+        ConfigError::Invalid {
+            setting,
+            message,
+            at: None,
+        } => ConfigError::Invalid {
+            setting,
+            message,
+            at: locate(&text, setting).map(|line| format!("{}:{line}", path.display())),
+        },
+        error => error,
+    })
+}
+
+/// Checks the file at `path` as [`load_from`] loads it for a service, every provider setting
+/// included, without serving and without connecting to any backend (providers that reach one
+/// connect when the service starts). `ligand config validate` and `--validate` use it.
+pub fn validate(path: &Path, required: bool, env: &Environment) -> Result<(), ConfigError> {
+    load_from(path, required, env).map(drop)
+}
+
+/// The line (from 1) where `setting` (`section.key`, `section` or a top-level `key`) is
+/// written in `text`, for error messages; `None` for an environment variable or a setting
+/// the file leaves out.
+fn locate(text: &str, setting: &str) -> Option<usize> {
+    if setting.starts_with("LIGAND_") || setting.starts_with("SPIFFE_") {
+        return None;
+    }
+    let (section, key) = match setting.split_once('.') {
+        Some((section, key)) => (Some(section), Some(key)),
+        None if text.lines().any(|l| l.trim() == format!("[{setting}]")) => (Some(setting), None),
+        None => (None, Some(setting)),
+    };
+    let mut current: Option<&str> = None;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = Some(header.trim_end_matches(']').trim());
+            if key.is_none() && current == section {
+                return Some(index + 1);
+            }
+            continue;
+        }
+        if current == section
+            && let Some(key) = key
+            && let Some((name, _)) = line.split_once('=')
+            && name.trim() == key
+        {
+            return Some(index + 1);
+        }
+    }
+    // The key is not written (a required one left out): point at its section.
+    let section = section?;
+    text.lines()
+        .position(|l| l.trim() == format!("[{section}]"))
+        .map(|index| index + 1)
 }
 
 fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigError> {
@@ -564,9 +1286,12 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         }
     }
 
-    let mut policy = file
-        .policy
-        .unwrap_or_else(|| RegorusConfig::folder("policy"));
+    // With a bundle fetcher and no [policy], the engine starts empty and takes the fetched
+    // bundle (init fails if none can be fetched).
+    let mut policy = file.policy.unwrap_or_else(|| match file.bundle_fetcher {
+        Some(_) => RegorusConfig::default(),
+        None => RegorusConfig::folder("policy"),
+    });
     policy.folder = policy.folder.map(|p| base.join(p));
     policy.bundle = policy.bundle.map(|p| base.join(p));
     if policy.folder.as_deref().is_some_and(|f| !f.is_dir()) {
@@ -598,18 +1323,42 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     }
     builder = builder.policy(RegorusPolicy::new(&policy).map_err(|e| invalid("policy", e))?);
 
-    let limits = file
+    builder = file
         .rate_limit
-        .unwrap_or_else(|| GovernorConfig::new(100.0, 200));
-    builder =
-        builder.rate_limiter(GovernorLimiter::new(limits).map_err(|e| invalid("rate_limit", e))?);
+        .unwrap_or_default()
+        .limiter(builder, base, env)?;
+    if let Some(fetcher) = file.bundle_fetcher {
+        builder = bundle_fetcher(builder, fetcher, env)?;
+    } else if env.bundle_url.is_some() {
+        return Err(invalid(
+            "LIGAND_BUNDLE_URL",
+            "set, but ligand.toml has no [bundle_fetcher] (server_id is required)",
+        ));
+    }
 
-    let secrets_dir = match file.secrets {
-        Some(section) => Some(base.join(section.dir)),
-        None => Some(base.join("secrets")).filter(|d| d.is_dir()),
+    let sectioned = file.secrets.is_some();
+    let secrets = match file.secrets {
+        Some(section) => section,
+        None if env.openbao_addr.is_some() => {
+            return Err(invalid(
+                "LIGAND_OPENBAO_ADDR",
+                "set, but ligand.toml has no [secrets] kind = \"openbao\"",
+            ));
+        }
+        None => SecretsSection {
+            dir: Some("secrets".into()).filter(|_| base.join("secrets").is_dir()),
+            ..SecretsSection::default()
+        },
     };
-    if let Some(dir) = secrets_dir {
-        builder = builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
+    match secrets.kind {
+        SecretsKind::File => {
+            if sectioned || secrets.dir.is_some() {
+                let dir = base.join(secrets.file_dir(env)?);
+                builder =
+                    builder.secrets(FileSecrets::new(&dir).map_err(|e| invalid("secrets.dir", e))?);
+            }
+        }
+        SecretsKind::Openbao => builder = builder.secrets(openbao(secrets, base, env)?),
     }
 
     let registry = file.registry.unwrap_or_default();
@@ -665,7 +1414,7 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder = builder.txn_token(txn.config(base)?);
     }
     if let Some(wimse) = file.wimse {
-        builder = builder.wimse(wimse.config(base)?);
+        builder = builder.wimse(wimse.config(base, env)?);
     }
 
     let audit = file.audit.unwrap_or_default();

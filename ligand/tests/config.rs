@@ -744,7 +744,9 @@ fn the_development_identity_settings_are_checked() {
         write(dir.path(), "ligand.toml", toml);
         match load_from(&dir.path().join("ligand.toml"), true, env) {
             Ok(_) => panic!("{toml} was accepted"),
-            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            Err(ConfigError::Invalid {
+                setting, message, ..
+            }) => (setting, message),
             Err(other) => panic!("{toml}: {other}"),
         }
     };

@@ -144,6 +144,11 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         .map(crate::wimse::WimseVerifier::new)
         .transpose()
         .map_err(|e| InitError::Config(format!("wimse: {e}")))?;
+    if let Some(verifier) = &wimse_verifier {
+        verifier.start().await.map_err(|e| {
+            InitError::Config(format!("wimse: {}", super::rotation::error_chain(&e)))
+        })?;
+    }
 
     // Providers that reach a backend connect now, with the identity in hand; any failure is
     // fatal (an unreachable configured backend must not leave the service half-enforced).

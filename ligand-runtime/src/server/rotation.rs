@@ -358,7 +358,7 @@ impl MetricsLoop {
 }
 
 /// `error` and its sources, joined: the health cause must say why, not only what.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

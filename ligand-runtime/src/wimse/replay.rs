@@ -82,6 +82,12 @@ pub trait ReplayCache: Send + Sync + fmt::Debug + 'static {
         expires_at: SystemTime,
         now: SystemTime,
     ) -> Result<Recorded, ReplayCacheError>;
+
+    /// Called once by `init` before the service serves; a cache in a shared store connects
+    /// (and checks it is reachable) here. An error fails init: proofs could not be recorded.
+    async fn start(&self) -> Result<(), ReplayCacheError> {
+        Ok(())
+    }
 }
 
 /// A bounded in-process [`ReplayCache`]. Expired entries are dropped as new ones arrive

@@ -230,6 +230,11 @@ impl WimseVerifier {
         })
     }
 
+    /// Starts the replay cache (a shared store connects here); `init` calls it once.
+    pub async fn start(&self) -> Result<(), ReplayCacheError> {
+        self.inner.replay.start().await
+    }
+
     /// Whether a request without the pair is refused.
     pub fn required(&self) -> bool {
         self.inner.require

@@ -134,6 +134,14 @@ impl RedisConfig {
         self
     }
 
+    /// Checks the URL, limits and timeouts as [`RedisLimiter::connect`] does, without
+    /// connecting: a configuration loader reports a bad setting before anything starts.
+    ///
+    /// [`RedisLimiter::connect`]: crate::RedisLimiter::connect
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Rules::new(self).map(drop)
+    }
+
     /// Trusts the CA certificates in `path` for a `rediss://` server.
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
