@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod audit;
 mod binding;
 mod bundle;
 mod chain;

@@ -24,6 +24,7 @@
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | WIMSE WIT/WPT verification | `[wimse] jwks`, `issuers`, `require`, `leeway`, `max_wpt_lifetime`, `replay_cache_capacity` | | none: WIT/WPT headers are ignored inbound (outbound they are sent whenever the identity source issues WITs); with `jwks`: any issuer, not required, `"30s"`, `"2m"`, 100000 |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
+//! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
 //! service gets an in-process development identity, and says so loudly. Its CA is the
@@ -354,6 +355,13 @@ struct AuditSection {
     /// `drop` (count and degrade) or `block` (requests wait; nothing is lost).
     #[serde(default)]
     overflow: AuditOverflow,
+    /// Hash-chain the JSON lines file and seal it with signed checkpoints. Default: on for
+    /// `json` with a `path`; refused for anything else.
+    chain: Option<bool>,
+    /// A checkpoint after this many records.
+    checkpoint_every: Option<usize>,
+    /// A checkpoint when this long passed since the last one with records written.
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -676,6 +684,35 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     let path = audit.path.map(|path| base.join(path));
     let opened =
         |e: std::io::Error, path: &Path| invalid("audit.path", format!("{}: {e}", path.display()));
+    let chained = matches!((&audit.format, &path), (AuditFormat::Json, Some(_)));
+    if audit.chain == Some(true) && !chained {
+        return Err(invalid(
+            "audit.chain",
+            "a chained audit log is a JSON lines file: it needs format = \"json\" and a path",
+        ));
+    }
+    let chain = match audit.chain.unwrap_or(chained) {
+        true => {
+            let mut chain = ligand_runtime::audit::AuditChain::default();
+            if let Some(every) = audit.checkpoint_every {
+                let every = positive("audit.checkpoint_every", every)?;
+                chain = chain.checkpoint_every(u64::try_from(every).unwrap_or(u64::MAX));
+            }
+            if let Some(interval) = &audit.checkpoint_interval {
+                chain = chain.checkpoint_interval(duration("audit.checkpoint_interval", interval)?);
+            }
+            Some(chain)
+        }
+        false => {
+            if audit.checkpoint_every.is_some() || audit.checkpoint_interval.is_some() {
+                return Err(invalid(
+                    "audit.checkpoint_every",
+                    "checkpoints seal a chained audit log: set chain = true (format = \"json\" with a path)",
+                ));
+            }
+            None
+        }
+    };
     match (audit.format, path) {
         (AuditFormat::Tracing, Some(_)) => {
             return Err(invalid(
@@ -691,7 +728,11 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         }
         (AuditFormat::Json, None) => builder = builder.telemetry(JsonLinesTelemetry::stdout()),
         (AuditFormat::Json, Some(path)) => {
-            let sink = JsonLinesTelemetry::file(&path).map_err(|e| opened(e, &path))?;
+            let sink = match chain {
+                Some(chain) => JsonLinesTelemetry::chained_file(&path, chain),
+                None => JsonLinesTelemetry::file(&path),
+            }
+            .map_err(|e| opened(e, &path))?;
             builder = builder.telemetry(sink);
         }
     }

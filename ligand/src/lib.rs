@@ -39,6 +39,8 @@ mod cli;
 #[cfg(feature = "embedded")]
 pub mod config;
 
+pub use ligand_runtime::audit;
+
 pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secret, service};
 
 // The service-facing API: what a service's own code names. Provider contracts live in
