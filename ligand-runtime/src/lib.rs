@@ -59,6 +59,7 @@ mod service;
 mod signal;
 mod telemetry;
 pub mod tls;
+pub mod trace;
 mod txn;
 mod wimse;
 
