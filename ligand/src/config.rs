@@ -23,6 +23,8 @@
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | WIMSE WIT/WPT verification | `[wimse] jwks`, `issuers`, `require`, `leeway`, `max_wpt_lifetime`, `replay_cache_capacity` | | none: WIT/WPT headers are ignored inbound (outbound they are sent whenever the identity source issues WITs); with `jwks`: any issuer, not required, `"30s"`, `"2m"`, 100000 |
+//! | log format (`text` or `json`: JSON lines, with the request span's `request_id`, `trace_id` and `span_id` on a handler's lines) | `[log] format` | `LIGAND_LOG_FORMAT` | `text` |
+//! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
@@ -130,6 +132,39 @@ struct File {
     admin: Option<AdminSection>,
     txn_token: Option<TxnTokenSection>,
     wimse: Option<WimseSection>,
+    log: Option<LogSection>,
+}
+
+/// `[log]`: read by `init_logging` before the configuration loads; checked here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// `text` or `json`.
+    format: Option<String>,
+    /// An `EnvFilter` directive such as `info` or `info,ligand::audit=off`.
+    level: Option<String>,
+}
+
+impl LogSection {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(format) = &self.format
+            && crate::LogFormat::parse(format).is_none()
+        {
+            return Err(invalid(
+                "log.format",
+                format!("{format:?} is neither \"text\" nor \"json\""),
+            ));
+        }
+        if let Some(level) = &self.level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        {
+            return Err(invalid(
+                "log.level",
+                format!("{level:?} is not a level or filter such as \"info\" ({e})"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[admin]`: the plain-HTTP listener of health probes and Prometheus metrics.
@@ -676,6 +711,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder = builder.wimse(wimse.config(base)?);
     }
 
+    if let Some(log) = &file.log {
+        log.check()?;
+    }
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);
     if let Some(queue) = audit.queue {

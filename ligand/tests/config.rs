@@ -848,3 +848,30 @@ fn the_development_identity_settings_are_checked() {
         "{message}"
     );
 }
+
+#[test]
+fn the_log_section_is_checked_naming_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    let toml = |log: &str| {
+        format!("[policy]\nfolder = \"policy\"\n[admin]\nenabled = false\n[log]\n{log}")
+    };
+    write(
+        dir.path(),
+        "ligand.toml",
+        &toml("format = \"json\"\nlevel = \"debug,hyper=info\"\n"),
+    );
+    load(dir.path()).unwrap();
+    for (log, setting) in [
+        ("format = \"yaml\"\n", "log.format"),
+        ("level = \"info,[{\"\n", "log.level"),
+    ] {
+        write(dir.path(), "ligand.toml", &toml(log));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{log}: {error}");
+    }
+}
