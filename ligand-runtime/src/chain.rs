@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::{ChainError, ChainRejection};
 pub use self::sign::{ChainSigner, DEFAULT_CHAIN_TOKEN_LIFETIME};
-pub(crate) use self::token::SigningKey;
+pub(crate) use self::token::{SignedRejection, SigningKey, verify_signed};
 pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};
 
 /// The header carrying the signed chain between Ligand services.

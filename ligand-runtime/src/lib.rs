@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod audit;
 mod binding;
 mod bundle;
 mod chain;
@@ -58,6 +59,7 @@ mod service;
 mod signal;
 mod telemetry;
 pub mod tls;
+pub mod trace;
 mod txn;
 mod wimse;
 

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 
 use crate::chain::VerifiedChain;
+use crate::trace::TraceParent;
 
 pub use self::client::{CallBuilder, CallError, Client};
 pub use self::dial::DEFAULT_MAX_CONNECTION_AGE;
@@ -38,6 +39,9 @@ pub struct Caller {
     service: &'static str,
     upstream: VerifiedChain,
     txn: Option<HeaderValue>,
+    /// The span of the request this handle serves, and its `tracestate`: calls are its
+    /// children. Outside a request each call starts a new trace.
+    trace: Option<(TraceParent, Option<HeaderValue>)>,
 }
 
 impl fmt::Debug for Caller {
@@ -61,7 +65,14 @@ impl Caller {
             service,
             upstream,
             txn,
+            trace: None,
         }
+    }
+
+    /// The same handle making its calls children of `span` in its trace.
+    pub(crate) fn in_trace(mut self, span: TraceParent, tracestate: Option<HeaderValue>) -> Self {
+        self.trace = Some((span, tracestate));
+        self
     }
 
     /// The SPIFFE ID this handle calls.
@@ -89,6 +100,13 @@ impl Caller {
             body,
             txn: self.txn.clone(),
             key,
+            // The call's own span: a child of the request's, or the root of a new trace.
+            traceparent: match &self.trace {
+                Some((span, _)) => span.child(),
+                None => TraceParent::new_root(),
+            }
+            .to_header(),
+            tracestate: self.trace.as_ref().and_then(|(_, state)| state.clone()),
         };
         self.transport.call(&target, &self.upstream, call).await
     }

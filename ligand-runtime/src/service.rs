@@ -23,6 +23,7 @@ use crate::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 use crate::request_id::RequestId;
 use crate::server::{Denied, Server};
 use crate::tls::VerifiedPeer;
+use crate::trace::{self, TraceParent};
 use crate::txn::{TxnClaims, TxnRejection};
 use crate::wimse::{VerifiedWorkload, WimseRejection};
 
@@ -155,10 +156,22 @@ where
             // only for the handler.
             let (mut parts, body) = request.into_parts();
             match self.guard.admit(&mut parts).await {
-                Ok(()) => {
-                    self.handler
-                        .call(Request::from_parts(parts, body), state)
-                        .await
+                Ok((request_id, trace)) => {
+                    // The handler runs in the request span, so its `tracing` events carry the
+                    // request and trace IDs. With no subscriber interested the span is
+                    // disabled and costs a level check.
+                    let span = tracing::info_span!(
+                        target: "ligand::request",
+                        "request",
+                        request_id = %request_id,
+                        trace_id = %trace.trace_id(),
+                        span_id = %trace.span_id(),
+                    );
+                    tracing::Instrument::instrument(
+                        self.handler.call(Request::from_parts(parts, body), state),
+                        span,
+                    )
+                    .await
                 }
                 Err(denied) => denied,
             }
@@ -292,7 +305,7 @@ struct RouteGuard {
 impl RouteGuard {
     /// Verified peer → chain header → pipeline: the request head gains its [`Ctx`], or the
     /// denial answers.
-    async fn admit(&self, parts: &mut Parts) -> Result<(), Response> {
+    async fn admit(&self, parts: &mut Parts) -> Result<(RequestId, TraceParent), Response> {
         let request_id = RequestId::new();
         // Taken, not cloned: from here on the peer travels in the `Ctx`.
         let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
@@ -365,6 +378,26 @@ impl RouteGuard {
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
             txn: claims,
         };
+        // W3C Trace Context: a valid `traceparent` makes this request's span a child of the
+        // caller's; a missing or malformed one starts a new trace (never a denial), and its
+        // `tracestate` is then dropped, as the specification says.
+        const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(trace::TRACEPARENT);
+        const TRACESTATE: http::HeaderName = http::HeaderName::from_static(trace::TRACESTATE);
+        let upstream = parts
+            .headers
+            .get(TRACEPARENT)
+            .and_then(|value| TraceParent::parse(value.as_bytes()));
+        let (trace, tracestate) = match upstream {
+            Some(upstream) => (
+                upstream.child(),
+                parts
+                    .headers
+                    .get(TRACESTATE)
+                    .filter(|state| trace::forwardable_tracestate(state))
+                    .cloned(),
+            ),
+            None => (TraceParent::new_root(), None),
+        };
         match self.server.pipeline(inbound, request_id).await {
             Ok(enforced) => {
                 parts.extensions.insert(Ctx {
@@ -374,9 +407,11 @@ impl RouteGuard {
                     chain: verified_chain,
                     txn,
                     workload,
+                    trace,
+                    tracestate,
                     server: self.server.clone(),
                 });
-                Ok(())
+                Ok((request_id, trace))
             }
             Err(denied) => Err(denial_response(&denied)),
         }
@@ -506,6 +541,11 @@ pub struct Ctx {
     txn: Option<HeaderValue>,
     /// What the request's verified WIT/WPT pair established, if it carried one.
     workload: Option<Arc<VerifiedWorkload>>,
+    /// The request's span in its trace: the caller's trace when it sent a valid
+    /// `traceparent`, a new one otherwise.
+    trace: TraceParent,
+    /// The caller's `tracestate`, forwarded on calls made while serving.
+    tracestate: Option<HeaderValue>,
     server: Server,
 }
 
@@ -538,6 +578,12 @@ impl Ctx {
     /// The request's correlation ID.
     pub fn request_id(&self) -> &str {
         self.request_id.as_str()
+    }
+
+    /// The request's span in its W3C trace: the trace ID (the caller's when it sent a valid
+    /// `traceparent`) and this request's own span ID.
+    pub fn trace(&self) -> &TraceParent {
+        &self.trace
     }
 
     /// What the request's WIT/WPT pair established, once verified: `None` when the request
@@ -579,7 +625,8 @@ impl Ctx {
     pub fn client<C: crate::Client>(&self) -> C {
         C::__from_caller(
             self.server
-                .caller(C::SERVICE, self.chain.clone(), self.txn.clone()),
+                .caller(C::SERVICE, self.chain.clone(), self.txn.clone())
+                .in_trace(self.trace, self.tracestate.clone()),
         )
     }
 

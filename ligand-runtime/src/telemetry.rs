@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 pub use self::json::JsonLinesTelemetry;
+pub(crate) use self::json::rfc3339;
 pub use self::log::LogLinesTelemetry;
 pub(crate) use self::queue::{AuditQueue, QueuedTelemetry, Record};
 pub use self::stdout::{StdoutWriter, stdout_writer};
@@ -24,6 +25,7 @@ use crate::error::ProviderError;
 use crate::health::{ProviderKind, State};
 use crate::policy::EvalRequest;
 use crate::request_id::RequestId;
+use crate::tls::IdentityState;
 
 /// The audit record of every request that reached policy evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -253,6 +255,21 @@ pub trait Telemetry: Send + Sync + 'static {
     fn close(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+
+    /// Receives the service's live identity once init has loaded it, on the writer thread
+    /// and in order with the records. A sink that signs what it writes (the chained JSON
+    /// lines log signs its checkpoints with the SVID key) keeps it; it follows rotations.
+    /// Optional.
+    fn attach_identity(&self, identity: &Arc<IdentityState>) {
+        let _ = identity;
+    }
+
+    /// How long the writer may wait with an empty queue before calling
+    /// [`flush`](Self::flush) again: for a sink with work due by time (the chained log's
+    /// checkpoint interval). `None`, the default, waits for the next record.
+    fn idle_flush_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The default sink: structured `tracing` events under the `ligand::audit` target.
@@ -347,5 +364,13 @@ impl<T: Telemetry + ?Sized> Telemetry for std::sync::Arc<T> {
 
     fn close(&self) -> Result<(), ProviderError> {
         (**self).close()
+    }
+
+    fn attach_identity(&self, identity: &Arc<IdentityState>) {
+        (**self).attach_identity(identity);
+    }
+
+    fn idle_flush_interval(&self) -> Option<Duration> {
+        (**self).idle_flush_interval()
     }
 }

@@ -42,6 +42,25 @@ pub use self::telemetry::RecordingTelemetry;
 pub use self::txn::{TEST_TXN_ISSUER, TxnIssuer};
 pub use self::wimse::{ManualClock, TEST_WIT_ISSUER, WitIssuer, WorkloadKey, hash as token_hash};
 
+/// A checkpoint line of a chained audit log (see [`audit`](crate::audit)), without its
+/// newline, for the record `seq` whose predecessor hashes to `prev`, signed with `svid`'s key
+/// at `time`: a verifier's tests forge checkpoints with it (another CA, another workload).
+pub fn audit_checkpoint_line(
+    svid: &crate::X509Svid,
+    seq: u64,
+    prev: &str,
+    last: bool,
+    time: std::time::SystemTime,
+) -> String {
+    crate::audit::signed_checkpoint_line(svid, seq, prev, last, time)
+        .unwrap_or_else(|e| panic!("signing a checkpoint with the SVID: {e}"))
+}
+
+/// The SHA-256 of `line` in lowercase hex, as a chained audit log's `prev` holds it.
+pub fn audit_line_hash(line: &str) -> String {
+    crate::audit::digest(line.as_bytes())
+}
+
 /// Blocks the calling thread until every audit and telemetry record `server` has produced so
 /// far has reached its sink. For tests under tokio's paused time: awaiting
 /// [`Server::flush_audit`](crate::Server::flush_audit) there lets the paused clock run ahead

@@ -27,7 +27,10 @@
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
 //! | WIMSE WIT/WPT verification | `[wimse] jwks`, `issuers`, `require`, `leeway`, `max_wpt_lifetime`, `replay_cache_capacity` | | none: WIT/WPT headers are ignored inbound (outbound they are sent whenever the identity source issues WITs); with `jwks`: any issuer, not required, `"30s"`, `"2m"`, 100000 |
 //! | WPT replay cache on Redis (feature `redis`; shared by every instance) | `[wimse] replay` (`memory` or `redis`), `replay_url`, `replay_key_prefix`, `replay_timeout`, `replay_connect_timeout` | `LIGAND_REPLAY_REDIS_URL` (the URL) | `memory` |
+//! | log format (`text` or `json`: JSON lines, with the request span's `request_id`, `trace_id` and `span_id` on a handler's lines) | `[log] format` | `LIGAND_LOG_FORMAT` | `text` |
+//! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
+//! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
 //! Paths in the file are relative to the file's folder. Without a Workload API socket the
 //! service gets an in-process development identity, and says so loudly. Its CA is the
@@ -169,6 +172,39 @@ struct File {
     admin: Option<AdminSection>,
     txn_token: Option<TxnTokenSection>,
     wimse: Option<WimseSection>,
+    log: Option<LogSection>,
+}
+
+/// `[log]`: read by `init_logging` before the configuration loads; checked here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// `text` or `json`.
+    format: Option<String>,
+    /// An `EnvFilter` directive such as `info` or `info,ligand::audit=off`.
+    level: Option<String>,
+}
+
+impl LogSection {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(format) = &self.format
+            && crate::LogFormat::parse(format).is_none()
+        {
+            return Err(invalid(
+                "log.format",
+                format!("{format:?} is neither \"text\" nor \"json\""),
+            ));
+        }
+        if let Some(level) = &self.level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+        {
+            return Err(invalid(
+                "log.level",
+                format!("{level:?} is not a level or filter such as \"info\" ({e})"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[admin]`: the plain-HTTP listener of health probes and Prometheus metrics.
@@ -659,6 +695,13 @@ struct AuditSection {
     /// `drop` (count and degrade) or `block` (requests wait; nothing is lost).
     #[serde(default)]
     overflow: AuditOverflow,
+    /// Hash-chain the JSON lines file and seal it with signed checkpoints. Default: on for
+    /// `json` with a `path`; refused for anything else.
+    chain: Option<bool>,
+    /// A checkpoint after this many records.
+    checkpoint_every: Option<usize>,
+    /// A checkpoint when this long passed since the last one with records written.
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1417,6 +1460,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         builder = builder.wimse(wimse.config(base, env)?);
     }
 
+    if let Some(log) = &file.log {
+        log.check()?;
+    }
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);
     if let Some(queue) = audit.queue {
@@ -1425,6 +1471,35 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     let path = audit.path.map(|path| base.join(path));
     let opened =
         |e: std::io::Error, path: &Path| invalid("audit.path", format!("{}: {e}", path.display()));
+    let chained = matches!((&audit.format, &path), (AuditFormat::Json, Some(_)));
+    if audit.chain == Some(true) && !chained {
+        return Err(invalid(
+            "audit.chain",
+            "a chained audit log is a JSON lines file: it needs format = \"json\" and a path",
+        ));
+    }
+    let chain = match audit.chain.unwrap_or(chained) {
+        true => {
+            let mut chain = ligand_runtime::audit::AuditChain::default();
+            if let Some(every) = audit.checkpoint_every {
+                let every = positive("audit.checkpoint_every", every)?;
+                chain = chain.checkpoint_every(u64::try_from(every).unwrap_or(u64::MAX));
+            }
+            if let Some(interval) = &audit.checkpoint_interval {
+                chain = chain.checkpoint_interval(duration("audit.checkpoint_interval", interval)?);
+            }
+            Some(chain)
+        }
+        false => {
+            if audit.checkpoint_every.is_some() || audit.checkpoint_interval.is_some() {
+                return Err(invalid(
+                    "audit.checkpoint_every",
+                    "checkpoints seal a chained audit log: set chain = true (format = \"json\" with a path)",
+                ));
+            }
+            None
+        }
+    };
     match (audit.format, path) {
         (AuditFormat::Tracing, Some(_)) => {
             return Err(invalid(
@@ -1440,7 +1515,11 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         }
         (AuditFormat::Json, None) => builder = builder.telemetry(JsonLinesTelemetry::stdout()),
         (AuditFormat::Json, Some(path)) => {
-            let sink = JsonLinesTelemetry::file(&path).map_err(|e| opened(e, &path))?;
+            let sink = match chain {
+                Some(chain) => JsonLinesTelemetry::chained_file(&path, chain),
+                None => JsonLinesTelemetry::file(&path),
+            }
+            .map_err(|e| opened(e, &path))?;
             builder = builder.telemetry(sink);
         }
     }

@@ -38,6 +38,12 @@
 mod cli;
 #[cfg(feature = "embedded")]
 pub mod config;
+mod logging;
+
+pub use ligand_runtime::audit;
+pub use ligand_runtime::trace;
+
+pub use self::logging::{LogFormat, log_subscriber};
 
 pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secret, service};
 
@@ -131,23 +137,19 @@ pub mod prelude {
     };
 }
 
-/// Installs the log subscriber `#[ligand::main]` uses, unless one is already set: `RUST_LOG`
-/// (`info` by default), human-readable lines on standard output, colored only on a terminal
-/// (and not when `NO_COLOR` is set). The audit writer's lines reach standard output in
-/// batches, so a busy service makes one `write` per batch rather than one per decision.
+/// Installs the log subscriber `#[ligand::main]` uses, unless one is already set: the level
+/// from `RUST_LOG`, else `[log] level` of `ligand.toml`, else `info`; human-readable lines
+/// (colored only on a terminal and without `NO_COLOR`), or JSON lines with
+/// `LIGAND_LOG_FORMAT=json` or `[log] format = "json"` (see [`LogFormat`]), on standard
+/// output. The audit writer's lines reach standard output in batches, so a busy service makes
+/// one `write` per batch rather than one per decision.
 ///
 /// A service with its own `main` calls it first, or installs its own subscriber.
 pub fn init_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let color = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(color)
-        .with_writer(ligand_runtime::stdout_writer)
-        .try_init();
+    let (format, level) = logging::settings();
+    let subscriber = log_subscriber(format, &level, ligand_runtime::stdout_writer);
+    // `try_init` also routes the `log` crate's records (rustls's, for one) to the subscriber.
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
 }
 
 #[doc(hidden)]

@@ -22,6 +22,29 @@ fn dev_env(dir: &Path) -> Environment {
     }
 }
 
+/// The development CA's bundle, as written for the development caller in `dir`'s dev folder.
+fn dev_bundle(dir: &Path) -> ligand::provider::TrustBundles {
+    use base64::Engine;
+    let pem = std::fs::read_to_string(dir.join("dev/ligand.local/callers/dev/bundle.pem")).unwrap();
+    let roots = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|block| {
+            let body: String = block
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap();
+            rustls_pki_types::CertificateDer::from(der)
+        })
+        .collect();
+    ligand::provider::TrustBundles::new().with("ligand.local".parse().unwrap(), roots)
+}
+
 /// A plain HTTP GET to the admin listener: status and body.
 async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
     use http_body_util::BodyExt;
@@ -234,6 +257,17 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
             .iter()
             .all(|d| d["allowed"] == true && d["cached"] == false)
     );
+    // JSON lines to a file are chained by default, and sealed at shutdown with the SVID key.
+    let bundle = dev_bundle(dir.path());
+    let report = ligand::audit::verify(
+        log.as_bytes(),
+        &bundle,
+        &server.spiffe_id(),
+        &ligand::audit::VerifyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.unsealed, 0);
+    assert_eq!(report.checkpoints, 1);
 
     // The default format, readable lines, to a file of its own.
     write(
@@ -277,6 +311,43 @@ async fn the_audit_section_writes_json_or_log_lines_and_the_cache_can_be_turned_
     );
     let error = load(dir.path()).unwrap_err();
     assert!(error.to_string().starts_with("audit.path"), "{error}");
+}
+
+#[test]
+fn a_chain_needs_a_json_lines_file_and_checkpoints_need_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    for (audit, setting) in [
+        (
+            "format = \"log\"\npath = \"audit.log\"\nchain = true\n",
+            "audit.chain",
+        ),
+        ("format = \"json\"\nchain = true\n", "audit.chain"),
+        (
+            "format = \"json\"\npath = \"a.jsonl\"\nchain = false\ncheckpoint_every = 10\n",
+            "audit.checkpoint_every",
+        ),
+        (
+            "format = \"json\"\npath = \"a.jsonl\"\ncheckpoint_every = 0\n",
+            "audit.checkpoint_every",
+        ),
+        (
+            "format = \"json\"\npath = \"a.jsonl\"\ncheckpoint_interval = \"soon\"\n",
+            "audit.checkpoint_interval",
+        ),
+    ] {
+        write(
+            dir.path(),
+            "ligand.toml",
+            &format!("[policy]\nfolder = \"policy\"\n[admin]\nenabled = false\n[audit]\n{audit}"),
+        );
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{audit}: {error}");
+    }
 }
 
 /// A service with one route, for tests that need the binding up.
@@ -778,4 +849,31 @@ fn the_development_identity_settings_are_checked() {
         message.contains("ca.key.pem is readable by group or others"),
         "{message}"
     );
+}
+
+#[test]
+fn the_log_section_is_checked_naming_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    let toml = |log: &str| {
+        format!("[policy]\nfolder = \"policy\"\n[admin]\nenabled = false\n[log]\n{log}")
+    };
+    write(
+        dir.path(),
+        "ligand.toml",
+        &toml("format = \"json\"\nlevel = \"debug,hyper=info\"\n"),
+    );
+    load(dir.path()).unwrap();
+    for (log, setting) in [
+        ("format = \"yaml\"\n", "log.format"),
+        ("level = \"info,[{\"\n", "log.level"),
+    ] {
+        write(dir.path(), "ligand.toml", &toml(log));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{log}: {error}");
+    }
 }

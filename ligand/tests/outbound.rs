@@ -90,6 +90,37 @@ impl Accounts {
             .map_err(|e| e.to_string())?;
         Ok(Json(seen))
     }
+
+    /// Calls the ledger while serving and says which trace and span this request had.
+    #[get("/traced")]
+    async fn traced(&self, ctx: Ctx) -> Result<Json<Traced>, String> {
+        let ledger = ctx
+            .client::<LedgerApiClient>()
+            .trace()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Json(Traced {
+            trace_id: ctx.trace().trace_id().to_string(),
+            span_id: ctx.trace().span_id().to_string(),
+            ledger,
+        }))
+    }
+}
+
+/// The trace context a service saw.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TraceSeen {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    trace_id: String,
+}
+
+/// The accounts request's trace and span, and what the ledger saw of the call it made.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Traced {
+    trace_id: String,
+    span_id: String,
+    ledger: TraceSeen,
 }
 
 #[ligand::client(service = "spiffe://example.org/service/accounts")]
@@ -134,6 +165,9 @@ struct Seen {
 trait LedgerApi {
     #[get("/entries/{id}")]
     async fn entry(&self, id: &str) -> Result<Seen, CallError>;
+
+    #[get("/trace")]
+    async fn trace(&self) -> Result<TraceSeen, CallError>;
 }
 
 struct Ledger;
@@ -160,6 +194,21 @@ impl Ledger {
                 .get("txn-token")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+        })
+    }
+
+    #[get("/trace")]
+    async fn trace(&self, ctx: Ctx, headers: http::HeaderMap) -> Json<TraceSeen> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Json(TraceSeen {
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            trace_id: ctx.trace().trace_id().to_string(),
         })
     }
 }
@@ -802,5 +851,128 @@ async fn init_refuses_unusable_resilience_settings_naming_them() {
     assert!(
         matches!(&error, ligand::InitError::Config(message) if message.contains("max_attempts")),
         "{error}"
+    );
+}
+
+/// The fields of a `traceparent`: version, trace ID, parent ID, flags.
+fn traceparent_fields(header: &str) -> Vec<&str> {
+    header.split('-').collect()
+}
+
+#[tokio::test]
+async fn the_trace_context_crosses_two_services_over_mtls() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
+        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/trace"))
+    })
+    .await;
+    let ledger_addr = ledger.addr;
+    let accounts = serve(&ca, ACCOUNTS, |c| {
+        c.policy(allow_gateway()).registry(
+            StaticRegistry::new()
+                .service(LEDGER, [ledger_addr.to_string()])
+                .unwrap(),
+        )
+    })
+    .await;
+    let external = ligand::testkit::PeerClient::new(
+        &ca.context(ca.svid(GATEWAY)),
+        Some(&SpiffeId::new(ACCOUNTS).unwrap()),
+    )
+    .unwrap();
+    let call = |headers: &'static [(&'static str, &'static str)]| {
+        let external = &external;
+        async move {
+            let response = external
+                .send(
+                    accounts.addr,
+                    http::Method::GET,
+                    "/traced",
+                    headers,
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status, 200, "{}", response.text());
+            serde_json::from_slice::<Traced>(&response.body).unwrap()
+        }
+    };
+
+    // A valid traceparent: the request joins the caller's trace, and the call its handler
+    // makes carries the same trace ID with a new parent ID, and the tracestate.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let traced = call(&[
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "vendor=opaque"),
+    ])
+    .await;
+    assert_eq!(traced.trace_id, caller_trace);
+    assert_ne!(traced.span_id, caller_span);
+    let sent = traced.ledger.traceparent.as_deref().unwrap();
+    let fields = traceparent_fields(sent);
+    assert_eq!(fields[0], "00");
+    assert_eq!(fields[1], caller_trace, "{sent}");
+    assert_ne!(fields[2], caller_span, "a new parent ID: {sent}");
+    assert_ne!(fields[2], traced.span_id, "the call's own span: {sent}");
+    assert_eq!(fields[3], "01", "the sampled flag is kept");
+    assert_eq!(traced.ledger.trace_id, caller_trace);
+    assert_eq!(traced.ledger.tracestate.as_deref(), Some("vendor=opaque"));
+
+    // Malformed traceparents are ignored: a new trace, never an error to the caller, and the
+    // tracestate that came with them is dropped.
+    for headers in [
+        &[
+            (
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=opaque"),
+        ][..],
+        &[(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )],
+        &[("traceparent", "garbage")],
+    ] {
+        let traced = call(headers).await;
+        assert_ne!(traced.trace_id, caller_trace);
+        assert_ne!(traced.trace_id, "00000000000000000000000000000000");
+        let sent = traced.ledger.traceparent.as_deref().unwrap();
+        assert_eq!(traceparent_fields(sent)[1], traced.trace_id, "{sent}");
+        assert_eq!(traced.ledger.tracestate, None);
+    }
+
+    // A call made outside any request starts a trace of its own each time.
+    let ledger_client = ligand::testkit::PeerClient::new(
+        &ca.context(ca.svid(ACCOUNTS)),
+        Some(&SpiffeId::new(LEDGER).unwrap()),
+    )
+    .unwrap();
+    let response = ledger_client.get(ledger_addr, "/trace").await.unwrap();
+    let seen: TraceSeen = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(seen.traceparent, None, "a plain client sends none");
+    assert_eq!(seen.trace_id.len(), 32);
+    let first = accounts
+        .server
+        .client::<LedgerApiClient>()
+        .trace()
+        .await
+        .unwrap();
+    let second = accounts
+        .server
+        .client::<LedgerApiClient>()
+        .trace()
+        .await
+        .unwrap();
+    let first_sent = first.traceparent.unwrap();
+    let second_sent = second.traceparent.unwrap();
+    assert_eq!(traceparent_fields(&first_sent)[1], first.trace_id);
+    assert_ne!(
+        traceparent_fields(&first_sent)[1],
+        traceparent_fields(&second_sent)[1]
     );
 }

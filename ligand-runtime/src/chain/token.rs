@@ -223,6 +223,19 @@ impl SigningKey {
         })
     }
 
+    /// A compact JWS of any `claims` under the JWS type `typ`, with the SVID chain as `x5c`:
+    /// the audit log's checkpoints are signed this way.
+    pub(crate) fn sign_as(
+        &self,
+        typ: &str,
+        claims: &impl Serialize,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(self.alg);
+        header.typ = Some(typ.to_owned());
+        header.x5c = Some(self.x5c.clone());
+        jsonwebtoken::encode(&header, claims, &self.key)
+    }
+
     /// A compact JWS of `claims`.
     pub(crate) fn sign(&self, claims: &Claims) -> Result<String, ChainError> {
         let mut header = Header::new(self.alg);
@@ -360,4 +373,74 @@ fn validity(chain: &[CertificateDer<'_>]) -> Option<(SystemTime, SystemTime)> {
         window = Some(window.map_or((from, until), |(f, u)| (f.max(from), u.min(until))));
     }
     window
+}
+
+/// Why a JWS signed by an SVID (see [`verify_signed`]) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignedRejection {
+    /// Not a compact JWS of the expected type and claims.
+    Malformed(String),
+    /// The `x5c` chain is not an X.509-SVID chaining to the trust bundle at the signing time.
+    UntrustedSigner(String),
+    /// The signature does not verify with the leaf's key.
+    BadSignature,
+}
+
+/// Verifies a compact JWS of type `typ` signed with an SVID key whose chain is in `x5c`: the
+/// chain must verify against `trust` at `at` (the time the signer claims, since a log is
+/// verified long after its certificates expired), and the signature with the leaf's key, the
+/// algorithm pinned to the key's kind. Returns the signer's SPIFFE ID and the claims.
+pub(crate) fn verify_signed<T: serde::de::DeserializeOwned>(
+    token: &str,
+    typ: &str,
+    trust: &TrustStore,
+    at: SystemTime,
+) -> Result<(SpiffeId, T), SignedRejection> {
+    use SignedRejection::{BadSignature, Malformed, UntrustedSigner};
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| Malformed(format!("JWS header: {e}")))?;
+    if header.typ.as_deref() != Some(typ) {
+        return Err(Malformed(format!("JWS typ is not {typ}")));
+    }
+    let x5c = header.x5c.as_deref().unwrap_or_default();
+    if x5c.is_empty() || x5c.len() > MAX_X5C {
+        return Err(Malformed(
+            "x5c must hold the signer's leaf and intermediates".into(),
+        ));
+    }
+    let certs = x5c
+        .iter()
+        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Malformed("x5c is not base64".into()))?;
+    let (leaf, intermediates) = certs
+        .split_first()
+        .ok_or_else(|| Malformed("empty x5c".into()))?;
+    let unix = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
+    let signer = verify_with_store(leaf, intermediates, trust, unix, Usage::Client)
+        .map_err(|e| UntrustedSigner(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| UntrustedSigner(e.to_string()))?;
+    let kind = KeyKind::of(cert.public_key())
+        .ok_or_else(|| UntrustedSigner("the signer's key kind cannot sign".into()))?;
+    if !kind.verifies(header.alg) {
+        return Err(BadSignature);
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let claims =
+        jsonwebtoken::decode::<T>(token, &kind.decoding_key(cert.public_key()), &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidEddsaKey
+                | ErrorKind::InvalidRsaKey(_)
+                | ErrorKind::InvalidKeyFormat => BadSignature,
+                _ => Malformed(format!("JWS claims: {e}")),
+            })?
+            .claims;
+    Ok((signer, claims))
 }

@@ -118,6 +118,9 @@ pub(crate) struct Call {
     pub(crate) txn: Option<HeaderValue>,
     /// The hashed sticky key, for a ring-hash balancer.
     pub(crate) key: Option<u64>,
+    /// The W3C `traceparent` naming the call's span, and the `tracestate` forwarded.
+    pub(crate) traceparent: HeaderValue,
+    pub(crate) tracestate: Option<HeaderValue>,
 }
 
 impl Transport {
@@ -372,6 +375,16 @@ impl Transport {
         headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain.clone());
         if let Some(txn) = &call.txn {
             headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn.clone());
+        }
+        headers.insert(
+            http::HeaderName::from_static(crate::trace::TRACEPARENT),
+            call.traceparent.clone(),
+        );
+        if let Some(state) = &call.tracestate {
+            headers.insert(
+                http::HeaderName::from_static(crate::trace::TRACESTATE),
+                state.clone(),
+            );
         }
         if let Some((wit, wpt)) = wimse {
             headers.insert(http::HeaderName::from_static(WIT_HEADER), wit);

@@ -128,6 +128,8 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let tls = Arc::new(IdentityState::new(&context, want.as_ref())?);
     monitor.set(ProviderKind::Identity, State::Ready, None);
     let service_id: Arc<str> = tls.spiffe_id().to_string().into();
+    // A signing sink (the chained audit log) signs its checkpoints with the live SVID key.
+    audit.attach_identity(tls.clone());
     if let Some(admin) = &admin {
         admin.attach_identity(tls.clone());
     }

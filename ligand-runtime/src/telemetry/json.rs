@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
@@ -12,7 +13,10 @@ use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
     SecretAccessEvent, Telemetry,
 };
+use crate::audit::{AuditChain, ChainState};
 use crate::error::ProviderError;
+use crate::tls::IdentityState;
+use crate::wimse::{Clock, SystemClock};
 
 /// Writes every record as one JSON object per line: a decision for every request that reached
 /// policy (`"type":"decision"`, with the whole policy input, the outcome, whether it was
@@ -24,6 +28,10 @@ use crate::error::ProviderError;
 /// The sink is buffered; the framework's audit writer flushes it whenever its queue runs
 /// empty, so lines appear promptly when idle and in large writes under load.
 ///
+/// With [`with_chain`](Self::with_chain) or [`chained_file`](Self::chained_file) the log is
+/// tamper-evident: every line carries `seq` and the hash of the line before, and signed
+/// checkpoints seal it (see [`audit`](crate::audit)).
+///
 /// ```
 /// use ligand_runtime::JsonLinesTelemetry;
 ///
@@ -33,6 +41,8 @@ use crate::error::ProviderError;
 /// ```
 pub struct JsonLinesTelemetry {
     out: Out,
+    /// The hash chain, when the log is chained; only the audit writer thread locks it.
+    chain: Option<Mutex<ChainState>>,
 }
 
 impl fmt::Debug for JsonLinesTelemetry {
@@ -44,12 +54,50 @@ impl fmt::Debug for JsonLinesTelemetry {
 impl JsonLinesTelemetry {
     /// Writes to `out`.
     pub fn new(out: impl Write + Send + 'static) -> Self {
-        Self { out: Out::new(out) }
+        Self {
+            out: Out::new(out),
+            chain: None,
+        }
     }
 
     /// Writes to the process's standard output.
     pub fn stdout() -> Self {
-        Self { out: Out::stdout() }
+        Self {
+            out: Out::stdout(),
+            chain: None,
+        }
+    }
+
+    /// The same sink writing a hash-chained log that starts a new chain (`seq` 0), sealed
+    /// with checkpoints as `chain` says. For a file, prefer
+    /// [`chained_file`](Self::chained_file), which continues the chain already in it.
+    pub fn with_chain(mut self, chain: AuditChain) -> Self {
+        self.chain = Some(Mutex::new(ChainState::new(chain, Arc::new(SystemClock))));
+        self
+    }
+
+    /// Appends a hash-chained log to the file at `path` (created 0600 on Unix), continuing
+    /// the chain of the records already in it. A file whose last line is not a whole chained
+    /// record (cut by a crash, or not a chained log) is refused rather than hidden behind new
+    /// links.
+    pub fn chained_file(path: impl AsRef<Path>, chain: AuditChain) -> io::Result<Self> {
+        let mut file = Out::open(path.as_ref(), true)?;
+        let state = ChainState::resume(chain, Arc::new(SystemClock), &mut file)?;
+        Ok(Self {
+            out: Out::new(file),
+            chain: Some(Mutex::new(state)),
+        })
+    }
+
+    /// The same sink timing and dating its checkpoints by `clock` (a chained sink only).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        if let Some(chain) = &self.chain {
+            chain
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_clock(clock);
+        }
+        self
     }
 
     /// Appends to the file at `path`, creating it (mode 0600 on Unix: the audit log names
@@ -57,15 +105,42 @@ impl JsonLinesTelemetry {
     pub fn file(path: impl AsRef<Path>) -> io::Result<Self> {
         Ok(Self {
             out: Out::file(path.as_ref())?,
+            chain: None,
         })
     }
 
     fn line(&self, record: &impl Serialize) -> Result<(), ProviderError> {
+        let Some(chain) = &self.chain else {
+            return self.out.line(|out| {
+                serde_json::to_writer(&mut *out, record)?;
+                out.push(b'\n');
+                Ok(())
+            });
+        };
+        let mut chain = chain.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hash = String::new();
         self.out.line(|out| {
-            serde_json::to_writer(&mut *out, record)?;
-            out.push(b'\n');
+            hash = chain.compose(out, |out| {
+                serde_json::to_writer(&mut *out, record).map_err(io::Error::from)
+            })?;
             Ok(())
-        })
+        })?;
+        chain.commit(hash);
+        if chain.count_due() {
+            self.seal(&mut chain, false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a signed checkpoint; `last` marks the one of a clean shutdown.
+    fn seal(&self, chain: &mut ChainState, last: bool) -> Result<(), ProviderError> {
+        let mut hash = String::new();
+        self.out.line(|out| {
+            hash = chain.checkpoint(out, last)?;
+            Ok(())
+        })?;
+        chain.commit_checkpoint(hash);
+        Ok(())
     }
 }
 
@@ -80,7 +155,7 @@ struct Line<T> {
     event: T,
 }
 
-pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
@@ -194,11 +269,37 @@ impl Telemetry for JsonLinesTelemetry {
         })
     }
 
+    fn attach_identity(&self, identity: &Arc<IdentityState>) {
+        if let Some(chain) = &self.chain {
+            chain
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .attach(identity.clone());
+        }
+    }
+
+    fn idle_flush_interval(&self) -> Option<Duration> {
+        let chain = self.chain.as_ref()?;
+        Some(chain.lock().unwrap_or_else(|e| e.into_inner()).interval())
+    }
+
     fn flush(&self) -> Result<(), ProviderError> {
+        if let Some(chain) = &self.chain {
+            let mut chain = chain.lock().unwrap_or_else(|e| e.into_inner());
+            if chain.time_due() {
+                self.seal(&mut chain, false)?;
+            }
+        }
         self.out.flush()
     }
 
     fn close(&self) -> Result<(), ProviderError> {
-        self.flush()
+        if let Some(chain) = &self.chain {
+            let mut chain = chain.lock().unwrap_or_else(|e| e.into_inner());
+            if chain.can_sign() {
+                self.seal(&mut chain, true)?;
+            }
+        }
+        self.out.flush()
     }
 }

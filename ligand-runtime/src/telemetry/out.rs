@@ -52,11 +52,17 @@ impl Out {
     /// Appends to the file at `path`, creating it (mode 0600 on Unix: the audit log names
     /// callers and resources) if it does not exist.
     pub(super) fn file(path: &Path) -> io::Result<Self> {
+        Ok(Self::new(Self::open(path, false)?))
+    }
+
+    /// Opens the file at `path` for appending (and reading, with `read`), creating it with
+    /// mode 0600 on Unix.
+    pub(super) fn open(path: &Path, read: bool) -> io::Result<std::fs::File> {
         let mut options = OpenOptions::new();
-        options.create(true).append(true);
+        options.create(true).append(true).read(read);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        Ok(Self::new(options.open(path)?))
+        options.open(path)
     }
 
     /// Writes one record with `write`, which must end it with a newline.

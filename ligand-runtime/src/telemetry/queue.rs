@@ -53,6 +53,8 @@ pub(crate) enum Record {
     Health(HealthTransitionEvent),
     Secret(SecretAccessEvent),
     Metrics(MetricsSnapshot),
+    /// The service's identity, for a sink that signs.
+    Identity(Arc<crate::tls::IdentityState>),
     /// Answered once every record queued before it has reached the sink and the sink flushed.
     Flush(oneshot::Sender<()>),
     /// The same, answered to a thread that blocks on it.
@@ -225,6 +227,11 @@ impl AuditQueue {
         }
     }
 
+    /// Hands the service's live identity to the sink, in order with the records.
+    pub(crate) fn attach_identity(&self, identity: Arc<crate::tls::IdentityState>) {
+        self.record_unbounded(Record::Identity(identity));
+    }
+
     /// Queues a record that takes no slot (health, metrics, markers).
     fn record_unbounded(&self, record: Record) {
         self.send(Item {
@@ -336,7 +343,21 @@ impl Writer {
                         tokio::time::sleep(LINGER).await;
                         continue;
                     }
-                    match self.rx.recv().await {
+                    // A sink with work due by time (a checkpoint interval) is flushed again
+                    // when that much time passes with nothing queued.
+                    let received = match self.sink.idle_flush_interval() {
+                        Some(interval) => {
+                            match tokio::time::timeout(interval, self.rx.recv()).await {
+                                Ok(received) => received,
+                                Err(_) => {
+                                    self.flush();
+                                    continue;
+                                }
+                            }
+                        }
+                        None => self.rx.recv().await,
+                    };
+                    match received {
                         Some(item) => item,
                         None => break,
                     }
@@ -389,6 +410,10 @@ impl Writer {
             Record::Health(event) => sink.record_health_transition(&event),
             Record::Secret(event) => sink.record_secret_access(&event),
             Record::Metrics(snapshot) => sink.record_metrics(&snapshot),
+            Record::Identity(identity) => {
+                sink.attach_identity(&identity);
+                Ok(())
+            }
             Record::Flush(done) => {
                 self.flush();
                 let _ = done.send(());

@@ -1,0 +1,254 @@
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): the `traceparent` of an
+//! inbound request, parsed without allocating, and the one sent on outbound calls.
+//!
+//! A request whose `traceparent` is valid joins the caller's trace: its span gets a new span
+//! ID with the caller's span as parent. A missing or malformed header starts a new trace; it
+//! is never an error to the caller. Outbound calls made while serving a request carry the
+//! same trace ID with a new parent ID (the call's own span); calls made outside any request
+//! start a new trace.
+//!
+//! ```
+//! use ligand_runtime::trace::TraceParent;
+//!
+//! let parent = TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .unwrap();
+//! assert_eq!(parent.trace_id().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+//! assert!(parent.sampled());
+//! let child = parent.child();
+//! assert_eq!(child.trace_id(), parent.trace_id());
+//! assert_ne!(child.span_id(), parent.span_id());
+//! assert!(TraceParent::parse(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none());
+//! ```
+
+use std::fmt;
+
+use http::HeaderValue;
+
+/// The `traceparent` header name.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The `tracestate` header name.
+pub const TRACESTATE: &str = "tracestate";
+
+/// The longest `tracestate` forwarded (the specification's limit for propagation, 512).
+pub const MAX_TRACESTATE_LEN: usize = 512;
+
+/// A trace ID or span ID in lowercase hex, kept inline: `N` bytes, `2N` digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HexId<const N: usize> {
+    bytes: [u8; N],
+}
+
+/// A 16-byte trace ID.
+pub type TraceId = HexId<16>;
+
+/// An 8-byte span ID.
+pub type SpanId = HexId<8>;
+
+impl<const N: usize> HexId<N> {
+    /// The ID's bytes.
+    pub fn bytes(&self) -> [u8; N] {
+        self.bytes
+    }
+
+    /// The ID as lowercase hex, written into `out` (which must be `2N` bytes).
+    fn write_hex(&self, out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in self.bytes.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(byte >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+        }
+    }
+
+    /// The ID as lowercase hex.
+    pub fn as_str(&self) -> HexStr<N> {
+        HexStr(*self)
+    }
+
+    fn random() -> Self {
+        let mut bytes = [0u8; N];
+        loop {
+            let value = uuid::Uuid::new_v4().as_u128().to_be_bytes();
+            bytes.copy_from_slice(&value[..N]);
+            // All zeros is invalid; with 122 random bits this loop runs once.
+            if bytes.iter().any(|&b| b != 0) {
+                return Self { bytes };
+            }
+        }
+    }
+
+    /// Parses `2N` lowercase hex digits; all zeros is invalid.
+    fn parse(hex: &[u8]) -> Option<Self> {
+        if hex.len() != 2 * N {
+            return None;
+        }
+        let mut bytes = [0u8; N];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = (nibble(hex[2 * i])? << 4) | nibble(hex[2 * i + 1])?;
+        }
+        bytes.iter().any(|&b| b != 0).then_some(Self { bytes })
+    }
+}
+
+/// A [`HexId`] rendered as lowercase hex without allocating; `Display` writes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexStr<const N: usize>(HexId<N>);
+
+impl<const N: usize> fmt::Display for HexStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0.bytes {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Debug for HexStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for HexStr<N> {
+    fn eq(&self, other: &&str) -> bool {
+        let mut hex = [0u8; 64];
+        let hex = &mut hex[..2 * N];
+        self.0.write_hex(hex);
+        hex == other.as_bytes()
+    }
+}
+
+impl<const N: usize> fmt::Display for HexId<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.as_str(), f)
+    }
+}
+
+impl<const N: usize> fmt::Debug for HexId<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.as_str(), f)
+    }
+}
+
+/// A lowercase hex digit's value; anything else (uppercase included) is refused, as the
+/// specification requires.
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// One span's place in a trace: the trace ID, the span ID and the trace flags, as a
+/// `traceparent` header carries them (where the span ID is the receiver's parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: u8,
+}
+
+/// The length of a version 00 `traceparent`.
+const LEN: usize = 55;
+
+impl TraceParent {
+    /// Parses a `traceparent` header value, strictly: version 00 exactly 55 characters, ids of
+    /// lowercase hex and not all zeros, version `ff` refused. A higher (future) version is
+    /// parsed as version 00 where the specification says so: its first 55 characters as
+    /// version 00, followed by the end or a `-` and fields this version ignores. `None` for
+    /// anything else.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        if value.len() < LEN {
+            return None;
+        }
+        let version = (nibble(value[0])? << 4) | nibble(value[1])?;
+        match version {
+            0xff => return None,
+            0 if value.len() != LEN => return None,
+            _ if value.len() > LEN && value[LEN] != b'-' => return None,
+            _ => {}
+        }
+        if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let trace_id = TraceId::parse(&value[3..35])?;
+        let span_id = SpanId::parse(&value[36..52])?;
+        let flags = (nibble(value[53])? << 4) | nibble(value[54])?;
+        // Version 00 defines only the sampled bit; a later version's other bits are not ours
+        // to forward.
+        let flags = if version == 0 { flags } else { flags & 1 };
+        Some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    /// A new trace: random trace and span IDs, not sampled.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            flags: 0,
+        }
+    }
+
+    /// A span of the same trace with this one as parent: a new span ID, the same flags.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: SpanId::random(),
+            flags: self.flags,
+        }
+    }
+
+    /// The trace ID.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The span ID (the parent ID, in a received header).
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+
+    /// The trace flags.
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// Whether the caller may have recorded its span (the `sampled` flag).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// The version 00 `traceparent` header naming this span as the parent.
+    pub fn to_header(&self) -> HeaderValue {
+        let mut out = [0u8; LEN];
+        out[..3].copy_from_slice(b"00-");
+        self.trace_id.write_hex(&mut out[3..35]);
+        out[35] = b'-';
+        self.span_id.write_hex(&mut out[36..52]);
+        out[52] = b'-';
+        HexId {
+            bytes: [self.flags],
+        }
+        .write_hex(&mut out[53..55]);
+        // Every byte is an ASCII digit, letter or dash, all valid in a header value.
+        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// A `tracestate` worth forwarding: at most [`MAX_TRACESTATE_LEN`] bytes of visible ASCII
+/// (the list members' syntax is the vendors'; an oversized or binary one is dropped, as the
+/// specification allows).
+pub(crate) fn forwardable_tracestate(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_TRACESTATE_LEN
+        && bytes.iter().all(|&b| (0x20..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! The `traceparent` parser against the specification's rules, and on arbitrary input.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use proptest::prelude::*;
+
+use super::TraceParent;
+
+const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn a_valid_header_parses_and_renders_back() {
+    let parent = TraceParent::parse(VALID.as_bytes()).unwrap();
+    assert_eq!(
+        parent.trace_id().as_str(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(parent.span_id().as_str(), "00f067aa0ba902b7");
+    assert!(parent.sampled());
+    assert_eq!(parent.to_header(), VALID);
+}
+
+#[test]
+fn malformed_headers_are_refused() {
+    for bad in [
+        "",
+        "00",
+        // uppercase hex
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+        // all-zero ids
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        // version ff
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        // version 00 with trailing data
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        // wrong separators and lengths
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+        "0-04bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+        // a future version followed by something other than '-'
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+    ] {
+        assert_eq!(TraceParent::parse(bad.as_bytes()), None, "{bad}");
+    }
+}
+
+#[test]
+fn a_future_version_is_read_as_version_00() {
+    let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-what-the-future-holds";
+    let parent = TraceParent::parse(future.as_bytes()).unwrap();
+    assert_eq!(
+        parent.trace_id().as_str(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(parent.flags(), 1, "only the flags version 00 knows");
+    let exact = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert!(TraceParent::parse(exact.as_bytes()).is_some());
+}
+
+#[test]
+fn a_child_keeps_the_trace_and_a_root_starts_one() {
+    let parent = TraceParent::parse(VALID.as_bytes()).unwrap();
+    let child = parent.child();
+    assert_eq!(child.trace_id(), parent.trace_id());
+    assert_ne!(child.span_id(), parent.span_id());
+    assert_eq!(child.flags(), parent.flags());
+    let root = TraceParent::new_root();
+    assert_ne!(root.trace_id(), parent.trace_id());
+    assert_eq!(TraceParent::parse(root.to_header().as_bytes()), Some(root));
+}
+
+proptest! {
+    /// Arbitrary bytes never panic, and whatever parses renders back to a header that parses
+    /// to the same span.
+    #[test]
+    fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+        if let Some(parsed) = TraceParent::parse(&bytes) {
+            prop_assert_eq!(TraceParent::parse(parsed.to_header().as_bytes()), Some(parsed));
+        }
+    }
+
+    /// Every well-formed version 00 header parses to its fields, and one changed character
+    /// either still parses to a well-formed header or is refused.
+    #[test]
+    fn well_formed_headers_parse(
+        trace in any::<[u8; 16]>(),
+        span in any::<[u8; 8]>(),
+        flags in any::<u8>(),
+        at in 0..55usize,
+        byte in any::<u8>(),
+    ) {
+        prop_assume!(trace.iter().any(|&b| b != 0) && span.iter().any(|&b| b != 0));
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let header = format!("00-{}-{}-{:02x}", hex(&trace), hex(&span), flags);
+        let parsed = TraceParent::parse(header.as_bytes()).unwrap();
+        prop_assert_eq!(parsed.trace_id().bytes(), trace);
+        prop_assert_eq!(parsed.span_id().bytes(), span);
+        prop_assert_eq!(parsed.flags(), flags);
+        prop_assert_eq!(parsed.to_header(), header.as_str());
+        let mut edited = header.into_bytes();
+        edited[at] = byte;
+        let lowercase_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        let still_valid = if [2, 35, 52].contains(&at) { byte == b'-' } else { lowercase_hex(byte) };
+        if !still_valid {
+            prop_assert_eq!(TraceParent::parse(&edited), None);
+        }
+    }
+}
