@@ -18,9 +18,11 @@ fn the_pool_is_ratio_of_calls_plus_the_floor_less_retries() {
 
 #[test]
 fn the_ratio_is_applied_as_tower_does() {
-    let mut config = RetryConfig::default();
-    config.budget_ratio = 0.3;
-    config.budget_min_per_second = 0;
+    let config = RetryConfig {
+        budget_ratio: 0.3,
+        budget_min_per_second: 0,
+        ..RetryConfig::default()
+    };
     let a = Allowance::new(&config);
     assert_eq!(a.pool(FleetTotals::new(300, 0, 1)), 100.0);
 }
@@ -76,9 +78,10 @@ impl FleetRetryBudget for Memory {
 }
 
 fn low_floor() -> RetryConfig {
-    let mut config = RetryConfig::default();
-    config.budget_min_per_second = 1;
-    config
+    RetryConfig {
+        budget_min_per_second: 1,
+        ..RetryConfig::default()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -151,8 +154,10 @@ fn a_bad_sync_period_is_refused_naming_the_setting() {
             "{error}"
         );
     }
-    let mut bad = RetryConfig::default();
-    bad.budget_ratio = 2.0;
+    let bad = RetryConfig {
+        budget_ratio: 2.0,
+        ..RetryConfig::default()
+    };
     let error = FleetBudget::new(store, &bad, DEFAULT_FLEET_SYNC).unwrap_err();
     assert!(error.to_string().contains("retry.budget_ratio"), "{error}");
 }
