@@ -9,6 +9,8 @@ use ligand_runtime::{FleetDelta, FleetRetryBudget, FleetSyncError, FleetTotals};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, RedisError, ServerErrorKind, TlsCertificates};
 
+use tokio::sync::OnceCell;
+
 use crate::config::{ConfigError, RedisFleetConfig, redacted};
 use crate::script;
 
@@ -18,7 +20,13 @@ const RECONNECT_ATTEMPTS: usize = 3;
 /// How long keys outlive the window, so that a bucket is never dropped while still counted.
 const TTL_SLACK_SECS: u64 = 5;
 
-/// Why [`RedisRetryBudget::connect`] failed.
+/// Why opening the connection failed.
+enum Opened {
+    Redis(RedisError),
+    Timeout,
+}
+
+/// Why [`RedisRetryBudget::new`] or [`RedisRetryBudget::connect`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -64,11 +72,14 @@ pub enum ConnectError {
 
 /// The fleet store on Redis: implements [`FleetRetryBudget`] for
 /// [`ligand_runtime::FleetBudget`].
-#[derive(Clone)]
 pub struct RedisRetryBudget {
-    connection: ConnectionManager,
+    client: Client,
+    manager: ConnectionManagerConfig,
+    /// Made on the first sync that reaches Redis; reconnects by itself afterwards.
+    connection: OnceCell<ConnectionManager>,
     prefix: String,
     timeout: Duration,
+    connect_timeout: Duration,
     url: String,
     sha: String,
 }
@@ -79,15 +90,16 @@ impl fmt::Debug for RedisRetryBudget {
             .field("url", &self.url)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("connected", &self.connection.initialized())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisRetryBudget {
-    /// Validates `config`, connects, `PING`s and loads the script. Fails when Redis is
-    /// unreachable at start, so a misconfigured URL shows at once; later outages only make
-    /// the fleet view stale.
-    pub async fn connect(config: RedisFleetConfig) -> Result<Self, ConnectError> {
+    /// Validates `config` and prepares the client without connecting: the first sync
+    /// connects, and until it does the fleet view is stale (the local budget decides, and the
+    /// budget reports Degraded). For configuration files, whose loading is synchronous.
+    pub fn new(config: RedisFleetConfig) -> Result<Self, ConnectError> {
         config.validate()?;
         let url = redacted(&config.url);
         let timeout = Duration::from_millis(config.timeout_ms);
@@ -111,44 +123,59 @@ impl RedisRetryBudget {
             url: url.clone(),
             source,
         })?;
-        let manager_config = ConnectionManagerConfig::new()
+        let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(RECONNECT_ATTEMPTS)
             .set_max_delay(timeout);
-        let unreachable = |source| ConnectError::Unreachable {
-            url: url.clone(),
-            source,
-        };
-        let timed_out = || ConnectError::Timeout {
-            url: url.clone(),
-            timeout: connect_timeout,
-        };
-        let (connection, sha) = tokio::time::timeout(connect_timeout, async {
-            let mut connection = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(unreachable)?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(unreachable)?;
-            let sha = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(script::SYNC)
-                .query_async::<String>(&mut connection)
-                .await
-                .map_err(unreachable)?;
-            Ok::<_, ConnectError>((connection, sha))
-        })
-        .await
-        .map_err(|_| timed_out())??;
         Ok(Self {
-            connection,
+            client,
+            manager,
+            connection: OnceCell::new(),
             prefix: config.key_prefix,
             timeout,
+            connect_timeout,
             url,
-            sha,
+            sha: redis::Script::new(script::SYNC).get_hash().to_owned(),
         })
+    }
+
+    /// Validates `config`, connects and `PING`s: fails when Redis is unreachable at start,
+    /// so a wrong URL shows at once; later outages only make the fleet view stale.
+    pub async fn connect(config: RedisFleetConfig) -> Result<Self, ConnectError> {
+        let store = Self::new(config)?;
+        let url = store.url.clone();
+        let mut connection = store.connection().await.map_err(|error| match error {
+            Opened::Redis(source) => ConnectError::Unreachable {
+                url: url.clone(),
+                source,
+            },
+            Opened::Timeout => ConnectError::Timeout {
+                url: url.clone(),
+                timeout: store.connect_timeout,
+            },
+        })?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|source| ConnectError::Unreachable { url, source })?;
+        Ok(store)
+    }
+
+    /// The connection, made on first use within the connect timeout.
+    async fn connection(&self) -> Result<ConnectionManager, Opened> {
+        self.connection
+            .get_or_try_init(|| async {
+                tokio::time::timeout(
+                    self.connect_timeout,
+                    ConnectionManager::new_with_config(self.client.clone(), self.manager.clone()),
+                )
+                .await
+                .map_err(|_| Opened::Timeout)?
+                .map_err(Opened::Redis)
+            })
+            .await
+            .cloned()
     }
 
     /// One pipeline of one `EVALSHA` per target.
@@ -158,7 +185,15 @@ impl RedisRetryBudget {
         window_secs: u64,
         deltas: &[FleetDelta],
     ) -> Result<Vec<(u64, u64, u64)>, RedisError> {
-        let mut connection = self.connection.clone();
+        let mut connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(Opened::Redis(error)) => return Err(error),
+            Err(Opened::Timeout) => {
+                return Err(RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )));
+            }
+        };
         let ttl = window_secs + TTL_SLACK_SECS;
         let mut pipe = redis::pipe();
         for delta in deltas {

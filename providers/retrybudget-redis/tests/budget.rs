@@ -119,3 +119,24 @@ async fn bad_settings_are_refused_naming_them() {
         .unwrap_err();
     assert!(error.to_string().starts_with("url:"), "{error}");
 }
+
+#[tokio::test]
+async fn a_store_made_while_redis_is_down_connects_on_a_later_sync() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let store = RedisRetryBudget::new(RedisFleetConfig::new(redis.url())).unwrap();
+    let fleet = FleetBudget::new(
+        Arc::new(store),
+        &RetryConfig::default(),
+        FleetBudget::DEFAULT_SYNC,
+    )
+    .unwrap();
+    let target = fleet.target(TARGET);
+    assert!(fleet.sync().await.is_err());
+    assert_eq!(fleet.health(), State::Degraded);
+    assert_eq!(failing_calls(&target, 10), 20, "the local budget decides");
+
+    redis.restart();
+    fleet.sync().await.unwrap();
+    assert_eq!(fleet.health(), State::Ready);
+}
