@@ -11,7 +11,9 @@ use crate::binding::Binding;
 use crate::bundle::BundleFetcher;
 use crate::error::BoxError;
 use crate::identity::WorkloadIdentity;
-use crate::outbound::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, ResilienceConfig};
+use crate::outbound::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, FleetRetryBudget, ResilienceConfig,
+};
 use crate::policy::PolicyEngine;
 use crate::ratelimit::RateLimiter;
 use crate::registry::{ServiceRegistrar, ServiceRegistration, ServiceRegistry};
@@ -77,6 +79,7 @@ pub struct Config {
     pub(crate) call_timeout: Duration,
     pub(crate) outbound_max_connection_age: Duration,
     pub(crate) resilience: ResilienceConfig,
+    pub(crate) fleet_retry_budget: Option<(Arc<dyn FleetRetryBudget>, Duration)>,
     pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
     pub(crate) spiffe_id: Option<String>,
     pub(crate) policy_timeout: Duration,
@@ -138,6 +141,7 @@ impl Config {
                 call_timeout: DEFAULT_CALL_TIMEOUT,
                 outbound_max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
                 resilience: ResilienceConfig::default(),
+                fleet_retry_budget: None,
                 bundle_fetcher: None,
                 spiffe_id: None,
                 policy_timeout: DEFAULT_POLICY_TIMEOUT,
@@ -267,6 +271,17 @@ impl ConfigBuilder {
     /// ```
     pub fn outbound_resilience(mut self, config: ResilienceConfig) -> Self {
         self.config.resilience = config;
+        self
+    }
+
+    /// Shares the retry budget with every instance of the service through `store`, synced
+    /// every `sync` (such as [`DEFAULT_FLEET_SYNC`](crate::DEFAULT_FLEET_SYNC)): a retry then
+    /// needs the target's local budget and this instance's share of the fleet's (see
+    /// [`FleetBudget`](crate::FleetBudget)). The fleet budget takes its ratio, floor and
+    /// window from the top-level `[outbound.retry]`. `init` fails on a `sync` under 100 ms or
+    /// longer than the window, naming `retry.fleet.sync`.
+    pub fn fleet_retry_budget(mut self, store: impl FleetRetryBudget, sync: Duration) -> Self {
+        self.config.fleet_retry_budget = Some((Arc::new(store), sync));
         self
     }
 

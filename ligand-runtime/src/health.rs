@@ -103,7 +103,7 @@ impl State {
         matches!(self, Self::Ready | Self::Degraded)
     }
 
-    fn from_u8(v: u8) -> Self {
+    pub(crate) fn from_u8(v: u8) -> Self {
         match v {
             0 => Self::Initializing,
             1 => Self::Ready,

@@ -95,9 +95,10 @@ pub use self::identity::{
 pub use self::outbound::dial;
 pub use self::outbound::{
     BalancerConfig, BreakerConfig, BulkheadConfig, CallBuilder, CallError, Caller, Client,
-    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTION_AGE, LatencyEjection, MAX_RESPONSE_BODY,
+    DEFAULT_CALL_TIMEOUT, DEFAULT_FLEET_SYNC, DEFAULT_MAX_CONNECTION_AGE, FleetBudget, FleetDelta,
+    FleetRetryBudget, FleetSyncError, FleetTotals, LatencyEjection, MAX_RESPONSE_BODY,
     OutlierConfig, ResilienceConfig, ResilienceConfigError, RetryConfig, Strategy,
-    SuccessRateEjection, TXN_TOKEN_HEADER, TargetResilience, UnknownStrategy,
+    SuccessRateEjection, TXN_TOKEN_HEADER, TargetBudget, TargetResilience, UnknownStrategy,
 };
 pub use self::policy::{EvalRequest, EvalResponse, PolicyEngine, PolicyUpdate};
 pub use self::provider::ProviderContext;

@@ -25,6 +25,10 @@ pub use self::resilience::bulkhead::BulkheadConfig;
 pub use self::resilience::config::{
     ConfigError as ResilienceConfigError, ResilienceConfig, TargetResilience,
 };
+pub use self::resilience::fleet::{
+    DEFAULT_FLEET_SYNC, FleetBudget, FleetDelta, FleetRetryBudget, FleetSyncError, FleetTotals,
+    TargetBudget,
+};
 pub use self::resilience::outlier::{LatencyEjection, OutlierConfig, SuccessRateEjection};
 pub use self::resilience::retry::RetryConfig;
 pub use self::transport::{DEFAULT_CALL_TIMEOUT, MAX_RESPONSE_BODY, TXN_TOKEN_HEADER};

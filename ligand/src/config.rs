@@ -22,6 +22,7 @@
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
+//! | fleet-wide retry budget (feature `redis`; the ratio, floor and window of the top-level `[outbound.retry]` for the whole fleet; while Redis is unreachable the local budget alone, health Degraded) | `[outbound.retry_fleet] url`, `sync`, `ca`, `key_prefix`, `timeout` | | none: each instance has its own budget; with `url`: `"1s"`, system roots, `"ligand:retry"`, `"500ms"` |
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
 //! | Transaction Tokens | `[txn_token] jwks`, `issuers`, `audience`, `require`, `leeway`, `algorithms` | | none: a `Txn-Token` header is forwarded, not verified; with `jwks`: any issuer, `aud` = the trust domain, not required, `"30s"`, every asymmetric algorithm |
@@ -664,6 +665,28 @@ struct OutboundSection {
     retry: Option<ligand_runtime::RetryConfig>,
     /// `[outbound.targets."<SPIFFE ID>".<section>]`: sections for calls to one service.
     targets: Option<std::collections::BTreeMap<String, ligand_runtime::TargetResilience>>,
+    /// `[outbound.retry_fleet]`: the retry budget shared by the fleet.
+    retry_fleet: Option<RetryFleetSection>,
+}
+
+/// `[outbound.retry_fleet]`: one retry budget for every instance, on Redis or Valkey.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "read only with the redis feature")
+)]
+struct RetryFleetSection {
+    /// `redis://…` or `rediss://…`.
+    url: String,
+    /// How often the fleet view is refreshed (default `"1s"`).
+    sync: Option<String>,
+    /// CA certificates for a `rediss://` server, relative to the file.
+    ca: Option<PathBuf>,
+    /// The prefix of the budget's keys.
+    key_prefix: Option<String>,
+    /// How long one sync may take (default `"500ms"`).
+    timeout: Option<String>,
 }
 
 /// `[connections]`: the HTTP binding's limits (see `HttpBinding`). Durations are written
@@ -1451,6 +1474,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
         resilience.targets = targets;
     }
     resilience.validate().map_err(|e| invalid("outbound", e))?;
+    if let Some(fleet) = outbound.retry_fleet {
+        builder = retry_fleet(builder, fleet, &resilience.retry, base)?;
+    }
     builder = builder.outbound_resilience(resilience);
 
     if let Some(txn) = file.txn_token {
@@ -1691,6 +1717,62 @@ fn etcd(
         ));
     }
     Ok(builder)
+}
+
+/// `[outbound.retry_fleet]`: the fleet-wide retry budget on Redis.
+#[cfg(feature = "redis")]
+fn retry_fleet(
+    builder: ligand_runtime::ConfigBuilder,
+    section: RetryFleetSection,
+    retry: &ligand_runtime::RetryConfig,
+    base: &Path,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    use ligand_retrybudget_redis::{ConnectError, RedisFleetConfig, RedisRetryBudget};
+
+    let sync = match &section.sync {
+        Some(text) => duration("outbound.retry_fleet.sync", text)?,
+        None => ligand_runtime::DEFAULT_FLEET_SYNC,
+    };
+    if !(std::time::Duration::from_millis(100)..=retry.budget_ttl).contains(&sync) {
+        return Err(invalid(
+            "outbound.retry_fleet.sync",
+            "must be from 100ms up to outbound.retry.budget_ttl",
+        ));
+    }
+    let mut config = RedisFleetConfig::new(section.url);
+    if let Some(path) = section.ca {
+        config = config.with_ca_file(base.join(path));
+    }
+    if let Some(prefix) = section.key_prefix {
+        config = config.with_key_prefix(prefix);
+    }
+    if let Some(text) = &section.timeout {
+        config = config.with_timeout(duration("outbound.retry_fleet.timeout", text)?);
+    }
+    let store = RedisRetryBudget::new(config).map_err(|e| match &e {
+        ConnectError::CaFile { .. } => invalid("outbound.retry_fleet.ca", e),
+        ConnectError::Config(ligand_retrybudget_redis::ConfigError::EmptyKeyPrefix) => {
+            invalid("outbound.retry_fleet.key_prefix", e)
+        }
+        ConnectError::Config(ligand_retrybudget_redis::ConfigError::ZeroTimeout(_)) => {
+            invalid("outbound.retry_fleet.timeout", e)
+        }
+        _ => invalid("outbound.retry_fleet.url", e),
+    })?;
+    Ok(builder.fleet_retry_budget(store, sync))
+}
+
+#[cfg(not(feature = "redis"))]
+fn retry_fleet(
+    _: ligand_runtime::ConfigBuilder,
+    _: RetryFleetSection,
+    _: &ligand_runtime::RetryConfig,
+    _: &Path,
+) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
+    Err(invalid(
+        "outbound.retry_fleet",
+        "needs ligand built with the `redis` feature",
+    ))
 }
 
 #[cfg(not(feature = "etcd"))]

@@ -571,6 +571,60 @@ fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
 }
 
 #[test]
+fn the_retry_fleet_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let good = "[outbound.retry_fleet]\nurl = \"redis://127.0.0.1:1\"\nsync = \"2s\"\n\
+                key_prefix = \"bank:retry\"\ntimeout = \"200ms\"\n";
+    write(dir.path(), "ligand.toml", good);
+    if cfg!(feature = "redis") {
+        // Redis is not needed to load: the first sync connects.
+        load(dir.path()).unwrap();
+    } else {
+        let error = load(dir.path()).unwrap_err().to_string();
+        assert!(error.starts_with("outbound.retry_fleet:"), "{error}");
+        assert!(error.contains("`redis`"), "{error}");
+        return;
+    }
+    for (bad, named) in [
+        (
+            "[outbound.retry_fleet]\nurl = \"redis://127.0.0.1:1\"\nsync = \"50ms\"\n",
+            "outbound.retry_fleet.sync:",
+        ),
+        (
+            "[outbound.retry]\nbudget_ttl = \"5s\"\n[outbound.retry_fleet]\n\
+             url = \"redis://127.0.0.1:1\"\nsync = \"6s\"\n",
+            "outbound.retry_fleet.sync:",
+        ),
+        (
+            "[outbound.retry_fleet]\nurl = \"rediss://127.0.0.1:1#insecure\"\n",
+            "outbound.retry_fleet.url:",
+        ),
+        (
+            "[outbound.retry_fleet]\nurl = \"http://127.0.0.1:1\"\n",
+            "outbound.retry_fleet.url:",
+        ),
+        (
+            "[outbound.retry_fleet]\nurl = \"redis://127.0.0.1:1\"\nkey_prefix = \"\"\n",
+            "outbound.retry_fleet.key_prefix:",
+        ),
+        (
+            "[outbound.retry_fleet]\nurl = \"redis://127.0.0.1:1\"\nca = \"none.pem\"\n",
+            "outbound.retry_fleet.ca:",
+        ),
+        (
+            "[outbound.retry_fleet]\nurl = \"redis://127.0.0.1:1\"\ntimeout = \"soon\"\n",
+            "outbound.retry_fleet.timeout:",
+        ),
+        ("[outbound.retry_fleet]\nsync = \"1s\"\n", "url"),
+    ] {
+        write(dir.path(), "ligand.toml", bad);
+        let error = load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(named), "{bad}: {error}");
+    }
+}
+
+#[test]
 fn the_admin_section_loads_and_refuses_bad_values() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "policy/authz.rego", POLICY);

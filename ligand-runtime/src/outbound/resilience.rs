@@ -34,6 +34,7 @@ pub(crate) mod balance;
 pub(crate) mod breaker;
 pub(crate) mod bulkhead;
 pub(crate) mod config;
+pub(crate) mod fleet;
 pub(crate) mod outlier;
 pub(crate) mod retry;
 mod ring;

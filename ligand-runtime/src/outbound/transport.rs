@@ -28,6 +28,7 @@ use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
 use super::resilience::balance::Pool;
 use super::resilience::breaker::{BreakerError, Transition};
 use super::resilience::config::ResilienceConfig;
+use super::resilience::fleet::FleetBudget;
 use super::resilience::outlier::OutlierEvent;
 use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
@@ -66,6 +67,8 @@ pub(crate) struct Transport {
     wimse: Option<Arc<WptSigner>>,
     settings: Settings,
     resilience: ResilienceConfig,
+    /// The fleet-wide retry budget, when one is configured.
+    fleet: Option<Arc<FleetBudget>>,
     targets: RwLock<HashMap<&'static str, Arc<Target>>>,
     closing: AtomicBool,
     in_flight: AtomicUsize,
@@ -135,6 +138,7 @@ impl Transport {
     ) -> Self {
         Self {
             resilience,
+            fleet: None,
             source: identity.spiffe_id().to_string().into(),
             identity,
             registry,
@@ -147,6 +151,12 @@ impl Transport {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
         }
+    }
+
+    /// Joins every target's retry budget to `fleet`.
+    pub(crate) fn with_fleet_budget(mut self, fleet: Option<Arc<FleetBudget>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// The pool and endpoints of `service`, made on first use.
@@ -204,6 +214,10 @@ impl Transport {
         );
         drop(watched);
         let stack = stack.map_err(refused)?;
+        let stack = match &self.fleet {
+            Some(fleet) => stack.with_fleet(fleet.share(service)),
+            None => stack,
+        };
         let follower = match &endpoints {
             Endpoints::Watched(rx) => Some(tokio::spawn(follow(
                 rx.clone(),

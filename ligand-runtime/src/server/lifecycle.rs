@@ -15,7 +15,7 @@ use crate::chain::{ChainSigner, ChainVerifier};
 use crate::config::Config;
 use crate::error::{InitError, MissingRequiredProviders, ProviderError, ServeError};
 use crate::health::{Monitor, ProviderKind, State};
-use crate::outbound::{Transport, TransportSettings};
+use crate::outbound::{FleetBudget, Transport, TransportSettings};
 use crate::provider::ProviderContext;
 use crate::secrets::SecretsCache;
 use crate::service::Service;
@@ -40,6 +40,12 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     config
         .resilience
         .validate()
+        .map_err(|e| InitError::Config(format!("outbound resilience: {e}")))?;
+    let fleet = config
+        .fleet_retry_budget
+        .as_ref()
+        .map(|(store, sync)| FleetBudget::new(store.clone(), &config.resilience.retry, *sync))
+        .transpose()
         .map_err(|e| InitError::Config(format!("outbound resilience: {e}")))?;
     let mut missing = Vec::new();
     if config.identity.is_none() {
@@ -261,18 +267,24 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
     let wpt_signer = crate::wimse::sign::WptSigner::start(identity.clone(), watches.clone())
         .await
         .map_err(InitError::Identity)?;
-    let transport = Arc::new(Transport::new(
-        tls.clone(),
-        config.registry.clone(),
-        audit.clone(),
-        ChainSigner::new(),
-        wpt_signer,
-        TransportSettings {
-            timeout: config.call_timeout,
-            max_connection_age: config.outbound_max_connection_age,
-        },
-        config.resilience,
-    ));
+    let transport = Arc::new(
+        Transport::new(
+            tls.clone(),
+            config.registry.clone(),
+            audit.clone(),
+            ChainSigner::new(),
+            wpt_signer,
+            TransportSettings {
+                timeout: config.call_timeout,
+                max_connection_age: config.outbound_max_connection_age,
+            },
+            config.resilience,
+        )
+        .with_fleet_budget(fleet.inspect(|fleet| {
+            // Ends by itself once the transport, the budget's only owner, is dropped.
+            drop(fleet.spawn());
+        })),
+    );
     let server = Server {
         inner: Arc::new(Inner {
             identity,

@@ -309,3 +309,135 @@ async fn a_custom_prefix_separates_registries() {
         serde_json::json!({"address": "127.0.0.1:9001", "spiffe_id": FRAUD, "metadata": {}})
     );
 }
+
+/// A loopback TCP proxy in front of etcd that the test can cut: while cut, every connection
+/// through it is dropped and new ones are closed at once, so the registry loses etcd while
+/// the test still reaches it directly.
+struct Cut {
+    address: std::net::SocketAddr,
+    open: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cut {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (open, state) = watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*state.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            open,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.send_replace(open);
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_watch_whose_resume_revision_was_compacted_re_lists_and_converges() {
+    let etcd = EtcdServer::start();
+    let upstream = etcd.url().trim_start_matches("http://").parse().unwrap();
+    let cut = Cut::start(upstream).await;
+    let registry = registry(&EtcdConfig::new([cut.url()]).dial_timeout(Duration::from_secs(1)));
+    let direct = config(&etcd);
+    let (first, second, third) = (registrar(&direct), registrar(&direct), registrar(&direct));
+    let a = Registration::new(FRAUD, "127.0.0.1:9001");
+    let b = Registration::new(FRAUD, "127.0.0.1:9002");
+    first.register(&a).await.unwrap();
+    second.register(&b).await.unwrap();
+    let mut rx = registry.watch(FRAUD).await.unwrap();
+    until(&mut rx, "both instances", |e| e.len() == 2).await;
+
+    // Every set the watch publishes from now on.
+    let mut seen = rx.clone();
+    let published = tokio::spawn(async move {
+        let mut sets = Vec::new();
+        while seen.changed().await.is_ok() {
+            let set = addresses(&seen.borrow_and_update())
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            let done = set == ["127.0.0.1:9002", "127.0.0.1:9003"];
+            sets.push(set);
+            if done {
+                break;
+            }
+        }
+        sets
+    });
+
+    // The registry loses etcd; meanwhile the set changes (a leaves, c joins) and etcd
+    // compacts past the revision the watch would resume from.
+    cut.set_open(false);
+    let mut client = raw(&etcd).await;
+    let c = Registration::new(FRAUD, "127.0.0.1:9003");
+    third.register(&c).await.unwrap();
+    first.deregister(&a).await.unwrap();
+    let head = client
+        .get(
+            service_prefix("/ligand", FRAUD),
+            Some(GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(head, None).await.unwrap();
+    assert_eq!(
+        addresses(&rx.borrow()),
+        ["127.0.0.1:9001", "127.0.0.1:9002"],
+        "the last known set is kept while etcd is unreachable"
+    );
+
+    // Back: the watch cannot resume from its revision, so it re-lists.
+    cut.set_open(true);
+    until(&mut rx, "converged on the new set", |e| {
+        addresses(e) == ["127.0.0.1:9002", "127.0.0.1:9003"]
+    })
+    .await;
+    let sets = tokio::time::timeout(DEADLINE, published)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sets,
+        [["127.0.0.1:9002", "127.0.0.1:9003"]],
+        "no empty or partial set in between"
+    );
+    second.deregister(&b).await.unwrap();
+    third.deregister(&c).await.unwrap();
+}

@@ -25,14 +25,17 @@
 //! is applied as `1 / ⌊1 / ratio⌋` (0.3 acts as ⅓), tower's integer arithmetic.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
 use serde::Deserialize;
+use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
 use super::Outcome;
 use super::config::{ConfigError, duration, positive, unit_ratio};
+use super::fleet::{FleetShare, Verdict};
 use super::rng::Rng;
 
 /// Attempts per call, the first included.
@@ -172,14 +175,19 @@ impl Backoff {
     }
 }
 
-/// A retry budget: calls deposit, retries withdraw.
+/// A retry budget: calls deposit, retries withdraw; with a fleet view, a retry also needs
+/// this instance's share of the fleet budget ([`fleet`](super::fleet)).
 pub(crate) struct RetryBudget {
     inner: TpsBudget,
+    fleet: Option<Arc<FleetShare>>,
 }
 
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RetryBudget").field(&self.inner).finish()
+        f.debug_struct("RetryBudget")
+            .field("local", &self.inner)
+            .field("fleet", &self.fleet.is_some())
+            .finish()
     }
 }
 
@@ -189,17 +197,44 @@ impl RetryBudget {
     fn new(ratio: f64, min_per_second: u32, ttl: Duration) -> Self {
         Self {
             inner: TpsBudget::new(ttl, min_per_second, ratio as f32),
+            fleet: None,
         }
+    }
+
+    /// The budget of a validated configuration.
+    pub(crate) fn from_config(config: &RetryConfig) -> Self {
+        Self::new(
+            config.budget_ratio,
+            config.budget_min_per_second,
+            config.budget_ttl,
+        )
+    }
+
+    /// The same budget joined to a target's fleet counters.
+    pub(crate) fn with_fleet(mut self, share: Arc<FleetShare>) -> Self {
+        self.fleet = Some(share);
+        self
     }
 
     /// Counts one call (not one attempt): call once per call, before its first attempt.
     pub(crate) fn deposit(&self) {
         self.inner.deposit();
+        if let Some(fleet) = &self.fleet {
+            fleet.deposit();
+        }
     }
 
-    /// Takes one retry from the budget; `false` when it is spent.
+    /// Takes one retry from the budget; `false` when it is spent. The local budget is asked
+    /// first; a retry it allows and the fleet share refuses is lost from the local budget,
+    /// which only errs towards fewer retries.
     pub(crate) fn withdraw(&self) -> bool {
-        self.inner.withdraw()
+        if !self.inner.withdraw() {
+            return false;
+        }
+        match &self.fleet {
+            None => true,
+            Some(fleet) => fleet.withdraw(Instant::now()) != Verdict::Denied,
+        }
     }
 }
 
@@ -244,12 +279,14 @@ impl Retry {
             max_attempts: config.max_attempts,
             backoff: Backoff::new(config.backoff_base, config.backoff_max),
             treat_as_idempotent: config.methods()?,
-            budget: RetryBudget::new(
-                config.budget_ratio,
-                config.budget_min_per_second,
-                config.budget_ttl,
-            ),
+            budget: RetryBudget::from_config(config),
         })
+    }
+
+    /// The same settings with a target's fleet counters joined to the budget.
+    pub(crate) fn with_fleet(mut self, share: Arc<FleetShare>) -> Self {
+        self.budget = self.budget.with_fleet(share);
+        self
     }
 
     /// The target's budget; [`RetryBudget::deposit`] once per call.

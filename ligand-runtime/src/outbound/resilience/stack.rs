@@ -12,6 +12,7 @@ use super::balance::Pool;
 use super::breaker::{Breaker, BreakerError, Transition};
 use super::bulkhead::{Bulkhead, BulkheadError, BulkheadPermit};
 use super::config::{ConfigError, ResilienceConfig};
+use super::fleet::FleetShare;
 use super::outlier::OutlierEvent;
 use super::retry::{Decision, Retry};
 use super::rng::Rng;
@@ -81,6 +82,12 @@ impl Stack {
             retry: Retry::new(&config.retry)?,
             rng: Rng::from_entropy(),
         })
+    }
+
+    /// The same stack with its retry budget joined to a fleet-wide budget's `share`.
+    pub(crate) fn with_fleet(mut self, share: Arc<FleetShare>) -> Self {
+        self.retry = self.retry.with_fleet(share);
+        self
     }
 
     /// The endpoint set and its statistics, for a registry watch to update.
@@ -257,6 +264,46 @@ mod tests {
             .await;
         assert!(matches!(result, Err(Ended::Refused(Refusal::TimedOut))));
         assert_eq!(trace.attempts, 1);
+    }
+
+    /// A fleet store whose every target is deep in debt.
+    #[derive(Debug)]
+    struct Spent;
+
+    #[async_trait::async_trait]
+    impl crate::FleetRetryBudget for Spent {
+        async fn sync(
+            &self,
+            _: &str,
+            _: Duration,
+            deltas: &[crate::FleetDelta],
+        ) -> Result<Vec<crate::FleetTotals>, crate::FleetSyncError> {
+            Ok(deltas
+                .iter()
+                .map(|_| crate::FleetTotals::new(0, 1_000, 1))
+                .collect())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_fleet_share_stops_retries_the_local_budget_allows() {
+        let config = ResilienceConfig::default();
+        let fleet =
+            crate::FleetBudget::new(Arc::new(Spent), &config.retry, crate::DEFAULT_FLEET_SYNC)
+                .unwrap();
+        let stack = stack(&config, &["a:1", "b:1"]).with_fleet(fleet.share("svc"));
+        fleet.sync().await.unwrap();
+        let (result, trace, _) = call(&stack, Method::GET, &[Outcome::ServerError]).await;
+        assert!(matches!(result, Err(Ended::Failed(Outcome::ServerError))));
+        assert_eq!(trace.attempts, 1);
+        assert_eq!(fleet.denials(), 1);
+
+        // A stale view: the local budget alone, which allows the retry.
+        tokio::time::advance(crate::DEFAULT_FLEET_SYNC * 4).await;
+        let (result, trace, _) = call(&stack, Method::GET, &[Outcome::ServerError]).await;
+        assert!(matches!(result, Ok(Outcome::Success)));
+        assert_eq!(trace.attempts, 2);
+        assert_eq!(fleet.fallbacks(), 1);
     }
 
     #[tokio::test(start_paused = true)]
