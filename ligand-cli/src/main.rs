@@ -8,11 +8,14 @@
 //! - `ligand policy eval`: one decision for an input file, as the service would decide it.
 //! - `ligand config validate`: a `ligand.toml` loaded exactly as a service loads it, every
 //!   provider setting checked, nothing served.
+//! - `ligand audit verify`: a hash-chained decision log, every link and every signed
+//!   checkpoint, reporting the first broken one with its line.
 //!
 //! Exit status: 0 done (tests passed, configuration valid), 1 failure, 2 bad arguments.
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod policy;
 mod svid;
 
@@ -40,8 +43,16 @@ enum Command {
     /// `ligand.toml`.
     #[command(subcommand)]
     Config(ConfigCommand),
-    // `ligand audit verify` (the decision log's hash chain and signed checkpoints) goes here,
-    // with the verifier of the hash-chained log in ligand-runtime.
+    /// The tamper-evident decision log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verifies a hash-chained decision log: every record's link, every checkpoint's
+    /// signature and signer; reports the first broken link with its line.
+    Verify(audit::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +87,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Test(args)) => policy::test(&args),
         Command::Policy(PolicyCommand::Eval(args)) => policy::eval(&args),
         Command::Config(ConfigCommand::Validate { file }) => validate(file),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(&args),
     }
 }
 

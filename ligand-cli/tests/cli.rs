@@ -333,3 +333,123 @@ fn config_validate_checks_every_provider_setting() {
     let absent = ligand(&["config", "validate", "absent.toml"], dir.path());
     assert_eq!(absent.status.code(), Some(1));
 }
+
+/// A chained audit log of `records` decisions sealed by a final checkpoint signed with the
+/// service's SVID, as a service writes it.
+fn chained_log(ca: &ligand_runtime::testkit::TestCa, records: u64) -> Vec<String> {
+    use ligand_runtime::testkit::{audit_checkpoint_line, audit_line_hash};
+    let mut lines: Vec<String> = Vec::new();
+    let mut prev = "0".repeat(64);
+    for seq in 0..records {
+        let line = format!(
+            r#"{{"seq":{seq},"prev":"{prev}","type":"decision","request_id":"r{seq}","allowed":true}}"#
+        );
+        prev = audit_line_hash(&line);
+        lines.push(line);
+    }
+    let svid = ca.svid(WORKLOAD);
+    lines.push(audit_checkpoint_line(
+        &svid,
+        records,
+        &prev,
+        true,
+        std::time::SystemTime::now(),
+    ));
+    lines
+}
+
+fn write_lines(dir: &Path, relative: &str, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    write(dir, relative, &text);
+}
+
+#[test]
+fn audit_verify_accepts_an_intact_log_and_names_the_first_broken_line() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ligand_runtime::testkit::TestCa::new("example.org");
+    let root = base64::engine::general_purpose::STANDARD.encode(ca.root().as_ref());
+    write(
+        dir.path(),
+        "bundle.pem",
+        &format!("-----BEGIN CERTIFICATE-----\n{root}\n-----END CERTIFICATE-----\n"),
+    );
+    let log = chained_log(&ca, 5);
+    write_lines(dir.path(), "audit.jsonl", &log);
+    let verify = |file: &str, service: &str| {
+        ligand(
+            &[
+                "audit",
+                "verify",
+                "--service",
+                service,
+                "--bundle",
+                "bundle.pem",
+                file,
+            ],
+            dir.path(),
+        )
+    };
+
+    let intact = verify("audit.jsonl", WORKLOAD);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    assert!(
+        stdout(&intact).contains("6 records, 1 signed checkpoints"),
+        "{}",
+        stdout(&intact)
+    );
+
+    // One record's verdict flipped: the next line's link no longer matches it.
+    let mut edited = log.clone();
+    edited[2] = edited[2].replace("\"allowed\":true", "\"allowed\":false");
+    write_lines(dir.path(), "edited.jsonl", &edited);
+    let out = verify("edited.jsonl", WORKLOAD);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 3") && stderr(&out).contains("edited"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The sealing checkpoint cut off: the removed tail is detected.
+    write_lines(dir.path(), "cut.jsonl", &log[..4]);
+    let out = verify("cut.jsonl", WORKLOAD);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // … unless the log is one of a service still running.
+    let running = ligand(
+        &[
+            "audit",
+            "verify",
+            "--allow-unsealed",
+            "--service",
+            WORKLOAD,
+            "--bundle",
+            "bundle.pem",
+            "cut.jsonl",
+        ],
+        dir.path(),
+    );
+    assert!(running.status.success(), "{}", stderr(&running));
+
+    // Signed by the right CA, but not by the service the log is claimed to be from.
+    let out = verify("audit.jsonl", "spiffe://example.org/service/other");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 6"), "{}", stderr(&out));
+
+    // A bundle without certificates is an argument error, not a verdict.
+    write(dir.path(), "empty.pem", "");
+    let out = ligand(
+        &[
+            "audit",
+            "verify",
+            "--service",
+            WORKLOAD,
+            "--bundle",
+            "empty.pem",
+            "audit.jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no PEM certificate"), "{}", stderr(&out));
+}
