@@ -451,5 +451,9 @@ fn audit_verify_accepts_an_intact_log_and_names_the_first_broken_line() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no PEM certificate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no PEM certificate"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -155,7 +155,7 @@ pub async fn run(bank: &Bank, progress: bool) -> Result<Report, BoxError> {
     bank.close().await;
     for step in [
         driver.audit_records(),
-        Driver::audit_verify(),
+        driver.audit_verify(),
         Driver::txn_token(),
     ] {
         driver.show(&step);
@@ -691,15 +691,82 @@ impl<'a> Driver<'a> {
         )
     }
 
-    fn audit_verify() -> Step {
-        Step {
-            name: "audit-verify",
-            title: "decision log verified",
-            expected: "`ligand audit verify` accepts the hash-chained log".to_owned(),
-            got: "not run".to_owned(),
-            outcome: Outcome::Skipped("`ligand audit verify` is not in this build".to_owned()),
-            detail: Value::Null,
+    /// Every service's decision log verified as `ligand audit verify` does (the same
+    /// verifier): the hash chain intact, every checkpoint signed by that service's SVID under
+    /// the development CA, sealed by the final checkpoint of the clean shutdown; and a copy of
+    /// accounts' log with one verdict flipped refused at that line.
+    fn audit_verify(&self) -> Step {
+        use ligand::audit::{Broken, VerifyError, VerifyOptions, verify, verify_file};
+
+        let bundles = TrustBundles::new().with(
+            self.bank.ca.trust_domain().clone(),
+            vec![self.bank.ca.root().clone()],
+        );
+        let options = VerifyOptions::default();
+        let mut verified = Vec::new();
+        let mut failures = Vec::new();
+        let (mut records, mut checkpoints) = (0, 0);
+        for service in &self.bank.services {
+            let path = self.bank.audit_dir.join(format!("{}.jsonl", service.name));
+            let id = SpiffeId::new(service.id).map_err(|e| e.to_string());
+            match id.and_then(|id| {
+                verify_file(&path, &bundles, &id, &options).map_err(|e| e.to_string())
+            }) {
+                Ok(report) => {
+                    records += report.records;
+                    checkpoints += report.checkpoints;
+                    verified.push(service.name);
+                }
+                Err(error) => failures.push(format!("{}: {error}", service.name)),
+            }
         }
+        let accounts = self.bank.audit_dir.join("accounts.jsonl");
+        let tampered = std::fs::read_to_string(&accounts).ok().and_then(|text| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            let at = lines.iter().position(|l| l.contains("\"allowed\":false"))?;
+            let flipped = lines[at].replace("\"allowed\":false", "\"allowed\":true");
+            lines[at] = &flipped;
+            let copy: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let id = SpiffeId::new(ACCOUNTS).ok()?;
+            Some((at + 1, verify(copy.as_bytes(), &bundles, &id, &options)))
+        });
+        let tamper_caught = matches!(
+            &tampered,
+            Some((line, Err(VerifyError::Broken { line: at, broken: Broken::Edited })))
+                if *at == *line as u64
+        );
+        let mut got = format!(
+            "{} of 4 logs verified ({records} records, {checkpoints} signed checkpoints)",
+            verified.len()
+        );
+        match &tampered {
+            Some((line, Err(error))) => {
+                let _ = write!(got, "; flipped denial at line {line}: {error}");
+            }
+            Some((line, Ok(_))) => {
+                let _ = write!(got, "; flipped denial at line {line} NOT detected");
+            }
+            None => got.push_str("; no denial in accounts' log to flip"),
+        }
+        if !failures.is_empty() {
+            let _ = write!(got, "; {}", failures.join("; "));
+        }
+        step(
+            "audit-verify",
+            "decision log verified",
+            "each log's chain and signed checkpoints verify; a flipped denial is refused at its line",
+            got,
+            failures.is_empty() && verified.len() == 4 && tamper_caught,
+            json!({
+                "records": records,
+                "checkpoints": checkpoints,
+                "command": format!(
+                    "ligand audit verify --service {ACCOUNTS} --bundle {} {}",
+                    self.bank.audit_dir.join("bundle.pem").display(),
+                    accounts.display()
+                ),
+            }),
+        )
     }
 
     fn txn_token() -> Step {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ligand::audit::AuditChain;
 use ligand::provider::LimitOverride;
 use ligand::{BoxError, Config, HttpBinding, JsonLinesTelemetry, Server, SpiffeId, WimseConfig};
 use ligand_identity_agent::{DevDir, EmbeddedIdentity, JwtAuthority, LocalCa};
@@ -78,7 +79,8 @@ pub struct Bank {
     pub transfers_jwt: Arc<JwtAuthority>,
     /// The secrets folder (`<work dir>/secrets`).
     pub secrets_dir: PathBuf,
-    /// The audit logs (`<work dir>/audit/<service>.jsonl`).
+    /// The audit logs (`<work dir>/audit/<service>.jsonl`, hash-chained with signed
+    /// checkpoints) and the trust bundle that verifies them (`bundle.pem`).
     pub audit_dir: PathBuf,
 }
 
@@ -103,6 +105,8 @@ impl Bank {
         let transfers_identity = identity(TRANSFERS)?;
         let gateway_identity = identity(GATEWAY)?;
         let ca = gateway_identity.ca().clone();
+        // The trust bundle `ligand audit verify --bundle` checks the logs' checkpoints with.
+        std::fs::write(audit_dir.join("bundle.pem"), ca.root_pem())?;
         let transfers_jwt = transfers_identity.jwt().clone();
         // accounts verifies WIT/WPT pairs (and refuses requests without them): it trusts the
         // WIT issuers of the workloads that call it.
@@ -114,8 +118,10 @@ impl Bank {
             Ok(Config::builder()
                 .binding(HttpBinding::new(listen))
                 .policy(RegorusPolicy::new(&policy)?)
-                .telemetry(JsonLinesTelemetry::file(
+                // Hash-chained, a signed checkpoint every 50 records and at shutdown.
+                .telemetry(JsonLinesTelemetry::chained_file(
                     audit_dir.join(format!("{name}.jsonl")),
+                    AuditChain::default().checkpoint_every(50),
                 )?))
         };
         let limiter = |config: GovernorConfig| GovernorLimiter::new(config);
