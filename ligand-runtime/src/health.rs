@@ -32,11 +32,14 @@ pub enum ProviderKind {
     ServiceRegistry,
     /// The registrar publishing this instance (Degraded while its registration is lost).
     ServiceRegistrar,
+    /// The fleet-wide retry budget (Degraded while its fleet view is stale and retries use
+    /// the local budget alone).
+    RetryBudget,
 }
 
 impl ProviderKind {
     /// Every kind, in monitor order.
-    pub const ALL: [ProviderKind; 9] = [
+    pub const ALL: [ProviderKind; 10] = [
         Self::Identity,
         Self::Policy,
         Self::Binding,
@@ -46,6 +49,7 @@ impl ProviderKind {
         Self::Secrets,
         Self::ServiceRegistry,
         Self::ServiceRegistrar,
+        Self::RetryBudget,
     ];
 
     /// Whether the service refuses traffic while this provider is not ready.
@@ -65,6 +69,7 @@ impl ProviderKind {
             Self::Secrets => "secrets",
             Self::ServiceRegistry => "service_registry",
             Self::ServiceRegistrar => "service_registrar",
+            Self::RetryBudget => "retry_budget",
         }
     }
 

@@ -99,6 +99,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         (ProviderKind::ServiceRegistry, config.registry.is_some()),
         (ProviderKind::ServiceRegistrar, config.registrar.is_some()),
         (ProviderKind::BundleFetcher, config.bundle_fetcher.is_some()),
+        (ProviderKind::RetryBudget, fleet.is_some()),
     ];
     kinds.extend(optional.iter().filter(|(_, on)| *on).map(|(kind, _)| *kind));
     let monitor = Arc::new(Monitor::new(kinds, telemetry.clone()));
@@ -282,7 +283,10 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
         )
         .with_fleet_budget(fleet.inspect(|fleet| {
             // Ends by itself once the transport, the budget's only owner, is dropped.
-            drop(fleet.spawn());
+            let monitor = monitor.clone();
+            drop(fleet.spawn_reporting(move |state, cause| {
+                monitor.set(ProviderKind::RetryBudget, state, cause);
+            }));
         })),
     );
     let server = Server {

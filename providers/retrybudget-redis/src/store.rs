@@ -178,6 +178,20 @@ impl RedisRetryBudget {
             .cloned()
     }
 
+    /// `PING`, on the shared connection.
+    async fn ping(&self) -> Result<(), RedisError> {
+        let mut connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(Opened::Redis(error)) => return Err(error),
+            Err(Opened::Timeout) => {
+                return Err(RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )));
+            }
+        };
+        redis::cmd("PING").query_async::<()>(&mut connection).await
+    }
+
     /// One pipeline of one `EVALSHA` per target.
     async fn run(
         &self,
@@ -235,7 +249,14 @@ impl FleetRetryBudget for RedisRetryBudget {
         deltas: &[FleetDelta],
     ) -> Result<Vec<FleetTotals>, FleetSyncError> {
         if deltas.is_empty() {
-            return Ok(Vec::new());
+            // Nothing to count yet: a PING keeps the health honest while no call goes out.
+            return tokio::time::timeout(self.timeout, self.ping())
+                .await
+                .map_err(|_| {
+                    FleetSyncError(format!("redis did not answer within {:?}", self.timeout).into())
+                })?
+                .map(|()| Vec::new())
+                .map_err(|error| FleetSyncError(Box::new(error)));
         }
         let window_secs = window.as_secs().max(1);
         let replies = tokio::time::timeout(self.timeout, self.run(instance, window_secs, deltas))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ligand_retrybudget_redis::{ConfigError, ConnectError, RedisFleetConfig, RedisRetryBudget};
 use ligand_runtime::testkit::RedisServer;
-use ligand_runtime::{FleetBudget, RetryConfig, State, TargetBudget};
+use ligand_runtime::{FleetBudget, ProviderKind, RetryConfig, State, TargetBudget};
 
 const TARGET: &str = "spiffe://example.org/service/accounts";
 
@@ -139,4 +139,50 @@ async fn a_store_made_while_redis_is_down_connects_on_a_later_sync() {
     redis.restart();
     fleet.sync().await.unwrap();
     assert_eq!(fleet.health(), State::Ready);
+}
+
+/// Waits (up to 10 s) until `server`'s monitor shows the retry budget in `state`.
+async fn budget_state(server: &ligand_runtime::Server, state: State) -> bool {
+    for _ in 0..200 {
+        if server.monitor().provider(ProviderKind::RetryBudget) == Some(state) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_reports_the_budget_degraded_while_redis_is_down() {
+    use ligand_runtime::testkit::{AllowList, FakeIdentity, TestCa};
+    let mut redis = RedisServer::start();
+    let ca = TestCa::new("example.org");
+    let store = RedisRetryBudget::new(RedisFleetConfig::new(redis.url())).unwrap();
+    let server = ligand_runtime::init_trust_boundary(
+        ligand_runtime::Config::builder()
+            .identity(FakeIdentity::new(
+                ca.context(ca.svid("spiffe://example.org/service/transfers")),
+            ))
+            .policy(AllowList::new())
+            .fleet_retry_budget(store, std::time::Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .unwrap();
+    assert!(budget_state(&server, State::Ready).await, "synced at start");
+
+    redis.kill();
+    assert!(
+        budget_state(&server, State::Degraded).await,
+        "a failed sync degrades the budget"
+    );
+    // Optional: the service keeps taking traffic on its local budget.
+    assert_eq!(server.monitor().overall(), State::Degraded);
+
+    redis.restart();
+    assert!(
+        budget_state(&server, State::Ready).await,
+        "Ready again once a sync succeeds"
+    );
+    server.close().await;
 }

@@ -79,7 +79,9 @@ pub trait FleetRetryBudget: fmt::Debug + Send + Sync + 'static {
     /// sync; zero for a target with nothing new) and returns the fleet's totals over the last
     /// `window` for the same targets, in the same order. `instance` identifies this instance
     /// among the fleet for counting instances. Called by one background task, never on the
-    /// request path; it should make one round trip for all targets.
+    /// request path; it should make one round trip for all targets. Called with no deltas
+    /// too, before any call goes out: it should then check that the store answers, since the
+    /// result is the budget's health.
     async fn sync(
         &self,
         instance: &str,
@@ -511,27 +513,46 @@ impl FleetBudget {
     /// Runs [`sync`](Self::sync) every sync period until the returned handle is aborted or
     /// the budget is dropped. A failed sync is logged and retried at the next period.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_reporting(|_, _| {})
+    }
+
+    /// [`spawn`](Self::spawn), calling `report` with the budget's [`health`](Self::health)
+    /// whenever it changes (and its cause, when degraded): the server feeds its monitor.
+    pub(crate) fn spawn_reporting(
+        self: &Arc<Self>,
+        mut report: impl FnMut(State, Option<String>) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let period = self.shared.period;
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reported = State::Initializing;
             loop {
                 ticks.tick().await;
                 let Some(budget) = weak.upgrade() else { return };
                 // A sync slower than the staleness bound is abandoned so the view goes stale.
                 let bound = period * STALE_PERIODS;
-                match tokio::time::timeout(bound, budget.sync()).await {
-                    Ok(Ok(())) => {}
+                let cause = match tokio::time::timeout(bound, budget.sync()).await {
+                    Ok(Ok(())) => None,
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "fleet retry budget: using the local budget");
+                        Some(format!("fleet view stale, local budget only: {error}"))
                     }
                     Err(_) => {
                         budget.mark_stale();
                         tracing::warn!(
                             "fleet retry budget: sync slower than {bound:?}; using the local budget"
                         );
+                        Some(format!(
+                            "fleet view stale, local budget only: sync slower than {bound:?}"
+                        ))
                     }
+                };
+                let state = budget.health();
+                if state != reported {
+                    reported = state;
+                    report(state, cause.filter(|_| state != State::Ready));
                 }
             }
         })
