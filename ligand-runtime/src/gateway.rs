@@ -93,6 +93,22 @@ impl GatewayConfig {
         self
     }
 
+    /// The same, with the certificate chain and key read from PEM: `chain_pem` holds the
+    /// certificates, leaf first; `key_pem` one PKCS#8, PKCS#1 or SEC1 private key.
+    pub fn certificate_pem(
+        self,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, rustls_pki_types::pem::Error> {
+        use rustls_pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_slice_iter(chain_pem).collect::<Result<Vec<_>, _>>()?;
+        if chain.is_empty() {
+            return Err(rustls_pki_types::pem::Error::NoItemsFound);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+        Ok(self.certificate(chain, key))
+    }
+
     /// The listener's TLS configuration: TLS 1.3, server authentication only.
     pub(crate) fn server_config(
         &self,
