@@ -1,8 +1,15 @@
 //! `#[ligand::service]`: turns an inherent impl into a `Service` whose routes are its methods
 //! carrying `#[get("…")]`, `#[post("…")]`, `#[put("…")]`, `#[patch("…")]` or `#[delete("…")]`.
 //! The lint pass runs over the impl first; its violations are reported at their spans.
+//!
+//! `#[ligand::service(gateway)]` marks a service for external callers: the same routes,
+//! handlers and `Ctx`, served on the gateway listener and authenticated by access token. It
+//! is an argument of `service` rather than a macro of its own because nothing else about the
+//! service changes: one macro to learn, and turning an internal service into a gateway (or
+//! back) is a one-word diff that review cannot miss.
 
 mod ast;
+mod attr;
 mod expand;
 mod valid;
 
@@ -19,9 +26,7 @@ use crate::lint::{self, CrateEnv};
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream, env: Option<&CrateEnv>) -> TokenStream {
     let cx = Ctxt::new();
-    if !args.is_empty() {
-        cx.error_spanned_by(args, "#[ligand::service] takes no arguments");
-    }
+    let args = attr::parse_args(&cx, args);
     let parsed = syn::parse2::<Item>(input.clone());
     if let Ok(item) = &parsed {
         for err in lint::lint_input(item, env) {
@@ -30,7 +35,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream, env: Option<&CrateEn
     }
     match parsed {
         Ok(Item::Impl(item)) if item.trait_.is_none() => {
-            let service = Service::from_syn(&cx, &item);
+            let service = Service::from_syn(&cx, &item, args);
             valid::check(&cx, &service);
             cx.finish(|| expand::expand(&service), || expand::stub(&item))
         }

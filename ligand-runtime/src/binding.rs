@@ -59,16 +59,40 @@ impl EnforcedService {
     pub fn for_peer(&self, peer: VerifiedPeer) -> PeerService {
         PeerService {
             router: self.router.clone(),
-            peer,
+            peer: ConnectionPeer::Verified(peer),
         }
     }
+
+    /// The service for one connection of an external caller at `remote`, accepted by a
+    /// gateway listener: every request carries the caller's address and nothing else, so
+    /// only a gateway route (which authenticates the caller by its access token) admits it.
+    pub(crate) fn for_external(&self, remote: SocketAddr) -> PeerService {
+        PeerService {
+            router: self.router.clone(),
+            peer: ConnectionPeer::External(ExternalPeer { addr: remote }),
+        }
+    }
+}
+
+/// The caller of a gateway listener's connection: its address only. No certificate vouches
+/// for it; the gateway route authenticates it by its access token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExternalPeer {
+    /// The remote socket address.
+    pub(crate) addr: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+enum ConnectionPeer {
+    Verified(VerifiedPeer),
+    External(ExternalPeer),
 }
 
 /// The enforced service bound to one connection's verified peer.
 #[derive(Clone)]
 pub struct PeerService {
     router: Router,
-    peer: VerifiedPeer,
+    peer: ConnectionPeer,
 }
 
 impl fmt::Debug for PeerService {
@@ -85,7 +109,14 @@ impl hyper::service::Service<http::Request<Incoming>> for PeerService {
     type Future = tower::util::Oneshot<Router, http::Request<axum::body::Body>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
-        request.extensions_mut().insert(self.peer.clone());
+        match &self.peer {
+            ConnectionPeer::Verified(peer) => {
+                request.extensions_mut().insert(peer.clone());
+            }
+            ConnectionPeer::External(peer) => {
+                request.extensions_mut().insert(*peer);
+            }
+        }
         self.router
             .clone()
             .oneshot(request.map(axum::body::Body::new))
@@ -232,7 +263,7 @@ impl Binding for HttpBinding {
         // same task); `serve` itself just waits for the loop to finish.
         let accept = AcceptLoop {
             listener,
-            acceptor: args.acceptor,
+            acceptor: Acceptor::Mtls(args.acceptor),
             service: args.service,
             limits: self.limits,
             connections: Arc::new(Semaphore::new(self.limits.max_connections)),
@@ -246,6 +277,41 @@ impl Binding for HttpBinding {
     }
 
     async fn shutdown(&self, deadline: Duration) {
+        self.stop_and_drain(deadline).await;
+    }
+}
+
+impl HttpBinding {
+    /// Serves a gateway service: TLS 1.3 with server authentication only, each connection's
+    /// requests carrying the caller's address instead of a verified peer. `listening` gets
+    /// the bound address.
+    pub(crate) async fn serve_gateway(
+        &self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        service: EnforcedService,
+        listening: &watch::Sender<Option<SocketAddr>>,
+    ) -> Result<(), BoxError> {
+        let listener = TcpListener::bind(&self.addr).await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, "gateway listening (TLS 1.3, no client certificate)");
+        listening.send_replace(Some(local));
+        let accept = AcceptLoop {
+            listener,
+            acceptor: Acceptor::External(acceptor),
+            service,
+            limits: self.limits,
+            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
+            handshakes: Arc::new(Semaphore::new(self.limits.max_handshakes)),
+            stop: self.stop.clone(),
+            deadline: self.deadline.clone(),
+            done: self.done.clone(),
+        };
+        tokio::spawn(accept.run()).await?;
+        Ok(())
+    }
+
+    /// Stops accepting and waits (bounded by `deadline`) for the accept loop to drain.
+    pub(crate) async fn stop_and_drain(&self, deadline: Duration) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
         self.stop.cancel();
         let mut done = self.done.subscribe();
@@ -255,9 +321,19 @@ impl Binding for HttpBinding {
     }
 }
 
+/// How a listener's connections are accepted.
+#[derive(Clone)]
+enum Acceptor {
+    /// mTLS: the peer's SVID verified, the peer on every request.
+    Mtls(MtlsAcceptor),
+    /// A gateway's TLS 1.3 with server authentication only: the caller's address on every
+    /// request, its credential checked per request by the gateway route.
+    External(tokio_rustls::TlsAcceptor),
+}
+
 struct AcceptLoop {
     listener: TcpListener,
-    acceptor: MtlsAcceptor,
+    acceptor: Acceptor,
     service: EnforcedService,
     limits: Limits,
     connections: Arc<Semaphore>,
@@ -330,7 +406,7 @@ impl AcceptLoop {
 /// One accepted connection: handshake, then HTTP until the client leaves, the binding stops,
 /// the connection reaches its maximum age, or its peer stops being trusted.
 struct Connection {
-    acceptor: MtlsAcceptor,
+    acceptor: Acceptor,
     service: EnforcedService,
     limits: Limits,
     stop: CancellationToken,
@@ -339,12 +415,29 @@ struct Connection {
 }
 
 impl Connection {
+    /// The TLS handshake: the verified peer for mTLS, none for a gateway's external caller.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+    ) -> std::io::Result<(
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<VerifiedPeer>,
+    )> {
+        match &self.acceptor {
+            Acceptor::Mtls(acceptor) => {
+                let (tls, peer) = acceptor.accept(stream).await?;
+                Ok((tls, Some(peer)))
+            }
+            Acceptor::External(acceptor) => Ok((acceptor.accept(stream).await?, None)),
+        }
+    }
+
     async fn run(self, stream: TcpStream, handshake: OwnedSemaphorePermit) {
         let remote = self.remote;
         let accepted = tokio::select! {
             // Shutdown abandons handshakes in progress.
             () = self.stop.cancelled() => return,
-            accepted = tokio::time::timeout(self.limits.handshake_timeout, self.acceptor.accept(stream)) => accepted,
+            accepted = tokio::time::timeout(self.limits.handshake_timeout, self.handshake(stream)) => accepted,
         };
         drop(handshake);
         let (tls, peer) = match accepted {
@@ -368,10 +461,19 @@ impl Connection {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
-        let connection =
-            builder.serve_connection(TokioIo::new(tls), self.service.for_peer(peer.clone()));
+        let service = match &peer {
+            Some(peer) => self.service.for_peer(peer.clone()),
+            None => self.service.for_external(remote),
+        };
+        let connection = builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(connection);
-        let expiry = self.acceptor.peer_expiry(&peer);
+        // An external caller presented no certificate: nothing of it expires.
+        let expiry = async {
+            match (&self.acceptor, &peer) {
+                (Acceptor::Mtls(acceptor), Some(peer)) => acceptor.peer_expiry(peer).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::pin!(expiry);
         let age = async {
             match self.limits.max_connection_age {
@@ -401,7 +503,7 @@ impl Connection {
                     closing = true;
                 }
                 why = &mut expiry, if !closing => {
-                    tracing::info!(%remote, peer = %peer.spiffe_id(), %why, "closing the connection");
+                    tracing::info!(%remote, peer = ?peer.as_ref().map(VerifiedPeer::spiffe_id), %why, "closing the connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }

@@ -96,6 +96,7 @@ pub struct Config {
     pub(crate) admin: AdminConfig,
     pub(crate) txn_token: Option<TxnTokenConfig>,
     pub(crate) wimse: Option<WimseConfig>,
+    pub(crate) gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -120,6 +121,7 @@ impl fmt::Debug for Config {
             .field("admin", &self.admin)
             .field("txn_token", &self.txn_token)
             .field("wimse", &self.wimse)
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +160,7 @@ impl Config {
                 admin: AdminConfig::disabled(),
                 txn_token: None,
                 wimse: None,
+                gateway: None,
             },
         }
     }
@@ -408,6 +411,15 @@ impl ConfigBuilder {
     /// sent whenever the identity source issues WITs.
     pub fn wimse(mut self, config: WimseConfig) -> Self {
         self.config.wimse = Some(config);
+        self
+    }
+
+    /// The gateway listener and the inline Context Service for gateway services
+    /// (`#[ligand::service(gateway)]`): TLS 1.3 without client certificates on its own
+    /// address, each request authenticated by its access token, which is exchanged for a
+    /// Transaction Token (see [`GatewayConfig`](crate::GatewayConfig)).
+    pub fn gateway(mut self, config: crate::gateway::GatewayConfig) -> Self {
+        self.config.gateway = Some(config);
         self
     }
 

@@ -168,6 +168,10 @@ pub enum Denial {
     /// check goes to the logs.
     #[error("{}", .0.public_message())]
     InvalidWimse(WimseRejection),
+    /// A gateway's external caller presented no access token, or one that did not validate
+    /// (`ACCESS_TOKEN_MISSING`, `INVALID_TOKEN`); the failed check goes to the logs.
+    #[error("{}", .0.public_message())]
+    InvalidAccessToken(crate::gateway::AccessTokenRejection),
 }
 
 impl Denial {
@@ -184,6 +188,7 @@ impl Denial {
             Self::InvalidChain(rejection) => rejection.code(),
             Self::InvalidTxnToken(rejection) => rejection.code(),
             Self::InvalidWimse(rejection) => rejection.code(),
+            Self::InvalidAccessToken(rejection) => rejection.code(),
         }
     }
 
@@ -199,6 +204,8 @@ impl Denial {
                 | "SERVICE_NOT_READY"
                 | "UNAUTHENTICATED"
                 | "BAD_REQUEST"
+                | "ACCESS_TOKEN_MISSING"
+                | "INVALID_TOKEN"
         ) || code.starts_with("CHAIN_")
             || code.starts_with("TXN_TOKEN_")
             || code.starts_with("WIMSE_")
@@ -217,6 +224,7 @@ impl Denial {
             Self::BadRequest | Self::InvalidChain(_) => StatusCode::BAD_REQUEST,
             Self::InvalidTxnToken(rejection) => rejection.status(),
             Self::InvalidWimse(rejection) => rejection.status(),
+            Self::InvalidAccessToken(rejection) => rejection.status(),
         }
     }
 }
@@ -228,6 +236,12 @@ pub enum ServeError {
     /// `serve` was called without a binding (a trust-boundary server without one).
     #[error("no binding configured: this server only enforces through Server::enforce")]
     NoBinding,
+    /// A gateway service (`#[ligand::service(gateway)]`) was served without a gateway
+    /// configuration (`[gateway]`, [`ConfigBuilder::gateway`](crate::ConfigBuilder::gateway)).
+    #[error(
+        "no gateway configured: a gateway service needs [gateway] listen and its token settings"
+    )]
+    NoGateway,
     /// `serve` was already called on this server.
     #[error("the server is already serving")]
     AlreadyServing,

@@ -44,6 +44,7 @@ mod bundle;
 mod chain;
 mod config;
 mod error;
+mod gateway;
 mod health;
 mod identity;
 mod outbound;
@@ -87,6 +88,7 @@ pub use self::config::{
 pub use self::error::{
     BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,
 };
+pub use self::gateway::{AccessTokenRejection, GatewayConfig};
 pub use self::health::{Monitor, ProviderKind, State};
 pub use self::identity::{
     FetchWitRequest, FetchWitResponse, TrustBundles, WorkloadIdentity, X509Context,

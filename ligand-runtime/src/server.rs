@@ -68,6 +68,8 @@ struct Inner {
     txn_verifier: Option<crate::txn::TxnVerifier>,
     /// Verifies the WIT/WPT pair of inbound requests, when configured.
     wimse_verifier: Option<crate::wimse::WimseVerifier>,
+    /// The gateway listener and its Context Service, when configured.
+    gateway: Option<Gateway>,
     service_id: Arc<str>,
     monitor: Arc<Monitor>,
     settings: Settings,
@@ -81,6 +83,14 @@ struct Inner {
     closed: OnceCell<()>,
     /// Health probes and metrics; closed after everything else.
     admin: Option<AdminListener>,
+}
+
+/// A configured gateway: its settings, its listener and where it listens.
+struct Gateway {
+    config: crate::gateway::GatewayConfig,
+    binding: crate::binding::HttpBinding,
+    serving: AtomicBool,
+    listening: watch::Sender<Option<SocketAddr>>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +159,24 @@ impl Server {
     /// The verifier of inbound WIT/WPT pairs, when one is configured.
     pub(crate) fn wimse_verifier(&self) -> Option<&crate::wimse::WimseVerifier> {
         self.inner.wimse_verifier.as_ref()
+    }
+
+    /// The gateway configuration, when one is configured.
+    pub(crate) fn gateway_config(&self) -> Option<&crate::gateway::GatewayConfig> {
+        self.inner.gateway.as_ref().map(|g| &g.config)
+    }
+
+    /// Waits until the gateway listener listens and returns its address; `None` if it
+    /// stopped (or no gateway is configured) before that.
+    pub async fn gateway_addr(&self) -> Option<SocketAddr> {
+        let gateway = self.inner.gateway.as_ref()?;
+        let mut rx = gateway.listening.subscribe();
+        let closed = self.inner.watches.clone();
+        tokio::select! {
+            found = rx.wait_for(Option::is_some) => return found.ok().and_then(|addr| *addr),
+            () = closed.cancelled() => {}
+        }
+        *rx.borrow()
     }
 
     /// The verifier of inbound Transaction Tokens, when one is configured.

@@ -30,6 +30,7 @@
 //! | WPT replay cache on Redis (feature `redis`; shared by every instance) | `[wimse] replay` (`memory` or `redis`), `replay_url`, `replay_key_prefix`, `replay_timeout`, `replay_connect_timeout` | `LIGAND_REPLAY_REDIS_URL` (the URL) | `memory` |
 //! | log format (`text` or `json`: JSON lines, with the request span's `request_id`, `trace_id` and `span_id` on a handler's lines) | `[log] format` | `LIGAND_LOG_FORMAT` | `text` |
 //! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
+//! | gateway (external callers by access token, for `#[ligand::service(gateway)]`) | `[gateway] listen`, `jwks`, `issuers`, `audience`, `signing_key`, `signing_algorithm`, `signing_kid`, `issuer`, `lifetime`, `leeway`, `cert`, `key` | | none: a gateway service is refused; with the section: `listen`, `jwks`, `issuers`, `audience` and `signing_key` required, `"ES256"`, `"ligand-txn"`, no `iss`, `"5m"`, `"30s"`, the SVID as the server certificate |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
@@ -145,8 +146,9 @@ use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
 mod providers;
 use ligand_registry_static::{StaticRegistry, StaticRegistryConfig};
 use ligand_runtime::{
-    AdminConfig, AuditOverflow, BoxError, Config, HttpBinding, JsonLinesTelemetry,
-    LogLinesTelemetry, SpiffeId, TracingTelemetry, TxnTokenConfig, WimseConfig,
+    AdminConfig, AuditOverflow, BoxError, Config, GatewayConfig, HttpBinding, JsonLinesTelemetry,
+    LogLinesTelemetry, SpiffeId, SubjectTokenConfig, TracingTelemetry, TxnConfigError, TxnMinter,
+    TxnTokenConfig, WimseConfig,
 };
 use ligand_secrets_file::FileSecrets;
 use serde::Deserialize;
@@ -174,6 +176,7 @@ struct File {
     txn_token: Option<TxnTokenSection>,
     wimse: Option<WimseSection>,
     log: Option<LogSection>,
+    gateway: Option<GatewaySection>,
 }
 
 /// `[log]`: read by `init_logging` before the configuration loads; checked here.
@@ -205,6 +208,106 @@ impl LogSection {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[gateway]`: the listener for external callers and the inline Context Service behind it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySection {
+    /// `host:port` of the TLS listener without client certificates.
+    listen: String,
+    /// The identity provider's JWKS file.
+    jwks: PathBuf,
+    /// The identity providers accepted (`iss`); at least one.
+    issuers: Vec<String>,
+    /// The `aud` access tokens must name: this API.
+    audience: String,
+    /// The Transaction Token signing key (PKCS#8 PEM), never the SVID key.
+    signing_key: PathBuf,
+    signing_algorithm: Option<String>,
+    signing_kid: Option<String>,
+    /// The `iss` of minted tokens (verifiers with an issuer allow-list need one).
+    issuer: Option<String>,
+    lifetime: Option<String>,
+    leeway: Option<String>,
+    /// The server certificate chain (PEM) external callers trust; with `key`.
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl GatewaySection {
+    /// `workload`: this service's SPIFFE ID, the `req_wl` of minted tokens.
+    fn config(self, base: &Path, workload: &SpiffeId) -> Result<GatewayConfig, ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(invalid(
+                "gateway.issuers",
+                "list at least one identity provider (the `iss` of accepted access tokens)",
+            ));
+        }
+        if self.audience.is_empty() {
+            return Err(invalid("gateway.audience", "must not be empty"));
+        }
+        let read = |setting: &'static str, path: &Path| {
+            let path = base.join(path);
+            std::fs::read(&path).map_err(|e| invalid(setting, format!("{}: {e}", path.display())))
+        };
+        let jwks = read("gateway.jwks", &self.jwks)?;
+        let mut subject = SubjectTokenConfig::from_jwks_json(&jwks, self.issuers, self.audience)
+            .map_err(|e| invalid("gateway.jwks", chain(&e)))?;
+        let duration = |setting: &'static str, value: &str| {
+            humantime::parse_duration(value).map_err(|e| {
+                invalid(
+                    setting,
+                    format!("{value:?} is not a duration such as \"30s\" ({e})"),
+                )
+            })
+        };
+        if let Some(leeway) = &self.leeway {
+            subject = subject.leeway(duration("gateway.leeway", leeway)?);
+        }
+        let key = read("gateway.signing_key", &self.signing_key)?;
+        let kid = self.signing_kid.as_deref().unwrap_or("ligand-txn");
+        let mut minter = TxnMinter::new(
+            subject,
+            &key,
+            self.signing_algorithm.as_deref().unwrap_or("ES256"),
+            kid,
+            workload.trust_domain_name(),
+            workload.to_string(),
+        )
+        .map_err(|e| {
+            // Name the setting at fault: the signing key and its algorithm, or the JWKS.
+            let setting = match &e {
+                TxnConfigError::Algorithm(_) => "gateway.signing_algorithm",
+                TxnConfigError::Key { kid: bad, .. } if bad == kid => "gateway.signing_key",
+                TxnConfigError::NoAudience => "gateway.audience",
+                _ => "gateway.jwks",
+            };
+            invalid(setting, chain(&e))
+        })?;
+        if let Some(issuer) = self.issuer {
+            minter = minter.issuer(issuer);
+        }
+        if let Some(lifetime) = &self.lifetime {
+            let lifetime = duration("gateway.lifetime", lifetime)?;
+            if lifetime.is_zero() {
+                return Err(invalid("gateway.lifetime", "must be at least \"1s\""));
+            }
+            minter = minter.lifetime(lifetime);
+        }
+        let config = GatewayConfig::new(self.listen, minter);
+        match (self.cert, self.key) {
+            (None, None) => Ok(config),
+            (Some(cert), Some(key)) => {
+                let (cert, key) = (read("gateway.cert", &cert)?, read("gateway.key", &key)?);
+                config
+                    .certificate_pem(&cert, &key)
+                    .map_err(|e| invalid("gateway.cert", e))
+            }
+            (Some(_), None) => Err(invalid("gateway.key", "gateway.cert needs its key")),
+            (None, Some(_)) => Err(invalid("gateway.cert", "gateway.key needs its certificate")),
+        }
     }
 }
 
@@ -1324,6 +1427,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     builder = builder.admin(file.admin.unwrap_or_default().config(env)?);
 
     let spiffe_id = env.spiffe_id.clone().or(file.identity.spiffe_id.clone());
+    // This workload's SPIFFE ID when known before the identity starts (configured, or the
+    // development default): the gateway names it in the tokens it mints.
+    let workload: Option<SpiffeId>;
     match env.socket.clone().or(file.identity.socket.clone()) {
         Some(socket) => {
             for (setting, set) in [
@@ -1340,6 +1446,11 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
             let identity =
                 SpiffeIdentity::new(socket).map_err(|e| invalid("identity.socket", e))?;
             builder = builder.identity(identity);
+            workload = spiffe_id
+                .as_deref()
+                .map(SpiffeId::new)
+                .transpose()
+                .map_err(|e| invalid("identity.spiffe_id", format!("{spiffe_id:?}: {e}")))?;
             if let Some(id) = spiffe_id {
                 builder = builder.spiffe_id(id);
             }
@@ -1348,6 +1459,7 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
             let id = spiffe_id.unwrap_or_else(default_spiffe_id);
             let id = SpiffeId::new(&id)
                 .map_err(|e| invalid("identity.spiffe_id", format!("{id}: {e}")))?;
+            workload = Some(id.clone());
             builder = development_identity(builder, id, &file.identity, base, env)?;
         }
     }
@@ -1484,6 +1596,15 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     }
     if let Some(wimse) = file.wimse {
         builder = builder.wimse(wimse.config(base, env)?);
+    }
+    if let Some(gateway) = file.gateway {
+        let Some(workload) = &workload else {
+            return Err(invalid(
+                "identity.spiffe_id",
+                "[gateway] names this workload in the tokens it mints (req_wl): set identity.spiffe_id",
+            ));
+        };
+        builder = builder.gateway(gateway.config(base, workload)?);
     }
 
     if let Some(log) = &file.log {

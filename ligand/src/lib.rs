@@ -14,7 +14,7 @@
 //! impl Hello {
 //!     #[get("/hello/{name}")]
 //!     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> String {
-//!         format!("hello {name}, you are {}", ctx.peer())
+//!         format!("hello {name}, you are {}", ctx.caller().principal().unwrap_or_default())
 //!     }
 //! }
 //!
@@ -49,6 +49,10 @@ pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secr
 
 // The service-facing API: what a service's own code names. Provider contracts live in
 // `provider`; nothing here can change the workload's identity, trust or health.
+/// Gateways (`#[ligand::service(gateway)]`): external callers over TLS without a client
+/// certificate, authenticated by their access token (`Config::builder().gateway(..)`, or
+/// `[gateway]` in `ligand.toml`).
+pub use ligand_runtime::{AccessTokenRejection, GatewayConfig};
 pub use ligand_runtime::{Action, CallBuilder, CallError, Caller, Client, Service};
 pub use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError,

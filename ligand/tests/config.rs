@@ -931,3 +931,79 @@ fn the_log_section_is_checked_naming_its_setting() {
         assert!(error.to_string().starts_with(setting), "{log}: {error}");
     }
 }
+
+#[test]
+fn the_gateway_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let idp = ligand::testkit::TxnIssuer::new("idp-1");
+    let tts = ligand::testkit::TxnIssuer::new("tts-1");
+    write(dir.path(), "gateway/idp.json", &idp.jwks_json());
+    write(dir.path(), "gateway/tts.pem", &tts.pem());
+    let good = "listen = \"127.0.0.1:0\"\njwks = \"gateway/idp.json\"\n\
+                issuers = [\"https://idp.example\"]\naudience = \"https://api.example\"\n\
+                signing_key = \"gateway/tts.pem\"\nsigning_kid = \"tts-1\"\n\
+                issuer = \"https://gw.example\"\nlifetime = \"2m\"\nleeway = \"10s\"\n";
+    write(
+        dir.path(),
+        "ligand.toml",
+        &format!("[admin]\nenabled = false\n\n[gateway]\n{good}"),
+    );
+    let config = load(dir.path()).unwrap();
+    let shown = format!("{config:?}");
+    for expected in [
+        "GatewayConfig",
+        "tts-1",
+        "https://gw.example",
+        "idp.example",
+    ] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+    write(
+        dir.path(),
+        "gateway/oct.json",
+        r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#,
+    );
+    let with = |key: &str, value: &str| {
+        good.lines()
+            .map(|line| {
+                if line.starts_with(&format!("{key} =")) {
+                    format!("{key} = {value}")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (bad, setting) in [
+        (with("issuers", "[]"), "gateway.issuers"),
+        (with("audience", "\"\""), "gateway.audience"),
+        (with("jwks", "\"gateway/absent.json\""), "gateway.jwks"),
+        (
+            with("signing_key", "\"gateway/idp.json\""),
+            "gateway.signing_key",
+        ),
+        (
+            with("signing_key", "\"gateway/absent.pem\""),
+            "gateway.signing_key",
+        ),
+        (
+            format!("{good}signing_algorithm = \"HS256\"\n"),
+            "gateway.signing_algorithm",
+        ),
+        (with("lifetime", "\"0s\""), "gateway.lifetime"),
+        (with("leeway", "\"soon\""), "gateway.leeway"),
+        (with("jwks", "\"gateway/oct.json\""), "gateway.jwks"),
+        (format!("{good}cert = \"gateway/tts.pem\"\n"), "gateway.key"),
+        (format!("{good}key = \"gateway/tts.pem\"\n"), "gateway.cert"),
+        (
+            format!("{good}cert = \"gateway/tts.pem\"\nkey = \"gateway/tts.pem\"\n"),
+            "gateway.cert",
+        ),
+    ] {
+        write(dir.path(), "ligand.toml", &format!("[gateway]\n{bad}\n"));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with(setting), "{bad}: {error}");
+    }
+}

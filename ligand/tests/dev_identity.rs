@@ -31,7 +31,7 @@ impl Greeter {
     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> Json<Greeting> {
         Json(Greeting {
             greeting: format!("hello, {name}"),
-            caller: ctx.peer().to_string(),
+            caller: ctx.caller().principal().unwrap_or_default().to_owned(),
         })
     }
 

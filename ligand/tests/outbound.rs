@@ -40,7 +40,7 @@ impl Accounts {
     async fn get(&self, ctx: Ctx, Path(id): Path<String>) -> Json<Account> {
         Json(Account {
             id,
-            peer: ctx.peer().to_string(),
+            peer: ctx.caller().principal().unwrap_or_default().to_owned(),
             note: None,
         })
     }
@@ -54,7 +54,7 @@ impl Accounts {
     ) -> Json<Account> {
         Json(Account {
             id,
-            peer: ctx.peer().to_string(),
+            peer: ctx.caller().principal().unwrap_or_default().to_owned(),
             note: Some(note.text),
         })
     }
@@ -189,7 +189,7 @@ impl Ledger {
                 .iter()
                 .map(|l| (l.principal().unwrap_or("").to_owned(), l.verified))
                 .collect(),
-            peer: ctx.peer().to_string(),
+            peer: ctx.caller().principal().unwrap_or_default().to_owned(),
             txn: headers
                 .get("txn-token")
                 .and_then(|v| v.to_str().ok())

@@ -33,7 +33,7 @@ impl Accounts {
     async fn get(&self, ctx: Ctx, Path(id): Path<String>) -> Json<Account> {
         Json(Account {
             id,
-            peer: ctx.peer().to_string(),
+            peer: ctx.caller().principal().unwrap_or_default().to_owned(),
         })
     }
 }

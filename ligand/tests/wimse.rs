@@ -36,7 +36,7 @@ fn seen(ctx: &Ctx, headers: &http::HeaderMap) -> Seen {
             .map(str::to_owned)
     };
     Seen {
-        peer: ctx.peer().to_string(),
+        peer: ctx.caller().principal().unwrap_or_default().to_owned(),
         wit: get(ligand::WIT_HEADER),
         wpt: get(ligand::WPT_HEADER),
         txn: get(ligand::TXN_TOKEN_HEADER),

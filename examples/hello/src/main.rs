@@ -38,7 +38,7 @@ impl Hello {
     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> Json<Greeting> {
         Json(Greeting {
             greeting: format!("hello, {name}"),
-            caller: ctx.peer().to_string(),
+            caller: ctx.caller().principal().unwrap_or_default().to_owned(),
             request_id: ctx.request_id().to_owned(),
         })
     }

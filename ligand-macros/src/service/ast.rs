@@ -8,6 +8,8 @@ use crate::route::attr::{self, Method, RouteAttr, route_attrs};
 
 pub(crate) struct Service<'a> {
     pub(crate) original: &'a ItemImpl,
+    /// `#[ligand::service(gateway)]`.
+    pub(crate) gateway: bool,
     pub(crate) routes: Vec<Route<'a>>,
     /// Route attributes on impl items that are not methods (constants, types, macros).
     pub(crate) misplaced: Vec<(&'a Attribute, Method)>,
@@ -22,7 +24,7 @@ pub(crate) struct Route<'a> {
 }
 
 impl<'a> Service<'a> {
-    pub(crate) fn from_syn(cx: &Ctxt, item: &'a ItemImpl) -> Self {
+    pub(crate) fn from_syn(cx: &Ctxt, item: &'a ItemImpl, args: super::attr::Args) -> Self {
         let mut routes = Vec::new();
         let mut misplaced = Vec::new();
         for impl_item in &item.items {
@@ -48,6 +50,7 @@ impl<'a> Service<'a> {
         }
         Service {
             original: item,
+            gateway: args.gateway,
             routes,
             misplaced,
         }

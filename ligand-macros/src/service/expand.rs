@@ -13,13 +13,18 @@ pub(crate) fn expand(service: &Service<'_>) -> TokenStream {
     let item = consume_route_attrs(service.original);
     let self_ty = &item.self_ty;
     let routes = service.routes.iter().map(route);
+    let start = if service.gateway {
+        quote!(gateway)
+    } else {
+        quote!(new)
+    };
     quote! {
         #item
 
         #[automatically_derived]
         impl ::ligand::__private::Service for #self_ty {
             fn __ligand_routes(self) -> ::ligand::__private::Routes<Self> {
-                ::ligand::__private::Routes::new(self)
+                ::ligand::__private::Routes::#start(self)
                     #(#routes)*
             }
         }

@@ -66,6 +66,24 @@ impl PeerClient {
         Ok(Self { identity, dialer })
     }
 
+    /// A client presenting NO certificate, trusting the bundles of `context` and accepting only
+    /// a server presenting `expect`: an external caller of a gateway, which authenticates by
+    /// access token. (The SVID of `context` is not presented.)
+    pub fn without_certificate(
+        context: &X509Context,
+        expect: &SpiffeId,
+    ) -> Result<Self, InitError> {
+        let identity = Arc::new(IdentityState::new(context, None)?);
+        let dialer = Dialer::builder(
+            ServerAuth::spiffe(&identity, expect.clone()),
+            ClientAuth::none(),
+        )
+        .http1_only()
+        .build()
+        .map_err(|e| InitError::Config(e.to_string()))?;
+        Ok(Self { identity, dialer })
+    }
+
     /// The client's own SPIFFE ID.
     pub fn spiffe_id(&self) -> SpiffeId {
         self.identity.spiffe_id()

@@ -122,6 +122,12 @@ impl IdentityState {
         Ok(Arc::new(config))
     }
 
+    /// Presents the current SVID (rotation included) as a server certificate, for a listener
+    /// that does not ask for a client certificate (a gateway).
+    pub(crate) fn server_cert_resolver(self: &Arc<Self>) -> Arc<dyn ResolvesServerCert> {
+        Arc::new(Resolver(self.clone()))
+    }
+
     /// Presents the current SVID (rotation included) as a client certificate, for backends
     /// that authenticate workloads by certificate but are not SPIFFE peers themselves (an
     /// OpenBao server with an ordinary CA, for instance).

@@ -6,6 +6,7 @@
 //! edge workload must not be able to speak for the whole domain.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -128,6 +129,8 @@ pub struct MintedTxnToken {
     pub txn: String,
     /// Its `exp`.
     pub expires_at: SystemTime,
+    /// Its claims, as a verifier of the token would read them.
+    pub claims: super::TxnClaims,
 }
 
 /// Why no Transaction Token was minted.
@@ -297,10 +300,28 @@ impl TxnMinter {
         let token =
             jsonwebtoken::encode(&header, &claims, &self.signing).map_err(MintError::Signing)?;
         let expires_at = UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or_default());
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(Arc::<str>::from)
+        };
+        let verified = super::TxnClaims {
+            txn: Arc::from(txn.as_str()),
+            sub: text("sub").unwrap_or_default(),
+            scope: text("scope"),
+            req_wl: text("req_wl"),
+            iss: text("iss"),
+            iat,
+            exp,
+            tctx: claims.remove("tctx"),
+            rctx: claims.remove("rctx"),
+        };
         Ok(MintedTxnToken {
             token,
             txn,
             expires_at,
+            claims: verified,
         })
     }
 

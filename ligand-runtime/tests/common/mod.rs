@@ -35,7 +35,7 @@ impl Service for Hello {
                     let chain: Vec<String> =
                         ctx.chain().links().iter().filter_map(|l| l.principal().map(str::to_owned)).collect();
                     let txn = ctx.txn().map(|t| format!("|txn={}", t.sub)).unwrap_or_default();
-                    format!("hello {name}|peer={}|chain={}{txn}", ctx.peer(), chain.join(","))
+                    format!("hello {name}|peer={}|chain={}{txn}", ctx.caller().principal().unwrap_or_default(), chain.join(","))
                 }),
             )
             .route(

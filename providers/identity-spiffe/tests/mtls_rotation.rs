@@ -35,7 +35,10 @@ impl Service for Echo {
             "/hello/{name}",
             "GET",
             get(|ctx: Ctx, Path(name): Path<String>| async move {
-                format!("hello {name} from {}", ctx.peer())
+                format!(
+                    "hello {name} from {}",
+                    ctx.caller().principal().unwrap_or_default()
+                )
             }),
         )
     }

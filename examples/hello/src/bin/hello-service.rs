@@ -23,7 +23,7 @@ impl Hello {
     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> Json<Greeting> {
         Json(Greeting {
             greeting: format!("hello, {name}"),
-            caller: ctx.peer().to_string(),
+            caller: ctx.caller().principal().unwrap_or_default().to_owned(),
         })
     }
 }

@@ -17,7 +17,7 @@ impl Hello {
     #[get("/hello/{name}")]
     async fn hello(&self, ctx: Ctx, Path(name): Path<String>) -> String {
         let task = tokio::spawn(async move { format!("hello {name}") });
-        format!("{} from {}", task.await.unwrap_or_default(), ctx.peer())
+        format!("{} from {}", task.await.unwrap_or_default(), ctx.caller().principal().unwrap_or_default())
     }
 }
 

@@ -25,7 +25,7 @@ impl Bank {
     /// Doc comments and other attributes stay on the method.
     #[get("/accounts/{id}")]
     async fn account(&self, ctx: Ctx, Path(id): Path<String>) -> String {
-        format!("account {id} seen by {}", ctx.peer())
+        format!("account {id} seen by {}", ctx.caller().principal().unwrap_or_default())
     }
 
     #[post("/accounts/{id}/transfers", action = "transfer")]
