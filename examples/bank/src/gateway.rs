@@ -1,9 +1,8 @@
-//! gateway: the bank's front door, called by the bank's people (`spiffe://bank.example/user/…`)
-//! with their client certificates.
-//!
-//! For now an ordinary mTLS `#[ligand::service]`. Gateway handlers for external callers (an
-//! identity provider's token exchanged for a Transaction Token minted here, then sent along
-//! on every call) slot in here: the routes and the clients they call stay as they are.
+//! gateway: the bank's front door, called by its customers over TLS without client
+//! certificates. `#[ligand::service(gateway)]`: each request's access token (from the bank's
+//! identity provider) is validated and exchanged for a Transaction Token minted here, the
+//! customer becomes the `user` link the policy and the limiter see, and every call the
+//! handlers make carries the minted token to transfers and accounts, which verify it.
 
 use ligand::prelude::*;
 use serde::Serialize;
@@ -25,7 +24,7 @@ struct Rates {
     usd: f64,
 }
 
-#[ligand::service]
+#[ligand::service(gateway)]
 impl Gateway {
     /// A transfer: gateway → transfers → fraud + accounts.
     #[post("/v1/transfers", action = "transfer")]

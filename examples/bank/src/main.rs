@@ -2,8 +2,8 @@
 //!
 //! Starts the development identity and the bank's four services on loopback, runs the
 //! scripted scenario and prints a summary table (exit 1 when a step failed). With `--serve`,
-//! keeps the services up instead and prints `curl` lines, with the development caller's
-//! client certificate, that call the gateway.
+//! keeps the services up instead and prints `curl` lines that call the gateway as customers,
+//! with access tokens of the demo identity provider.
 
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ const USAGE: &str = "Usage: bank [--serve | --help]
 
 Without an option, runs the bank scenario on loopback and prints a summary table (exit 0 when
 no step failed). With --serve, starts the four services and keeps them up until ctrl-c,
-printing curl lines that call the gateway as spiffe://bank.example/user/dev.
+printing curl lines that call the gateway as the customers alice and eve (access tokens of
+the demo identity provider, valid for an hour).
 
 One service alone, on ligand.toml: LIGAND_CONFIG=config/<service>.toml bank-service";
 
@@ -118,15 +119,24 @@ async fn serve_until_interrupted() -> Result<(), BoxError> {
         );
     }
     let gateway = bank.gateway_addr();
+    let hour = Duration::from_secs(3600);
+    let (alice, eve) = (
+        bank.access_token("alice", hour),
+        bank.access_token("eve", hour),
+    );
+    let bundle = credentials.bundle.display();
+    let url = format!("https://127.0.0.1:{}", gateway.port());
     let json = "-H 'content-type: application/json'";
     println!(
-        "\nCall the gateway as {} (ctrl-c or SIGTERM stops the bank):\n\n  {}\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"bob\",\"amount\":25}}'\n  {} {json} -d '{{\"from\":\"eve\",\"to\":\"bob\",\"amount\":10}}'\n  {} {json} -d '{{\"from\":\"alice\",\"to\":\"mallory\",\"amount\":50}}'\n  {}\n",
-        credentials.spiffe_id,
-        credentials.curl_command(gateway, "/v1/accounts/alice"),
-        credentials.curl_command(gateway, "/v1/transfers"),
-        credentials.curl_command(gateway, "/v1/transfers"),
-        credentials.curl_command(gateway, "/v1/transfers"),
-        credentials.curl_command(gateway, "/v1/rates"),
+        "\nCall the gateway as a customer (ctrl-c or SIGTERM stops the bank); the access tokens \
+         are the demo identity provider's, valid for an hour:\n\n  \
+         ALICE={alice}\n  EVE={eve}\n\n  \
+         curl --cacert {bundle} -H \"Authorization: Bearer $ALICE\" {url}/v1/accounts/alice\n  \
+         curl --cacert {bundle} -H \"Authorization: Bearer $ALICE\" {json} -d '{{\"from\":\"alice\",\"to\":\"bob\",\"amount\":25}}' {url}/v1/transfers\n  \
+         curl --cacert {bundle} -H \"Authorization: Bearer $EVE\" {json} -d '{{\"from\":\"eve\",\"to\":\"bob\",\"amount\":10}}' {url}/v1/transfers\n  \
+         curl --cacert {bundle} -H \"Authorization: Bearer $ALICE\" {json} -d '{{\"from\":\"alice\",\"to\":\"mallory\",\"amount\":50}}' {url}/v1/transfers\n  \
+         curl --cacert {bundle} -H \"Authorization: Bearer $ALICE\" {url}/v1/rates\n  \
+         curl --cacert {bundle} {url}/v1/rates   # no token: 401\n"
     );
     println!(
         "Secrets: {} (edit username to see a renewal). Audit logs: {}",

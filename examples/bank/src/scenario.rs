@@ -12,7 +12,7 @@ use ligand::testkit::{PeerClient, PeerResponse, WorkloadKey};
 use ligand::{BoxError, SpiffeId};
 use serde_json::{Value, json};
 
-use crate::world::{Bank, DB_USER};
+use crate::world::{API_AUDIENCE, Bank, DB_USER, IDP_ISSUER};
 use crate::{ACCOUNTS, GATEWAY, TRANSFERS};
 
 /// The development caller: one of the bank's people, calling the gateway.
@@ -124,7 +124,7 @@ impl Report {
 pub async fn run(bank: &Bank, progress: bool) -> Result<Report, BoxError> {
     let driver = Driver::new(bank, progress).await?;
     let mut report = Report::default();
-    let steps: [(&str, StepFn); 10] = [
+    let steps: [(&str, StepFn); 11] = [
         ("transfer", |d| Box::pin(d.transfer())),
         ("policy-denial", |d| Box::pin(d.policy_denial())),
         ("chain-shortcut", |d| Box::pin(d.chain_shortcut())),
@@ -135,6 +135,7 @@ pub async fn run(bank: &Bank, progress: bool) -> Result<Report, BoxError> {
         ("svid-rotation", |d| Box::pin(d.svid_rotation())),
         ("tampered-chain", |d| Box::pin(d.tampered_chain())),
         ("replayed-wpt", |d| Box::pin(d.replayed_wpt())),
+        ("txn-token", |d| Box::pin(d.txn_token())),
     ];
     for (name, step) in steps {
         let step = match step(&driver).await {
@@ -153,11 +154,7 @@ pub async fn run(bank: &Bank, progress: bool) -> Result<Report, BoxError> {
     }
     driver.say("shutting the bank down (gateway first) to read the complete audit logs");
     bank.close().await;
-    for step in [
-        driver.audit_records(),
-        driver.audit_verify(),
-        Driver::txn_token(),
-    ] {
+    for step in [driver.audit_records(), driver.audit_verify()] {
         driver.show(&step);
         report.steps.push(step);
     }
@@ -174,8 +171,11 @@ struct Driver<'a> {
     progress: bool,
     gateway: SocketAddr,
     accounts: SocketAddr,
-    /// The development caller, calling the gateway.
+    /// A customer's TLS client (no client certificate), calling the gateway with an access
+    /// token of the demo identity provider.
     caller: PeerClient,
+    /// The gateway's identity calling transfers directly, for the Transaction Token step.
+    gateway_to_transfers: PeerClient,
     /// The gateway's and transfers' identities, for the raw requests to accounts.
     as_gateway: PeerClient,
     as_transfers: PeerClient,
@@ -258,7 +258,12 @@ impl<'a> Driver<'a> {
             progress,
             gateway: bank.gateway_addr(),
             accounts: bank.service("accounts").addr,
-            caller: PeerClient::new(&context(CALLER)?, Some(&gateway_id))?,
+            // A customer's client: no certificate of its own, the gateway's SVID verified.
+            caller: PeerClient::without_certificate(&context(CALLER)?, &gateway_id)?,
+            gateway_to_transfers: PeerClient::new(
+                &context(GATEWAY)?,
+                Some(&SpiffeId::new(TRANSFERS)?),
+            )?,
             as_gateway: PeerClient::new(&context(GATEWAY)?, Some(&accounts_id))?,
             as_transfers: PeerClient::new(&context(TRANSFERS)?, Some(&accounts_id))?,
         })
@@ -281,32 +286,62 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// `POST path` with a JSON body to the gateway, as the development caller.
-    async fn post_gateway(&self, path: &str, body: &Value) -> Result<PeerResponse, BoxError> {
+    /// `Authorization: Bearer …` with an access token the demo identity provider signs for
+    /// the customer `user`, valid for ten minutes.
+    fn bearer(&self, user: &str) -> String {
+        let token = self.bank.access_token(user, Duration::from_secs(600));
+        format!("Bearer {token}")
+    }
+
+    /// `POST path` with a JSON body to the gateway, as the customer `user`.
+    async fn post_gateway(
+        &self,
+        user: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<PeerResponse, BoxError> {
+        let bearer = self.bearer(user);
         self.caller
             .send(
                 self.gateway,
                 Method::POST,
                 path,
-                &[("content-type", "application/json")],
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &bearer),
+                ],
                 serde_json::to_vec(body)?,
+            )
+            .await
+    }
+
+    /// `GET path` from the gateway, as the customer `user`.
+    async fn get_gateway(&self, user: &str, path: &str) -> Result<PeerResponse, BoxError> {
+        let bearer = self.bearer(user);
+        self.caller
+            .send(
+                self.gateway,
+                Method::GET,
+                path,
+                &[("authorization", &bearer)],
+                Vec::new(),
             )
             .await
     }
 
     async fn balance(&self, account: &str) -> Result<(PeerResponse, Value), BoxError> {
         let response = self
-            .caller
-            .get(self.gateway, &format!("/v1/accounts/{account}"))
+            .get_gateway(account, &format!("/v1/accounts/{account}"))
             .await?;
         let body = response.json().unwrap_or(Value::Null);
         Ok((response, body))
     }
 
     async fn transfer(&self) -> Result<Step, BoxError> {
-        self.say("POST /v1/transfers alice → bob 125, as spiffe://bank.example/user/dev");
+        self.say("POST /v1/transfers alice → bob 125, as alice (her access token from the identity provider)");
         let response = self
             .post_gateway(
+                "alice",
                 "/v1/transfers",
                 &json!({"from": "alice", "to": "bob", "amount": 125}),
             )
@@ -334,6 +369,7 @@ impl<'a> Driver<'a> {
         self.say("POST /v1/transfers eve → bob 10 (eve is frozen in accounts' policy data)");
         let response = self
             .post_gateway(
+                "eve",
                 "/v1/transfers",
                 &json!({"from": "eve", "to": "bob", "amount": 10}),
             )
@@ -369,19 +405,19 @@ impl<'a> Driver<'a> {
     async fn chain_shortcut(&self) -> Result<Step, BoxError> {
         self.say("POST /v1/shortcut/alice/debit: the gateway debits accounts itself");
         let response = self
-            .post_gateway("/v1/shortcut/alice/debit", &json!({"amount": 1}))
+            .post_gateway("alice", "/v1/shortcut/alice/debit", &json!({"amount": 1}))
             .await?;
         let body = response.json().unwrap_or(Value::Null);
         let downstream_code = body["downstream_error_code"].as_str().unwrap_or("");
         let chain = chain_of(&body);
         let passed = response.status == 424
             && downstream_code == "POLICY_DENIED"
-            // The gateway's own chain starts with its caller, the development user.
-            && chain == "dev → gateway → accounts";
+            // The gateway's view: the customer (the token's `sub`), then itself, then accounts.
+            && chain == "alice → gateway → accounts";
         Ok(step(
             "chain-shortcut",
             "debit skipping transfers",
-            "accounts refuses: POLICY_DENIED (chain dev → gateway → accounts)",
+            "accounts refuses: POLICY_DENIED (chain alice → gateway → accounts)",
             format!(
                 "{} from accounts: {downstream_code} (request {}), chain {chain}",
                 response.status,
@@ -393,12 +429,12 @@ impl<'a> Driver<'a> {
     }
 
     async fn rate_limit(&self) -> Result<Step, BoxError> {
-        self.say("GET /v1/rates four times (3 at once allowed per caller, then 1 per 5 s)");
+        self.say("GET /v1/rates four times (3 at once allowed per customer, then 1 per 5 s)");
         let mut statuses = Vec::new();
         let mut retry_after = String::new();
         let mut last_code = String::new();
         for _ in 0..4 {
-            let response = self.caller.get(self.gateway, "/v1/rates").await?;
+            let response = self.get_gateway("alice", "/v1/rates").await?;
             statuses.push(response.status);
             if response.status == 429 {
                 retry_after = response
@@ -428,6 +464,7 @@ impl<'a> Driver<'a> {
         let (_, before) = self.balance("alice").await?;
         let response = self
             .post_gateway(
+                "alice",
                 "/v1/transfers",
                 &json!({"from": "alice", "to": "mallory", "amount": 50}),
             )
@@ -512,6 +549,7 @@ impl<'a> Driver<'a> {
         let (mut calls, mut failures) = (0u32, 0u32);
         let mut first_failure = String::new();
         let body = serde_json::to_vec(&json!({"from": "alice", "to": "bob", "amount": 1}))?;
+        let bearer = self.bearer("alice");
         while certificates.len() < 3 && started.elapsed() < bound {
             let mut connection = self.caller.connect(self.gateway).await?;
             let certificate = connection.server_certificate().to_vec();
@@ -523,7 +561,10 @@ impl<'a> Driver<'a> {
                 .send(
                     Method::POST,
                     "/v1/transfers",
-                    &[("content-type", "application/json")],
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", &bearer),
+                    ],
                     body.clone(),
                 )
                 .await;
@@ -769,16 +810,74 @@ impl<'a> Driver<'a> {
         )
     }
 
-    fn txn_token() -> Step {
-        Step {
-            name: "txn-token",
-            title: "Transaction Token minted at the gateway",
-            expected: "the gateway exchanges the caller's token, every hop verifies it".to_owned(),
-            got: "not run".to_owned(),
-            outcome: Outcome::Skipped(
-                "Transaction-Token minting at the gateway is not in this build".to_owned(),
-            ),
-            detail: Value::Null,
-        }
+    /// The trust boundary: the gateway takes only its identity provider's access tokens, and
+    /// transfers only calls that carry a Transaction Token the gateway minted.
+    async fn txn_token(&self) -> Result<Step, BoxError> {
+        self.say("GET /v1/accounts/alice without a token, then with one from another issuer");
+        let missing = self.caller.get(self.gateway, "/v1/accounts/alice").await?;
+        let forger = ligand::testkit::TxnIssuer::new("bank-idp-1");
+        let now = unix_now();
+        let forged = forger.sign_access_token(&json!({
+            "iss": IDP_ISSUER, "aud": API_AUDIENCE, "sub": "alice",
+            "iat": now, "exp": now + 600,
+        }));
+        let forged = self
+            .caller
+            .send(
+                self.gateway,
+                Method::GET,
+                "/v1/accounts/alice",
+                &[("authorization", &format!("Bearer {forged}"))],
+                Vec::new(),
+            )
+            .await?;
+        self.say("as the gateway, POST transfers' /transfers without a Transaction Token, then with one the gateway did not sign");
+        let transfer = serde_json::to_vec(&json!({"from": "alice", "to": "bob", "amount": 1}))?;
+        let unminted = self
+            .gateway_to_transfers
+            .send(
+                self.bank.service("transfers").addr,
+                Method::POST,
+                "/transfers",
+                &[("content-type", "application/json")],
+                transfer.clone(),
+            )
+            .await?;
+        let foreign = forger.token(crate::TRUST_DOMAIN, "alice");
+        let foreign = self
+            .gateway_to_transfers
+            .send(
+                self.bank.service("transfers").addr,
+                Method::POST,
+                "/transfers",
+                &[
+                    ("content-type", "application/json"),
+                    (ligand::TXN_TOKEN_HEADER, &foreign),
+                ],
+                transfer,
+            )
+            .await?;
+        let got = [&missing, &forged, &unminted, &foreign]
+            .iter()
+            .map(|r| format!("{} {}", r.status, code(r)))
+            .collect::<Vec<_>>();
+        let expected = [
+            (401, "ACCESS_TOKEN_MISSING"),
+            (401, "INVALID_TOKEN"),
+            (401, "TXN_TOKEN_MISSING"),
+            (401, "TXN_TOKEN_INVALID"),
+        ];
+        let passed = [&missing, &forged, &unminted, &foreign]
+            .iter()
+            .zip(expected)
+            .all(|(r, (status, c))| r.status == status && code(r) == c);
+        Ok(step(
+            "txn-token",
+            "trust boundary: access and Transaction Tokens",
+            "gateway: 401 ACCESS_TOKEN_MISSING, 401 INVALID_TOKEN; transfers: 401 TXN_TOKEN_MISSING, 401 TXN_TOKEN_INVALID",
+            got.join(", "),
+            passed,
+            json!({"statuses": got}),
+        ))
     }
 }

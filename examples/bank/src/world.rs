@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use ligand::audit::AuditChain;
 use ligand::provider::LimitOverride;
-use ligand::{BoxError, Config, HttpBinding, JsonLinesTelemetry, Server, SpiffeId, WimseConfig};
+use ligand::testkit::TxnIssuer;
+use ligand::{
+    BoxError, Config, GatewayConfig, HttpBinding, JsonLinesTelemetry, Server, SpiffeId,
+    SubjectTokenConfig, TxnMinter, TxnTokenConfig, WimseConfig,
+};
 use ligand_identity_agent::{DevDir, EmbeddedIdentity, JwtAuthority, LocalCa};
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_ratelimit_governor::{GovernorConfig, GovernorLimiter};
@@ -15,6 +19,13 @@ use ligand_registry_static::StaticRegistry;
 use ligand_secrets_file::FileSecrets;
 
 use crate::{ACCOUNTS, Accounts, FRAUD, Fraud, GATEWAY, Gateway, TRANSFERS, Transfers};
+
+/// The `iss` of the demo identity provider's access tokens.
+pub const IDP_ISSUER: &str = "https://idp.bank.example";
+/// The `aud` the gateway requires of access tokens: the bank's public API.
+pub const API_AUDIENCE: &str = "https://api.bank.example";
+/// The `iss` of the Transaction Tokens the gateway mints.
+pub const TXN_ISSUER: &str = "https://gateway.bank.example";
 
 /// The database user the demo starts with.
 pub const DB_USER: &str = "ledger-app";
@@ -77,6 +88,10 @@ pub struct Bank {
     pub ca: Arc<LocalCa>,
     /// The WIT issuer of the transfers service's identity (trusted by accounts' `[wimse]`).
     pub transfers_jwt: Arc<JwtAuthority>,
+    /// The demo's identity provider: it signs the access tokens of the bank's customers,
+    /// which the gateway validates against its public keys. A real deployment points the
+    /// gateway at its OIDC provider's key set instead (`[gateway] jwks`).
+    pub idp: Arc<TxnIssuer>,
     /// The secrets folder (`<work dir>/secrets`).
     pub secrets_dir: PathBuf,
     /// The audit logs (`<work dir>/audit/<service>.jsonl`, hash-chained with signed
@@ -113,16 +128,39 @@ impl Bank {
         let mut wit_keys = transfers_identity.jwt().jwks();
         wit_keys.keys.extend(gateway_identity.jwt().jwks().keys);
 
-        let base = |name: &str, listen: &str| -> Result<_, BoxError> {
+        // The gateway validates customers' access tokens and mints a Transaction Token per
+        // request with a key of its own; transfers requires one on every call, accounts
+        // verifies it when present (and its policy wants one for moving money).
+        let idp = Arc::new(TxnIssuer::new("bank-idp-1"));
+        let signing = TxnIssuer::new("bank-txn-1");
+        let minter = TxnMinter::new(
+            SubjectTokenConfig::new(idp.jwks(), [IDP_ISSUER], API_AUDIENCE),
+            signing.pem().as_bytes(),
+            "ES256",
+            "bank-txn-1",
+            crate::TRUST_DOMAIN,
+            GATEWAY,
+        )?
+        .issuer(TXN_ISSUER);
+        let txn_keys = minter.jwks()?;
+        let txn = |require: bool| {
+            TxnTokenConfig::new(txn_keys.clone())
+                .issuers([TXN_ISSUER])
+                .require(require)
+        };
+
+        let builder = |name: &str| -> Result<_, BoxError> {
             let policy = RegorusConfig::folder(options.policy_dir.join(name));
             Ok(Config::builder()
-                .binding(HttpBinding::new(listen))
                 .policy(RegorusPolicy::new(&policy)?)
                 // Hash-chained, a signed checkpoint every 50 records and at shutdown.
                 .telemetry(JsonLinesTelemetry::chained_file(
                     audit_dir.join(format!("{name}.jsonl")),
                     AuditChain::default().checkpoint_every(50),
                 )?))
+        };
+        let base = |name: &str, listen: &str| -> Result<_, BoxError> {
+            Ok(builder(name)?.binding(HttpBinding::new(listen)))
         };
         let limiter = |config: GovernorConfig| GovernorLimiter::new(config);
         let mut services = Vec::with_capacity(4);
@@ -138,6 +176,7 @@ impl Bank {
             .rate_limiter(limiter(GovernorConfig::new(500.0, 1000))?)
             .secrets(FileSecrets::new(&secrets_dir)?)
             .wimse(WimseConfig::new(wit_keys).require(true))
+            .txn_token(txn(false))
             .build();
         let accounts = start("accounts", ACCOUNTS, config, Accounts::with_demo_balances()).await?;
 
@@ -148,22 +187,25 @@ impl Bank {
             .identity(transfers_identity)
             .rate_limiter(limiter(GovernorConfig::new(500.0, 1000))?)
             .registry(registry)
+            .txn_token(txn(true))
             .build();
         let transfers = start("transfers", TRANSFERS, config, Transfers).await?;
 
         let registry = StaticRegistry::new()
             .service(TRANSFERS, [transfers.addr.to_string()])?
             .service(ACCOUNTS, [accounts.addr.to_string()])?;
-        // Exchange rates: 3 at once per caller, then one every 5 s.
+        // Exchange rates: 3 at once per customer, then one every 5 s.
         let limits = GovernorConfig::new(500.0, 1000).with_override(LimitOverride::resource(
             "/v1/rates",
             0.2,
             3,
         ));
-        let config = base("gateway", &options.listen[3])?
+        // No mTLS listener: the gateway's callers are customers with access tokens.
+        let config = builder("gateway")?
             .identity(gateway_identity)
             .rate_limiter(limiter(limits)?)
             .registry(registry)
+            .gateway(GatewayConfig::new(options.listen[3].clone(), minter))
             .build();
         let gateway = start("gateway", GATEWAY, config, Gateway).await?;
 
@@ -173,6 +215,7 @@ impl Bank {
             dev,
             ca,
             transfers_jwt,
+            idp,
             secrets_dir,
             audit_dir,
         })
@@ -189,6 +232,18 @@ impl Bank {
             .iter()
             .find(|s| s.name == name)
             .expect("one of the four bank services")
+    }
+
+    /// An access token of the demo identity provider for the customer `user` (its `sub`),
+    /// valid for `lifetime`: what a customer's app would get from the bank's OIDC provider.
+    pub fn access_token(&self, user: &str, lifetime: Duration) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.idp.sign_access_token(&serde_json::json!({
+            "iss": IDP_ISSUER, "aud": API_AUDIENCE, "sub": user,
+            "iat": now, "exp": now + lifetime.as_secs(), "scope": "bank",
+        }))
     }
 
     /// Where the gateway listens.
@@ -221,7 +276,12 @@ async fn start<S: ligand::Service>(
     config: Config,
     service: S,
 ) -> Result<Running, BoxError> {
-    let server = ligand::init(config).await?;
+    let gateway = name == "gateway";
+    let server = if gateway {
+        ligand::init_trust_boundary(config).await?
+    } else {
+        ligand::init(config).await?
+    };
     tokio::spawn({
         let server = server.clone();
         async move {
@@ -230,10 +290,12 @@ async fn start<S: ligand::Service>(
             }
         }
     });
-    let addr = server
-        .local_addr()
-        .await
-        .ok_or_else(|| format!("{name} never listened"))?;
+    let addr = if gateway {
+        server.gateway_addr().await
+    } else {
+        server.local_addr().await
+    }
+    .ok_or_else(|| format!("{name} never listened"))?;
     Ok(Running {
         name,
         id,

@@ -29,7 +29,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// `config/<service>.toml` deployed in a folder as on a host: beside it the service's policy
-/// (a ConfigMap), the etcd CA, and for accounts its secrets volume and the WIT issuers' keys.
+/// (a ConfigMap), the etcd CA, the gateway's identity provider keys and Transaction Token
+/// signing key, the minted tokens' public keys for transfers and accounts, and for accounts
+/// its secrets volume and the WIT issuers' keys.
 fn deployed(service: &str, with_jwks: bool) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ligand.toml");
@@ -41,6 +43,19 @@ fn deployed(service: &str, with_jwks: bool) -> (tempfile::TempDir, PathBuf) {
     let domain = ligand::TrustDomain::new("bank.example").unwrap();
     let ca = ligand_identity_agent::LocalCa::ephemeral(domain).unwrap();
     std::fs::write(dir.path().join("etcd-ca.pem"), ca.root_pem()).unwrap();
+    let txn = ligand::testkit::TxnIssuer::new("bank-txn-1");
+    match service {
+        "gateway" => {
+            let idp = ligand::testkit::TxnIssuer::new("bank-idp-1");
+            std::fs::write(dir.path().join("idp-jwks.json"), idp.jwks_json()).unwrap();
+            std::fs::write(dir.path().join("txn-signing.pem"), txn.pem()).unwrap();
+            std::fs::write(dir.path().join("redis-ca.pem"), ca.root_pem()).unwrap();
+        }
+        "transfers" | "accounts" => {
+            std::fs::write(dir.path().join("txn-jwks.json"), txn.jwks_json()).unwrap();
+        }
+        _ => {}
+    }
     if service == "accounts" {
         std::fs::create_dir(dir.path().join("secrets")).unwrap();
         if with_jwks {

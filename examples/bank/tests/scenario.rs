@@ -32,7 +32,7 @@ fn denial_record(bank: &Bank, request_id: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_step_that_can_run_passes_and_the_others_say_why_not() {
+async fn every_step_of_the_scenario_has_the_outcome_it_claims() {
     let dir = tempfile::tempdir().unwrap();
     // SVIDs of 4 s rotate every 2 s: the rotation step sees two rotations.
     let options = Options::under(dir.path(), Duration::from_secs(4));
@@ -66,6 +66,10 @@ async fn every_step_that_can_run_passes_and_the_others_say_why_not() {
     assert_eq!(record["allowed"], false, "{record}");
     assert_eq!(record["reason"], "the account is frozen by compliance");
     assert_eq!(record["input"]["peer"]["workload"], bank::TRANSFERS);
+    // The customer's transaction reached accounts: the Transaction Token the gateway minted
+    // for eve, verified by accounts, is the policy's `input.txn`.
+    assert_eq!(record["input"]["txn"]["sub"], "eve", "{record}");
+    assert_eq!(record["input"]["txn"]["req_wl"], bank::GATEWAY, "{record}");
     let shortcut = passed(&report, "chain-shortcut");
     assert_eq!(shortcut["body"]["downstream_error_code"], "POLICY_DENIED");
     let request_id = shortcut["body"]["downstream_request_id"].as_str().unwrap();
@@ -124,16 +128,19 @@ async fn every_step_that_can_run_passes_and_the_others_say_why_not() {
         "{audit}"
     );
 
-    // What this build cannot do is reported as skipped, never as passed.
-    for name in ["txn-token"] {
-        let step = report.step(name).unwrap();
-        assert!(
-            matches!(&step.outcome, Outcome::Skipped(reason) if !reason.is_empty()),
-            "{name}: {:?}",
-            step.outcome
-        );
-        assert!(report.table().contains("skipped ("));
-    }
+    // The trust boundary: no token, a forged access token, a call to transfers without a
+    // minted Transaction Token or with one the gateway did not sign: each refused.
+    assert_eq!(
+        passed(&report, "txn-token")["statuses"],
+        serde_json::json!([
+            "401 ACCESS_TOKEN_MISSING",
+            "401 INVALID_TOKEN",
+            "401 TXN_TOKEN_MISSING",
+            "401 TXN_TOKEN_INVALID"
+        ])
+    );
+
     assert!(report.ok());
+    assert!(!report.table().contains("skipped ("), "{}", report.table());
     assert_eq!(report.steps.len(), 13);
 }

@@ -1,5 +1,6 @@
-# accounts: balances move only on the path gateway → transfers → accounts, never for a frozen
-# account; reads come from the gateway or from transfers.
+# accounts: balances move only on the path gateway → transfers → accounts, for a customer's
+# transaction (the Transaction Token the gateway minted), a debit only from the customer's own
+# account, never for a frozen account; reads come from the gateway or from transfers.
 package ligand.authz
 
 import rego.v1
@@ -26,6 +27,18 @@ money_path if {
 	input.peer.workload == transfers
 }
 
+# The customer whose transaction this is: the verified Transaction Token's subject.
+customer := input.txn.sub
+
+own_account if {
+	input.action.name == "credit"
+}
+
+own_account if {
+	input.action.name == "debit"
+	input.request.path == sprintf("/accounts/%s/debit", [customer])
+}
+
 frozen if {
 	some id in data.bank.frozen
 	input.request.path == sprintf("/accounts/%s/debit", [id])
@@ -34,6 +47,7 @@ frozen if {
 allow if {
 	input.action.name in {"debit", "credit"}
 	money_path
+	own_account
 	not frozen
 }
 
@@ -48,4 +62,7 @@ reason := "the account is frozen by compliance" if {
 } else := "balances move only on the path gateway → transfers → accounts" if {
 	input.action.name in {"debit", "credit"}
 	not money_path
+} else := "a debit only from the account of the transaction's customer" if {
+	input.action.name in {"debit", "credit"}
+	not own_account
 }

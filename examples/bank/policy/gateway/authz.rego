@@ -1,5 +1,6 @@
-# gateway: the bank's people (SPIFFE IDs under spiffe://bank.example/user/) use its routes; no
-# workload calls the gateway.
+# gateway: the bank's customers use its routes, each authenticated by an access token of the
+# bank's identity provider; the gateway sees them as a `user` link named by the token's `sub`
+# (no workload calls the gateway: it has no mTLS listener).
 package ligand.authz
 
 import rego.v1
@@ -14,6 +15,9 @@ routes := {
 }
 
 allow if {
-	startswith(input.peer.workload, "spiffe://bank.example/user/")
+	input.peer.verified
+	is_string(input.peer.user)
+	input.peer.user != ""
+	input.txn.sub == input.peer.user
 	[input.action.name, input.resource.value] in routes
 }
