@@ -156,6 +156,21 @@ use serde::Deserialize;
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
+/// The provider features this build of `ligand` has, of `etcd`, `redis`, `openbao` and
+/// `bundle-fetch`: a setting naming a provider whose feature is missing is refused at load,
+/// naming the feature. (Cargo unifies features across a workspace, so a crate may get more
+/// than it asked for.)
+pub const PROVIDER_FEATURES: &[&str] = &[
+    #[cfg(feature = "etcd")]
+    "etcd",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "openbao")]
+    "openbao",
+    #[cfg(feature = "bundle-fetch")]
+    "bundle-fetch",
+];
+
 /// `ligand.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
