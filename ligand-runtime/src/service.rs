@@ -421,14 +421,14 @@ impl RouteGuard {
     /// nor any token header the caller sent.
     async fn admit_external(&self, parts: &mut Parts) -> Result<(), Response> {
         let request_id = RequestId::new();
-        let deny = |denial| Err(denial_response(&Denied { denial, request_id }));
+        let deny = |denial| denial_response(&Denied { denial, request_id });
         // Only the gateway listener sets the caller's address; a gateway route reached any
         // other way (the mTLS binding, a missing configuration) admits nobody.
         let (Some(external), Some(gateway)) = (
             parts.extensions.remove::<ExternalPeer>(),
             self.server.gateway_config(),
         ) else {
-            return deny(Denial::Unauthenticated);
+            return Err(deny(Denial::Unauthenticated));
         };
         let params = path_params(parts, request_id).await?;
         let minted = crate::gateway::bearer(&parts.headers).and_then(|token| {
@@ -453,7 +453,7 @@ impl RouteGuard {
             Ok(minted) => minted,
             Err(rejection) => {
                 tracing::debug!(%request_id, remote = %external.addr, code = rejection.code(), %rejection, "access token refused");
-                return deny(Denial::InvalidAccessToken(rejection));
+                return Err(deny(Denial::InvalidAccessToken(rejection)));
             }
         };
         // The caller's credential stops here; so does anything it sent that an internal hop
@@ -466,7 +466,9 @@ impl RouteGuard {
             parts.headers.remove(name);
         }
         let Ok(header) = HeaderValue::try_from(minted.token) else {
-            return deny(Denial::InvalidAccessToken(AccessTokenRejection::MintFailed));
+            return Err(deny(Denial::InvalidAccessToken(
+                AccessTokenRejection::MintFailed,
+            )));
         };
         let claims = Arc::new(minted.claims);
         let mut user = Link::default().with_user(claims.sub.clone());

@@ -656,7 +656,10 @@ fn a_minted_token_verifies_with_the_verifier() {
     let verifier = TxnVerifier::new(&config, DOMAIN).unwrap();
     let claims = verifier.verify(&minted.token, now()).unwrap();
     assert_eq!(&*claims.txn, minted.txn);
-    assert_eq!(*claims, minted.claims, "the minter reports what a verifier reads");
+    assert_eq!(
+        *claims, minted.claims,
+        "the minter reports what a verifier reads"
+    );
     assert_eq!(&*claims.sub, "alice");
     assert_eq!(claims.scope.as_deref(), Some("accounts.read"));
     assert_eq!(claims.req_wl.as_deref(), Some(GATEWAY));
