@@ -178,17 +178,17 @@ impl RedisRetryBudget {
             .cloned()
     }
 
+    /// [`connection`](Self::connection) for a sync: a connect timeout is an I/O time-out.
+    async fn sync_connection(&self) -> Result<ConnectionManager, RedisError> {
+        self.connection().await.map_err(|opened| match opened {
+            Opened::Redis(error) => error,
+            Opened::Timeout => RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        })
+    }
+
     /// `PING`, on the shared connection.
     async fn ping(&self) -> Result<(), RedisError> {
-        let mut connection = match self.connection().await {
-            Ok(connection) => connection,
-            Err(Opened::Redis(error)) => return Err(error),
-            Err(Opened::Timeout) => {
-                return Err(RedisError::from(std::io::Error::from(
-                    std::io::ErrorKind::TimedOut,
-                )));
-            }
-        };
+        let mut connection = self.sync_connection().await?;
         redis::cmd("PING").query_async::<()>(&mut connection).await
     }
 
@@ -199,15 +199,7 @@ impl RedisRetryBudget {
         window_secs: u64,
         deltas: &[FleetDelta],
     ) -> Result<Vec<(u64, u64, u64)>, RedisError> {
-        let mut connection = match self.connection().await {
-            Ok(connection) => connection,
-            Err(Opened::Redis(error)) => return Err(error),
-            Err(Opened::Timeout) => {
-                return Err(RedisError::from(std::io::Error::from(
-                    std::io::ErrorKind::TimedOut,
-                )));
-            }
-        };
+        let mut connection = self.sync_connection().await?;
         let ttl = window_secs + TTL_SLACK_SECS;
         let mut pipe = redis::pipe();
         for delta in deltas {
