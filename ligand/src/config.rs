@@ -1487,6 +1487,10 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     });
     policy.folder = policy.folder.map(|p| base.join(p));
     policy.bundle = policy.bundle.map(|p| base.join(p));
+    // Bundle-signing keys are files too, relative to the file's folder like every path in it.
+    for key in &mut policy.signing.keys {
+        key.path = key.path.take().map(|p| base.join(p));
+    }
     if policy.folder.as_deref().is_some_and(|f| !f.is_dir()) {
         return Err(invalid(
             "policy",

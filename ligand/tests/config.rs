@@ -1007,3 +1007,25 @@ fn the_gateway_section_loads_and_refuses_bad_values() {
         assert!(error.to_string().starts_with(setting), "{bad}: {error}");
     }
 }
+
+#[test]
+fn bundle_signing_keys_are_read_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    let key = rcgen::KeyPair::generate().unwrap();
+    write(dir.path(), "keys/bundles.pub.pem", &key.public_key_pem());
+    let toml = |path: &str| {
+        format!(
+            "[admin]\nenabled = false\n\n[policy]\nfolder = \"policy\"\n\n\
+             [policy.signing]\nrequired = false\n\n[[policy.signing.keys]]\nid = \"bundles-1\"\nalgorithm = \"ES256\"\npath = \"{path}\"\n"
+        )
+    };
+    // The test runs in the crate's folder, not the file's: only a path resolved against the
+    // file's folder finds the key. (An unpacked folder is unsigned, so signatures are not
+    // required here; the key is read all the same.)
+    write(dir.path(), "ligand.toml", &toml("keys/bundles.pub.pem"));
+    load(dir.path()).unwrap();
+    write(dir.path(), "ligand.toml", &toml("keys/absent.pem"));
+    let error = load(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("absent.pem"), "{error}");
+}

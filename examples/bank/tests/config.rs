@@ -29,7 +29,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// `config/<service>.toml` deployed in a folder as on a host: beside it the service's policy
-/// (a ConfigMap), the etcd CA, the gateway's identity provider keys and Transaction Token
+/// (a ConfigMap), the etcd CA, OpenBao's CA, fraud's bundle-signing public key, the gateway's identity provider keys and Transaction Token
 /// signing key, the minted tokens' public keys for transfers and accounts, and for accounts
 /// its secrets volume and the WIT issuers' keys.
 fn deployed(service: &str, with_jwks: bool) -> (tempfile::TempDir, PathBuf) {
@@ -54,10 +54,18 @@ fn deployed(service: &str, with_jwks: bool) -> (tempfile::TempDir, PathBuf) {
         "transfers" | "accounts" => {
             std::fs::write(dir.path().join("txn-jwks.json"), txn.jwks_json()).unwrap();
         }
+        "fraud" => {
+            let key = rcgen::KeyPair::generate().unwrap();
+            std::fs::write(
+                dir.path().join("bundle-signing.pub.pem"),
+                key.public_key_pem(),
+            )
+            .unwrap();
+        }
         _ => {}
     }
     if service == "accounts" {
-        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("bao-ca.pem"), ca.root_pem()).unwrap();
         if with_jwks {
             let issuer = ligand::testkit::WitIssuer::new("agent-1");
             std::fs::write(dir.path().join("wit-jwks.json"), issuer.jwks_json()).unwrap();
