@@ -441,6 +441,22 @@ impl Server {
             .config
             .server_config(&self.inner.tls)
             .map_err(|e| ServeError::Binding(e.into()))?;
+        // The token-exchange endpoint first; everything else goes to the service's router
+        // (and its own fallback), so the endpoint cannot clash with a route.
+        let router = match &gateway.config.sts_path {
+            None => router,
+            Some(path) => {
+                let (server, sts_path) = (self.clone(), path.clone());
+                axum::Router::new()
+                    .route(
+                        path,
+                        axum::routing::post(move |request: axum::extract::Request| {
+                            crate::gateway::sts::exchange(server.clone(), sts_path.clone(), request)
+                        }),
+                    )
+                    .fallback_service(router)
+            }
+        };
         gateway
             .binding
             .serve_gateway(
