@@ -316,7 +316,7 @@ impl GatewaySection {
         }
         let mut config = GatewayConfig::new(self.listen, minter);
         if let Some(path) = self.sts_path {
-            if !path.starts_with('/') || path.contains(['{', '}', '*']) {
+            if !ligand_runtime::is_sts_path(&path) {
                 return Err(invalid(
                     "gateway.sts_path",
                     format!("{path:?} is not a literal path such as \"/token\""),

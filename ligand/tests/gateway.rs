@@ -128,6 +128,17 @@ impl World {
     /// A ledger verifying Transaction Tokens (required), and a gateway in front of it whose
     /// policy lets `alice` (a user, by the access token's `sub`) read `/me` and the ledger.
     async fn start() -> World {
+        // A budget of five requests per subject: enough for every test but the one that
+        // exhausts it.
+        Self::start_with(ScriptedLimiter::budget(
+            5,
+            std::time::Duration::from_secs(7),
+        ))
+        .await
+    }
+
+    /// The same, with `limiter` as the gateway's rate limiter.
+    async fn start_with(limiter: ScriptedLimiter) -> World {
         let ca = TestCa::new(TRUST_DOMAIN);
         let idp = TxnIssuer::new("idp-1");
         let tts = TxnIssuer::new("tts-1");
@@ -171,12 +182,7 @@ impl World {
             Config::builder()
                 .identity(FakeIdentity::new(ca.context(ca.svid(GATEWAY))))
                 .telemetry(gateway_audit.clone())
-                // A budget of five requests per subject: enough for every test but the one
-                // that exhausts it.
-                .rate_limiter(ScriptedLimiter::budget(
-                    5,
-                    std::time::Duration::from_secs(7),
-                ))
+                .rate_limiter(limiter)
                 .policy(
                     AllowList::new()
                         .allow("alice", "GET", "/me")
@@ -847,4 +853,51 @@ async fn the_policy_decides_every_exchange_and_the_limiter_counts_them() {
     );
     w.gateway.close().await;
     w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn an_exchange_fails_closed_when_the_limiter_fails() {
+    let w = World::start_with(ScriptedLimiter::failing()).await;
+    let response = w.exchange_token(&w.access_token("alice"), &[]).await;
+    w.assert_exchange_refused(
+        &response,
+        503,
+        "temporarily_unavailable",
+        "RATE_LIMITER_UNAVAILABLE",
+    );
+    assert!(
+        w.gateway_audit().decisions().is_empty(),
+        "never reached the policy"
+    );
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_gateway_with_a_non_literal_sts_path_is_not_served() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let idp = TxnIssuer::new("idp-1");
+    let tts = TxnIssuer::new("tts-1");
+    let minter = TxnMinter::new(
+        SubjectTokenConfig::new(idp.jwks(), [IDP], API),
+        tts.pem().as_bytes(),
+        "ES256",
+        "tts-1",
+        TRUST_DOMAIN,
+        GATEWAY,
+    )
+    .unwrap();
+    let server = ligand::init_trust_boundary(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(GATEWAY))))
+            .policy(AllowList::new())
+            .gateway(GatewayConfig::new("127.0.0.1:0", minter).sts_path("/token/{id}"))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let error = server.serve(Edge).await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("sts_path"), "{error}: {cause}");
+    server.close().await;
 }

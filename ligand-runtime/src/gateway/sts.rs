@@ -403,6 +403,11 @@ fn pipeline_refusal(denial: &Denial) -> Refusal {
     }
 }
 
+/// A path the endpoint can be served at: absolute, without captures or wildcards.
+pub fn is_literal_path(path: &str) -> bool {
+    path.starts_with('/') && !path.contains(['{', '}', '*'])
+}
+
 /// `application/x-www-form-urlencoded`, parameters (a charset) allowed.
 fn is_form(content_type: Option<&HeaderValue>) -> bool {
     const FORM: &[u8] = b"application/x-www-form-urlencoded";
