@@ -436,13 +436,13 @@ impl Server {
         let gateway = self.inner.gateway.as_ref().ok_or(ServeError::NoGateway)?;
         // Checked as `[gateway] sts_path` is at load (the router would panic), before the
         // listener counts as serving.
-        if let Some(path) = &gateway.config.sts_path {
-            if !crate::gateway::sts::is_literal_path(path) {
-                return Err(ServeError::Binding(
-                    format!("gateway sts_path {path:?} is not a literal path such as \"/token\"")
-                        .into(),
-                ));
-            }
+        if let Some(path) = &gateway.config.sts_path
+            && !crate::gateway::sts::is_literal_path(path)
+        {
+            return Err(ServeError::Binding(
+                format!("gateway sts_path {path:?} is not a literal path such as \"/token\"")
+                    .into(),
+            ));
         }
         if gateway.serving.swap(true, Ordering::AcqRel) {
             return Err(ServeError::AlreadyServing);
