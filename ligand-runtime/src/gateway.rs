@@ -29,6 +29,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::tls::{IdentityState, TlsError};
 use crate::txn::{TxnMinter, TxnRejection};
 
+pub(crate) mod sts;
+
 /// The gateway listener and the inline Context Service behind it.
 ///
 /// ```no_run
@@ -54,6 +56,7 @@ use crate::txn::{TxnMinter, TxnRejection};
 pub struct GatewayConfig {
     pub(crate) listen: String,
     pub(crate) minter: Arc<TxnMinter>,
+    pub(crate) sts_path: Option<Arc<str>>,
     certificate: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
 }
 
@@ -62,6 +65,7 @@ impl fmt::Debug for GatewayConfig {
         f.debug_struct("GatewayConfig")
             .field("listen", &self.listen)
             .field("minter", &self.minter)
+            .field("sts_path", &self.sts_path)
             .field(
                 "certificate",
                 &self.certificate.as_ref().map(|(c, _)| c.len()),
@@ -78,8 +82,19 @@ impl GatewayConfig {
         Self {
             listen: listen.into(),
             minter: Arc::new(minter),
+            sts_path: None,
             certificate: None,
         }
+    }
+
+    /// Serves the RFC 8693 token-exchange endpoint at `path` (say `"/token"`) on the gateway
+    /// listener: `POST` a form with `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`
+    /// and an access token as `subject_token`, get a Transaction Token back, if the policy
+    /// allows the subject the action `token_exchange` on `path`. The path takes precedence
+    /// over a gateway route of the same path. Off unless set.
+    pub fn sts_path(mut self, path: impl Into<String>) -> Self {
+        self.sts_path = Some(Arc::from(path.into()));
+        self
     }
 
     /// The certificate chain (leaf first) and key the gateway presents, typically one for its

@@ -88,6 +88,9 @@ pub use self::config::{
 pub use self::error::{
     BoxError, Denial, Error, InitError, MissingRequiredProviders, ProviderError, ServeError,
 };
+pub use self::gateway::sts::{
+    TOKEN_EXCHANGE_ACTION, TOKEN_EXCHANGE_GRANT, TXN_TOKEN_TYPE, is_literal_path as is_sts_path,
+};
 pub use self::gateway::{AccessTokenRejection, GatewayConfig};
 pub use self::health::{Monitor, ProviderKind, State};
 pub use self::identity::{

@@ -31,6 +31,7 @@
 //! | log format (`text` or `json`: JSON lines, with the request span's `request_id`, `trace_id` and `span_id` on a handler's lines) | `[log] format` | `LIGAND_LOG_FORMAT` | `text` |
 //! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
 //! | gateway (external callers by access token, for `#[ligand::service(gateway)]`) | `[gateway] listen`, `jwks`, `issuers`, `audience`, `signing_key`, `signing_algorithm`, `signing_kid`, `issuer`, `lifetime`, `leeway`, `cert`, `key` | | none: a gateway service is refused; with the section: `listen`, `jwks`, `issuers`, `audience` and `signing_key` required, `"ES256"`, `"ligand-txn"`, no `iss`, `"5m"`, `"30s"`, the SVID as the server certificate |
+//! | token-exchange endpoint (RFC 8693 `POST`, form-encoded, on the gateway listener: an access token for a Transaction Token, if the policy allows the subject `token_exchange` on the path) | `[gateway] sts_path` (a literal path such as `"/token"`) | | off |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
@@ -249,6 +250,8 @@ struct GatewaySection {
     /// The server certificate chain (PEM) external callers trust; with `key`.
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    /// The path of the RFC 8693 token-exchange endpoint on the gateway listener; none: off.
+    sts_path: Option<String>,
 }
 
 impl GatewaySection {
@@ -311,7 +314,16 @@ impl GatewaySection {
             }
             minter = minter.lifetime(lifetime);
         }
-        let config = GatewayConfig::new(self.listen, minter);
+        let mut config = GatewayConfig::new(self.listen, minter);
+        if let Some(path) = self.sts_path {
+            if !ligand_runtime::is_sts_path(&path) {
+                return Err(invalid(
+                    "gateway.sts_path",
+                    format!("{path:?} is not a literal path such as \"/token\""),
+                ));
+            }
+            config = config.sts_path(path);
+        }
         match (self.cert, self.key) {
             (None, None) => Ok(config),
             (Some(cert), Some(key)) => {

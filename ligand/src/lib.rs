@@ -52,7 +52,10 @@ pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secr
 /// Gateways (`#[ligand::service(gateway)]`): external callers over TLS without a client
 /// certificate, authenticated by their access token (`Config::builder().gateway(..)`, or
 /// `[gateway]` in `ligand.toml`).
-pub use ligand_runtime::{AccessTokenRejection, GatewayConfig};
+pub use ligand_runtime::{
+    AccessTokenRejection, GatewayConfig, TOKEN_EXCHANGE_ACTION, TOKEN_EXCHANGE_GRANT,
+    TXN_TOKEN_TYPE,
+};
 pub use ligand_runtime::{Action, CallBuilder, CallError, Caller, Client, Service};
 pub use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError,

@@ -943,7 +943,8 @@ fn the_gateway_section_loads_and_refuses_bad_values() {
     let good = "listen = \"127.0.0.1:0\"\njwks = \"gateway/idp.json\"\n\
                 issuers = [\"https://idp.example\"]\naudience = \"https://api.example\"\n\
                 signing_key = \"gateway/tts.pem\"\nsigning_kid = \"tts-1\"\n\
-                issuer = \"https://gw.example\"\nlifetime = \"2m\"\nleeway = \"10s\"\n";
+                issuer = \"https://gw.example\"\nlifetime = \"2m\"\nleeway = \"10s\"\n\
+                sts_path = \"/oauth/token\"\n";
     write(
         dir.path(),
         "ligand.toml",
@@ -956,6 +957,7 @@ fn the_gateway_section_loads_and_refuses_bad_values() {
         "tts-1",
         "https://gw.example",
         "idp.example",
+        "/oauth/token",
     ] {
         assert!(shown.contains(expected), "{expected}: {shown}");
     }
@@ -993,6 +995,8 @@ fn the_gateway_section_loads_and_refuses_bad_values() {
             "gateway.signing_algorithm",
         ),
         (with("lifetime", "\"0s\""), "gateway.lifetime"),
+        (with("sts_path", "\"token\""), "gateway.sts_path"),
+        (with("sts_path", "\"/token/{id}\""), "gateway.sts_path"),
         (with("leeway", "\"soon\""), "gateway.leeway"),
         (with("jwks", "\"gateway/oct.json\""), "gateway.jwks"),
         (format!("{good}cert = \"gateway/tts.pem\"\n"), "gateway.key"),

@@ -12,7 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ligand::prelude::*;
-use ligand::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa, TxnIssuer};
+use ligand::testkit::{
+    AllowList, FakeIdentity, PeerClient, RecordingTelemetry, ScriptedLimiter, TestCa, TxnIssuer,
+};
 use ligand::{
     CallError, Config, GatewayConfig, HttpBinding, SpiffeId, SubjectTokenConfig, TxnMinter,
     TxnTokenConfig,
@@ -27,6 +29,8 @@ const LEDGER: &str = "spiffe://example.org/service/ledger";
 const IDP: &str = "https://idp.example";
 const API: &str = "https://api.example.org";
 const TTS: &str = "https://gateway.example.org";
+const STS_PATH: &str = "/token";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// RFC 7517 appendix A.1's RSA public key: an RSA key the gateway trusts, for the HMAC
 /// confusion attack (its public JWK used as an HS256 secret).
@@ -124,6 +128,17 @@ impl World {
     /// A ledger verifying Transaction Tokens (required), and a gateway in front of it whose
     /// policy lets `alice` (a user, by the access token's `sub`) read `/me` and the ledger.
     async fn start() -> World {
+        // A budget of five requests per subject: enough for every test but the one that
+        // exhausts it.
+        Self::start_with(ScriptedLimiter::budget(
+            5,
+            std::time::Duration::from_secs(7),
+        ))
+        .await
+    }
+
+    /// The same, with `limiter` as the gateway's rate limiter.
+    async fn start_with(limiter: ScriptedLimiter) -> World {
         let ca = TestCa::new(TRUST_DOMAIN);
         let idp = TxnIssuer::new("idp-1");
         let tts = TxnIssuer::new("tts-1");
@@ -167,17 +182,20 @@ impl World {
             Config::builder()
                 .identity(FakeIdentity::new(ca.context(ca.svid(GATEWAY))))
                 .telemetry(gateway_audit.clone())
-                .policy(AllowList::new().allow("alice", "GET", "/me").allow(
-                    "alice",
-                    "GET",
-                    "/ledger/{id}",
-                ))
+                .rate_limiter(limiter)
+                .policy(
+                    AllowList::new()
+                        .allow("alice", "GET", "/me")
+                        .allow("alice", "GET", "/ledger/{id}")
+                        .allow("alice", ligand::TOKEN_EXCHANGE_ACTION, STS_PATH)
+                        .allow("dave", ligand::TOKEN_EXCHANGE_ACTION, STS_PATH),
+                )
                 .registry(
                     StaticRegistry::new()
                         .service(LEDGER, [ledger_addr.to_string()])
                         .unwrap(),
                 )
-                .gateway(GatewayConfig::new("127.0.0.1:0", minter))
+                .gateway(GatewayConfig::new("127.0.0.1:0", minter).sts_path(STS_PATH))
                 .build(),
         )
         .await
@@ -237,6 +255,66 @@ impl World {
     fn ledger_audit(&self) -> &RecordingTelemetry {
         ligand::testkit::flush_audit_blocking(&self.ledger);
         &self.ledger_audit
+    }
+
+    /// `POST`s `body` to the token-exchange endpoint with `content_type`.
+    async fn exchange_raw(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> ligand::testkit::PeerResponse {
+        self.client()
+            .send(
+                self.gateway_addr,
+                http::Method::POST,
+                STS_PATH,
+                &[("content-type", content_type)],
+                body,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// `POST`s `params` form-encoded to the token-exchange endpoint.
+    async fn exchange(&self, params: &[(&str, &str)]) -> ligand::testkit::PeerResponse {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.exchange_raw("application/x-www-form-urlencoded", body.into_bytes())
+            .await
+    }
+
+    /// A well-formed exchange of `subject_token`, with `extra` parameters.
+    async fn exchange_token(
+        &self,
+        subject_token: &str,
+        extra: &[(&str, &str)],
+    ) -> ligand::testkit::PeerResponse {
+        let mut params = vec![
+            ("grant_type", ligand::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ];
+        params.extend_from_slice(extra);
+        self.exchange(&params).await
+    }
+
+    /// `response` is a refused exchange: `status`, RFC 6749 `error`, our `error_code`, a
+    /// request ID, not cached.
+    fn assert_exchange_refused(
+        &self,
+        response: &ligand::testkit::PeerResponse,
+        status: u16,
+        error: &str,
+        code: &str,
+    ) {
+        assert_eq!(response.status, status, "{}", response.text());
+        let body = response.json().unwrap();
+        assert_eq!(body["error"], error, "{body}");
+        assert_eq!(body["error_code"], code, "{body}");
+        assert_eq!(body["request_id"].as_str().unwrap().len(), 32, "{body}");
+        assert_eq!(response.headers["cache-control"], "no-store");
+        assert!(body.get("access_token").is_none());
     }
 
     /// `token` as a bearer credential is refused with 401 and `code`, before the policy.
@@ -504,5 +582,322 @@ async fn a_gateway_service_without_a_gateway_configuration_is_not_served() {
     .unwrap();
     let error = server.serve(Edge).await.unwrap_err();
     assert!(matches!(error, ligand::ServeError::NoGateway), "{error}");
+    server.close().await;
+}
+
+// === the token-exchange endpoint (RFC 8693) ===
+
+#[tokio::test]
+async fn an_access_token_is_exchanged_for_a_transaction_token_the_policy_allowed() {
+    let w = World::start().await;
+    let mut claims = w.access_claims("alice");
+    claims["scope"] = json!("read write");
+    let subject = w.idp.sign_access_token(&claims);
+    let response = w
+        .exchange_token(
+            &subject,
+            &[
+                ("requested_token_type", ligand::TXN_TOKEN_TYPE),
+                ("audience", TRUST_DOMAIN),
+                ("scope", "read"),
+                ("resource", "https://api.example.org/ledger"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.headers["cache-control"], "no-store");
+    let body = response.json().unwrap();
+    assert_eq!(body["issued_token_type"], ligand::TXN_TOKEN_TYPE);
+    assert_eq!(body["token_type"], "N_A");
+    assert_eq!(body["scope"], "read", "narrowed, so said");
+    let expires_in = body["expires_in"].as_u64().unwrap();
+    assert!(expires_in > 0 && expires_in <= 300, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+
+    // Verified with an independent JWT library against the TTS public key.
+    use jwt_simple::prelude::*;
+    #[derive(Serialize, Deserialize)]
+    struct Txn {
+        txn: String,
+        req_wl: String,
+        scope: String,
+        tctx: Value,
+        rctx: Value,
+    }
+    let metadata = jwt_simple::token::Token::decode_metadata(token).unwrap();
+    assert_eq!(metadata.signature_type(), Some("txntoken+jwt"));
+    assert_eq!(metadata.key_id(), Some("tts-1"));
+    let public = ES256KeyPair::from_pem(&w.tts.pem()).unwrap().public_key();
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from_iter([TTS.to_owned()])),
+        allowed_audiences: Some(HashSet::from_iter([TRUST_DOMAIN.to_owned()])),
+        ..VerificationOptions::default()
+    };
+    let verified = public.verify_token::<Txn>(token, Some(options)).unwrap();
+    assert_eq!(verified.subject.as_deref(), Some("alice"));
+    assert_eq!(verified.custom.req_wl, GATEWAY);
+    assert_eq!(verified.custom.scope, "read");
+    assert_eq!(
+        verified.custom.tctx,
+        json!({"resource": "https://api.example.org/ledger"})
+    );
+    assert_eq!(verified.custom.rctx, json!({"req_ip": "127.0.0.1"}));
+    assert!(!verified.custom.txn.is_empty());
+
+    // One decision, through the pipeline: the subject as a user, the exchange as the action.
+    let decisions = w.gateway_audit().decisions();
+    assert_eq!(decisions.len(), 1);
+    let input = serde_json::to_value(&*decisions[0].input).unwrap();
+    assert_eq!(input["peer"]["user"], "alice");
+    assert_eq!(input["action"]["name"], "token_exchange");
+    assert_eq!(input["resource"]["value"], STS_PATH);
+    assert_eq!(input["txn"]["scope"], "read");
+    assert_eq!(
+        input["txn"]["tctx"]["resource"],
+        "https://api.example.org/ledger"
+    );
+    assert_eq!(w.gateway_audit().rate_limits().len(), 1, "rate limited too");
+
+    // Without a scope asked for, the subject token's whole scope, and no `scope` echoed.
+    let response = w.exchange_token(&subject, &[]).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(response.json().unwrap().get("scope").is_none());
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn every_malformed_exchange_is_refused_before_the_policy() {
+    let w = World::start().await;
+    let subject = w.access_token("alice");
+
+    let wrong_grant = w
+        .exchange(&[
+            ("grant_type", "client_credentials"),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ])
+        .await;
+    w.assert_exchange_refused(
+        &wrong_grant,
+        400,
+        "unsupported_grant_type",
+        "INVALID_REQUEST",
+    );
+
+    let no_grant = w
+        .exchange(&[
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ])
+        .await;
+    w.assert_exchange_refused(&no_grant, 400, "invalid_request", "INVALID_REQUEST");
+
+    let no_subject = w
+        .exchange(&[
+            ("grant_type", ligand::TOKEN_EXCHANGE_GRANT),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ])
+        .await;
+    w.assert_exchange_refused(&no_subject, 400, "invalid_request", "INVALID_REQUEST");
+
+    let no_subject_type = w
+        .exchange(&[
+            ("grant_type", ligand::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", &subject),
+        ])
+        .await;
+    w.assert_exchange_refused(&no_subject_type, 400, "invalid_request", "INVALID_REQUEST");
+
+    let saml = w
+        .exchange(&[
+            ("grant_type", ligand::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", &subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            ),
+        ])
+        .await;
+    w.assert_exchange_refused(&saml, 400, "unsupported_token_type", "INVALID_REQUEST");
+
+    let wants_id_token = w
+        .exchange_token(
+            &subject,
+            &[(
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            )],
+        )
+        .await;
+    w.assert_exchange_refused(&wants_id_token, 400, "invalid_request", "INVALID_REQUEST");
+
+    let other_audience = w
+        .exchange_token(&subject, &[("audience", "https://elsewhere.example")])
+        .await;
+    w.assert_exchange_refused(&other_audience, 400, "invalid_target", "INVALID_REQUEST");
+
+    let more_scope = w.exchange_token(&subject, &[("scope", "admin")]).await;
+    w.assert_exchange_refused(&more_scope, 400, "invalid_scope", "INVALID_REQUEST");
+
+    let twice = w
+        .exchange_token(&subject, &[("subject_token", &subject)])
+        .await;
+    w.assert_exchange_refused(&twice, 400, "invalid_request", "INVALID_REQUEST");
+
+    let actor = w
+        .exchange_token(&subject, &[("actor_token", &subject)])
+        .await;
+    w.assert_exchange_refused(&actor, 400, "invalid_request", "INVALID_REQUEST");
+
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", ligand::TOKEN_EXCHANGE_GRANT),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ])
+        .finish();
+    let json_body = w
+        .exchange_raw("application/json", form.clone().into_bytes())
+        .await;
+    w.assert_exchange_refused(&json_body, 400, "invalid_request", "INVALID_REQUEST");
+    let too_large = w
+        .exchange_raw(
+            "application/x-www-form-urlencoded",
+            format!("{form}&padding={}", "a".repeat(70 * 1024)).into_bytes(),
+        )
+        .await;
+    w.assert_exchange_refused(&too_large, 400, "invalid_request", "INVALID_REQUEST");
+
+    // Only POST.
+    let get = w.get(STS_PATH, &[]).await;
+    assert_eq!(get.status, 405);
+
+    assert!(
+        w.gateway_audit().decisions().is_empty(),
+        "refused before the policy"
+    );
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_bad_subject_token_is_an_invalid_grant_and_an_unknown_issuer_is_named() {
+    let w = World::start().await;
+    // Same kid, another key: the signature does not verify.
+    let forged = TxnIssuer::new("idp-1").sign_access_token(&w.access_claims("alice"));
+    let response = w.exchange_token(&forged, &[]).await;
+    w.assert_exchange_refused(&response, 400, "invalid_grant", "INVALID_TOKEN");
+
+    let mut expired = w.access_claims("alice");
+    expired["iat"] = json!(unix_now() - 7200);
+    expired["exp"] = json!(unix_now() - 3600);
+    let response = w
+        .exchange_token(&w.idp.sign_access_token(&expired), &[])
+        .await;
+    w.assert_exchange_refused(&response, 400, "invalid_grant", "INVALID_TOKEN");
+
+    let response = w.exchange_token("not-a-jwt", &[]).await;
+    w.assert_exchange_refused(&response, 400, "invalid_grant", "INVALID_TOKEN");
+
+    // A Transaction Token is not an access token, even of the identity provider's key.
+    let mut txn = w.idp.claims(TRUST_DOMAIN, "alice");
+    txn["iss"] = json!(IDP);
+    txn["aud"] = json!(API);
+    let response = w.exchange_token(&w.idp.sign(&txn), &[]).await;
+    w.assert_exchange_refused(&response, 400, "invalid_grant", "INVALID_TOKEN");
+
+    // An issuer off the allow-list, validly signed or not: named, before any key is tried.
+    let mut stranger = w.access_claims("alice");
+    stranger["iss"] = json!("https://evil.example");
+    for token in [
+        w.idp.sign_access_token(&stranger),
+        TxnIssuer::new("evil-1").sign_access_token(&stranger),
+    ] {
+        let response = w.exchange_token(&token, &[]).await;
+        w.assert_exchange_refused(&response, 400, "invalid_grant", "ISSUER_NOT_ALLOWED");
+    }
+    // A forged token naming an allowed issuer gains nothing from it.
+    let response = w.exchange_token(&forged, &[]).await;
+    w.assert_exchange_refused(&response, 400, "invalid_grant", "INVALID_TOKEN");
+
+    assert!(w.gateway_audit().decisions().is_empty());
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn the_policy_decides_every_exchange_and_the_limiter_counts_them() {
+    let w = World::start().await;
+    // bob's access token is valid, but the policy does not let bob exchange it.
+    let response = w.exchange_token(&w.access_token("bob"), &[]).await;
+    w.assert_exchange_refused(&response, 403, "access_denied", "POLICY_DENIED");
+    let decisions = w.gateway_audit().decisions();
+    assert_eq!(decisions.len(), 1, "the denial is audited once");
+    assert_eq!(decisions[0].input.peer.principal(), Some("bob"));
+    assert_eq!(decisions[0].input.action.name, "token_exchange");
+
+    // dave may exchange, five times; the sixth is rate limited, with Retry-After.
+    let subject = w.access_token("dave");
+    for _ in 0..5 {
+        let response = w.exchange_token(&subject, &[]).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let response = w.exchange_token(&subject, &[]).await;
+    w.assert_exchange_refused(&response, 429, "temporarily_unavailable", "RATE_LIMITED");
+    assert_eq!(response.headers["retry-after"], "7");
+    assert_eq!(
+        w.gateway_audit().decisions().len(),
+        6,
+        "the limited exchange never reached the policy"
+    );
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn an_exchange_fails_closed_when_the_limiter_fails() {
+    let w = World::start_with(ScriptedLimiter::failing()).await;
+    let response = w.exchange_token(&w.access_token("alice"), &[]).await;
+    w.assert_exchange_refused(
+        &response,
+        503,
+        "temporarily_unavailable",
+        "RATE_LIMITER_UNAVAILABLE",
+    );
+    assert!(
+        w.gateway_audit().decisions().is_empty(),
+        "never reached the policy"
+    );
+    w.gateway.close().await;
+    w.ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_gateway_with_a_non_literal_sts_path_is_not_served() {
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let idp = TxnIssuer::new("idp-1");
+    let tts = TxnIssuer::new("tts-1");
+    let minter = TxnMinter::new(
+        SubjectTokenConfig::new(idp.jwks(), [IDP], API),
+        tts.pem().as_bytes(),
+        "ES256",
+        "tts-1",
+        TRUST_DOMAIN,
+        GATEWAY,
+    )
+    .unwrap();
+    let server = ligand::init_trust_boundary(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(GATEWAY))))
+            .policy(AllowList::new())
+            .gateway(GatewayConfig::new("127.0.0.1:0", minter).sts_path("/token/{id}"))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let error = server.serve(Edge).await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(cause.contains("sts_path"), "{error}: {cause}");
     server.close().await;
 }

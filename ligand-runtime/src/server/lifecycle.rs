@@ -434,6 +434,16 @@ impl Server {
     /// Serves a gateway's router on the gateway listener until [`Server::close`].
     async fn serve_gateway(&self, router: axum::Router) -> Result<(), ServeError> {
         let gateway = self.inner.gateway.as_ref().ok_or(ServeError::NoGateway)?;
+        // Checked as `[gateway] sts_path` is at load (the router would panic), before the
+        // listener counts as serving.
+        if let Some(path) = &gateway.config.sts_path
+            && !crate::gateway::sts::is_literal_path(path)
+        {
+            return Err(ServeError::Binding(
+                format!("gateway sts_path {path:?} is not a literal path such as \"/token\"")
+                    .into(),
+            ));
+        }
         if gateway.serving.swap(true, Ordering::AcqRel) {
             return Err(ServeError::AlreadyServing);
         }
@@ -441,6 +451,22 @@ impl Server {
             .config
             .server_config(&self.inner.tls)
             .map_err(|e| ServeError::Binding(e.into()))?;
+        // The token-exchange endpoint first; everything else goes to the service's router
+        // (and its own fallback), so the endpoint cannot clash with a route.
+        let router = match &gateway.config.sts_path {
+            None => router,
+            Some(path) => {
+                let (server, sts_path) = (self.clone(), path.clone());
+                axum::Router::new()
+                    .route(
+                        path,
+                        axum::routing::post(move |request: axum::extract::Request| {
+                            crate::gateway::sts::exchange(server.clone(), sts_path.clone(), request)
+                        }),
+                    )
+                    .fallback_service(router)
+            }
+        };
         gateway
             .binding
             .serve_gateway(

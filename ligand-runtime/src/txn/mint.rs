@@ -250,6 +250,16 @@ impl TxnMinter {
         Ok(JwkSet { keys: vec![jwk] })
     }
 
+    /// Whether `iss` is one of the identity providers whose subject tokens are accepted.
+    pub(crate) fn accepts_issuer(&self, iss: &str) -> bool {
+        self.subject.issuers.iter().any(|allowed| allowed == iss)
+    }
+
+    /// The trust domain: the `aud` of every minted token.
+    pub(crate) fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
     /// Validates `subject_token` at `now` and mints a Transaction Token for `request`.
     pub fn mint(
         &self,
