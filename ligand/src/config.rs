@@ -30,6 +30,7 @@
 //! | WPT replay cache on Redis (feature `redis`; shared by every instance) | `[wimse] replay` (`memory` or `redis`), `replay_url`, `replay_key_prefix`, `replay_timeout`, `replay_connect_timeout` | `LIGAND_REPLAY_REDIS_URL` (the URL) | `memory` |
 //! | log format (`text` or `json`: JSON lines, with the request span's `request_id`, `trace_id` and `span_id` on a handler's lines) | `[log] format` | `LIGAND_LOG_FORMAT` | `text` |
 //! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
+//! | OpenTelemetry trace export (feature `otel`; OTLP over gRPC, parent-based sampling: a sampled inbound `traceparent` is honoured) | `[telemetry] otlp`, `service_name`, `sampling` | `LIGAND_OTLP`, else `OTEL_EXPORTER_OTLP_ENDPOINT` (the endpoint); `OTEL_SERVICE_NAME` | no export; with an endpoint: the SPIFFE ID path's last segment or the executable name, sampling 1 |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
@@ -174,6 +175,63 @@ struct File {
     txn_token: Option<TxnTokenSection>,
     wimse: Option<WimseSection>,
     log: Option<LogSection>,
+    telemetry: Option<TelemetrySection>,
+}
+
+/// `[telemetry]`: the request spans exported over OTLP/gRPC (the `otel` feature).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetrySection {
+    /// The collector's OTLP/gRPC endpoint, `http://…` or `https://…`.
+    otlp: Option<String>,
+    /// The `service.name` resource attribute.
+    service_name: Option<String>,
+    /// The ratio of new traces sampled, 0 to 1; a sampled inbound `traceparent` is honoured.
+    sampling: Option<f64>,
+}
+
+impl TelemetrySection {
+    #[cfg(feature = "otel")]
+    fn check(&self) -> Result<(), ConfigError> {
+        let endpoint = std::env::var("LIGAND_OTLP")
+            .ok()
+            .map(|v| ("LIGAND_OTLP", v))
+            .or_else(|| self.otlp.clone().map(|v| ("telemetry.otlp", v)))
+            .or_else(|| {
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .ok()
+                    .map(|v| ("OTEL_EXPORTER_OTLP_ENDPOINT", v))
+            });
+        if let Some((setting, url)) = endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                setting,
+                format!(
+                    "{url:?} is not an http:// or https:// URL (such as \"http://127.0.0.1:4317\")"
+                ),
+            ));
+        }
+        if let Some(name) = &self.service_name
+            && name.trim().is_empty()
+        {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
+        if let Some(ratio) = self.sampling
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(invalid(
+                "telemetry.sampling",
+                format!("{ratio} is not a ratio from 0 to 1"),
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "otel"))]
+    fn check(&self) -> Result<(), ConfigError> {
+        Err(feature_off("telemetry", "[telemetry]", "otel"))
+    }
 }
 
 /// `[log]`: read by `init_logging` before the configuration loads; checked here.
@@ -432,7 +490,8 @@ fn redis_replay(
         feature = "redis",
         feature = "openbao",
         feature = "bundle-fetch",
-        feature = "etcd"
+        feature = "etcd",
+        feature = "otel"
     ),
     allow(dead_code)
 )]
@@ -1488,6 +1547,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
 
     if let Some(log) = &file.log {
         log.check()?;
+    }
+    if let Some(telemetry) = &file.telemetry {
+        telemetry.check()?;
     }
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);
