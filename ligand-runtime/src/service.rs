@@ -156,7 +156,7 @@ where
             // only for the handler.
             let (mut parts, body) = request.into_parts();
             match self.guard.admit(&mut parts).await {
-                Ok((request_id, trace)) => {
+                Ok((request_id, trace, parent)) => {
                     // The handler runs in the request span, so its `tracing` events carry the
                     // request and trace IDs. With no subscriber interested the span is
                     // disabled and costs a level check.
@@ -166,7 +166,12 @@ where
                         request_id = %request_id,
                         trace_id = %trace.trace_id(),
                         span_id = %trace.span_id(),
+                        parent_span_id = tracing::field::Empty,
+                        sampled = trace.sampled(),
                     );
+                    if let Some(parent) = parent {
+                        span.record("parent_span_id", tracing::field::display(parent));
+                    }
                     tracing::Instrument::instrument(
                         self.handler.call(Request::from_parts(parts, body), state),
                         span,
@@ -305,7 +310,10 @@ struct RouteGuard {
 impl RouteGuard {
     /// Verified peer → chain header → pipeline: the request head gains its [`Ctx`], or the
     /// denial answers.
-    async fn admit(&self, parts: &mut Parts) -> Result<(RequestId, TraceParent), Response> {
+    async fn admit(
+        &self,
+        parts: &mut Parts,
+    ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
         let request_id = RequestId::new();
         // Taken, not cloned: from here on the peer travels in the `Ctx`.
         let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
@@ -387,6 +395,7 @@ impl RouteGuard {
             .headers
             .get(TRACEPARENT)
             .and_then(|value| TraceParent::parse(value.as_bytes()));
+        let parent = upstream.map(|upstream| upstream.span_id());
         let (trace, tracestate) = match upstream {
             Some(upstream) => (
                 upstream.child(),
@@ -411,7 +420,7 @@ impl RouteGuard {
                     tracestate,
                     server: self.server.clone(),
                 });
-                Ok((request_id, trace))
+                Ok((request_id, trace, parent))
             }
             Err(denied) => Err(denial_response(&denied)),
         }

@@ -181,6 +181,7 @@ struct File {
 /// `[telemetry]`: the request spans exported over OTLP/gRPC (the `otel` feature).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
 struct TelemetrySection {
     /// The collector's OTLP/gRPC endpoint, `http://…` or `https://…`.
     otlp: Option<String>,
