@@ -47,7 +47,7 @@ pub use ligand_runtime::trace;
 
 pub use self::logging::{LogFormat, log_subscriber};
 #[cfg(feature = "otel")]
-pub use self::telemetry::shutdown_telemetry;
+pub use self::telemetry::{log_subscriber_exporting, shutdown_telemetry};
 
 pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secret, service};
 

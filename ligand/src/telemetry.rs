@@ -49,6 +49,35 @@ pub fn shutdown_telemetry(timeout: Duration) {
     }
 }
 
+/// [`log_subscriber`](crate::log_subscriber) with the request spans exported over OTLP/gRPC to
+/// `endpoint` (such as `"http://127.0.0.1:4317"`) as `service_name`, sampling `sampling` (0 to
+/// 1) of new traces and every trace whose caller sent the sampled flag, for a service or a test
+/// that installs its own subscriber. The exporter is process-wide: `None` if it cannot start or
+/// one was started before. [`shutdown_telemetry`] flushes it.
+pub fn log_subscriber_exporting<W>(
+    format: crate::LogFormat,
+    filter: &str,
+    writer: W,
+    endpoint: &str,
+    service_name: &str,
+    sampling: f64,
+) -> Option<Box<dyn tracing::Subscriber + Send + Sync>>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let export = layer(Settings {
+        endpoint: endpoint.to_owned(),
+        service_name: service_name.to_owned(),
+        sampling,
+    })?;
+    Some(crate::logging::subscriber(
+        format,
+        filter,
+        writer,
+        Some(export),
+    ))
+}
+
 /// Builds the exporter on a thread of its own (the gRPC channel's tasks live on that thread's
 /// runtime) and returns the layer feeding it, or `None` if it cannot start.
 pub(crate) fn layer(settings: Settings) -> Option<ExportLayer> {
