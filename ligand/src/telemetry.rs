@@ -50,10 +50,10 @@ pub fn shutdown_telemetry(timeout: Duration) {
 }
 
 /// [`log_subscriber`](crate::log_subscriber) with the request spans exported over OTLP/gRPC to
-/// `endpoint` (such as `"http://127.0.0.1:4317"`) as `service_name`, sampling `sampling` (0 to
-/// 1) of new traces and every trace whose caller sent the sampled flag, for a service or a test
-/// that installs its own subscriber. The exporter is process-wide: `None` if it cannot start or
-/// one was started before. [`shutdown_telemetry`] flushes it.
+/// `endpoint` (such as `"http://127.0.0.1:4317"`) as `service_name`. `sampling`, from 0 to 1,
+/// is the ratio of new traces exported; a trace whose caller sent the sampled flag always is.
+/// For a service or a test that installs its own subscriber. The exporter is process-wide:
+/// `None` if it cannot start or one was started before. [`shutdown_telemetry`] flushes it.
 pub fn log_subscriber_exporting<W>(
     format: crate::LogFormat,
     filter: &str,
