@@ -104,9 +104,10 @@ impl Caller {
             body,
             txn: self.txn.clone(),
             key,
-            // The call's own span: a child of the request's, or the root of a new trace.
+            // The request's span is the callee's parent (the span an exporter records, so a
+            // collector links caller and callee); outside a request, the root of a new trace.
             traceparent: match &self.trace {
-                Some((span, _)) => span.child(),
+                Some((span, _)) => *span,
                 None => TraceParent::new_root(),
             }
             .to_header(),

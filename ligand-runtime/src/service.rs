@@ -161,7 +161,7 @@ where
             // only for the handler.
             let (mut parts, body) = request.into_parts();
             match self.guard.admit(&mut parts).await {
-                Ok((request_id, trace)) => {
+                Ok((request_id, trace, parent)) => {
                     // The handler runs in the request span, so its `tracing` events carry the
                     // request and trace IDs. With no subscriber interested the span is
                     // disabled and costs a level check.
@@ -171,7 +171,12 @@ where
                         request_id = %request_id,
                         trace_id = %trace.trace_id(),
                         span_id = %trace.span_id(),
+                        parent_span_id = tracing::field::Empty,
+                        sampled = trace.sampled(),
                     );
+                    if let Some(parent) = parent {
+                        span.record("parent_span_id", tracing::field::display(parent));
+                    }
                     tracing::Instrument::instrument(
                         self.handler.call(Request::from_parts(parts, body), state),
                         span,
@@ -352,8 +357,11 @@ async fn path_params(parts: &mut Parts, request_id: RequestId) -> Result<PathPar
 
 /// W3C Trace Context: a valid `traceparent` makes this request's span a child of the
 /// caller's; a missing or malformed one starts a new trace (never a denial), and its
-/// `tracestate` is then dropped, as the specification says.
-fn trace_context(headers: &http::HeaderMap) -> (TraceParent, Option<HeaderValue>) {
+/// `tracestate` is then dropped, as the specification says. Returns the request's trace
+/// context, the `tracestate` to forward and the caller's span ID (the exported span's parent).
+fn trace_context(
+    headers: &http::HeaderMap,
+) -> (TraceParent, Option<HeaderValue>, Option<trace::SpanId>) {
     const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(trace::TRACEPARENT);
     const TRACESTATE: http::HeaderName = http::HeaderName::from_static(trace::TRACESTATE);
     match headers
@@ -366,15 +374,19 @@ fn trace_context(headers: &http::HeaderMap) -> (TraceParent, Option<HeaderValue>
                 .get(TRACESTATE)
                 .filter(|state| trace::forwardable_tracestate(state))
                 .cloned(),
+            Some(upstream.span_id()),
         ),
-        None => (TraceParent::new_root(), None),
+        None => (TraceParent::new_root(), None, None),
     }
 }
 
 impl RouteGuard {
     /// Verified peer → chain header → pipeline: the request head gains its [`Ctx`], or the
     /// denial answers.
-    async fn admit(&self, parts: &mut Parts) -> Result<(RequestId, TraceParent), Response> {
+    async fn admit(
+        &self,
+        parts: &mut Parts,
+    ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
         if self.gateway {
             return self.admit_external(parts).await;
         }
@@ -433,7 +445,7 @@ impl RouteGuard {
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
             txn: claims,
         };
-        let (trace, tracestate) = trace_context(&parts.headers);
+        let (trace, tracestate, parent) = trace_context(&parts.headers);
         match self.server.pipeline(inbound, request_id).await {
             Ok(enforced) => {
                 parts.extensions.insert(Ctx {
@@ -447,7 +459,7 @@ impl RouteGuard {
                     tracestate,
                     server: self.server.clone(),
                 });
-                Ok((request_id, trace))
+                Ok((request_id, trace, parent))
             }
             Err(denied) => Err(denial_response(&denied)),
         }
@@ -459,7 +471,7 @@ impl RouteGuard {
     async fn admit_external(
         &self,
         parts: &mut Parts,
-    ) -> Result<(RequestId, TraceParent), Response> {
+    ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
         let request_id = RequestId::new();
         let deny = |denial| denial_response(&Denied { denial, request_id });
         // Only the gateway listener sets the caller's address; a gateway route reached any
@@ -522,7 +534,7 @@ impl RouteGuard {
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
             txn: Some(claims),
         };
-        let (trace, tracestate) = trace_context(&parts.headers);
+        let (trace, tracestate, parent) = trace_context(&parts.headers);
         match self.server.pipeline(inbound, request_id).await {
             Ok(enforced) => {
                 parts.extensions.insert(Ctx {
@@ -536,7 +548,7 @@ impl RouteGuard {
                     tracestate,
                     server: self.server.clone(),
                 });
-                Ok((request_id, trace))
+                Ok((request_id, trace, parent))
             }
             Err(denied) => Err(denial_response(&denied)),
         }

@@ -101,7 +101,13 @@ where
 {
     match parse(std::env::args_os().skip(1)) {
         Command::Serve => {
-            ligand_runtime::__private::run_main_with_allowances(config, user_main, allowances)
+            let result =
+                ligand_runtime::__private::run_main_with_allowances(config, user_main, allowances);
+            // Telemetry closes last, after the server and its providers: the spans still
+            // queued are flushed, waiting a bounded time for the collector.
+            #[cfg(feature = "otel")]
+            crate::shutdown_telemetry(std::time::Duration::from_secs(5));
+            result
         }
         Command::Help => {
             print!("{}", usage(&program()));

@@ -32,6 +32,7 @@
 //! | log level (an `EnvFilter` directive) | `[log] level` | `RUST_LOG` | `info` |
 //! | gateway (external callers by access token, for `#[ligand::service(gateway)]`) | `[gateway] listen`, `jwks`, `issuers`, `audience`, `signing_key`, `signing_algorithm`, `signing_kid`, `issuer`, `lifetime`, `leeway`, `cert`, `key` | | none: a gateway service is refused; with the section: `listen`, `jwks`, `issuers`, `audience` and `signing_key` required, `"ES256"`, `"ligand-txn"`, no `iss`, `"5m"`, `"30s"`, the SVID as the server certificate |
 //! | token-exchange endpoint (RFC 8693 `POST`, form-encoded, on the gateway listener: an access token for a Transaction Token, if the policy allows the subject `token_exchange` on the path) | `[gateway] sts_path` (a literal path such as `"/token"`) | | off |
+//! | OpenTelemetry trace export (feature `otel`; OTLP over gRPC, parent-based sampling: a sampled inbound `traceparent` is honoured) | `[telemetry] otlp`, `service_name`, `sampling` | `LIGAND_OTLP`, else `OTEL_EXPORTER_OTLP_ENDPOINT` (the endpoint); `OTEL_SERVICE_NAME` | no export; with an endpoint: the SPIFFE ID path's last segment or the executable name, sampling 1 |
 //! | audit log | `[audit] format` (`log`, `json` or `tracing`), `path`, `queue`, `overflow` (`drop` or `block`) | | `log`, stdout, 16384, `drop` |
 //! | tamper-evident audit log (hash-chained JSON lines, checkpoints signed with the SVID key; see [`ligand_runtime::audit`]) | `[audit] chain`, `checkpoint_every`, `checkpoint_interval` | | on for `format = "json"` with a `path` (off elsewhere: on stdout other lines interleave), 1000 records, `"60s"` |
 //!
@@ -193,6 +194,67 @@ struct File {
     wimse: Option<WimseSection>,
     log: Option<LogSection>,
     gateway: Option<GatewaySection>,
+    telemetry: Option<TelemetrySection>,
+}
+
+/// `[telemetry]`: the request spans exported over OTLP/gRPC (the `otel` feature).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+struct TelemetrySection {
+    /// The collector's OTLP/gRPC endpoint, `http://…` (TLS to the collector is not built in).
+    otlp: Option<String>,
+    /// The `service.name` resource attribute.
+    service_name: Option<String>,
+    /// The ratio of new traces sampled, 0 to 1; a sampled inbound `traceparent` is honoured.
+    sampling: Option<f64>,
+}
+
+impl TelemetrySection {
+    #[cfg(feature = "otel")]
+    fn check(&self) -> Result<(), ConfigError> {
+        let endpoint = std::env::var("LIGAND_OTLP")
+            .ok()
+            .map(|v| ("LIGAND_OTLP", v))
+            .or_else(|| self.otlp.clone().map(|v| ("telemetry.otlp", v)))
+            .or_else(|| {
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .ok()
+                    .map(|v| ("OTEL_EXPORTER_OTLP_ENDPOINT", v))
+            });
+        if let Some((setting, url)) = endpoint
+            && !url.starts_with("http://")
+        {
+            // TLS to the collector is not built in: refused here rather than failing to
+            // connect at every export.
+            return Err(invalid(
+                setting,
+                format!(
+                    "{url:?} is not an http:// URL (such as \"http://127.0.0.1:4317\", a collector \
+                     on the node; https:// collectors are not supported yet)"
+                ),
+            ));
+        }
+        if let Some(name) = &self.service_name
+            && name.trim().is_empty()
+        {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
+        if let Some(ratio) = self.sampling
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(invalid(
+                "telemetry.sampling",
+                format!("{ratio} is not a ratio from 0 to 1"),
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "otel"))]
+    fn check(&self) -> Result<(), ConfigError> {
+        Err(feature_off("telemetry", "[telemetry]", "otel"))
+    }
 }
 
 /// `[log]`: read by `init_logging` before the configuration loads; checked here.
@@ -562,7 +624,8 @@ fn redis_replay(
         feature = "redis",
         feature = "openbao",
         feature = "bundle-fetch",
-        feature = "etcd"
+        feature = "etcd",
+        feature = "otel"
     ),
     allow(dead_code)
 )]
@@ -1640,6 +1703,9 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
 
     if let Some(log) = &file.log {
         log.check()?;
+    }
+    if let Some(telemetry) = &file.telemetry {
+        telemetry.check()?;
     }
     let audit = file.audit.unwrap_or_default();
     builder = builder.audit_overflow(audit.overflow);

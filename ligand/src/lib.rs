@@ -39,11 +39,15 @@ mod cli;
 #[cfg(feature = "embedded")]
 pub mod config;
 mod logging;
+#[cfg(feature = "otel")]
+mod telemetry;
 
 pub use ligand_runtime::audit;
 pub use ligand_runtime::trace;
 
 pub use self::logging::{LogFormat, log_subscriber};
+#[cfg(feature = "otel")]
+pub use self::telemetry::{log_subscriber_exporting, shutdown_telemetry};
 
 pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secret, service};
 
@@ -154,7 +158,11 @@ pub mod prelude {
 /// A service with its own `main` calls it first, or installs its own subscriber.
 pub fn init_logging() {
     let (format, level) = logging::settings();
-    let subscriber = log_subscriber(format, &level, ligand_runtime::stdout_writer);
+    #[cfg(feature = "otel")]
+    let export = logging::telemetry_settings().and_then(telemetry::layer);
+    #[cfg(not(feature = "otel"))]
+    let export = None;
+    let subscriber = logging::subscriber(format, &level, ligand_runtime::stdout_writer, export);
     // `try_init` also routes the `log` crate's records (rustls's, for one) to the subscriber.
     let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
 }

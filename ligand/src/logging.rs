@@ -41,25 +41,145 @@ pub fn log_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    subscriber(format, filter, writer, None)
+}
+
+/// The export layer, when trace export is built and configured.
+#[cfg(feature = "otel")]
+pub(crate) type Export = crate::telemetry::ExportLayer;
+/// No export layer without the `otel` feature.
+#[cfg(not(feature = "otel"))]
+pub(crate) type Export = std::convert::Infallible;
+
+/// [`log_subscriber`] with the OpenTelemetry export layer, if any.
+pub(crate) fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+    export: Option<Export>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Json => Box::new(
+        LogFormat::Json => with_export(
             builder
                 .json()
                 .with_current_span(true)
                 .with_span_list(false)
                 .finish(),
+            export,
         ),
         LogFormat::Text => {
             use std::io::IsTerminal;
             let color = std::io::stdout().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-            Box::new(builder.with_ansi(color).finish())
+            with_export(builder.with_ansi(color).finish(), export)
         }
     }
+}
+
+/// `subscriber` boxed as it is when nothing exports, or with the export layer on top.
+#[cfg(feature = "otel")]
+fn with_export<S>(
+    subscriber: S,
+    export: Option<Export>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    match export {
+        Some(layer) => Box::new(subscriber.with(layer)),
+        None => Box::new(subscriber),
+    }
+}
+
+/// `subscriber` boxed (nothing exports without the `otel` feature).
+#[cfg(not(feature = "otel"))]
+fn with_export<S>(
+    subscriber: S,
+    export: Option<Export>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    S: tracing::Subscriber + Send + Sync,
+{
+    match export {
+        Some(never) => match never {},
+        None => Box::new(subscriber),
+    }
+}
+
+/// The trace export settings: the endpoint from `LIGAND_OTLP`, else `[telemetry] otlp`, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (none: nothing exports); the service name from
+/// `OTEL_SERVICE_NAME`, else `[telemetry] service_name`, else the last path segment of the
+/// SPIFFE ID (`LIGAND_SPIFFE_ID`, else `[identity] spiffe_id`), else the executable's name;
+/// the sampling ratio from `[telemetry] sampling` (default 1). Read leniently, as the log
+/// settings are: loading the configuration reports a bad value with its setting.
+#[cfg(feature = "otel")]
+pub(crate) fn telemetry_settings() -> Option<crate::telemetry::Settings> {
+    let table = file_table();
+    let section = |name: &str| {
+        table
+            .as_ref()
+            .and_then(|t| t.get(name))
+            .and_then(toml::Value::as_table)
+    };
+    let telemetry = section("telemetry");
+    let get = |key: &str| telemetry.and_then(|t| t.get(key));
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let endpoint = env("LIGAND_OTLP")
+        .or_else(|| get("otlp").and_then(toml::Value::as_str).map(str::to_owned))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+    let spiffe_id = env("LIGAND_SPIFFE_ID").or_else(|| {
+        section("identity")
+            .and_then(|t| t.get("spiffe_id"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+    });
+    let service_name = env("OTEL_SERVICE_NAME")
+        .or_else(|| {
+            get("service_name")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            spiffe_id.and_then(|id| {
+                id.strip_prefix("spiffe://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .and_then(|(_, path)| path.rsplit('/').next())
+                    .filter(|last| !last.is_empty())
+                    .map(str::to_owned)
+            })
+        })
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "ligand".to_owned());
+    let sampling = get("sampling")
+        .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        .filter(|ratio| (0.0..=1.0).contains(ratio))
+        .unwrap_or(1.0);
+    Some(crate::telemetry::Settings {
+        endpoint,
+        service_name,
+        sampling,
+    })
+}
+
+/// `ligand.toml` (`LIGAND_CONFIG`, else `./ligand.toml`) as a table, if it reads.
+#[cfg(feature = "embedded")]
+fn file_table() -> Option<toml::Table> {
+    let path = std::env::var_os("LIGAND_CONFIG")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "ligand.toml".into());
+    std::fs::read_to_string(path).ok()?.parse().ok()
 }
 
 /// The format and level: `LIGAND_LOG_FORMAT` and `RUST_LOG` first, then `[log] format` and
@@ -81,13 +201,7 @@ pub(crate) fn settings() -> (LogFormat, String) {
 
 #[cfg(feature = "embedded")]
 fn file_settings() -> (Option<LogFormat>, Option<String>) {
-    let path = std::env::var_os("LIGAND_CONFIG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "ligand.toml".into());
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return (None, None);
-    };
-    let Ok(table) = text.parse::<toml::Table>() else {
+    let Some(table) = file_table() else {
         return (None, None);
     };
     let log = table.get("log").and_then(toml::Value::as_table);

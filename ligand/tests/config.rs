@@ -1033,3 +1033,32 @@ fn bundle_signing_keys_are_read_relative_to_the_file() {
     let error = load(dir.path()).unwrap_err().to_string();
     assert!(error.contains("absent.pem"), "{error}");
 }
+
+#[test]
+fn the_telemetry_section_loads_and_refuses_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "policy/authz.rego",
+        "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n",
+    );
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[telemetry]\notlp = \"http://127.0.0.1:4317\"\nservice_name = \"accounts\"\nsampling = 0.25\n",
+    );
+    load(dir.path()).unwrap();
+    for (bad, setting) in [
+        ("otlp = \"127.0.0.1:4317\"", "telemetry.otlp"),
+        // No TLS to the collector yet: refused at load, not failing at every export.
+        ("otlp = \"https://collector:4317\"", "telemetry.otlp"),
+        ("service_name = \" \"", "telemetry.service_name"),
+        ("sampling = 1.5", "telemetry.sampling"),
+        ("sampling = -0.1", "telemetry.sampling"),
+        ("endpoint = \"http://x\"", "unknown field `endpoint`"),
+    ] {
+        write(dir.path(), "ligand.toml", &format!("[telemetry]\n{bad}\n"));
+        let error = load(dir.path()).unwrap_err();
+        assert!(error.to_string().contains(setting), "{bad}: {error}");
+    }
+}

@@ -899,7 +899,7 @@ async fn the_trace_context_crosses_two_services_over_mtls() {
     };
 
     // A valid traceparent: the request joins the caller's trace, and the call its handler
-    // makes carries the same trace ID with a new parent ID, and the tracestate.
+    // makes carries the same trace ID with the request's span as parent, and the tracestate.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let traced = call(&[
@@ -917,7 +917,7 @@ async fn the_trace_context_crosses_two_services_over_mtls() {
     assert_eq!(fields[0], "00");
     assert_eq!(fields[1], caller_trace, "{sent}");
     assert_ne!(fields[2], caller_span, "a new parent ID: {sent}");
-    assert_ne!(fields[2], traced.span_id, "the call's own span: {sent}");
+    assert_eq!(fields[2], traced.span_id, "the request's span: {sent}");
     assert_eq!(fields[3], "01", "the sampled flag is kept");
     assert_eq!(traced.ledger.trace_id, caller_trace);
     assert_eq!(traced.ledger.tracestate.as_deref(), Some("vendor=opaque"));

@@ -14,7 +14,7 @@ fn generated(source: &str) -> String {
          Every setting of `ligand.toml`, its environment override, and its default. Paths are\n\
          relative to the file's folder; durations are written as `\"30s\"`, `\"5m\"`, `\"1h 30m\"`.\n\
          Providers that reach a backend need a feature of the `ligand` crate (`redis`, `openbao`,\n\
-         `bundle-fetch`, `etcd`, or `full`).\n\n",
+         `bundle-fetch`, `etcd`, `otel`, or `full`).\n\n",
     );
     let table: Vec<&str> = source
         .lines()

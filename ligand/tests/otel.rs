@@ -1,0 +1,224 @@
+//! OpenTelemetry export end to end: two services over real mTLS on loopback export their
+//! request spans over OTLP/gRPC to a real receiver (a tonic `TraceService` server) on a free
+//! loopback port. The export layer is process-wide, so this file holds one test.
+#![cfg(feature = "otel")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ligand::prelude::*;
+use ligand::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
+use ligand::{CallError, Config, ConfigBuilder, HttpBinding, SpiffeId};
+use ligand_registry_static::StaticRegistry;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+const TRUST_DOMAIN: &str = "example.org";
+const ACCOUNTS: &str = "spiffe://example.org/service/accounts";
+const GATEWAY: &str = "spiffe://example.org/service/gateway";
+const LEDGER: &str = "spiffe://example.org/service/ledger";
+
+/// The spans a collector received.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+struct Accounts;
+
+#[ligand::service]
+impl Accounts {
+    /// Calls the ledger while serving.
+    #[get("/traced")]
+    async fn traced(&self, ctx: Ctx) -> Result<String, String> {
+        ctx.client::<LedgerApiClient>()
+            .ping()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{} {}", ctx.trace().span_id(), ctx.request_id()))
+    }
+}
+
+struct Ledger;
+
+#[ligand::service]
+impl Ledger {
+    #[get("/ping")]
+    async fn ping(&self) -> Json<()> {
+        Json(())
+    }
+}
+
+#[ligand::client(service = "spiffe://example.org/service/ledger")]
+trait LedgerApi {
+    #[get("/ping")]
+    async fn ping(&self) -> Result<(), CallError>;
+}
+
+async fn serve_service<S: ligand::Service>(
+    ca: &TestCa,
+    id: &str,
+    service: S,
+    configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> std::net::SocketAddr {
+    let config = configure(
+        Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(id))))
+            .telemetry(RecordingTelemetry::new())
+            .binding(HttpBinding::new("127.0.0.1:0")),
+    )
+    .build();
+    let server = ligand::init(config).await.expect("init");
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.serve(service).await }
+    });
+    server.local_addr().await.expect("listening")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_of_caller_and_callee_reach_the_collector_in_the_inbound_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = listener.local_addr().unwrap();
+    let receiver = Receiver::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let subscriber = ligand::log_subscriber_exporting(
+        ligand::LogFormat::Text,
+        "info",
+        std::io::sink,
+        &format!("http://{collector}"),
+        "ligand-test",
+        1.0,
+    )
+    .expect("the exporter starts");
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
+        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/ping"))
+    })
+    .await;
+    let accounts = serve_service(&ca, ACCOUNTS, Accounts, |c| {
+        c.policy(AllowList::new().allow(GATEWAY, "*", "*"))
+            .registry(
+                StaticRegistry::new()
+                    .service(LEDGER, [ledger.to_string()])
+                    .unwrap(),
+            )
+    })
+    .await;
+    let external = PeerClient::new(
+        &ca.context(ca.svid(GATEWAY)),
+        Some(&SpiffeId::new(ACCOUNTS).unwrap()),
+    )
+    .unwrap();
+
+    // A sampled inbound traceparent: both server spans are exported in the caller's trace.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let inbound_parent = "00f067aa0ba902b7";
+    let response = external
+        .send(
+            accounts,
+            http::Method::GET,
+            "/traced",
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let text = response.text();
+    let (accounts_span, request_id) = text.split_once(' ').unwrap();
+    let (accounts_span, request_id) = (accounts_span.to_owned(), request_id.to_owned());
+
+    // A traceparent without the sampled flag: nothing of that trace is exported.
+    let unsampled = external
+        .send(
+            accounts,
+            http::Method::GET,
+            "/traced",
+            &[(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            )],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unsampled.status, 200, "{}", unsampled.text());
+
+    // Closing flushes what is queued.
+    tokio::task::spawn_blocking(|| ligand::shutdown_telemetry(Duration::from_secs(10)))
+        .await
+        .unwrap();
+
+    let spans = receiver.spans.lock().unwrap().clone();
+    assert!(
+        spans.iter().all(|span| hex(&span.trace_id) == trace_id),
+        "only the sampled trace is exported: {spans:?}"
+    );
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let caller = spans
+        .iter()
+        .find(|span| hex(&span.span_id) == accounts_span)
+        .expect("the caller's request span, with the ID of ctx.trace()");
+    assert_eq!(hex(&caller.parent_span_id), inbound_parent);
+    assert_eq!(
+        attribute(caller, "request_id").as_deref(),
+        Some(request_id.as_str())
+    );
+    let callee = spans
+        .iter()
+        .find(|span| span.span_id != caller.span_id)
+        .unwrap();
+    assert_eq!(
+        callee.parent_span_id, caller.span_id,
+        "the callee's parent is the caller's exported span"
+    );
+    assert!(attribute(callee, "request_id").is_some());
+}
