@@ -4,13 +4,11 @@
 #![cfg(feature = "otel")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod otel_world;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ligand::prelude::*;
-use ligand::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
-use ligand::{CallError, Config, ConfigBuilder, HttpBinding, SpiffeId};
-use ligand_registry_static::StaticRegistry;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -19,11 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-
-const TRUST_DOMAIN: &str = "example.org";
-const ACCOUNTS: &str = "spiffe://example.org/service/accounts";
-const GATEWAY: &str = "spiffe://example.org/service/gateway";
-const LEDGER: &str = "spiffe://example.org/service/ledger";
 
 /// The spans a collector received.
 #[derive(Clone, Default)]
@@ -45,58 +38,6 @@ impl TraceService for Receiver {
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
-}
-
-struct Accounts;
-
-#[ligand::service]
-impl Accounts {
-    /// Calls the ledger while serving.
-    #[get("/traced")]
-    async fn traced(&self, ctx: Ctx) -> Result<String, String> {
-        ctx.client::<LedgerApiClient>()
-            .ping()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(format!("{} {}", ctx.trace().span_id(), ctx.request_id()))
-    }
-}
-
-struct Ledger;
-
-#[ligand::service]
-impl Ledger {
-    #[get("/ping")]
-    async fn ping(&self) -> Json<()> {
-        Json(())
-    }
-}
-
-#[ligand::client(service = "spiffe://example.org/service/ledger")]
-trait LedgerApi {
-    #[get("/ping")]
-    async fn ping(&self) -> Result<(), CallError>;
-}
-
-async fn serve_service<S: ligand::Service>(
-    ca: &TestCa,
-    id: &str,
-    service: S,
-    configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
-) -> std::net::SocketAddr {
-    let config = configure(
-        Config::builder()
-            .identity(FakeIdentity::new(ca.context(ca.svid(id))))
-            .telemetry(RecordingTelemetry::new())
-            .binding(HttpBinding::new("127.0.0.1:0")),
-    )
-    .build();
-    let server = ligand::init(config).await.expect("init");
-    tokio::spawn({
-        let server = server.clone();
-        async move { server.serve(service).await }
-    });
-    server.local_addr().await.expect("listening")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -135,25 +76,7 @@ async fn request_spans_of_caller_and_callee_reach_the_collector_in_the_inbound_t
     .expect("the exporter starts");
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let ca = TestCa::new(TRUST_DOMAIN);
-    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
-        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/ping"))
-    })
-    .await;
-    let accounts = serve_service(&ca, ACCOUNTS, Accounts, |c| {
-        c.policy(AllowList::new().allow(GATEWAY, "*", "*"))
-            .registry(
-                StaticRegistry::new()
-                    .service(LEDGER, [ledger.to_string()])
-                    .unwrap(),
-            )
-    })
-    .await;
-    let external = PeerClient::new(
-        &ca.context(ca.svid(GATEWAY)),
-        Some(&SpiffeId::new(ACCOUNTS).unwrap()),
-    )
-    .unwrap();
+    let (accounts, external) = otel_world::start().await;
 
     // A sampled inbound traceparent: both server spans are exported in the caller's trace.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
