@@ -204,7 +204,11 @@ fn bank_service_serves_the_service_its_identity_names() {
         .output()
         .unwrap();
     let body = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{curl}: {body}");
+    assert!(
+        output.status.success(),
+        "{curl}: {body} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(body.ends_with(" 403"), "{body}");
     assert!(body.contains("\"error_code\":\"POLICY_DENIED\""), "{body}");
 }
