@@ -416,10 +416,11 @@ impl AdminSection {
         if self.enabled == Some(false) {
             return Ok(AdminConfig::disabled());
         }
-        let (setting, listen) = match (&env.admin_listen, self.listen) {
-            (Some(listen), _) => ("LIGAND_ADMIN_LISTEN", listen.clone()),
-            (None, Some(listen)) => ("admin.listen", listen),
-            (None, None) => return Ok(AdminConfig::default()),
+        let Some((setting, listen)) = overridden(
+            ("LIGAND_ADMIN_LISTEN", &env.admin_listen),
+            ("admin.listen", self.listen),
+        ) else {
+            return Ok(AdminConfig::default());
         };
         let address = listen.trim().parse().map_err(|e| {
             invalid(
@@ -584,16 +585,16 @@ fn redis_replay(
     section: &WimseSection,
     env: &Environment,
 ) -> Result<std::sync::Arc<dyn ligand_runtime::ReplayCache>, ConfigError> {
-    let (setting, url) = match (&env.replay_redis_url, &section.replay_url) {
-        (Some(url), _) => ("LIGAND_REPLAY_REDIS_URL", url.clone()),
-        (None, Some(url)) => ("wimse.replay_url", url.clone()),
-        (None, None) => {
-            return Err(invalid(
-                "wimse.replay_url",
-                "required with wimse.replay = \"redis\", such as \"rediss://replay.internal:6380\" (or set LIGAND_REPLAY_REDIS_URL)",
-            ));
-        }
-    };
+    let (setting, url) = overridden(
+        ("LIGAND_REPLAY_REDIS_URL", &env.replay_redis_url),
+        ("wimse.replay_url", section.replay_url.clone()),
+    )
+    .ok_or_else(|| {
+        invalid(
+            "wimse.replay_url",
+            "required with wimse.replay = \"redis\", such as \"rediss://replay.internal:6380\" (or set LIGAND_REPLAY_REDIS_URL)",
+        )
+    })?;
     check_redis_url(setting, &url)?;
     let mut config = ligand_replay_redis::RedisReplayConfig::new(url);
     if let Some(prefix) = &section.replay_key_prefix {
@@ -744,16 +745,16 @@ fn redis_limiter(
 ) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
     use ligand_ratelimit_redis::{ConfigError as RedisError, RedisConfig};
 
-    let (setting, url) = match (&env.redis_url, section.url) {
-        (Some(url), _) => ("LIGAND_REDIS_URL", url.clone()),
-        (None, Some(url)) => ("rate_limit.url", url),
-        (None, None) => {
-            return Err(invalid(
-                "rate_limit.url",
-                "required with rate_limit.kind = \"redis\", such as \"rediss://ratelimit.internal:6380\" (or set LIGAND_REDIS_URL)",
-            ));
-        }
-    };
+    let (setting, url) = overridden(
+        ("LIGAND_REDIS_URL", &env.redis_url),
+        ("rate_limit.url", section.url),
+    )
+    .ok_or_else(|| {
+        invalid(
+            "rate_limit.url",
+            "required with rate_limit.kind = \"redis\", such as \"rediss://ratelimit.internal:6380\" (or set LIGAND_REDIS_URL)",
+        )
+    })?;
     check_redis_url(setting, &url)?;
     let mut config = RedisConfig::new(url, rate, burst);
     config.overrides = section.overrides;
@@ -1075,16 +1076,16 @@ fn openbao(
             "only used with secrets.kind = \"file\"",
         ));
     }
-    let (address_setting, address) = match (&env.openbao_addr, section.address) {
-        (Some(address), _) => ("LIGAND_OPENBAO_ADDR", address.clone()),
-        (None, Some(address)) => ("secrets.address", address),
-        (None, None) => {
-            return Err(invalid(
-                "secrets.address",
-                "required with secrets.kind = \"openbao\", such as \"https://bao.internal:8200\" (or set LIGAND_OPENBAO_ADDR)",
-            ));
-        }
-    };
+    let (address_setting, address) = overridden(
+        ("LIGAND_OPENBAO_ADDR", &env.openbao_addr),
+        ("secrets.address", section.address),
+    )
+    .ok_or_else(|| {
+        invalid(
+            "secrets.address",
+            "required with secrets.kind = \"openbao\", such as \"https://bao.internal:8200\" (or set LIGAND_OPENBAO_ADDR)",
+        )
+    })?;
     let ca_path = section.ca.map(|ca| base.join(ca)).ok_or_else(|| {
         invalid(
             "secrets.ca",
@@ -1223,16 +1224,16 @@ fn bundle_fetcher(
 ) -> Result<ligand_runtime::ConfigBuilder, ConfigError> {
     use ligand_bundle_fetcher_http::{ConfigError as FetchError, HttpBundleFetcher};
 
-    let (setting, url) = match (&env.bundle_url, section.url) {
-        (Some(url), _) => ("LIGAND_BUNDLE_URL", url.clone()),
-        (None, Some(url)) => ("bundle_fetcher.url", url),
-        (None, None) => {
-            return Err(invalid(
-                "bundle_fetcher.url",
-                "required: the bundle server, such as \"https://bundles.internal:8443\" (or set LIGAND_BUNDLE_URL)",
-            ));
-        }
-    };
+    let (setting, url) = overridden(
+        ("LIGAND_BUNDLE_URL", &env.bundle_url),
+        ("bundle_fetcher.url", section.url),
+    )
+    .ok_or_else(|| {
+        invalid(
+            "bundle_fetcher.url",
+            "required: the bundle server, such as \"https://bundles.internal:8443\" (or set LIGAND_BUNDLE_URL)",
+        )
+    })?;
     let server = SpiffeId::new(&section.server_id).map_err(|e| {
         invalid(
             "bundle_fetcher.server_id",
@@ -1326,6 +1327,19 @@ pub enum ConfigError {
         /// Where the setting is written: `<file>:<line>`, when it is in the file.
         at: Option<String>,
     },
+}
+
+/// A setting and its `LIGAND_*` environment override: the variable's value when set, else the
+/// file's, each with the name to quote in errors; `None` when neither is given.
+fn overridden(
+    variable: (&'static str, &Option<String>),
+    file: (&'static str, Option<String>),
+) -> Option<(&'static str, String)> {
+    match (variable, file) {
+        ((name, Some(value)), _) => Some((name, value.clone())),
+        (_, (setting, Some(value))) => Some((setting, value)),
+        _ => None,
+    }
 }
 
 fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
@@ -1792,11 +1806,11 @@ fn development_identity(
             })?,
         ),
     };
-    let (caller_setting, caller) = match (&env.dev_caller, &section.dev_caller) {
-        (Some(name), _) => ("LIGAND_DEV_CALLER", name.clone()),
-        (None, Some(name)) => ("identity.dev_caller", name.clone()),
-        (None, None) => ("identity.dev_caller", DEFAULT_CALLER.to_owned()),
-    };
+    let (caller_setting, caller) = overridden(
+        ("LIGAND_DEV_CALLER", &env.dev_caller),
+        ("identity.dev_caller", section.dev_caller.clone()),
+    )
+    .unwrap_or(("identity.dev_caller", DEFAULT_CALLER.to_owned()));
     let valid_caller = !caller.is_empty()
         && caller != "."
         && caller != ".."
