@@ -65,54 +65,31 @@ async fn request_spans_of_caller_and_callee_reach_the_collector_in_the_inbound_t
             .add_service(TraceServiceServer::new(receiver.clone()))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let subscriber = ligand::log_subscriber_exporting(
-        ligand::LogFormat::Text,
-        "info",
-        std::io::sink,
-        &format!("http://{collector}"),
-        "ligand-test",
-        1.0,
-    )
-    .expect("the exporter starts");
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    otel_world::export_to(collector);
 
     let (accounts, external) = otel_world::start().await;
 
     // A sampled inbound traceparent: both server spans are exported in the caller's trace.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let inbound_parent = "00f067aa0ba902b7";
-    let response = external
-        .send(
-            accounts,
-            http::Method::GET,
-            "/traced",
-            &[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    let response = otel_world::traced(
+        &external,
+        accounts,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .await;
     assert_eq!(response.status, 200, "{}", response.text());
     let text = response.text();
     let (accounts_span, request_id) = text.split_once(' ').unwrap();
     let (accounts_span, request_id) = (accounts_span.to_owned(), request_id.to_owned());
 
     // A traceparent without the sampled flag: nothing of that trace is exported.
-    let unsampled = external
-        .send(
-            accounts,
-            http::Method::GET,
-            "/traced",
-            &[(
-                "traceparent",
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
-            )],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    let unsampled = otel_world::traced(
+        &external,
+        accounts,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    )
+    .await;
     assert_eq!(unsampled.status, 200, "{}", unsampled.text());
 
     // Closing flushes what is queued.

@@ -14,32 +14,16 @@ async fn an_unreachable_collector_never_fails_a_request() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let subscriber = ligand::log_subscriber_exporting(
-        ligand::LogFormat::Text,
-        "info",
-        std::io::sink,
-        &format!("http://{collector}"),
-        "ligand-test",
-        1.0,
-    )
-    .expect("the exporter starts without reaching the collector");
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    otel_world::export_to(collector);
 
     let (accounts, external) = otel_world::start().await;
     for _ in 0..3 {
-        let response = external
-            .send(
-                accounts,
-                http::Method::GET,
-                "/traced",
-                &[(
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                )],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
+        let response = otel_world::traced(
+            &external,
+            accounts,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .await;
         assert_eq!(response.status, 200, "{}", response.text());
     }
     // The flush gives up after its bound instead of hanging the close.

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use ligand::prelude::*;
-use ligand::testkit::{AllowList, FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
+use ligand::testkit::{
+    AllowList, FakeIdentity, PeerClient, PeerResponse, RecordingTelemetry, TestCa,
+};
 use ligand::{CallError, Config, ConfigBuilder, HttpBinding, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 
@@ -88,4 +90,37 @@ pub(crate) async fn start() -> (SocketAddr, PeerClient) {
     )
     .unwrap();
     (accounts, external)
+}
+
+/// Installs, for the whole process, the logging subscriber that exports request spans to the
+/// OTLP/gRPC collector at `collector` (which need not be listening), sampling every new trace.
+pub(crate) fn export_to(collector: SocketAddr) {
+    let subscriber = ligand::log_subscriber_exporting(
+        ligand::LogFormat::Text,
+        "info",
+        std::io::sink,
+        &format!("http://{collector}"),
+        "ligand-test",
+        1.0,
+    )
+    .expect("the exporter starts, whether or not the collector is there");
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+}
+
+/// `GET /traced` from accounts as `external`, with `traceparent`.
+pub(crate) async fn traced(
+    external: &PeerClient,
+    accounts: SocketAddr,
+    traceparent: &str,
+) -> PeerResponse {
+    external
+        .send(
+            accounts,
+            http::Method::GET,
+            "/traced",
+            &[("traceparent", traceparent)],
+            Vec::new(),
+        )
+        .await
+        .unwrap()
 }
