@@ -183,10 +183,49 @@ where
                     )
                     .await
                 }
-                Err(denied) => denied,
+                Err(denied) => {
+                    drain_refused(body).await;
+                    denied
+                }
             }
         })
     }
+}
+
+/// The most of a refused request's body read before the refusal is sent.
+const REFUSED_BODY_LIMIT: u64 = 64 * 1024;
+
+/// How long the rest of a refused request's body is waited for.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards what remains of a refused request's body, up to
+/// [`REFUSED_BODY_LIMIT`] bytes within [`REFUSED_BODY_WAIT`], before the refusal is answered.
+///
+/// A refusal is decided from the head alone. Over HTTP/2, answering while the client is still
+/// sending the body ends the stream with `RST_STREAM(NO_ERROR)` (RFC 9113 §8.1), and clients
+/// that are still uploading when it arrives, curl among them, report the reset instead of the
+/// answer; over HTTP/1.1, an unread body keeps the connection from being reused. A body
+/// declared larger than the limit, or not sent within the wait, is not waited for: the
+/// refusal is answered and the stream reset, as the specification allows.
+async fn drain_refused(body: axum::body::Body) {
+    use axum::body::HttpBody as _;
+    use http_body_util::BodyExt as _;
+    if body.is_end_stream() || body.size_hint().lower() > REFUSED_BODY_LIMIT {
+        return;
+    }
+    let drain = async move {
+        let mut body = body;
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                read = read.saturating_add(data.len() as u64);
+                if read > REFUSED_BODY_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_BODY_WAIT, drain).await;
 }
 
 impl<S> fmt::Debug for Routes<S> {
@@ -301,10 +340,18 @@ impl Unrouted {
 
 /// Refuses a request no route takes, with an audit record of who asked for what.
 async fn refuse_unrouted(server: Server, request: Request, unrouted: Unrouted) -> Response {
+    let (request, body) = request.into_parts();
+    let response = refusal_unrouted(server, request, unrouted).await;
+    drain_refused(body).await;
+    response
+}
+
+/// The refusal of a request no route takes, and its audit record.
+async fn refusal_unrouted(server: Server, request: Parts, unrouted: Unrouted) -> Response {
     let request_id = RequestId::new();
-    let link = if let Some(peer) = request.extensions().get::<VerifiedPeer>() {
+    let link = if let Some(peer) = request.extensions.get::<VerifiedPeer>() {
         peer.link().clone()
-    } else if let Some(external) = request.extensions().get::<ExternalPeer>() {
+    } else if let Some(external) = request.extensions.get::<ExternalPeer>() {
         // Not authenticated: the gateway's caller is known by its address only.
         Link::default().with_external_party(external.addr.ip().to_string())
     } else {
@@ -313,7 +360,7 @@ async fn refuse_unrouted(server: Server, request: Request, unrouted: Unrouted) -
             request_id,
         });
     };
-    let line = RequestLine::new(request.method().clone(), request.uri().path());
+    let line = RequestLine::new(request.method.clone(), request.uri.path());
     server
         .audit_unrouted(link, line, unrouted, request_id)
         .await;
