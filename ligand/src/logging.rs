@@ -12,9 +12,9 @@ pub enum LogFormat {
     #[default]
     Text,
     /// One JSON object per line (tracing-subscriber's JSON formatter): `timestamp`, `level`,
-    /// `target`, the event's `fields`, and the current `span` with its fields. In a handler
-    /// that span is the request span, so every line carries `request_id`, `trace_id` and
-    /// `span_id`.
+    /// `target`, the event's `fields`, and the current `span` with its fields. With the
+    /// request span enabled (`ligand::request=debug` in the filter, or trace export), a
+    /// handler's lines carry its `request_id`, `trace_id` and `span_id`.
     Json,
 }
 
@@ -44,6 +44,9 @@ where
     subscriber(format, filter, writer, None)
 }
 
+/// The target of the runtime's request span.
+pub(crate) const REQUEST_TARGET: &str = "ligand::request";
+
 /// The export layer, when trace export is built and configured.
 #[cfg(feature = "otel")]
 pub(crate) type Export = crate::telemetry::ExportLayer;
@@ -61,7 +64,15 @@ pub(crate) fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Exporting traces needs the request spans, which are at debug level; an explicit
+    // directive for their target (`ligand::request=off`, say) is left as it is.
+    let filter = match &export {
+        Some(_) if !filter.contains(REQUEST_TARGET) => {
+            std::borrow::Cow::Owned(format!("{filter},{REQUEST_TARGET}=debug"))
+        }
+        _ => std::borrow::Cow::Borrowed(filter),
+    };
+    let filter = EnvFilter::try_new(&*filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

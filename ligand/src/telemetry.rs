@@ -24,8 +24,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-/// The target of the runtime's request span.
-const REQUEST_TARGET: &str = "ligand::request";
+use crate::logging::REQUEST_TARGET;
 
 /// Where and what to export, resolved from `[telemetry]` and the environment.
 #[derive(Debug, Clone)]

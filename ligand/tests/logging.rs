@@ -1,5 +1,6 @@
-//! JSON logs: every line is a JSON object, and a handler's lines carry the request span's
-//! request ID, trace ID and span ID.
+//! JSON logs: every line is a JSON object, and with the request span enabled a handler's
+//! lines carry its request ID, trace ID and span ID; at the default level they do not, and the
+//! request pays nothing for the span.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::sync::{Arc, Mutex};
@@ -35,16 +36,16 @@ impl std::io::Write for Buffer {
     }
 }
 
-#[tokio::test]
-async fn json_log_lines_parse_and_carry_the_request_and_trace_ids() {
+/// Serves one request under a JSON subscriber filtered by `filter` and returns the handler's
+/// line and the request's ID.
+async fn handled_line(filter: &str) -> (serde_json::Value, String) {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     // A current-thread runtime: the server's tasks run on this thread, under this subscriber.
-    let _guard = tracing::subscriber::set_default(log_subscriber(
-        LogFormat::Json,
-        "info,ligand::audit=off",
-        move || writer.clone(),
-    ));
+    let _guard =
+        tracing::subscriber::set_default(log_subscriber(LogFormat::Json, filter, move || {
+            writer.clone()
+        }));
     let ca = TestCa::new("example.org");
     let config = Config::builder()
         .identity(FakeIdentity::new(ca.context(ca.svid(SERVICE))))
@@ -87,7 +88,14 @@ async fn json_log_lines_parse_and_carry_the_request_and_trace_ids() {
     let handled = lines
         .iter()
         .find(|l| l["fields"]["message"] == "handled")
-        .unwrap_or_else(|| panic!("no handler line in {text}"));
+        .unwrap_or_else(|| panic!("no handler line in {text}"))
+        .clone();
+    (handled, request_id)
+}
+
+#[tokio::test]
+async fn json_log_lines_parse_and_carry_the_request_and_trace_ids() {
+    let (handled, request_id) = handled_line("info,ligand::audit=off,ligand::request=debug").await;
     assert_eq!(handled["level"], "INFO");
     assert_eq!(handled["fields"]["account"], "a1");
     assert_eq!(handled["span"]["name"], "request");
@@ -99,4 +107,11 @@ async fn json_log_lines_parse_and_carry_the_request_and_trace_ids() {
     let span_id = handled["span"]["span_id"].as_str().unwrap();
     assert_eq!(span_id.len(), 16);
     assert_ne!(span_id, "00f067aa0ba902b7");
+}
+
+#[tokio::test]
+async fn at_the_default_level_the_request_span_is_off() {
+    let (handled, _) = handled_line("info,ligand::audit=off").await;
+    assert_eq!(handled["fields"]["account"], "a1");
+    assert!(handled.get("span").is_none(), "{handled}");
 }
