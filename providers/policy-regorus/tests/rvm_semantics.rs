@@ -14,12 +14,13 @@
 //!   limits and numeric overflow propagate. A builtin error in strict mode
 //!   (`functions.rs`, `Err(err) => return Err(err.into())`) becomes an `ArithmeticError`
 //!   through `From<anyhow::Error>` (`errors.rs`), which is not fatal: it is swallowed at the
-//!   nearest enclosing rule. Every expression of a policy is inside a rule, so strict mode
-//!   changes nothing a caller can observe: `not to_number("x") > 0` is true, `count(deny) == 0`
-//!   holds when the only deny rule failed, an `else` chain moves on to its next branch.
-//! - `rules.rs:128`: two definitions of a complete rule or function with different values
-//!   make it undefined (`rule_failed_due_to_inconsistency`), not an error; a `default` then
-//!   applies.
+//!   nearest enclosing rule body, which simply does not match. Every expression of a policy
+//!   is inside a rule, so the error never reaches the caller: `not helper` holds when
+//!   `helper` failed, `count(deny) == 0` holds when the only deny rule failed, an `else`
+//!   chain moves on to its next branch, another body of the same rule can still allow.
+//! - `rules.rs:134`: two definitions of a complete rule or function with different values
+//!   make it undefined (`rule_failed_due_to_inconsistency`), not an error, and its `default`
+//!   does not apply either; a partial object with two values at one key is undefined too.
 //! - `dispatch.rs:206` (and the other ordering operators): in strict mode, comparing values
 //!   of different types is an error (then swallowed as above), where the interpreter orders
 //!   them as OPA does.
