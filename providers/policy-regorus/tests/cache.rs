@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::strategies::arb_request;
 use ligand_policy_regorus::{RegorusConfig, RegorusPolicy};
 use ligand_runtime::{Action, Chain, EvalRequest, Link, RequestLine, Resource, TxnClaims};
 use proptest::prelude::*;
@@ -24,68 +25,6 @@ fn folder(files: &[(&str, &str)]) -> (tempfile::TempDir, RegorusPolicy, RegorusP
     let uncached =
         RegorusPolicy::new(&RegorusConfig::folder(dir.path()).with_cache(false)).unwrap();
     (dir, cached, uncached)
-}
-
-const WORKLOADS: &[&str] = &[
-    "spiffe://bank.example/service/gateway",
-    "spiffe://bank.example/service/transfers",
-    "spiffe://bank.example/service/fraud",
-    "spiffe://bank.example/service/reporting",
-    "spiffe://bank.example/service/ops",
-    "spiffe://bank.example/service/legacy-batch",
-    "spiffe://other.example/service/gateway",
-    "spiffe://example.org/service/caller",
-    "spiffe://example.org/service/intruder",
-];
-const USERS: &[&str] = &[
-    "alice@bank.example",
-    "mallory@bank.example",
-    "bob@bank.example",
-];
-const ROUTES: &[&str] = &[
-    "/accounts/{id}",
-    "/accounts/{id}/debit",
-    "/accounts/{id}/credit",
-    "/transfers",
-    "/admin/reset",
-    "/hello/{name}",
-    "/reports/{id}",
-];
-const ACTIONS: &[&str] = &["GET", "POST", "debit", "credit", "reset", "DELETE"];
-
-fn arb_link() -> impl Strategy<Value = Link> {
-    (
-        proptest::option::of(prop::sample::select(WORKLOADS)),
-        proptest::option::of(prop::sample::select(USERS)),
-        proptest::option::weighted(0.1, Just("partner.example")),
-    )
-        .prop_map(|(workload, user, external_party)| {
-            let mut link = Link::default();
-            link.workload = workload.map(Into::into);
-            link.user = user.map(Into::into);
-            link.external_party = external_party.map(Into::into);
-            link
-        })
-}
-
-prop_compose! {
-    fn arb_request()(
-        upstream in proptest::collection::vec(arb_link(), 0..6),
-        peer in prop::sample::select(WORKLOADS),
-        route in prop::sample::select(ROUTES),
-        action in prop::sample::select(ACTIONS),
-        method in prop::sample::select(vec!["GET", "POST", "DELETE"]),
-        id in 0u32..5,
-        service in prop::sample::select(vec![
-            "spiffe://bank.example/service/accounts",
-            "spiffe://example.org/service/hello",
-        ]),
-    ) -> EvalRequest {
-        let peer = Link::workload(peer);
-        let mut chain = Chain::from(upstream);
-        chain.push(peer.clone());
-        EvalRequest::new(chain, peer, Resource::http_path(route), Action::new(action), RequestLine::new(method.parse().unwrap(), route.replace("{id}", &id.to_string())), service)
-    }
 }
 
 /// Asks `cached` twice (the second from the cache when sound) and `uncached` once; the three

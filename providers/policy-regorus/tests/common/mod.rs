@@ -115,3 +115,5 @@ impl Keys {
         bundle.with_signatures(signatures).to_tar_gz().unwrap()
     }
 }
+
+pub mod strategies;
