@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{CALLER_ID, Fixture, SERVER_ID};
-use ligand_runtime::testkit::{AllowList, PeerClient, SvidSpec, TestCa, probe_client_config};
+use ligand_runtime::testkit::{
+    AllowList, PeerClient, SvidKey, SvidSpec, TestCa, probe_client_config,
+};
 use ligand_runtime::{SpiffeId, X509Context, X509Svid};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -74,6 +76,29 @@ async fn valid_svid_reaches_handler_with_verified_peer() {
         .await
         .unwrap();
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+}
+
+#[tokio::test]
+async fn svids_issued_by_an_intermediate_ca_and_rsa_svids_are_served() {
+    let f = Fixture::start_with(TestCa::new("example.org").with_intermediate(), |c| {
+        c.policy(allow_all())
+    })
+    .await;
+    let expect = SpiffeId::new(SERVER_ID).unwrap();
+    for key in [SvidKey::EcdsaP256, SvidKey::Rsa2048] {
+        let svid = f.ca.mint(SvidSpec::new(CALLER_ID).key(key));
+        // Leaf and intermediate; the bundle holds the root alone.
+        assert_eq!(svid.cert_chain.len(), 2);
+        let caller = PeerClient::new(&f.ca.context(svid), Some(&expect)).unwrap();
+        let response = caller.get(f.addr, "/hello/world").await.unwrap();
+        assert_eq!(response.status, 200, "{key:?}: {}", response.text());
+        assert!(
+            response.text().contains(&format!("peer={CALLER_ID}")),
+            "{}",
+            response.text()
+        );
+    }
+    assert_eq!(f.handler_calls(), 2);
 }
 
 #[tokio::test]

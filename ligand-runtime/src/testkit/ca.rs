@@ -9,12 +9,15 @@ use spiffe::{SpiffeId, TrustDomain};
 
 use crate::identity::{TrustBundles, X509Context, X509Svid};
 
-/// A test certificate authority for one trust domain.
+/// A test certificate authority for one trust domain: a root, and optionally an intermediate
+/// CA below it that issues the SVIDs (see [`with_intermediate`](Self::with_intermediate)).
 pub struct TestCa {
     domain: TrustDomain,
     params: CertificateParams,
     key: KeyPair,
     root: CertificateDer<'static>,
+    /// The intermediate CA issuing SVIDs, if any: its parameters, key and certificate.
+    intermediate: Option<(CertificateParams, KeyPair, CertificateDer<'static>)>,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -49,7 +52,13 @@ pub enum SvidKey {
     EcdsaP384,
     /// Ed25519.
     Ed25519,
+    /// RSA 2048. RSA keys cannot be generated with the `ring` backend, so every RSA SVID
+    /// shares one fixed test key (`rsa-2048.pem`): for tests only.
+    Rsa2048,
 }
+
+/// The fixed key of [`SvidKey::Rsa2048`] SVIDs, PKCS#8.
+const RSA_2048_KEY: &str = include_str!("rsa-2048.pem");
 
 impl SvidSpec {
     /// A valid SVID for `id`, valid from a minute ago for an hour.
@@ -135,7 +144,45 @@ impl TestCa {
             params,
             key,
             root,
+            intermediate: None,
         }
+    }
+
+    /// This CA with an intermediate CA below its root: SVIDs are issued by the intermediate
+    /// and their chains carry it after the leaf, as SPIRE's do with an upstream authority.
+    /// The bundles still hold the root alone.
+    ///
+    /// # Panics
+    /// If key generation or signing fails.
+    #[must_use]
+    pub fn with_intermediate(mut self) -> Self {
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let key = KeyPair::generate().expect("intermediate key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ligand test CA");
+        dn.push(DnType::CommonName, format!("{} intermediate", self.domain));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = self.params.not_before;
+        params.not_after = self.params.not_after;
+        params.use_authority_key_identifier_extension = true;
+        if let Ok(uri) = format!("spiffe://{}", self.domain).try_into() {
+            params.subject_alt_names = vec![SanType::URI(uri)];
+        }
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
+            .expect("signed intermediate")
+            .der()
+            .clone();
+        self.intermediate = Some((params, key, cert));
+        self
     }
 
     /// The trust domain.
@@ -168,11 +215,14 @@ impl TestCa {
     /// If minting fails.
     pub fn mint(&self, spec: SvidSpec) -> X509Svid {
         #[allow(clippy::expect_used, reason = "test helper")]
-        let key = KeyPair::generate_for(match spec.key {
-            SvidKey::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            SvidKey::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            SvidKey::Ed25519 => &rcgen::PKCS_ED25519,
-        })
+        let key = match spec.key {
+            SvidKey::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            SvidKey::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            SvidKey::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+            SvidKey::Rsa2048 => {
+                KeyPair::from_pem_and_sign_algo(RSA_2048_KEY, &rcgen::PKCS_RSA_SHA256)
+            }
+        }
         .expect("leaf key");
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -192,7 +242,11 @@ impl TestCa {
         params.not_before = offset(spec.not_before);
         params.not_after = offset(spec.not_after);
         params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_params(&self.params, &self.key);
+        let (issuer_params, issuer_key) = match &self.intermediate {
+            Some((params, key, _)) => (params, key),
+            None => (&self.params, &self.key),
+        };
+        let issuer = Issuer::from_params(issuer_params, issuer_key);
         #[allow(clippy::expect_used, reason = "test helper")]
         let cert = params.signed_by(&key, &issuer).expect("signed leaf");
         let spiffe_id = spec
@@ -207,7 +261,9 @@ impl TestCa {
         let spiffe_id = spiffe_id.expect("fallback SPIFFE ID");
         X509Svid {
             spiffe_id,
-            cert_chain: vec![cert.der().clone()],
+            cert_chain: std::iter::once(cert.der().clone())
+                .chain(self.intermediate.iter().map(|(_, _, der)| der.clone()))
+                .collect(),
             private_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         }
     }

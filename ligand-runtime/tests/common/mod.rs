@@ -62,7 +62,14 @@ pub struct Fixture {
 impl Fixture {
     /// Starts the Hello service with `configure` adding policy, limiter and settings.
     pub async fn start(configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Fixture {
-        let ca = TestCa::new(TRUST_DOMAIN);
+        Self::start_with(TestCa::new(TRUST_DOMAIN), configure).await
+    }
+
+    /// [`start`](Self::start) with the server's SVID and trust from `ca`.
+    pub async fn start_with(
+        ca: TestCa,
+        configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> Fixture {
         let identity = Arc::new(FakeIdentity::new(ca.context(ca.svid(SERVER_ID))));
         let telemetry = Arc::new(RecordingTelemetry::new());
         let config = configure(
