@@ -116,23 +116,13 @@ impl TestCa {
         let domain = TrustDomain::new(trust_domain).expect("valid trust domain");
         #[allow(clippy::expect_used, reason = "test helper")]
         let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Ligand test CA");
-        dn.push(DnType::CommonName, trust_domain);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
         let now = SystemTime::now();
-        params.not_before = offset(now - Duration::from_secs(3600));
-        params.not_after = offset(now + Duration::from_secs(24 * 3600));
-        if let Ok(uri) = format!("spiffe://{trust_domain}").try_into() {
-            params.subject_alt_names = vec![SanType::URI(uri)];
-        }
+        let params = ca_params(
+            trust_domain,
+            trust_domain,
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(24 * 3600),
+        );
         #[allow(clippy::expect_used, reason = "test helper")]
         let root = params
             .self_signed(&key)
@@ -158,23 +148,14 @@ impl TestCa {
     pub fn with_intermediate(mut self) -> Self {
         #[allow(clippy::expect_used, reason = "test helper")]
         let key = KeyPair::generate().expect("intermediate key");
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Ligand test CA");
-        dn.push(DnType::CommonName, format!("{} intermediate", self.domain));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = self.params.not_before;
-        params.not_after = self.params.not_after;
+        let domain = self.domain.to_string();
+        let mut params = ca_params(
+            &domain,
+            &format!("{domain} intermediate"),
+            self.params.not_before.into(),
+            self.params.not_after.into(),
+        );
         params.use_authority_key_identifier_extension = true;
-        if let Ok(uri) = format!("spiffe://{}", self.domain).try_into() {
-            params.subject_alt_names = vec![SanType::URI(uri)];
-        }
         #[allow(clippy::expect_used, reason = "test helper")]
         let cert = params
             .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
@@ -275,4 +256,31 @@ impl TestCa {
             bundles: self.bundles(),
         }
     }
+}
+
+/// A CA certificate's parameters for `trust_domain`, named `name`, valid from `not_before`
+/// to `not_after`.
+fn ca_params(
+    trust_domain: &str,
+    name: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Ligand test CA");
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = offset(not_before);
+    params.not_after = offset(not_after);
+    if let Ok(uri) = format!("spiffe://{trust_domain}").try_into() {
+        params.subject_alt_names = vec![SanType::URI(uri)];
+    }
+    params
 }
