@@ -76,9 +76,10 @@ pub use self::binding::{
 };
 pub use self::bundle::{BundleFetcher, BundleUpdate, PolicyBundle};
 pub use self::chain::{
-    CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError, ChainRejection, ChainSigner,
-    ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, DEFAULT_CHAIN_TOKEN_LIFETIME, Link,
-    MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, VerifiedChain,
+    ATTACHMENT_SEPARATOR, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError, ChainRejection,
+    ChainSigner, ChainVerifier, ChainVersion, DEFAULT_CHAIN_CACHE_CAPACITY,
+    DEFAULT_CHAIN_TOKEN_LIFETIME, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS,
+    MAX_CHAIN_TOKEN_LIFETIME, VerifiedChain,
 };
 pub use self::config::{
     AuditOverflow, Config, ConfigBuilder, DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_DRAIN_TIMEOUT,

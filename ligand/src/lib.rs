@@ -63,16 +63,16 @@ pub use ligand_runtime::{
 pub use ligand_runtime::{Action, CallBuilder, CallError, Caller, Client, Service};
 pub use ligand_runtime::{
     AdminConfig, AuditOverflow, BoxError, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError,
-    ChainRejection, Config, ConfigBuilder, Ctx, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_QUEUE_CAPACITY,
-    DEFAULT_CHAIN_TOKEN_LIFETIME, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
-    DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
-    DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied, Enforced, Error, ExposeSecret, HttpBinding,
-    InboundRequest, InitError, JsonLinesTelemetry, Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN,
-    MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, MissingRequiredProviders, Monitor, PathParams,
-    ProviderKind, RequestId, RequestLine, Resource, Result, Secret, SecretError, SecretSlice,
-    SecretString, ServeError, Server, ServiceRegistration, ShadowDecisions, SpiffeId, State,
-    TracingTelemetry, TrustDomain, VerifiedChain, decode_secret, denial_response, init,
-    init_trust_boundary,
+    ChainRejection, ChainVersion, Config, ConfigBuilder, Ctx, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_CHAIN_TOKEN_LIFETIME, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_METRICS_INTERVAL, DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT,
+    DEFAULT_PRE_STOP_TIMEOUT, DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied, Enforced, Error,
+    ExposeSecret, HttpBinding, InboundRequest, InitError, JsonLinesTelemetry, Link,
+    LogLinesTelemetry, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME,
+    MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId, RequestLine, Resource,
+    Result, Secret, SecretError, SecretSlice, SecretString, ServeError, Server,
+    ServiceRegistration, ShadowDecisions, SpiffeId, State, TracingTelemetry, TrustDomain,
+    VerifiedChain, decode_secret, denial_response, init, init_trust_boundary,
 };
 /// Outbound resilience settings (`Config::builder().outbound_resilience(..)`, or the
 /// `[outbound.*]` sections of `ligand.toml`).
