@@ -14,7 +14,7 @@ use super::error::ChainError;
 use super::token::{Claims, LinkClaims};
 use super::verify::{DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};
 use super::{ChainVersion, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME};
-use crate::tls::IdentityState;
+use crate::tls::{Current, IdentityState};
 
 /// How long a token this hop signs is valid: five minutes.
 ///
@@ -169,7 +169,18 @@ impl ChainSigner {
         audience: &SpiffeId,
         now: SystemTime,
     ) -> Result<HeaderValue, ChainError> {
-        let current = identity.current();
+        self.header_as(&identity.current(), upstream, audience, now)
+    }
+
+    /// As [`header`](Self::header), signed with the identity snapshot `current`: the one whose
+    /// SVID the connection carrying the header presents.
+    pub(crate) fn header_as(
+        &self,
+        current: &Current,
+        upstream: Option<&VerifiedChain>,
+        audience: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<HeaderValue, ChainError> {
         let upstream = upstream.filter(|u| !u.is_empty());
         let query = Query {
             upstream: upstream

@@ -49,7 +49,8 @@ use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spiffe::SpiffeId;
 use tokio_rustls::TlsConnector;
@@ -173,8 +174,24 @@ enum ClientKind {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     },
+    /// One generation of the workload's SVID, whatever the current one is at handshake.
+    Generation(Arc<CertifiedKey>),
     /// No client certificate.
     None,
+}
+
+/// Presents one certified key at every handshake.
+#[derive(Debug)]
+struct FixedKey(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedKey {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl Clone for ClientAuth {
@@ -185,6 +202,7 @@ impl Clone for ClientAuth {
                 chain: chain.clone(),
                 key: key.clone_key(),
             },
+            ClientKind::Generation(key) => ClientKind::Generation(key.clone()),
             ClientKind::None => ClientKind::None,
         })
     }
@@ -201,6 +219,10 @@ impl fmt::Debug for ClientAuth {
                 .debug_struct("Certificate")
                 .field("chain", &chain.len())
                 .finish_non_exhaustive(),
+            ClientKind::Generation(key) => f
+                .debug_struct("Generation")
+                .field("chain", &key.cert.len())
+                .finish_non_exhaustive(),
             ClientKind::None => f.write_str("None"),
         }
     }
@@ -211,6 +233,13 @@ impl ClientAuth {
     /// connection dialed.
     pub fn svid(identity: &Arc<IdentityState>) -> Self {
         Self(ClientKind::Svid(identity.clone()))
+    }
+
+    /// Presents exactly `key`, one generation of the workload's SVID, even after a rotation:
+    /// for a pool whose connections must present the certificate that the requests sent on
+    /// them were signed with (an identity chain token of version 2 names it).
+    pub(crate) fn svid_generation(key: Arc<CertifiedKey>) -> Self {
+        Self(ClientKind::Generation(key))
     }
 
     /// Presents `chain` (leaf first) with its private key `key`, for a backend that issued the
@@ -285,6 +314,9 @@ impl DialerBuilder {
             ClientKind::Certificate { chain, key } => builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| DialError::Config(format!("client certificate: {e}")))?,
+            ClientKind::Generation(key) => {
+                builder.with_client_cert_resolver(Arc::new(FixedKey(key)))
+            }
             ClientKind::None => builder.with_no_client_auth(),
         };
         // No resumption: every connection verifies the server's current certificate in a

@@ -5,11 +5,16 @@
 //! budget, all within the per-call timeout. The order and the defaults of each stage are
 //! documented in [`resilience`](super::resilience).
 //!
-//! Every connection is made with the SVID current at dial time, so a rotation reaches new
-//! connections at once; a pooled connection is retired once it is older than the maximum age
-//! or its peer's certificate expires, so none outlives the identity it was verified with.
-//! Each target's pool is a [`Dialer`](super::dial::Dialer): its connector is the only place
-//! that opens a socket, and it only ever returns a verified TLS 1.3 stream.
+//! Each target has one pool per generation of the workload's SVID: a call signs its chain
+//! token with the SVID current when it starts and is sent over a connection presenting that
+//! same SVID, so the receiver can verify a version 2 token (which names its signer's
+//! certificate) against the certificate of the connection. The first call after a rotation
+//! opens the new generation's pool, and the previous pool closes once its last call ends, so
+//! a rotation reaches new connections at once; a pooled connection is retired once it is
+//! older than the maximum age or its peer's certificate expires, so none outlives the
+//! identity it was verified with. Each pool is a [`Dialer`](super::dial::Dialer): its
+//! connector is the only place that opens a socket, and it only ever returns a verified TLS
+//! 1.3 stream.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +27,8 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
+
+use arc_swap::ArcSwap;
 
 use super::client::{CallError, classify};
 use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
@@ -36,7 +43,7 @@ use crate::admin::AuditMetrics;
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
-use crate::tls::IdentityState;
+use crate::tls::{Current, IdentityState};
 use crate::wimse::sign::WptSigner;
 use crate::wimse::{TokenHash, WIT_HEADER, WPT_HEADER, normalized_authority};
 
@@ -89,7 +96,10 @@ impl fmt::Debug for Transport {
 pub(crate) struct Target {
     id: SpiffeId,
     name: Arc<str>,
-    dialer: Dialer,
+    /// The pool of the newest SVID generation a call used.
+    pool: ArcSwap<Generation>,
+    server: ServerAuth,
+    max_connection_age: Duration,
     endpoints: Endpoints,
     stack: Stack,
     /// Follows a watched endpoint set into `pool`; stopped with the target.
@@ -102,6 +112,45 @@ impl Drop for Target {
             follower.abort();
         }
     }
+}
+
+/// The pool of one target whose connections present one generation of the SVID.
+struct Generation {
+    generation: u64,
+    dialer: Dialer,
+}
+
+impl Target {
+    /// The pool presenting the SVID of `current`: the kept one, or a new one on the first call
+    /// after a rotation (a call still on an older generation gets a pool of its own).
+    fn pool(&self, current: &Current) -> Result<Arc<Generation>, DialError> {
+        let kept = self.pool.load();
+        if kept.generation == current.generation {
+            return Ok(arc_swap::Guard::into_inner(kept));
+        }
+        let fresh = Arc::new(Generation {
+            generation: current.generation,
+            dialer: dialer(&self.server, current, self.max_connection_age)?,
+        });
+        if current.generation > kept.generation {
+            self.pool.store(fresh.clone());
+        }
+        Ok(fresh)
+    }
+}
+
+/// A pool to a target authenticated by `server`, presenting the SVID of `current`.
+fn dialer(
+    server: &ServerAuth,
+    current: &Current,
+    max_connection_age: Duration,
+) -> Result<Dialer, DialError> {
+    Dialer::builder(
+        server.clone(),
+        ClientAuth::svid_generation(current.key.clone()),
+    )
+    .max_connection_age(max_connection_age)
+    .build()
 }
 
 enum Endpoints {
@@ -174,16 +223,18 @@ impl Transport {
             address: String::new(),
             reason: format!("not a SPIFFE ID: {e}"),
         })?;
-        let dialer = Dialer::builder(
-            ServerAuth::spiffe(&self.identity, id.clone()),
-            ClientAuth::svid(&self.identity),
-        )
-        .max_connection_age(self.settings.max_connection_age)
-        .build()
-        .map_err(|e| CallError::Transport {
-            service: service.to_owned(),
-            source: Box::new(e),
-        })?;
+        let server = ServerAuth::spiffe(&self.identity, id.clone());
+        let current = self.identity.current();
+        let pool = Generation {
+            generation: current.generation,
+            dialer: dialer(&server, &current, self.settings.max_connection_age).map_err(|e| {
+                CallError::Transport {
+                    service: service.to_owned(),
+                    source: Box::new(e),
+                }
+            })?,
+        };
+        drop(current);
         let endpoints = match &self.registry {
             None => Endpoints::None,
             Some(registry) => match registry.watch(service).await {
@@ -229,7 +280,9 @@ impl Transport {
         let target = Arc::new(Target {
             id: id.clone(),
             name,
-            dialer,
+            pool: ArcSwap::from_pointee(pool),
+            server,
+            max_connection_age: self.settings.max_connection_age,
             endpoints,
             stack,
             follower,
@@ -294,18 +347,21 @@ impl Transport {
         let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
         let permit = target.stack.admit(deadline).await.map_err(refused)?;
         // This hop's token on top of the verified upstream chain, addressed to the target
-        // (cached by the signer: re-signed only at half its lifetime or after a rotation).
+        // (cached by the signer: re-signed only at half its lifetime or after a rotation),
+        // signed with the SVID the connections of the pool present.
+        let current = self.identity.current();
         let chain = self
             .signer
-            .header(
-                &self.identity,
-                Some(upstream),
-                &target.id,
-                SystemTime::now(),
-            )
+            .header_as(&current, Some(upstream), &target.id, SystemTime::now())
             .map_err(CallError::Chain)?;
+        let pool = target.pool(&current).map_err(|e| CallError::Transport {
+            service: target.name.to_string(),
+            source: Box::new(e),
+        })?;
+        drop(current);
         self.resolve(target).await?;
         let chain = &chain;
+        let dialer = &pool.dialer;
         // Hashed once per call: every attempt's WPT binds the same Transaction Token.
         let tth = match (&self.wimse, &call.txn) {
             (Some(_), Some(txn)) => Some(TokenHash::of(txn.as_bytes())),
@@ -320,7 +376,10 @@ impl Transport {
                 call.key,
                 deadline,
                 trace,
-                |address| async move { self.exchange(target, call, chain, tth, &address).await },
+                |address| async move {
+                    self.exchange(target, dialer, call, chain, tth, &address)
+                        .await
+                },
             )
             .await
             .map_err(|ended| match ended {
@@ -334,6 +393,7 @@ impl Transport {
     async fn exchange(
         &self,
         target: &Target,
+        dialer: &Dialer,
         call: &Call,
         chain: &HeaderValue,
         tth: Option<&TokenHash>,
@@ -404,7 +464,7 @@ impl Transport {
             headers.insert(http::HeaderName::from_static(WIT_HEADER), wit);
             headers.insert(http::HeaderName::from_static(WPT_HEADER), wpt);
         }
-        let response = match target.dialer.send(request).await {
+        let response = match dialer.send(request).await {
             Ok(response) => response,
             Err(error) => {
                 let outcome = match &error {
