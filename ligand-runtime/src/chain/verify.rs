@@ -371,14 +371,11 @@ fn attach(
     header: &HeaderValue,
     certificates: &[CertificateDer<'_>],
 ) -> Result<HeaderValue, ChainRejection> {
-    let len = header.len()
-        + certificates
-            .iter()
-            .map(|c| 1 + base64::encoded_len(c.len(), false).unwrap_or(usize::MAX / 8))
-            .sum::<usize>();
-    let mut value = BytesMut::with_capacity(len);
+    // Unpadded base64 is at most 4/3 of the DER plus 3 bytes; one separator each.
+    let attached: usize = certificates.iter().map(|c| c.len() * 4 / 3 + 4).sum();
+    let mut value = BytesMut::with_capacity(header.len() + attached);
     value.put_slice(header.as_bytes());
-    let mut text = String::with_capacity(len - header.len());
+    let mut text = String::with_capacity(attached);
     for certificate in certificates {
         text.push(ATTACHMENT_SEPARATOR);
         URL_SAFE_NO_PAD.encode_string(certificate.as_ref(), &mut text);

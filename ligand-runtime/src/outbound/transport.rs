@@ -56,6 +56,15 @@ pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 /// The scheme of every outbound URI.
 const HTTPS: &str = "https://";
 
+// The names of the headers every call sends, made at compile time (`from_static` at run time
+// checks the name again on every call).
+const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
+const TXN_TOKEN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(crate::trace::TRACEPARENT);
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static(crate::trace::TRACESTATE);
+const WIT: http::HeaderName = http::HeaderName::from_static(WIT_HEADER);
+const WPT: http::HeaderName = http::HeaderName::from_static(WPT_HEADER);
+
 /// The transport's settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -312,7 +321,7 @@ impl Transport {
         let mut trace = Trace::default();
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let result = self
-            .attempt_all(target, upstream, &call, deadline, &mut trace)
+            .attempt_all(target, upstream, &call, timestamp, deadline, &mut trace)
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
@@ -341,6 +350,7 @@ impl Transport {
         target: &Target,
         upstream: &VerifiedChain,
         call: &Call,
+        now: SystemTime,
         deadline: tokio::time::Instant,
         trace: &mut Trace,
     ) -> Result<(StatusCode, Bytes), CallError> {
@@ -352,7 +362,7 @@ impl Transport {
         let current = self.identity.current();
         let chain = self
             .signer
-            .header_as(&current, Some(upstream), &target.id, SystemTime::now())
+            .header_as(&current, Some(upstream), &target.id, now)
             .map_err(CallError::Chain)?;
         let pool = target.pool(&current).map_err(|e| CallError::Transport {
             service: target.name.to_string(),
@@ -446,23 +456,23 @@ impl Transport {
                 HeaderValue::from_static("application/json"),
             );
         }
-        headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain.clone());
+        headers.insert(CHAIN, chain.clone());
         if let Some(txn) = &call.txn {
-            headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn.clone());
+            headers.insert(TXN_TOKEN, txn.clone());
         }
-        headers.insert(
-            http::HeaderName::from_static(crate::trace::TRACEPARENT),
-            call.traceparent.clone(),
-        );
+        // A value new on every call is sent as a literal never indexed (RFC 7541 §6.2.3): in
+        // HPACK's table it would only evict the values that do repeat, such as the chain.
+        let mut traceparent = call.traceparent.clone();
+        traceparent.set_sensitive(true);
+        headers.insert(TRACEPARENT, traceparent);
         if let Some(state) = &call.tracestate {
-            headers.insert(
-                http::HeaderName::from_static(crate::trace::TRACESTATE),
-                state.clone(),
-            );
+            headers.insert(TRACESTATE, state.clone());
         }
-        if let Some((wit, wpt)) = wimse {
-            headers.insert(http::HeaderName::from_static(WIT_HEADER), wit);
-            headers.insert(http::HeaderName::from_static(WPT_HEADER), wpt);
+        if let Some((wit, mut wpt)) = wimse {
+            headers.insert(WIT, wit);
+            // A proof new on every attempt, and a credential: never indexed either.
+            wpt.set_sensitive(true);
+            headers.insert(WPT, wpt);
         }
         let response = match dialer.send(request).await {
             Ok(response) => response,
