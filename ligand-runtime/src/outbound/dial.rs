@@ -33,6 +33,7 @@
 //! ```
 
 mod connector;
+mod due;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +58,7 @@ use tokio_rustls::TlsConnector;
 
 use self::connector::{ConnectionInfo, Connector, NameUse};
 pub use self::connector::{DialError, TlsConnection};
+use self::due::DueTimes;
 use crate::tls::{IdentityState, PeerVerifier, SpiffeServerVerifier};
 
 /// How long a request may take by default, connection and response body included.
@@ -327,8 +329,13 @@ impl DialerBuilder {
         } else {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         };
-        let connector =
-            Connector::new(TlsConnector::from(Arc::new(config)), self.server.name_use());
+        let due = Arc::new(DueTimes::new());
+        let connector = Connector::new(
+            TlsConnector::from(Arc::new(config)),
+            self.server.name_use(),
+            self.max_connection_age,
+            due.clone(),
+        );
         let pool = Pool::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -337,6 +344,7 @@ impl DialerBuilder {
         Ok(Dialer {
             connector,
             pool,
+            due,
             max_connection_age: self.max_connection_age,
             request_timeout: self.request_timeout,
             max_response_body: self.max_response_body,
@@ -352,6 +360,7 @@ impl DialerBuilder {
 pub struct Dialer {
     connector: Connector,
     pool: Pool<Connector, Full<Bytes>>,
+    due: Arc<DueTimes>,
     max_connection_age: Duration,
     request_timeout: Duration,
     max_response_body: usize,
@@ -397,7 +406,7 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Response<Bytes>, DialError> {
         let exchange = async {
-            let (parts, body) = self.send(request).await?.into_parts();
+            let (parts, body) = self.send(request, timeout).await?.into_parts();
             let limit = self.max_response_body;
             let body = Limited::new(body, limit)
                 .collect()
@@ -421,23 +430,40 @@ impl Dialer {
     }
 
     /// Sends `request` over a pooled connection and returns the response as it starts,
-    /// retiring the connection once it is due. Unbounded in time: the caller bounds it.
+    /// retiring the connection once it is due. Unbounded in time: the caller bounds it, by
+    /// `within` at most.
+    ///
+    /// Retiring takes a handle on the connection the pool picks (a watch channel per
+    /// request), so the handle is taken only when a live connection of the pool could be due
+    /// before `within` has passed: every response that comes over a due connection still
+    /// retires it.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
+        within: Duration,
     ) -> Result<Response<Incoming>, DialError> {
-        let connection = capture_connection(&mut request);
+        let connection = self
+            .due
+            .may_be_due(within)
+            .then(|| capture_connection(&mut request));
         let response = self
             .pool
             .request(request)
             .await
             .map_err(|e| connector::classify(Box::new(e)))?;
-        if let Some(info) = response.extensions().get::<ConnectionInfo>()
-            && self.due(info)
-            && let Some(connected) = connection.connection_metadata().as_ref()
+        if let (Some(info), Some(connection)) =
+            (response.extensions().get::<ConnectionInfo>(), &connection)
         {
-            // The pool dials afresh for the next request.
-            connected.poison();
+            if self.due(info) {
+                if let Some(connected) = connection.connection_metadata().as_ref() {
+                    // The pool dials afresh for the next request.
+                    connected.poison();
+                }
+                self.due.refresh(Some(info.id));
+            } else {
+                // Another connection (or one since dropped) made this request take a handle.
+                self.due.refresh(None);
+            }
         }
         Ok(response)
     }

@@ -474,7 +474,8 @@ impl Transport {
             wpt.set_sensitive(true);
             headers.insert(WPT, wpt);
         }
-        let response = match dialer.send(request).await {
+        // The call's timeout bounds the attempt (the resilience stack's deadline).
+        let response = match dialer.send(request, self.settings.timeout).await {
             Ok(response) => response,
             Err(error) => {
                 let outcome = match &error {
