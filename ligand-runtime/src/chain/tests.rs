@@ -286,6 +286,38 @@ fn a_version_2_chain_names_signers_by_thumbprint_and_forwards_with_their_certifi
 }
 
 #[test]
+fn a_forwarded_version_2_token_carries_its_signers_intermediates() {
+    // B's SVID comes from an intermediate CA: its entry carries the leaf and the
+    // intermediate, and every hop below verifies it against the root alone.
+    let path = Path::new();
+    let intermediate = path.ca.intermediate();
+    let b = identity(&intermediate.context(intermediate.svid(B)));
+    assert_eq!(peer(&b).certificates().len(), 2);
+    let now = SystemTime::now();
+    let header = signed_chain_in(
+        &[
+            (&path.a, ChainVersion::V2),
+            (&b, ChainVersion::V2),
+            (&path.c, ChainVersion::V2),
+        ],
+        &id(S),
+        now,
+    )
+    .unwrap();
+    let t = tokens(&header);
+    assert_eq!(t[1], attached(&jws(&t[1]), &b), "leaf, then intermediate");
+    assert_eq!(t[1].matches(ATTACHMENT_SEPARATOR).count(), 2);
+    assert_eq!(
+        path.verify(&header, now).unwrap().links(),
+        [verified(A), verified(B)]
+    );
+    // Without the intermediate the leaf does not chain to the root.
+    let leaf_only = t[1].rsplit_once(ATTACHMENT_SEPARATOR).unwrap().0.to_owned();
+    let cut = join(&[t[0].clone(), leaf_only, t[2].clone()]);
+    assert_eq!(path.verify(&cut, now), Err(ChainRejection::UntrustedSigner));
+}
+
+#[test]
 fn a_version_2_header_is_much_smaller_than_version_1() {
     let (v1, v2) = (Path::of(ChainVersion::V1), Path::of(ChainVersion::V2));
     let now = SystemTime::now();

@@ -14,7 +14,10 @@ pub struct TestCa {
     domain: TrustDomain,
     params: CertificateParams,
     key: KeyPair,
+    /// The root of trust (for an intermediate CA, its root's certificate).
     root: CertificateDer<'static>,
+    /// The CA certificates between a leaf it mints and the root, nearest first.
+    intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -135,6 +138,40 @@ impl TestCa {
             params,
             key,
             root,
+            intermediates: Vec::new(),
+        }
+    }
+
+    /// An intermediate CA of the same trust domain, signed by this one: the SVIDs it mints
+    /// carry it (and this CA's own intermediates) after the leaf, and verify against this
+    /// CA's root.
+    ///
+    /// # Panics
+    /// If key generation or signing fails.
+    pub fn intermediate(&self) -> Self {
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let key = KeyPair::generate().expect("intermediate CA key");
+        let mut params = self.params.clone();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ligand test intermediate CA");
+        dn.push(DnType::CommonName, self.domain.to_string());
+        params.distinguished_name = dn;
+        params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let cert = params
+            .signed_by(&key, &issuer)
+            .expect("signed intermediate")
+            .der()
+            .clone();
+        let mut intermediates = vec![cert];
+        intermediates.extend(self.intermediates.iter().cloned());
+        Self {
+            domain: self.domain.clone(),
+            params,
+            key,
+            root: self.root.clone(),
+            intermediates,
         }
     }
 
@@ -207,7 +244,9 @@ impl TestCa {
         let spiffe_id = spiffe_id.expect("fallback SPIFFE ID");
         X509Svid {
             spiffe_id,
-            cert_chain: vec![cert.der().clone()],
+            cert_chain: std::iter::once(cert.der().clone())
+                .chain(self.intermediates.iter().cloned())
+                .collect(),
             private_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         }
     }
