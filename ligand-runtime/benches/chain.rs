@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ligand_runtime::testkit::{TestCa, signed_chain};
+use ligand_runtime::testkit::{TestCa, signed_chain, verified_peer};
 use ligand_runtime::tls::IdentityState;
 use ligand_runtime::{ChainSigner, ChainVerifier, SpiffeId};
 
@@ -29,23 +29,23 @@ fn bench(c: &mut Criterion) {
         hop("spiffe://example.org/service/s"),
     );
     let now = SystemTime::now();
-    let (c_id, s_id) = (cc.spiffe_id(), s.spiffe_id());
+    let (c_peer, s_id) = (verified_peer(&cc), s.spiffe_id());
     let header = signed_chain(&[&a, &b, &cc], &s_id, now).unwrap_or_else(|e| panic!("{e}"));
     println!("three-hop header: {} bytes", header.len());
 
     let uncached = ChainVerifier::with_capacity(0);
     c.bench_function("chain/verify/3-hop/cold", |bench| {
-        bench.iter(|| uncached.verify(&s, &header, &c_id, now))
+        bench.iter(|| uncached.verify(&s, &header, &c_peer, now))
     });
     let cached = ChainVerifier::new();
     c.bench_function("chain/verify/3-hop/cached", |bench| {
-        bench.iter(|| cached.verify(&s, &header, &c_id, now))
+        bench.iter(|| cached.verify(&s, &header, &c_peer, now))
     });
 
     // C's upstream: what B sent it, verified.
-    let to_c = signed_chain(&[&a, &b], &c_id, now).unwrap_or_else(|e| panic!("{e}"));
+    let to_c = signed_chain(&[&a, &b], &cc.spiffe_id(), now).unwrap_or_else(|e| panic!("{e}"));
     let upstream = ChainVerifier::new()
-        .verify(&cc, &to_c, &b.spiffe_id(), now)
+        .verify(&cc, &to_c, &verified_peer(&b), now)
         .unwrap_or_else(|e| panic!("{e}"));
     let audience = id("spiffe://example.org/service/s");
     let uncached = ChainSigner::new().with_capacity(0);

@@ -9,9 +9,19 @@
 //! - The identity generation the caches key on lives in the identity snapshot itself (read
 //!   with the trust store and the signing key in one atomic load), so a verification can
 //!   never cache a result made with one trust store under another store's generation.
-//! - The signer caches by the upstream chain's digest rather than its bytes: the digest is
-//!   computed once at verification and is collision-resistant, and hashing it is cheaper
-//!   than hashing a header of several kilobytes on every call.
+//! - The signer caches by the digest of the upstream chain as forwarded rather than its
+//!   bytes: the digest is computed once at verification and is collision-resistant, and
+//!   hashing it is cheaper than hashing a header of several kilobytes on every call. It is
+//!   the forwarded header's digest, not `prev`, because the forwarded header also carries
+//!   the attached certificates.
+//! - Version 2 moves the sending hop's certificates out of the header (the receiver has them
+//!   from the handshake) and has each forwarding hop attach them for the hops below: the
+//!   header a hop sends shrinks by the size of its own certificates, and every hop still
+//!   verifies every upstream token against its own trust store. `prev` covers the compact
+//!   JWS only, so that attaching changes no digest; the signed `x5t#S256` is what binds an
+//!   attachment to its token.
+//! - The version 2 verify cache keys on the peer's certificates, not only its SPIFFE ID: the
+//!   sending hop's token is verified with them, and they are what a forwarded chain carries.
 //! - A token whose `aud` is not the next token's `iss` is [`ChainRejection::Broken`], like a
 //!   digest mismatch: both say the tokens do not belong together in this order.
 //!   [`ChainRejection::WrongAudience`] is kept for the one case a caller can act on: the
@@ -49,10 +59,52 @@ pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChai
 pub const CHAIN_HEADER: &str = "x-ligand-chain";
 
 /// The largest chain header accepted or sent, in bytes: ten hops and more when each SVID is a
-/// P-256 leaf alone (about 1.25 KB a token), fewer when `x5c` carries intermediates (the DER is
-/// base64-encoded twice, so a typical 700-byte CA certificate adds about 1.2 KB per token). It stays below hyper's default HTTP/2 header list limit (16 KiB for all
-/// headers of a request) so that a chain the framework accepts also reaches it.
+/// P-256 leaf alone (about 1.25 KB a version 1 token, about 1.2 KB a forwarded version 2 token
+/// with its attached leaf, about 0.5 KB the sending hop's version 2 token), fewer when
+/// intermediates travel too (a typical 700-byte CA certificate adds about 0.95 KB per
+/// forwarded token, 1.2 KB in version 1's `x5c`, whose DER is base64-encoded twice). It stays
+/// below hyper's default HTTP/2 header list limit (16 KiB for all headers of a request) so
+/// that a chain the framework accepts also reaches it.
 pub const MAX_CHAIN_HEADER_LEN: usize = 14 * 1024;
+
+/// Separates a forwarded version 2 token from the certificates attached to it, and those
+/// certificates from each other: `<jws>~<base64url DER>[~<base64url DER>…]`. It is neither a
+/// base64url character nor `.` or `,`, so it cannot occur inside a compact JWS.
+pub const ATTACHMENT_SEPARATOR: char = '~';
+
+/// The wire-format version of the tokens a hop signs (see [`CHAIN_HEADER`]). Every version
+/// here is verified whatever a hop signs: receivers learn a version before senders emit it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChainVersion {
+    /// Version 1: each token carries its signer's certificates (`x5c`). For a fleet whose
+    /// receivers do not all verify version 2 yet.
+    V1,
+    /// Version 2 (the default): each token names its signer's leaf by thumbprint
+    /// (`x5t#S256`); the receiving hop has the certificates from the mTLS handshake and
+    /// attaches them when it forwards the chain.
+    #[default]
+    V2,
+}
+
+impl ChainVersion {
+    /// The version's number, as tokens carry it in `v`.
+    pub fn number(self) -> u64 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// The version numbered `number`, if this build signs it.
+    pub fn from_number(number: u64) -> Option<Self> {
+        match number {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
 
 /// The most tokens accepted or sent in a chain header (the sending hop's included).
 pub const MAX_CHAIN_LINKS: usize = 16;

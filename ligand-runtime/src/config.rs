@@ -78,6 +78,7 @@ pub struct Config {
     pub(crate) registrar: Option<(Arc<dyn ServiceRegistrar>, ServiceRegistration)>,
     pub(crate) call_timeout: Duration,
     pub(crate) outbound_max_connection_age: Duration,
+    pub(crate) chain_version: crate::chain::ChainVersion,
     pub(crate) resilience: ResilienceConfig,
     pub(crate) fleet_retry_budget: Option<(Arc<dyn FleetRetryBudget>, Duration)>,
     pub(crate) bundle_fetcher: Option<Arc<dyn BundleFetcher>>,
@@ -114,6 +115,7 @@ impl fmt::Debug for Config {
             .field("bundle_fetcher", &self.bundle_fetcher.is_some())
             .field("spiffe_id", &self.spiffe_id)
             .field("policy_timeout", &self.policy_timeout)
+            .field("chain_version", &self.chain_version)
             .field("pre_stop_hooks", &self.pre_stop_hooks.len())
             .field("listening_hooks", &self.listening_hooks.len())
             .field("audit_queue_capacity", &self.audit_queue_capacity)
@@ -142,6 +144,7 @@ impl Config {
                 registrar: None,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
                 outbound_max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+                chain_version: crate::chain::ChainVersion::default(),
                 resilience: ResilienceConfig::default(),
                 fleet_retry_budget: None,
                 bundle_fetcher: None,
@@ -256,6 +259,17 @@ impl ConfigBuilder {
     /// SVID (default 5 min). A connection whose peer certificate expires is retired sooner.
     pub fn outbound_max_connection_age(mut self, age: Duration) -> Self {
         self.config.outbound_max_connection_age = age;
+        self
+    }
+
+    /// The wire-format version of the chain tokens this service signs on outbound calls
+    /// (default [`ChainVersion::V2`](crate::ChainVersion::V2)). Every known version is
+    /// verified inbound whatever this says. During a rolling upgrade from a release that only
+    /// verifies version 1, keep [`ChainVersion::V1`](crate::ChainVersion::V1) until every
+    /// receiver runs a release that verifies version 2: receivers learn a version before
+    /// senders emit it.
+    pub fn outbound_chain_version(mut self, version: crate::chain::ChainVersion) -> Self {
+        self.config.chain_version = version;
         self
     }
 

@@ -8,6 +8,9 @@
 //! Every inbound request runs the same pipeline: the binding accepts a TLS 1.3 connection with
 //! a client certificate verified as an X.509-SVID → the peer's SPIFFE ID becomes the last link
 //! of the chain → rate limiter → policy (bounded by a timeout) → handler. Any error denies.
+//! The upstream links come from the signed [`CHAIN_HEADER`]: one token per hop, the sending
+//! hop's verified with the certificates of the mTLS connection it came on (wire-format version
+//! 2; [`ChainVersion`] and `ConfigBuilder::outbound_chain_version` for rolling upgrades).
 //!
 //! ```no_run
 //! use ligand_runtime::{Config, HttpBinding, init};
@@ -76,9 +79,10 @@ pub use self::binding::{
 };
 pub use self::bundle::{BundleFetcher, BundleUpdate, PolicyBundle};
 pub use self::chain::{
-    CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError, ChainRejection, ChainSigner,
-    ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, DEFAULT_CHAIN_TOKEN_LIFETIME, Link,
-    MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, VerifiedChain,
+    ATTACHMENT_SEPARATOR, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError, ChainRejection,
+    ChainSigner, ChainVerifier, ChainVersion, DEFAULT_CHAIN_CACHE_CAPACITY,
+    DEFAULT_CHAIN_TOKEN_LIFETIME, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS,
+    MAX_CHAIN_TOKEN_LIFETIME, VerifiedChain,
 };
 pub use self::config::{
     AuditOverflow, Config, ConfigBuilder, DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_DRAIN_TIMEOUT,

@@ -664,7 +664,7 @@ impl RouteGuard {
         self.server.chain_verifier().verify(
             self.server.identity(),
             value,
-            peer.spiffe_id(),
+            peer,
             std::time::SystemTime::now(),
         )
     }

@@ -31,7 +31,7 @@ mod txn;
 mod wimse;
 
 pub use self::ca::{SvidKey, SvidSpec, TestCa};
-pub use self::chain::signed_chain;
+pub use self::chain::{signed_chain, signed_chain_in, verified_peer};
 pub use self::client::{PeerClient, PeerConnection, PeerResponse, probe_client_config};
 pub use self::identity::FakeIdentity;
 pub use self::limiter::ScriptedLimiter;

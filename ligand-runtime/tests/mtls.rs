@@ -80,7 +80,7 @@ async fn valid_svid_reaches_handler_with_verified_peer() {
 
 #[tokio::test]
 async fn svids_issued_by_an_intermediate_ca_and_rsa_svids_are_served() {
-    let f = Fixture::start_with(TestCa::new("example.org").with_intermediate(), |c| {
+    let f = Fixture::start_with(TestCa::new("example.org").intermediate(), |c| {
         c.policy(allow_all())
     })
     .await;

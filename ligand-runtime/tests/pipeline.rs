@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{CALLER_ID, Fixture, SERVER_ID};
 use http::Method;
-use ligand_runtime::testkit::{AllowList, PolicyFn, ScriptedLimiter};
+use ligand_runtime::testkit::{AllowList, PeerClient, PolicyFn, ScriptedLimiter};
 use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError, SpiffeId};
 
 fn allow_hello() -> AllowList {
@@ -198,11 +198,10 @@ async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
     assert_eq!(input.peer, verified(CALLER_ID));
 }
 
-/// Sends `header` as the chain from `CALLER_ID` and expects a 400 with `code` that reached
-/// neither policy nor the handler.
-async fn assert_chain_refused(f: &Fixture, header: &str, code: &str) {
-    let response = f
-        .caller(CALLER_ID)
+/// Sends `header` as the chain from `caller` (a `CALLER_ID`) and expects a 400 with `code`
+/// that reached neither policy nor the handler.
+async fn assert_chain_refused(f: &Fixture, caller: &PeerClient, header: &str, code: &str) {
+    let response = caller
         .send(
             f.addr,
             Method::GET,
@@ -223,18 +222,19 @@ async fn a_forged_or_tampered_chain_is_400_with_its_code_and_never_evaluated() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     // The unsigned JSON chain of old: anyone could write it.
     let forged = r#"[{"workload":"spiffe://example.org/service/admin"}]"#;
-    assert_chain_refused(&f, forged, "CHAIN_MALFORMED").await;
+    assert_chain_refused(&f, &f.caller(CALLER_ID), forged, "CHAIN_MALFORMED").await;
     let server = SpiffeId::new(SERVER_ID).unwrap();
-    let valid = f
-        .caller(CALLER_ID)
+    // One caller signs and sends: a version 2 token names the certificate of the connection
+    // that carries it.
+    let caller = f.caller(CALLER_ID);
+    let valid = caller
         .chain_header(&[&f.caller(FRONTEND_ID)], &server)
         .unwrap();
     // A flipped signature byte.
     let mut tampered = valid.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let response = f
-        .caller(CALLER_ID)
+    let response = caller
         .send(
             f.addr,
             Method::GET,
@@ -255,25 +255,23 @@ async fn a_forged_or_tampered_chain_is_400_with_its_code_and_never_evaluated() {
     );
     // The upstream hop removed: the caller's token no longer links up.
     let (_, own) = valid.split_once(',').unwrap();
-    assert_chain_refused(&f, own, "CHAIN_BROKEN").await;
+    assert_chain_refused(&f, &caller, own, "CHAIN_BROKEN").await;
     // A chain signed by another workload, sent by the caller.
     let stolen = f
         .caller("spiffe://example.org/service/intruder")
         .chain_header(&[], &server)
         .unwrap();
-    assert_chain_refused(&f, &stolen, "CHAIN_PEER_MISMATCH").await;
+    assert_chain_refused(&f, &caller, &stolen, "CHAIN_PEER_MISMATCH").await;
     // A chain the caller signed for another service.
-    let elsewhere = f
-        .caller(CALLER_ID)
+    let elsewhere = caller
         .chain_header(
             &[],
             &SpiffeId::new("spiffe://example.org/service/other").unwrap(),
         )
         .unwrap();
-    assert_chain_refused(&f, &elsewhere, "CHAIN_WRONG_AUDIENCE").await;
+    assert_chain_refused(&f, &caller, &elsewhere, "CHAIN_WRONG_AUDIENCE").await;
     // Two header lines: joining them would be a guess.
-    let response = f
-        .caller(CALLER_ID)
+    let response = caller
         .send(
             f.addr,
             Method::GET,
@@ -286,8 +284,7 @@ async fn a_forged_or_tampered_chain_is_400_with_its_code_and_never_evaluated() {
     assert_eq!(response.status, 400);
     assert_error_body(&response.json().unwrap(), "CHAIN_MALFORMED");
     // And the valid chain itself still passes: nothing above was cached as a success.
-    let response = f
-        .caller(CALLER_ID)
+    let response = caller
         .send(
             f.addr,
             Method::GET,

@@ -1,29 +1,50 @@
 //! A Ligand → Ligand call against a plain hyper + rustls client calling the same server with
-//! the same TLS (TLS 1.3, client SVID, server verified as the exact SPIFFE ID), both pooled.
+//! the same TLS (TLS 1.3, client SVID, server verified as the exact SPIFFE ID), both pooled;
+//! and a Ligand client signing version 1 chains, to show what the chain header costs.
 //!
 //! The clients run on a current-thread runtime on the benchmark thread and the server on its
-//! own runtime threads, so `latency` is the wall time of one sequential call and `client_cpu`
-//! the benchmark thread's CPU time per call: the client side alone (its connection tasks run on
-//! the same thread). Compare `ligand` with `plain` in each group.
+//! own runtime thread, so a call's latency is the wall time of one sequential call and the
+//! client CPU the benchmark thread's CPU time per call: the client side alone (its connection
+//! tasks run on the same thread). A shared machine moves both by tens of percent between
+//! runs, so the clients take turns on the same server in interleaved rounds (the order
+//! alternating), and the verdict is the median over rounds of each round's ratio to plain.
+//!
+//! ```text
+//! cargo bench -p ligand --bench outbound                       # 9 rounds of 2000 calls each
+//! cargo bench -p ligand --bench outbound -- --rounds 5 --calls 500
+//! ```
+//!
+//! Instruction counts, which do not depend on the machine's load, come from the same binary
+//! under callgrind: `--profile <ligand|ligand-v1|plain> --calls N` warms up, then makes N calls
+//! inside `profiled_calls` alone, so that
+//!
+//! ```text
+//! valgrind --tool=callgrind --separate-threads=yes --collect-atstart=no \
+//!     --toggle-collect='*profiled_calls*' <bench binary> --profile ligand --calls 1000
+//! ```
+//!
+//! counts the client thread's instructions for N calls (the `-01` file of thread 1; divide
+//! its total by N).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::print_stdout,
     missing_docs,
     reason = "bench"
 )]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use ligand::prelude::*;
 use ligand::provider::tls::{IdentityState, PeerVerifier};
 use ligand::testkit::{AllowList, FakeIdentity, TestCa};
-use ligand::{CallError, Config, HttpBinding, SpiffeId};
+use ligand::{CallError, ChainVersion, Config, HttpBinding, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +82,162 @@ fn thread_cpu() -> Duration {
     )
 }
 
-fn bench(c: &mut Criterion) {
+type Plain = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// The clients compared, all calling the same server.
+struct Clients {
+    ligand: AccountsApiClient,
+    ligand_v1: AccountsApiClient,
+    plain: Plain,
+    uri: http::Uri,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Ligand,
+    LigandV1,
+    Plain,
+}
+
+impl Which {
+    const ALL: [Self; 3] = [Self::Plain, Self::Ligand, Self::LigandV1];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ligand => "ligand",
+            Self::LigandV1 => "ligand-v1",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+impl Clients {
+    async fn call(&self, which: Which) {
+        match which {
+            Which::Ligand => {
+                self.ligand.get("a").await.unwrap();
+            }
+            Which::LigandV1 => {
+                self.ligand_v1.get("a").await.unwrap();
+            }
+            Which::Plain => {
+                let response = self.plain.get(self.uri.clone()).await.unwrap();
+                assert!(response.status().is_success());
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<Account>(&body).unwrap();
+            }
+        }
+    }
+}
+
+/// One client's share of a round: latency p50 and client CPU per call.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    p50: Duration,
+    cpu: Duration,
+}
+
+fn measure(rt: &tokio::runtime::Runtime, clients: &Clients, which: Which, calls: usize) -> Sample {
+    rt.block_on(async {
+        let mut latencies = Vec::with_capacity(calls);
+        let cpu = thread_cpu();
+        for _ in 0..calls {
+            let start = Instant::now();
+            clients.call(which).await;
+            latencies.push(start.elapsed());
+        }
+        let cpu = (thread_cpu() - cpu) / u32::try_from(calls).unwrap();
+        latencies.sort_unstable();
+        Sample {
+            p50: latencies[calls / 2],
+            cpu,
+        }
+    })
+}
+
+/// The calls counted under callgrind (`--toggle-collect='*profiled_calls*'`).
+#[inline(never)]
+fn profiled_calls(rt: &tokio::runtime::Runtime, clients: &Clients, which: Which, calls: usize) {
+    rt.block_on(async {
+        for _ in 0..calls {
+            clients.call(which).await;
+        }
+    });
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The chain header sizes of both versions: the one a hop starting a chain sends, and the
+/// one the third hop of A → B → C sends.
+fn header_sizes() {
+    use ligand_runtime::testkit::signed_chain_in;
+    let ca = TestCa::new("example.org");
+    let hop = |id: &str| IdentityState::new(&ca.context(ca.svid(id)), None).unwrap();
+    let (a, b, c) = (
+        hop("spiffe://example.org/service/a"),
+        hop("spiffe://example.org/service/b"),
+        hop("spiffe://example.org/service/c"),
+    );
+    let to = SpiffeId::new(ACCOUNTS).unwrap();
+    let now = SystemTime::now();
+    for version in [ChainVersion::V1, ChainVersion::V2] {
+        let one = signed_chain_in(&[(&c, version)], &to, now).unwrap().len();
+        let three = signed_chain_in(&[(&a, version), (&b, version), (&c, version)], &to, now)
+            .unwrap()
+            .len();
+        println!(
+            "x-ligand-chain, version {}: {one} bytes for one hop, {three} bytes for three \
+             (P-256 leaf SVIDs)",
+            version.number()
+        );
+    }
+}
+
+struct Options {
+    rounds: usize,
+    calls: usize,
+    profile: Option<Which>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        rounds: 9,
+        calls: 2000,
+        profile: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().expect("a value after the option");
+        match arg.as_str() {
+            "--rounds" => options.rounds = value().parse().expect("--rounds N"),
+            "--calls" => options.calls = value().parse().expect("--calls N"),
+            "--profile" => {
+                let name = value();
+                options.profile = Some(
+                    Which::ALL
+                        .into_iter()
+                        .find(|w| w.name() == name)
+                        .expect("--profile ligand|ligand-v1|plain"),
+                );
+            }
+            // cargo bench passes --bench; anything else is a filter this bench has no use for.
+            _ => {}
+        }
+    }
+    options.rounds = options.rounds.max(1);
+    options.calls = options.calls.max(1);
+    options
+}
+
+fn main() {
+    let options = options();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -89,21 +265,28 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let gateway_context = ca.context(ca.svid(GATEWAY));
-    let ligand_client = client_rt.block_on(async {
-        let config = Config::builder()
-            .identity(FakeIdentity::new(gateway_context.clone()))
-            .policy(AllowList::new())
-            .telemetry(ligand::testkit::RecordingTelemetry::new())
-            .binding(HttpBinding::new("127.0.0.1:0"))
-            .registry(
-                StaticRegistry::new()
-                    .service(ACCOUNTS, [addr.to_string()])
-                    .unwrap(),
-            )
-            .build();
-        let server = ligand::init(config).await.unwrap();
-        server.client::<AccountsApiClient>()
-    });
+    let ligand_client = |version: ChainVersion| {
+        client_rt.block_on(async {
+            let config = Config::builder()
+                .identity(FakeIdentity::new(gateway_context.clone()))
+                .policy(AllowList::new())
+                .telemetry(ligand::testkit::RecordingTelemetry::new())
+                .binding(HttpBinding::new("127.0.0.1:0"))
+                .outbound_chain_version(version)
+                .registry(
+                    StaticRegistry::new()
+                        .service(ACCOUNTS, [addr.to_string()])
+                        .unwrap(),
+                )
+                .build();
+            let server = ligand::init(config).await.unwrap();
+            server.client::<AccountsApiClient>()
+        })
+    };
+    let (ligand, ligand_v1) = (
+        ligand_client(ChainVersion::V2),
+        ligand_client(ChainVersion::V1),
+    );
 
     let identity = Arc::new(IdentityState::new(&gateway_context, None).unwrap());
     let tls = identity
@@ -121,75 +304,97 @@ fn bench(c: &mut Criterion) {
             .build();
         HyperClient::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https)
     });
-    let uri: http::Uri = format!("https://{addr}/accounts/a").parse().unwrap();
-    let plain_get = || {
-        let plain = plain.clone();
-        let uri = uri.clone();
-        async move {
-            let response = plain.get(uri).await.unwrap();
-            assert!(response.status().is_success());
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            serde_json::from_slice::<Account>(&body).unwrap()
-        }
+    let clients = Clients {
+        ligand,
+        ligand_v1,
+        plain,
+        uri: format!("https://{addr}/accounts/a").parse().unwrap(),
     };
 
-    // Warm both pools.
-    client_rt.block_on(async {
-        ligand_client.get("a").await.unwrap();
-        plain_get().await;
-    });
+    // Warm every pool and cache (connections, signed chain tokens, the server's verify cache).
+    let warm = options.calls.min(200);
+    for which in Which::ALL {
+        warm_up(&client_rt, &clients, which, warm);
+    }
 
-    let mut group = c.benchmark_group("outbound/latency");
-    group.bench_function("ligand", |b| {
-        b.iter_custom(|n| {
-            client_rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..n {
-                    ligand_client.get("a").await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.bench_function("plain", |b| {
-        b.iter_custom(|n| {
-            client_rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..n {
-                    plain_get().await;
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
+    if let Some(which) = options.profile {
+        profiled_calls(&client_rt, &clients, which, options.calls);
+        println!("{}: {} calls profiled", which.name(), options.calls);
+        server_rt.block_on(callee.close());
+        return;
+    }
 
-    let mut group = c.benchmark_group("outbound/client_cpu");
-    group.bench_function("ligand", |b| {
-        b.iter_custom(|n| {
-            client_rt.block_on(async {
-                let start = thread_cpu();
-                for _ in 0..n {
-                    ligand_client.get("a").await.unwrap();
-                }
-                thread_cpu() - start
-            })
-        })
-    });
-    group.bench_function("plain", |b| {
-        b.iter_custom(|n| {
-            client_rt.block_on(async {
-                let start = thread_cpu();
-                for _ in 0..n {
-                    plain_get().await;
-                }
-                thread_cpu() - start
-            })
-        })
-    });
-    group.finish();
+    header_sizes();
+    println!(
+        "\n{} interleaved rounds of {} sequential calls per client; p50 latency and client CPU \
+         per call (µs), ratios to plain",
+        options.rounds, options.calls
+    );
+    println!(
+        "{:>5}  {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}  {:>7} {:>7}  {:>7} {:>7}",
+        "round",
+        "p50 plain",
+        "ligand",
+        "ligand-v1",
+        "cpu plain",
+        "ligand",
+        "ligand-v1",
+        "p50 ×",
+        "v1 ×",
+        "cpu ×",
+        "v1 ×"
+    );
+    let mut ratios: [Vec<f64>; 4] = Default::default();
+    for round in 0..options.rounds {
+        // Alternate the order, so a drift within a round favours no client.
+        let mut order = Which::ALL;
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut samples = [None; 3];
+        for which in order {
+            samples[which as usize] = Some(measure(&client_rt, &clients, which, options.calls));
+        }
+        let [ligand, ligand_v1, plain] = samples.map(Option::unwrap);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        let round_ratios = [
+            ratio(ligand.p50, plain.p50),
+            ratio(ligand_v1.p50, plain.p50),
+            ratio(ligand.cpu, plain.cpu),
+            ratio(ligand_v1.cpu, plain.cpu),
+        ];
+        for (all, r) in ratios.iter_mut().zip(round_ratios) {
+            all.push(r);
+        }
+        println!(
+            "{round:>5}  {:>9.1} {:>9.1} {:>9.1}  {:>9.1} {:>9.1} {:>9.1}  {:>7.3} {:>7.3}  {:>7.3} {:>7.3}",
+            micros(plain.p50),
+            micros(ligand.p50),
+            micros(ligand_v1.p50),
+            micros(plain.cpu),
+            micros(ligand.cpu),
+            micros(ligand_v1.cpu),
+            round_ratios[0],
+            round_ratios[1],
+            round_ratios[2],
+            round_ratios[3],
+        );
+    }
+    let [p50, p50_v1, cpu, cpu_v1] = ratios.map(median);
+    println!(
+        "median of the rounds' ratios to plain: latency p50 ligand {p50:.3} (v1 chain \
+         {p50_v1:.3}), client CPU ligand {cpu:.3} (v1 chain {cpu_v1:.3}); issue #12 goals: \
+         latency <= 1.1, CPU <= 1.3"
+    );
     server_rt.block_on(callee.close());
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// The warm-up calls, outside the profiled function.
+#[inline(never)]
+fn warm_up(rt: &tokio::runtime::Runtime, clients: &Clients, which: Which, calls: usize) {
+    rt.block_on(async {
+        for _ in 0..calls {
+            clients.call(which).await;
+        }
+    });
+}

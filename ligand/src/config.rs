@@ -22,6 +22,7 @@
 //! | outbound endpoints | `[services."spiffe://…"] endpoints` | | none: calls fail with "no endpoints" |
 //! | registry | `[registry] kind` (`static` or `etcd`; etcd: `endpoints`, `prefix`, `lease_ttl`, `grace_period`, `dial_timeout`, `ca`, `cert`, `key`, `username`, `password`, `advertise`, `metadata`) | | `static`: the `[services]` table |
 //! | outbound calls | `[outbound] timeout`, `max_connection_age` | | `"10s"`, `"5m"` |
+//! | identity chain version signed on outbound calls (`1` or `2`; every version is verified inbound: keep `1` while a rolling upgrade still has receivers that verify only version 1) | `[outbound] chain_version` | | `2` |
 //! | fleet-wide retry budget (feature `redis`; the ratio, floor and window of the top-level `[outbound.retry]` for the whole fleet; while Redis is unreachable the local budget alone, health Degraded) | `[outbound.retry_fleet] url`, `sync`, `ca`, `key_prefix`, `timeout` | | none: each instance has its own budget; with `url`: `"1s"`, system roots, `"ligand:retry"`, `"500ms"` |
 //! | outbound resilience | `[outbound.balancer] strategy` (`p2c_ewma`, `least_request`, `round_robin`, `random`, `ring_hash`), `[outbound.outlier]`, `[outbound.breaker]`, `[outbound.bulkhead]`, `[outbound.retry]`; per target service `[outbound.targets."<SPIFFE ID>".<section>]` | | see `ResilienceConfig` |
 //! | admin listener (`/livez`, `/readyz`, `/metrics`, plain HTTP) | `[admin] listen`, `enabled` | `LIGAND_ADMIN_LISTEN` | `127.0.0.1:9464`, on |
@@ -850,6 +851,8 @@ enum RegistryKind {
 struct OutboundSection {
     timeout: Option<String>,
     max_connection_age: Option<String>,
+    /// The wire-format version of the chain tokens signed: `1` or `2`.
+    chain_version: Option<i64>,
     /// `[outbound.balancer]`, `[outbound.outlier]`, `[outbound.breaker]`,
     /// `[outbound.bulkhead]`, `[outbound.retry]`: each field as in `ResilienceConfig`.
     balancer: Option<ligand_runtime::BalancerConfig>,
@@ -1673,6 +1676,18 @@ fn build(file: File, base: &Path, env: &Environment) -> Result<Config, ConfigErr
     if let Some(age) = outbound.max_connection_age {
         builder =
             builder.outbound_max_connection_age(duration("outbound.max_connection_age", &age)?);
+    }
+    if let Some(version) = outbound.chain_version {
+        let version = u64::try_from(version)
+            .ok()
+            .and_then(ligand_runtime::ChainVersion::from_number)
+            .ok_or_else(|| {
+                invalid(
+                    "outbound.chain_version",
+                    format!("{version} is not a chain version this release signs (1 or 2)"),
+                )
+            })?;
+        builder = builder.outbound_chain_version(version);
     }
     let mut resilience = ligand_runtime::ResilienceConfig::default();
     if let Some(balancer) = outbound.balancer {

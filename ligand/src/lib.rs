@@ -53,6 +53,19 @@ pub use ligand_macros::{allow, client, delete, get, main, patch, post, put, secr
 
 // The service-facing API: what a service's own code names. Provider contracts live in
 // `provider`; nothing here can change the workload's identity, trust or health.
+pub use ligand_runtime::{
+    ATTACHMENT_SEPARATOR, AdminConfig, AuditOverflow, BoxError, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER,
+    Chain, ChainError, ChainRejection, ChainVersion, Config, ConfigBuilder, Ctx,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_QUEUE_CAPACITY, DEFAULT_CHAIN_TOKEN_LIFETIME,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL, DEFAULT_POLICY_LATENCY_WARN,
+    DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT, DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied,
+    Enforced, Error, ExposeSecret, HttpBinding, InboundRequest, InitError, JsonLinesTelemetry,
+    Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME,
+    MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId, RequestLine, Resource,
+    Result, Secret, SecretError, SecretSlice, SecretString, ServeError, Server,
+    ServiceRegistration, ShadowDecisions, SpiffeId, State, TracingTelemetry, TrustDomain,
+    VerifiedChain, decode_secret, denial_response, init, init_trust_boundary,
+};
 /// Gateways (`#[ligand::service(gateway)]`): external callers over TLS without a client
 /// certificate, authenticated by their access token (`Config::builder().gateway(..)`, or
 /// `[gateway]` in `ligand.toml`).
@@ -61,19 +74,6 @@ pub use ligand_runtime::{
     TXN_TOKEN_TYPE,
 };
 pub use ligand_runtime::{Action, CallBuilder, CallError, Caller, Client, Service};
-pub use ligand_runtime::{
-    AdminConfig, AuditOverflow, BoxError, CHAIN_CLOCK_LEEWAY, CHAIN_HEADER, Chain, ChainError,
-    ChainRejection, Config, ConfigBuilder, Ctx, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_QUEUE_CAPACITY,
-    DEFAULT_CHAIN_TOKEN_LIFETIME, DEFAULT_DRAIN_TIMEOUT, DEFAULT_METRICS_INTERVAL,
-    DEFAULT_POLICY_LATENCY_WARN, DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT,
-    DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied, Enforced, Error, ExposeSecret, HttpBinding,
-    InboundRequest, InitError, JsonLinesTelemetry, Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN,
-    MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME, MissingRequiredProviders, Monitor, PathParams,
-    ProviderKind, RequestId, RequestLine, Resource, Result, Secret, SecretError, SecretSlice,
-    SecretString, ServeError, Server, ServiceRegistration, ShadowDecisions, SpiffeId, State,
-    TracingTelemetry, TrustDomain, VerifiedChain, decode_secret, denial_response, init,
-    init_trust_boundary,
-};
 /// Outbound resilience settings (`Config::builder().outbound_resilience(..)`, or the
 /// `[outbound.*]` sections of `ligand.toml`).
 pub use ligand_runtime::{

@@ -571,6 +571,31 @@ fn the_outbound_resilience_sections_load_and_refuse_bad_values() {
 }
 
 #[test]
+fn the_outbound_chain_version_loads_and_refuses_unknown_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policy/authz.rego", POLICY);
+    write(dir.path(), "ligand.toml", "[admin]\nenabled = false\n");
+    let shown = format!("{:?}", load(dir.path()).unwrap());
+    assert!(shown.contains("chain_version: V2"), "{shown}");
+    write(
+        dir.path(),
+        "ligand.toml",
+        "[outbound]\nchain_version = 1\n\n[admin]\nenabled = false\n",
+    );
+    let shown = format!("{:?}", load(dir.path()).unwrap());
+    assert!(shown.contains("chain_version: V1"), "{shown}");
+    for bad in ["0", "3", "-1", "\"2\""] {
+        write(
+            dir.path(),
+            "ligand.toml",
+            &format!("[outbound]\nchain_version = {bad}\n"),
+        );
+        let error = load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("chain_version"), "{bad}: {error}");
+    }
+}
+
+#[test]
 fn the_retry_fleet_section_loads_and_refuses_bad_values() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "policy/authz.rego", POLICY);

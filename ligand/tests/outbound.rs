@@ -10,7 +10,7 @@ use std::time::Duration;
 use ligand::prelude::*;
 use ligand::provider::OutboundOutcome;
 use ligand::testkit::{AllowList, FakeIdentity, RecordingTelemetry, ScriptedLimiter, TestCa};
-use ligand::{CallError, Config, ConfigBuilder, HttpBinding, SpiffeId};
+use ligand::{CallError, ChainVersion, Config, ConfigBuilder, HttpBinding, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -556,6 +556,49 @@ async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
     let seen: Seen = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(seen.txn.as_deref(), Some("eyJhbGciOiJub25lIn0.e30."));
     assert_eq!(seen.chain, vec![(ACCOUNTS.to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn senders_signing_version_1_chains_reach_receivers_that_verify_version_2() {
+    // A rolling upgrade: services signing version 1 (`[outbound] chain_version = 1`) next to
+    // services signing version 2, in every order along ledger ← accounts ← gateway.
+    for (at_gateway, at_accounts) in [
+        (ChainVersion::V1, ChainVersion::V1),
+        (ChainVersion::V1, ChainVersion::V2),
+        (ChainVersion::V2, ChainVersion::V1),
+    ] {
+        let ca = TestCa::new(TRUST_DOMAIN);
+        let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
+            c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
+        })
+        .await;
+        let ledger_addr = ledger.addr;
+        let accounts = serve(&ca, ACCOUNTS, |c| {
+            c.policy(allow_gateway())
+                .outbound_chain_version(at_accounts)
+                .registry(
+                    StaticRegistry::new()
+                        .service(LEDGER, [ledger_addr.to_string()])
+                        .unwrap(),
+                )
+        })
+        .await;
+        let gateway = gateway_to(&ca, [accounts.addr.to_string()], |c| {
+            c.outbound_chain_version(at_gateway)
+        })
+        .await;
+        let seen = gateway
+            .server
+            .client::<AccountsApiClient>()
+            .ledger("e1")
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.chain,
+            vec![(GATEWAY.into(), true), (ACCOUNTS.into(), true)],
+            "{at_gateway:?} then {at_accounts:?}"
+        );
+    }
 }
 
 #[tokio::test]

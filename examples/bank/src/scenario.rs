@@ -629,8 +629,11 @@ impl<'a> Driver<'a> {
         let header = self
             .as_transfers
             .chain_header(&[&self.as_gateway], &accounts)?;
-        // One byte in the middle of the gateway token's signature.
-        let end = header.find(',').ok_or("a two-token chain")?;
+        // One byte in the middle of the gateway token's signature (its compact JWS ends at the
+        // certificate attached to it, or at the comma).
+        let end = header
+            .find([ligand::ATTACHMENT_SEPARATOR, ','])
+            .ok_or("a two-token chain")?;
         let at = end - 20;
         let mut bytes = header.into_bytes();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };

@@ -11,10 +11,10 @@ use quick_cache::Equivalent;
 use spiffe::SpiffeId;
 
 use super::error::ChainError;
-use super::token::{Claims, LinkClaims, VERSION};
+use super::token::{Claims, LinkClaims};
 use super::verify::{DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};
-use super::{Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME};
-use crate::tls::IdentityState;
+use super::{ChainVersion, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME};
+use crate::tls::{Current, IdentityState};
 
 /// How long a token this hop signs is valid: five minutes.
 ///
@@ -23,13 +23,16 @@ use crate::tls::IdentityState;
 /// first hop's token). Receivers accept at most [`MAX_CHAIN_TOKEN_LIFETIME`].
 pub const DEFAULT_CHAIN_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
-/// Signs this hop's chain header for outbound calls: the verified upstream header with this
-/// hop's own token appended, addressed to the service called.
+/// Signs this hop's chain header for outbound calls: the verified upstream header (as
+/// forwarded: see [`VerifiedChain::forwarded`]) with this hop's own token appended, addressed
+/// to the service called, in [`ChainVersion::V2`] unless [`with_version`](Self::with_version)
+/// says otherwise.
 ///
-/// Tokens are kept per (upstream chain, audience, identity generation) and signed again when
+/// Tokens are kept per (upstream chain as forwarded, audience, identity generation) and signed again when
 /// less than half their lifetime remains, so a busy call path signs about once every two and a
 /// half minutes per upstream chain and audience; a rotation makes every kept token unreachable.
 pub struct ChainSigner {
+    version: ChainVersion,
     lifetime: Duration,
     link: LinkClaims,
     cache: Option<quick_cache::sync::Cache<Key, Entry>>,
@@ -38,6 +41,7 @@ pub struct ChainSigner {
 impl fmt::Debug for ChainSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChainSigner")
+            .field("version", &self.version)
             .field("lifetime", &self.lifetime)
             .field("link", &self.link)
             .field("cached", &self.cache.as_ref().map_or(0, |c| c.len()))
@@ -59,7 +63,7 @@ struct Entry {
 }
 
 struct Key {
-    /// The upstream chain's digest (empty for a chain this hop starts).
+    /// The digest of the upstream chain as forwarded (empty for a chain this hop starts).
     upstream: Box<str>,
     audience: SpiffeId,
     generation: u64,
@@ -116,10 +120,23 @@ impl ChainSigner {
     /// [`DEFAULT_CHAIN_CACHE_CAPACITY`] of them.
     pub fn new() -> Self {
         Self {
+            version: ChainVersion::default(),
             lifetime: DEFAULT_CHAIN_TOKEN_LIFETIME,
             link: LinkClaims::default(),
             cache: Some(quick_cache::sync::Cache::new(DEFAULT_CHAIN_CACHE_CAPACITY)),
         }
+    }
+
+    /// The same signer signing tokens of `version`. [`ChainVersion::V1`] is for a rolling
+    /// upgrade: keep it until every receiver verifies version 2.
+    pub fn with_version(mut self, version: ChainVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The version of the tokens this signer signs.
+    pub fn version(&self) -> ChainVersion {
+        self.version
     }
 
     /// The same signer keeping up to `capacity` tokens; `0` signs every header afresh.
@@ -143,8 +160,8 @@ impl ChainSigner {
     }
 
     /// The chain header for a call to `audience` made by the workload of `identity` at `now`:
-    /// `upstream`'s received header, a comma and this hop's token, or this hop's token alone
-    /// when there is no upstream chain.
+    /// `upstream`'s header as forwarded, a comma and this hop's token, or this hop's token
+    /// alone when there is no upstream chain.
     pub fn header(
         &self,
         identity: &IdentityState,
@@ -152,10 +169,23 @@ impl ChainSigner {
         audience: &SpiffeId,
         now: SystemTime,
     ) -> Result<HeaderValue, ChainError> {
-        let current = identity.current();
+        self.header_as(&identity.current(), upstream, audience, now)
+    }
+
+    /// As [`header`](Self::header), signed with the identity snapshot `current`: the one whose
+    /// SVID the connection carrying the header presents.
+    pub(crate) fn header_as(
+        &self,
+        current: &Current,
+        upstream: Option<&VerifiedChain>,
+        audience: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<HeaderValue, ChainError> {
         let upstream = upstream.filter(|u| !u.is_empty());
         let query = Query {
-            upstream: upstream.and_then(VerifiedChain::digest).unwrap_or_default(),
+            upstream: upstream
+                .and_then(VerifiedChain::forwarded_digest)
+                .unwrap_or_default(),
             audience,
             generation: current.generation,
         };
@@ -174,16 +204,16 @@ impl ChainSigner {
         }
         let iat = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
-            v: VERSION,
+            v: self.version.number(),
             iss: current.id.to_string(),
             aud: audience.to_string(),
             iat,
             exp: iat + self.lifetime.as_secs(),
-            prev: query.upstream_digest(),
+            prev: upstream.and_then(VerifiedChain::digest).map(str::to_owned),
             link: self.link.clone(),
         };
         let token = current.signing.sign(&claims)?;
-        let received = upstream.and_then(VerifiedChain::header);
+        let received = upstream.and_then(VerifiedChain::forwarded);
         let len = received.map_or(0, |h| h.len() + 1) + token.len();
         if len > MAX_CHAIN_HEADER_LEN {
             return Err(ChainError::TooLarge {
@@ -214,11 +244,5 @@ impl ChainSigner {
             cache.insert(key, entry);
         }
         Ok(header)
-    }
-}
-
-impl Query<'_> {
-    fn upstream_digest(&self) -> Option<String> {
-        (!self.upstream.is_empty()).then(|| self.upstream.to_owned())
     }
 }

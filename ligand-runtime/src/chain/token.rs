@@ -1,15 +1,16 @@
-//! One chain token: the version 1 claims, signing them with the SVID key, and verifying one
-//! received token against the trust store. The chain-level checks (order, digests, audience,
-//! peer) are the verifier's.
+//! One chain token: the claims (versions 1 and 2 share them), signing them with the SVID key,
+//! and verifying one received token against the trust store or the mTLS peer's certificates.
+//! The chain-level checks (order, digests, audience, peer) are the verifier's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use spiffe::SpiffeId;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::oid_registry::{
@@ -24,16 +25,27 @@ use super::{CHAIN_CLOCK_LEEWAY, Link, MAX_CHAIN_TOKEN_LIFETIME};
 use crate::identity::X509Svid;
 use crate::tls::{SvidError, TrustStore, Usage, verify_with_store};
 
-/// The wire-format version this code signs and verifies.
-pub(crate) const VERSION: u64 = 1;
+/// Wire-format version 1: the signer's certificates travel in the token (`x5c`).
+pub(crate) const VERSION_1: u64 = 1;
+
+/// Wire-format version 2: the token names its signer's leaf by thumbprint (`x5t#S256`); the
+/// certificates come from the mTLS handshake, or are attached to the token when forwarded.
+pub(crate) const VERSION_2: u64 = 2;
 
 /// The JWS `typ` of a chain token.
 pub(crate) const TYP: &str = "ligand-chain+jwt";
 
-/// The most certificates a token's `x5c` may carry (leaf and intermediates).
-const MAX_X5C: usize = 4;
+/// The most certificates a token's `x5c` (or, in version 2, its attachment) may carry: leaf
+/// and intermediates.
+pub(crate) const MAX_X5C: usize = 4;
 
-/// The claims of a version 1 token. Unknown claims are refused: anything new is a new version.
+/// The `x5t#S256` of a certificate (RFC 7515 §4.1.8): the unpadded base64url SHA-256 of its
+/// DER.
+pub(crate) fn thumbprint(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+}
+
+/// The claims of a token (versions 1 and 2 alike). Unknown claims are refused: anything new is a new version.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Claims {
@@ -169,6 +181,8 @@ pub(crate) struct SigningKey {
     alg: Algorithm,
     /// The SVID's certificates, leaf first, as the `x5c` header carries them.
     x5c: Vec<String>,
+    /// The leaf's `x5t#S256`, as a version 2 header carries it.
+    x5t: String,
 }
 
 impl SigningKey {
@@ -215,6 +229,7 @@ impl SigningKey {
         Ok(Self {
             key,
             alg,
+            x5t: thumbprint(leaf),
             x5c: svid
                 .cert_chain
                 .iter()
@@ -236,13 +251,36 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &self.key)
     }
 
-    /// A compact JWS of `claims`.
+    /// A compact JWS of `claims`, in the format of their version: `x5c` for version 1,
+    /// `x5t#S256` for version 2.
     pub(crate) fn sign(&self, claims: &Claims) -> Result<String, ChainError> {
         let mut header = Header::new(self.alg);
         header.typ = Some(TYP.to_owned());
-        header.x5c = Some(self.x5c.clone());
+        if claims.v == VERSION_1 {
+            header.x5c = Some(self.x5c.clone());
+        } else {
+            header.x5t_s256 = Some(self.x5t.clone());
+        }
         jsonwebtoken::encode(&header, claims, &self.key)
             .map_err(|e| ChainError::Signing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+impl SigningKey {
+    /// A compact JWS of `claims` whose protected header, as [`sign`](Self::sign) makes it,
+    /// was changed by `edit`: for tests of headers a signer never makes.
+    pub(crate) fn sign_edited(&self, claims: &Claims, edit: impl FnOnce(&mut Header)) -> String {
+        let mut header = Header::new(self.alg);
+        header.typ = Some(TYP.to_owned());
+        if claims.v == VERSION_1 {
+            header.x5c = Some(self.x5c.clone());
+        } else {
+            header.x5t_s256 = Some(self.x5t.clone());
+        }
+        edit(&mut header);
+        #[allow(clippy::unwrap_used, reason = "test helper")]
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
     }
 }
 
@@ -264,18 +302,37 @@ fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-/// Verifies one token on its own, at `now`: version, `typ`, algorithm, the `x5c` chain as an
-/// X.509-SVID of its own trust domain, `iss` against the leaf, the signature, and the times.
+/// Where the certificates of a token's signer come from, besides a version 1 token's own
+/// `x5c`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Certificates<'a> {
+    /// A forwarded token: the certificates attached to it (leaf first), none for version 1.
+    Attached(&'a [CertificateDer<'a>]),
+    /// The sending hop's own token: the mTLS peer's certificates (leaf first), which the
+    /// handshake verified as an X.509-SVID naming `id`.
+    Peer {
+        id: &'a SpiffeId,
+        chain: &'a [CertificateDer<'static>],
+    },
+}
+
+/// Verifies one token on its own, at `now`: version, `typ`, algorithm, the signer's
+/// certificates (version 1: `x5c`; version 2: the attached or peer certificates, whose leaf
+/// must hash to `x5t#S256`) as an X.509-SVID of its own trust domain, `iss` against the leaf,
+/// the signature, and the times.
 pub(crate) fn verify(
     token: &str,
+    certificates: Certificates<'_>,
     trust: &TrustStore,
     now: SystemTime,
 ) -> Result<VerifiedToken, ChainRejection> {
-    use ChainRejection::{BadSignature, Expired, Malformed, NotYetValid, UntrustedSigner};
+    use ChainRejection::{
+        BadSignature, Expired, Malformed, NotYetValid, PeerMismatch, UntrustedSigner,
+    };
     // The version decides every other rule, so it is read first (and read again, signed).
     let version: VersionOnly =
         jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| Malformed)?;
-    if version.v != VERSION {
+    if version.v != VERSION_1 && version.v != VERSION_2 {
         return Err(ChainRejection::UnsupportedVersion);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| Malformed)?;
@@ -292,23 +349,62 @@ pub(crate) fn verify(
     ) {
         return Err(Malformed);
     }
-    let x5c = header.x5c.as_deref().unwrap_or_default();
-    if x5c.is_empty() || x5c.len() > MAX_X5C {
-        return Err(Malformed);
-    }
-    let certs = x5c
-        .iter()
-        .map(|c| STANDARD.decode(c).map(CertificateDer::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Malformed)?;
-    let (leaf, intermediates) = certs.split_first().ok_or(Malformed)?;
     let unix_now = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
-    let signer = verify_with_store(leaf, intermediates, trust, unix_now, Usage::Client).map_err(
-        |e| match e {
-            SvidError::Malformed(_) | SvidError::NoCertificate => Malformed,
-            _ => UntrustedSigner,
-        },
-    )?;
+    let store_error = |e: SvidError| match e {
+        SvidError::Malformed(_) | SvidError::NoCertificate => Malformed,
+        _ => UntrustedSigner,
+    };
+    // The signer's certificates, leaf first, and the SPIFFE ID they verified as.
+    let x5c_certs;
+    let (certs, signer): (&[CertificateDer<'_>], SpiffeId) = if version.v == VERSION_1 {
+        // Version 1 carries its certificates; nothing may be attached to it.
+        if matches!(certificates, Certificates::Attached(attached) if !attached.is_empty()) {
+            return Err(Malformed);
+        }
+        let x5c = header.x5c.as_deref().unwrap_or_default();
+        if x5c.is_empty() || x5c.len() > MAX_X5C {
+            return Err(Malformed);
+        }
+        x5c_certs = x5c
+            .iter()
+            .map(|c| STANDARD.decode(c).map(CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Malformed)?;
+        let (leaf, intermediates) = x5c_certs.split_first().ok_or(Malformed)?;
+        let signer = verify_with_store(leaf, intermediates, trust, unix_now, Usage::Client)
+            .map_err(store_error)?;
+        (&x5c_certs, signer)
+    } else {
+        // Version 2 names its leaf and never carries certificates itself.
+        if header.x5c.is_some() {
+            return Err(Malformed);
+        }
+        let x5t = header.x5t_s256.as_deref().ok_or(Malformed)?;
+        match certificates {
+            Certificates::Peer { id, chain } => {
+                // The handshake verified the peer's chain; the token must be signed by its leaf.
+                let leaf = chain.first().ok_or(PeerMismatch)?;
+                if thumbprint(leaf) != x5t {
+                    return Err(PeerMismatch);
+                }
+                (chain, id.clone())
+            }
+            Certificates::Attached(attached) => {
+                let (leaf, intermediates) = attached.split_first().ok_or(Malformed)?;
+                if attached.len() > MAX_X5C {
+                    return Err(Malformed);
+                }
+                // The signed thumbprint binds the attached leaf to the token.
+                if thumbprint(leaf) != x5t {
+                    return Err(UntrustedSigner);
+                }
+                let signer = verify_with_store(leaf, intermediates, trust, unix_now, Usage::Client)
+                    .map_err(store_error)?;
+                (attached, signer)
+            }
+        }
+    };
+    let leaf = certs.first().ok_or(Malformed)?;
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|_| Malformed)?;
     let kind = KeyKind::of(cert.public_key()).ok_or(UntrustedSigner)?;
     if !kind.verifies(header.alg) {
@@ -332,12 +428,15 @@ pub(crate) fn verify(
                 _ => Malformed,
             })?
             .claims;
-    if claims.v != VERSION {
-        return Err(ChainRejection::UnsupportedVersion);
+    if claims.v != version.v {
+        return Err(Malformed);
     }
     // The signer's certificate vouches for exactly one identity, in its canonical spelling.
     if claims.iss != signer.to_string() {
-        return Err(UntrustedSigner);
+        return Err(match certificates {
+            Certificates::Peer { .. } if claims.v == VERSION_2 => PeerMismatch,
+            _ => UntrustedSigner,
+        });
     }
     if SpiffeId::new(&claims.aud).is_err() {
         return Err(Malformed);
@@ -353,7 +452,7 @@ pub(crate) fn verify(
     if claims.iat > now_secs.saturating_add(leeway) {
         return Err(NotYetValid);
     }
-    let (not_before, not_after) = validity(&certs).ok_or(Malformed)?;
+    let (not_before, not_after) = validity(certs).ok_or(Malformed)?;
     Ok(VerifiedToken {
         from: at(claims.iat.saturating_sub(leeway)).max(not_before),
         until: at(claims.exp.saturating_add(leeway).saturating_add(1)).min(not_after),

@@ -7,22 +7,25 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderValue;
 use quick_cache::Equivalent;
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
-use spiffe::SpiffeId;
 
 use super::error::ChainRejection;
-use super::{Chain, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, token};
-use crate::tls::{Current, IdentityState};
+use super::token::{Certificates, MAX_X5C, VERSION_2};
+use super::{ATTACHMENT_SEPARATOR, Chain, Link, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, token};
+use crate::tls::{Current, IdentityState, VerifiedPeer};
 
 /// How many verified headers a [`ChainVerifier`] keeps by default.
 pub const DEFAULT_CHAIN_CACHE_CAPACITY: usize = 4096;
 
 /// The upstream hops of a request whose chain header verified: every link but the sending
 /// hop's own (the pipeline adds the sending hop from its mTLS certificate), each
-/// `verified: true`, and the header as received, which a call made while serving the request
-/// forwards with its own token on top.
+/// `verified: true`, the header as received, and the header as a call made while serving the
+/// request forwards it (with its own token on top): the received one, with the peer's
+/// certificates attached to the sending hop's token when that token is version 2.
 ///
 /// Cloning copies a pointer. A request without a chain header has the empty chain.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -34,10 +37,16 @@ pub struct VerifiedChain {
 struct Verified {
     links: Vec<Link>,
     header: HeaderValue,
+    /// `header` with the peer's certificates attached to its last token when that token is
+    /// version 2 (the same bytes otherwise): what the next hop receives below its own token.
+    forwarded: HeaderValue,
     /// The tokens in `header`.
     tokens: usize,
-    /// The base64url SHA-256 of `header`: the `prev` of the next hop's token.
+    /// The base64url SHA-256 of the tokens' compact JWS joined by commas (attachments left
+    /// out): the `prev` of the next hop's token.
     digest: String,
+    /// The base64url SHA-256 of `forwarded`: what a signer keys the headers it made on.
+    forwarded_digest: String,
 }
 
 impl fmt::Debug for VerifiedChain {
@@ -67,6 +76,13 @@ impl VerifiedChain {
         self.inner.as_deref().map(|v| &v.header)
     }
 
+    /// The header as a call made while serving the request forwards it (below its own token):
+    /// the received header, with the peer's certificates attached to the sending hop's token
+    /// when that token is version 2. `None` for the empty chain.
+    pub fn forwarded(&self) -> Option<&HeaderValue> {
+        self.inner.as_deref().map(|v| &v.forwarded)
+    }
+
     /// Whether the request carried no chain header.
     pub fn is_empty(&self) -> bool {
         self.inner.is_none()
@@ -91,14 +107,21 @@ impl VerifiedChain {
     pub(crate) fn digest(&self) -> Option<&str> {
         self.inner.as_deref().map(|v| v.digest.as_str())
     }
+
+    /// The digest of [`forwarded`](Self::forwarded): it determines every byte a token signed
+    /// on top of this chain depends on.
+    pub(crate) fn forwarded_digest(&self) -> Option<&str> {
+        self.inner.as_deref().map(|v| v.forwarded_digest.as_str())
+    }
 }
 
 /// Verifies received chain headers against the workload's trust store, keeping the headers
 /// that verified (positive results only) so that the requests of one call tree pay for the
 /// signatures once.
 ///
-/// A cached result is reused only for the same header bytes, the same mTLS peer and the same
-/// identity generation (a rotation or bundle update makes every entry unreachable), and only
+/// A cached result is reused only for the same header bytes, the same mTLS peer (its SPIFFE ID
+/// and the certificates it presented: a version 2 sending token is verified with them, and
+/// they are attached when the chain is forwarded) and the same identity generation (a rotation or bundle update makes every entry unreachable), and only
 /// while `now` is inside the window in which every token and certificate was valid: each hit
 /// checks expiry again.
 pub struct ChainVerifier {
@@ -128,14 +151,14 @@ struct Entry {
 
 struct Key {
     header: HeaderValue,
-    peer: SpiffeId,
+    peer: VerifiedPeer,
     generation: u64,
 }
 
 /// A lookup without building a [`Key`]: a hit copies nothing.
 struct Query<'a> {
     header: &'a [u8],
-    peer: &'a SpiffeId,
+    peer: &'a VerifiedPeer,
     generation: u64,
 }
 
@@ -165,8 +188,9 @@ impl<'a> From<&'a Key> for Query<'a> {
 
 impl Hash for Query<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        // The certificates are compared, not hashed: the header already tells entries apart.
         self.header.hash(state);
-        self.peer.hash(state);
+        self.peer.spiffe_id().hash(state);
         self.generation.hash(state);
     }
 }
@@ -175,7 +199,7 @@ impl Equivalent<Key> for Query<'_> {
     fn equivalent(&self, key: &Key) -> bool {
         self.generation == key.generation
             && self.header == key.header.as_bytes()
-            && *self.peer == key.peer
+            && self.peer.same_certificates(&key.peer)
     }
 }
 
@@ -198,7 +222,7 @@ impl ChainVerifier {
         &self,
         identity: &IdentityState,
         header: &HeaderValue,
-        peer: &SpiffeId,
+        peer: &VerifiedPeer,
         now: SystemTime,
     ) -> Result<VerifiedChain, ChainRejection> {
         // One snapshot: the generation, the trust store and our own ID belong together.
@@ -227,11 +251,35 @@ impl ChainVerifier {
     }
 }
 
+/// One entry of a header: a compact JWS and the certificates attached to it.
+struct Part<'a> {
+    jws: &'a str,
+    attached: Vec<CertificateDer<'static>>,
+}
+
+/// Splits an entry `<jws>[~<b64url der>…]`. Every attached part must be canonical unpadded
+/// base64url and non-empty, at most [`MAX_X5C`] of them.
+fn part(text: &str) -> Result<Part<'_>, ChainRejection> {
+    let mut parts = text.split(ATTACHMENT_SEPARATOR);
+    let jws = parts.next().unwrap_or_default();
+    let mut attached = Vec::new();
+    for part in parts {
+        if part.is_empty() || attached.len() == MAX_X5C {
+            return Err(ChainRejection::Malformed);
+        }
+        let der = URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| ChainRejection::Malformed)?;
+        attached.push(CertificateDer::from(der));
+    }
+    Ok(Part { jws, attached })
+}
+
 /// Every check, uncached.
 fn verify(
     current: &Current,
     header: &HeaderValue,
-    peer: &SpiffeId,
+    peer: &VerifiedPeer,
     now: SystemTime,
 ) -> Result<Entry, ChainRejection> {
     use ChainRejection::{Broken, Malformed, PeerMismatch, TooLarge, TooManyLinks, WrongAudience};
@@ -243,13 +291,28 @@ fn verify(
     if tokens > MAX_CHAIN_LINKS {
         return Err(TooManyLinks);
     }
-    // The digest of the tokens so far, joined by commas: the `prev` each token must carry.
+    // The digest of the tokens' JWS so far, joined by commas: the `prev` each token must carry.
     let mut digest = Sha256::new();
     let mut links = Vec::with_capacity(tokens);
     let mut addressed_to: Option<String> = None;
+    let mut sender_version = 0;
     let (mut from, mut until) = (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH);
-    for (i, token) in text.split(',').enumerate() {
-        let verified = token::verify(token, &current.trust, now)?;
+    for (i, text) in text.split(',').enumerate() {
+        let entry = part(text)?;
+        let certificates = if i + 1 == tokens {
+            // The sending hop attaches nothing to its own token: the handshake carried its
+            // certificates, and an attachment would be a second, unverified claim.
+            if !entry.attached.is_empty() {
+                return Err(Malformed);
+            }
+            Certificates::Peer {
+                id: peer.spiffe_id(),
+                chain: peer.certificates(),
+            }
+        } else {
+            Certificates::Attached(&entry.attached)
+        };
+        let verified = token::verify(entry.jws, certificates, &current.trust, now)?;
         let claims = verified.claims;
         match (i, claims.prev) {
             (0, None) => {}
@@ -263,11 +326,12 @@ fn verify(
         if i > 0 {
             digest.update(b",");
         }
-        digest.update(token.as_bytes());
+        digest.update(entry.jws.as_bytes());
         if addressed_to.is_some_and(|aud| aud != claims.iss) {
             return Err(Broken);
         }
         addressed_to = Some(claims.aud);
+        sender_version = claims.v;
         links.push(claims.link.into_link(claims.iss));
         (from, until) = if i == 0 {
             (verified.from, verified.until)
@@ -278,19 +342,44 @@ fn verify(
     // The sending hop's token: signed by the mTLS peer, for us. Its link is the peer's, which
     // the pipeline takes from the certificate.
     let sender = links.pop().ok_or(Malformed)?;
-    if sender.workload.as_deref() != Some(peer.to_string().as_str()) {
+    if sender.workload.as_deref() != Some(peer.spiffe_id().to_string().as_str()) {
         return Err(PeerMismatch);
     }
     if addressed_to.as_deref() != Some(current.id.to_string().as_str()) {
         return Err(WrongAudience);
     }
+    let forwarded = if sender_version == VERSION_2 {
+        attach(header, peer.certificates())?
+    } else {
+        header.clone()
+    };
     let chain = VerifiedChain {
         inner: Some(Arc::new(Verified {
             links,
+            forwarded_digest: URL_SAFE_NO_PAD.encode(Sha256::digest(forwarded.as_bytes())),
             header: header.clone(),
+            forwarded,
             tokens,
             digest: URL_SAFE_NO_PAD.encode(digest.finalize()),
         })),
     };
     Ok(Entry { chain, from, until })
+}
+
+/// `header` with `certificates` attached to its last token.
+fn attach(
+    header: &HeaderValue,
+    certificates: &[CertificateDer<'_>],
+) -> Result<HeaderValue, ChainRejection> {
+    // Unpadded base64 is at most 4/3 of the DER plus 3 bytes; one separator each.
+    let attached: usize = certificates.iter().map(|c| c.len() * 4 / 3 + 4).sum();
+    let mut value = BytesMut::with_capacity(header.len() + attached);
+    value.put_slice(header.as_bytes());
+    let mut text = String::with_capacity(attached);
+    for certificate in certificates {
+        text.push(ATTACHMENT_SEPARATOR);
+        URL_SAFE_NO_PAD.encode_string(certificate.as_ref(), &mut text);
+    }
+    value.put_slice(text.as_bytes());
+    HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| ChainRejection::Malformed)
 }

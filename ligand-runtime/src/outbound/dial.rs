@@ -33,6 +33,7 @@
 //! ```
 
 mod connector;
+mod due;
 #[cfg(test)]
 mod tests;
 
@@ -49,13 +50,15 @@ use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spiffe::SpiffeId;
 use tokio_rustls::TlsConnector;
 
 use self::connector::{ConnectionInfo, Connector, NameUse};
 pub use self::connector::{DialError, TlsConnection};
+use self::due::DueTimes;
 use crate::tls::{IdentityState, PeerVerifier, SpiffeServerVerifier};
 
 /// How long a request may take by default, connection and response body included.
@@ -173,8 +176,24 @@ enum ClientKind {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     },
+    /// One generation of the workload's SVID, whatever the current one is at handshake.
+    Generation(Arc<CertifiedKey>),
     /// No client certificate.
     None,
+}
+
+/// Presents one certified key at every handshake.
+#[derive(Debug)]
+struct FixedKey(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedKey {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl Clone for ClientAuth {
@@ -185,6 +204,7 @@ impl Clone for ClientAuth {
                 chain: chain.clone(),
                 key: key.clone_key(),
             },
+            ClientKind::Generation(key) => ClientKind::Generation(key.clone()),
             ClientKind::None => ClientKind::None,
         })
     }
@@ -201,6 +221,10 @@ impl fmt::Debug for ClientAuth {
                 .debug_struct("Certificate")
                 .field("chain", &chain.len())
                 .finish_non_exhaustive(),
+            ClientKind::Generation(key) => f
+                .debug_struct("Generation")
+                .field("chain", &key.cert.len())
+                .finish_non_exhaustive(),
             ClientKind::None => f.write_str("None"),
         }
     }
@@ -211,6 +235,13 @@ impl ClientAuth {
     /// connection dialed.
     pub fn svid(identity: &Arc<IdentityState>) -> Self {
         Self(ClientKind::Svid(identity.clone()))
+    }
+
+    /// Presents exactly `key`, one generation of the workload's SVID, even after a rotation:
+    /// for a pool whose connections must present the certificate that the requests sent on
+    /// them were signed with (an identity chain token of version 2 names it).
+    pub(crate) fn svid_generation(key: Arc<CertifiedKey>) -> Self {
+        Self(ClientKind::Generation(key))
     }
 
     /// Presents `chain` (leaf first) with its private key `key`, for a backend that issued the
@@ -285,6 +316,9 @@ impl DialerBuilder {
             ClientKind::Certificate { chain, key } => builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| DialError::Config(format!("client certificate: {e}")))?,
+            ClientKind::Generation(key) => {
+                builder.with_client_cert_resolver(Arc::new(FixedKey(key)))
+            }
             ClientKind::None => builder.with_no_client_auth(),
         };
         // No resumption: every connection verifies the server's current certificate in a
@@ -295,8 +329,13 @@ impl DialerBuilder {
         } else {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         };
-        let connector =
-            Connector::new(TlsConnector::from(Arc::new(config)), self.server.name_use());
+        let due = Arc::new(DueTimes::new());
+        let connector = Connector::new(
+            TlsConnector::from(Arc::new(config)),
+            self.server.name_use(),
+            self.max_connection_age,
+            due.clone(),
+        );
         let pool = Pool::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -305,6 +344,7 @@ impl DialerBuilder {
         Ok(Dialer {
             connector,
             pool,
+            due,
             max_connection_age: self.max_connection_age,
             request_timeout: self.request_timeout,
             max_response_body: self.max_response_body,
@@ -320,6 +360,7 @@ impl DialerBuilder {
 pub struct Dialer {
     connector: Connector,
     pool: Pool<Connector, Full<Bytes>>,
+    due: Arc<DueTimes>,
     max_connection_age: Duration,
     request_timeout: Duration,
     max_response_body: usize,
@@ -365,7 +406,7 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Response<Bytes>, DialError> {
         let exchange = async {
-            let (parts, body) = self.send(request).await?.into_parts();
+            let (parts, body) = self.send(request, timeout).await?.into_parts();
             let limit = self.max_response_body;
             let body = Limited::new(body, limit)
                 .collect()
@@ -389,23 +430,40 @@ impl Dialer {
     }
 
     /// Sends `request` over a pooled connection and returns the response as it starts,
-    /// retiring the connection once it is due. Unbounded in time: the caller bounds it.
+    /// retiring the connection once it is due. Unbounded in time: the caller bounds it, by
+    /// `within` at most.
+    ///
+    /// Retiring takes a handle on the connection the pool picks (a watch channel per
+    /// request), so the handle is taken only when a live connection of the pool could be due
+    /// before `within` has passed: every response that comes over a due connection still
+    /// retires it.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
+        within: Duration,
     ) -> Result<Response<Incoming>, DialError> {
-        let connection = capture_connection(&mut request);
+        let connection = self
+            .due
+            .may_be_due(within)
+            .then(|| capture_connection(&mut request));
         let response = self
             .pool
             .request(request)
             .await
             .map_err(|e| connector::classify(Box::new(e)))?;
-        if let Some(info) = response.extensions().get::<ConnectionInfo>()
-            && self.due(info)
-            && let Some(connected) = connection.connection_metadata().as_ref()
+        if let (Some(info), Some(connection)) =
+            (response.extensions().get::<ConnectionInfo>(), &connection)
         {
-            // The pool dials afresh for the next request.
-            connected.poison();
+            if self.due(info) {
+                if let Some(connected) = connection.connection_metadata().as_ref() {
+                    // The pool dials afresh for the next request.
+                    connected.poison();
+                }
+                self.due.refresh(Some(info.id));
+            } else {
+                // Another connection (or one since dropped) made this request take a handle.
+                self.due.refresh(None);
+            }
         }
         Ok(response)
     }

@@ -5,11 +5,16 @@
 //! budget, all within the per-call timeout. The order and the defaults of each stage are
 //! documented in [`resilience`](super::resilience).
 //!
-//! Every connection is made with the SVID current at dial time, so a rotation reaches new
-//! connections at once; a pooled connection is retired once it is older than the maximum age
-//! or its peer's certificate expires, so none outlives the identity it was verified with.
-//! Each target's pool is a [`Dialer`](super::dial::Dialer): its connector is the only place
-//! that opens a socket, and it only ever returns a verified TLS 1.3 stream.
+//! Each target has one pool per generation of the workload's SVID: a call signs its chain
+//! token with the SVID current when it starts and is sent over a connection presenting that
+//! same SVID, so the receiver can verify a version 2 token (which names its signer's
+//! certificate) against the certificate of the connection. The first call after a rotation
+//! opens the new generation's pool, and the previous pool closes once its last call ends, so
+//! a rotation reaches new connections at once; a pooled connection is retired once it is
+//! older than the maximum age or its peer's certificate expires, so none outlives the
+//! identity it was verified with. Each pool is a [`Dialer`](super::dial::Dialer): its
+//! connector is the only place that opens a socket, and it only ever returns a verified TLS
+//! 1.3 stream.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +27,8 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
+
+use arc_swap::ArcSwap;
 
 use super::client::{CallError, classify};
 use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
@@ -36,7 +43,7 @@ use crate::admin::AuditMetrics;
 use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
-use crate::tls::IdentityState;
+use crate::tls::{Current, IdentityState};
 use crate::wimse::sign::WptSigner;
 use crate::wimse::{TokenHash, WIT_HEADER, WPT_HEADER, normalized_authority};
 
@@ -48,6 +55,15 @@ pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
 /// The scheme of every outbound URI.
 const HTTPS: &str = "https://";
+
+// The names of the headers every call sends, made at compile time (`from_static` at run time
+// checks the name again on every call).
+const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
+const TXN_TOKEN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(crate::trace::TRACEPARENT);
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static(crate::trace::TRACESTATE);
+const WIT: http::HeaderName = http::HeaderName::from_static(WIT_HEADER);
+const WPT: http::HeaderName = http::HeaderName::from_static(WPT_HEADER);
 
 /// The transport's settings.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +105,10 @@ impl fmt::Debug for Transport {
 pub(crate) struct Target {
     id: SpiffeId,
     name: Arc<str>,
-    dialer: Dialer,
+    /// The pool of the newest SVID generation a call used.
+    pool: ArcSwap<Generation>,
+    server: ServerAuth,
+    max_connection_age: Duration,
     endpoints: Endpoints,
     stack: Stack,
     /// Follows a watched endpoint set into `pool`; stopped with the target.
@@ -102,6 +121,45 @@ impl Drop for Target {
             follower.abort();
         }
     }
+}
+
+/// The pool of one target whose connections present one generation of the SVID.
+struct Generation {
+    generation: u64,
+    dialer: Dialer,
+}
+
+impl Target {
+    /// The pool presenting the SVID of `current`: the kept one, or a new one on the first call
+    /// after a rotation (a call still on an older generation gets a pool of its own).
+    fn pool(&self, current: &Current) -> Result<Arc<Generation>, DialError> {
+        let kept = self.pool.load();
+        if kept.generation == current.generation {
+            return Ok(arc_swap::Guard::into_inner(kept));
+        }
+        let fresh = Arc::new(Generation {
+            generation: current.generation,
+            dialer: dialer(&self.server, current, self.max_connection_age)?,
+        });
+        if current.generation > kept.generation {
+            self.pool.store(fresh.clone());
+        }
+        Ok(fresh)
+    }
+}
+
+/// A pool to a target authenticated by `server`, presenting the SVID of `current`.
+fn dialer(
+    server: &ServerAuth,
+    current: &Current,
+    max_connection_age: Duration,
+) -> Result<Dialer, DialError> {
+    Dialer::builder(
+        server.clone(),
+        ClientAuth::svid_generation(current.key.clone()),
+    )
+    .max_connection_age(max_connection_age)
+    .build()
 }
 
 enum Endpoints {
@@ -174,16 +232,18 @@ impl Transport {
             address: String::new(),
             reason: format!("not a SPIFFE ID: {e}"),
         })?;
-        let dialer = Dialer::builder(
-            ServerAuth::spiffe(&self.identity, id.clone()),
-            ClientAuth::svid(&self.identity),
-        )
-        .max_connection_age(self.settings.max_connection_age)
-        .build()
-        .map_err(|e| CallError::Transport {
-            service: service.to_owned(),
-            source: Box::new(e),
-        })?;
+        let server = ServerAuth::spiffe(&self.identity, id.clone());
+        let current = self.identity.current();
+        let pool = Generation {
+            generation: current.generation,
+            dialer: dialer(&server, &current, self.settings.max_connection_age).map_err(|e| {
+                CallError::Transport {
+                    service: service.to_owned(),
+                    source: Box::new(e),
+                }
+            })?,
+        };
+        drop(current);
         let endpoints = match &self.registry {
             None => Endpoints::None,
             Some(registry) => match registry.watch(service).await {
@@ -229,7 +289,9 @@ impl Transport {
         let target = Arc::new(Target {
             id: id.clone(),
             name,
-            dialer,
+            pool: ArcSwap::from_pointee(pool),
+            server,
+            max_connection_age: self.settings.max_connection_age,
             endpoints,
             stack,
             follower,
@@ -259,7 +321,7 @@ impl Transport {
         let mut trace = Trace::default();
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let result = self
-            .attempt_all(target, upstream, &call, deadline, &mut trace)
+            .attempt_all(target, upstream, &call, timestamp, deadline, &mut trace)
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
@@ -288,24 +350,28 @@ impl Transport {
         target: &Target,
         upstream: &VerifiedChain,
         call: &Call,
+        now: SystemTime,
         deadline: tokio::time::Instant,
         trace: &mut Trace,
     ) -> Result<(StatusCode, Bytes), CallError> {
         let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
         let permit = target.stack.admit(deadline).await.map_err(refused)?;
         // This hop's token on top of the verified upstream chain, addressed to the target
-        // (cached by the signer: re-signed only at half its lifetime or after a rotation).
+        // (cached by the signer: re-signed only at half its lifetime or after a rotation),
+        // signed with the SVID the connections of the pool present.
+        let current = self.identity.current();
         let chain = self
             .signer
-            .header(
-                &self.identity,
-                Some(upstream),
-                &target.id,
-                SystemTime::now(),
-            )
+            .header_as(&current, Some(upstream), &target.id, now)
             .map_err(CallError::Chain)?;
+        let pool = target.pool(&current).map_err(|e| CallError::Transport {
+            service: target.name.to_string(),
+            source: Box::new(e),
+        })?;
+        drop(current);
         self.resolve(target).await?;
         let chain = &chain;
+        let dialer = &pool.dialer;
         // Hashed once per call: every attempt's WPT binds the same Transaction Token.
         let tth = match (&self.wimse, &call.txn) {
             (Some(_), Some(txn)) => Some(TokenHash::of(txn.as_bytes())),
@@ -320,7 +386,10 @@ impl Transport {
                 call.key,
                 deadline,
                 trace,
-                |address| async move { self.exchange(target, call, chain, tth, &address).await },
+                |address| async move {
+                    self.exchange(target, dialer, call, chain, tth, &address)
+                        .await
+                },
             )
             .await
             .map_err(|ended| match ended {
@@ -334,6 +403,7 @@ impl Transport {
     async fn exchange(
         &self,
         target: &Target,
+        dialer: &Dialer,
         call: &Call,
         chain: &HeaderValue,
         tth: Option<&TokenHash>,
@@ -386,25 +456,26 @@ impl Transport {
                 HeaderValue::from_static("application/json"),
             );
         }
-        headers.insert(http::HeaderName::from_static(CHAIN_HEADER), chain.clone());
+        headers.insert(CHAIN, chain.clone());
         if let Some(txn) = &call.txn {
-            headers.insert(http::HeaderName::from_static(TXN_TOKEN_HEADER), txn.clone());
+            headers.insert(TXN_TOKEN, txn.clone());
         }
-        headers.insert(
-            http::HeaderName::from_static(crate::trace::TRACEPARENT),
-            call.traceparent.clone(),
-        );
+        // A value new on every call is sent as a literal never indexed (RFC 7541 §6.2.3): in
+        // HPACK's table it would only evict the values that do repeat, such as the chain.
+        let mut traceparent = call.traceparent.clone();
+        traceparent.set_sensitive(true);
+        headers.insert(TRACEPARENT, traceparent);
         if let Some(state) = &call.tracestate {
-            headers.insert(
-                http::HeaderName::from_static(crate::trace::TRACESTATE),
-                state.clone(),
-            );
+            headers.insert(TRACESTATE, state.clone());
         }
-        if let Some((wit, wpt)) = wimse {
-            headers.insert(http::HeaderName::from_static(WIT_HEADER), wit);
-            headers.insert(http::HeaderName::from_static(WPT_HEADER), wpt);
+        if let Some((wit, mut wpt)) = wimse {
+            headers.insert(WIT, wit);
+            // A proof new on every attempt, and a credential: never indexed either.
+            wpt.set_sensitive(true);
+            headers.insert(WPT, wpt);
         }
-        let response = match target.dialer.send(request).await {
+        // The call's timeout bounds the attempt (the resilience stack's deadline).
+        let response = match dialer.send(request, self.settings.timeout).await {
             Ok(response) => response,
             Err(error) => {
                 let outcome = match &error {

@@ -273,7 +273,7 @@ async fn start(config: Config, binding_required: bool) -> Result<Server, InitErr
             tls.clone(),
             config.registry.clone(),
             audit.clone(),
-            ChainSigner::new(),
+            ChainSigner::new().with_version(config.chain_version),
             wpt_signer,
             TransportSettings {
                 timeout: config.call_timeout,

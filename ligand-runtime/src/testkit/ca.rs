@@ -9,15 +9,15 @@ use spiffe::{SpiffeId, TrustDomain};
 
 use crate::identity::{TrustBundles, X509Context, X509Svid};
 
-/// A test certificate authority for one trust domain: a root, and optionally an intermediate
-/// CA below it that issues the SVIDs (see [`with_intermediate`](Self::with_intermediate)).
+/// A test certificate authority for one trust domain.
 pub struct TestCa {
     domain: TrustDomain,
     params: CertificateParams,
     key: KeyPair,
+    /// The root of trust (for an intermediate CA, its root's certificate).
     root: CertificateDer<'static>,
-    /// The intermediate CA issuing SVIDs, if any: its parameters, key and certificate.
-    intermediate: Option<(CertificateParams, KeyPair, CertificateDer<'static>)>,
+    /// The CA certificates between a leaf it mints and the root, nearest first.
+    intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -116,13 +116,23 @@ impl TestCa {
         let domain = TrustDomain::new(trust_domain).expect("valid trust domain");
         #[allow(clippy::expect_used, reason = "test helper")]
         let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ligand test CA");
+        dn.push(DnType::CommonName, trust_domain);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let now = SystemTime::now();
-        let params = ca_params(
-            trust_domain,
-            trust_domain,
-            now - Duration::from_secs(3600),
-            now + Duration::from_secs(24 * 3600),
-        );
+        params.not_before = offset(now - Duration::from_secs(3600));
+        params.not_after = offset(now + Duration::from_secs(24 * 3600));
+        if let Ok(uri) = format!("spiffe://{trust_domain}").try_into() {
+            params.subject_alt_names = vec![SanType::URI(uri)];
+        }
         #[allow(clippy::expect_used, reason = "test helper")]
         let root = params
             .self_signed(&key)
@@ -134,36 +144,41 @@ impl TestCa {
             params,
             key,
             root,
-            intermediate: None,
+            intermediates: Vec::new(),
         }
     }
 
-    /// This CA with an intermediate CA below its root: SVIDs are issued by the intermediate
-    /// and their chains carry it after the leaf, as SPIRE's do with an upstream authority.
-    /// The bundles still hold the root alone.
+    /// An intermediate CA of the same trust domain, signed by this one: the SVIDs it mints
+    /// carry it (and this CA's own intermediates) after the leaf, and verify against this
+    /// CA's root.
     ///
     /// # Panics
     /// If key generation or signing fails.
-    #[must_use]
-    pub fn with_intermediate(mut self) -> Self {
+    pub fn intermediate(&self) -> Self {
         #[allow(clippy::expect_used, reason = "test helper")]
-        let key = KeyPair::generate().expect("intermediate key");
-        let domain = self.domain.to_string();
-        let mut params = ca_params(
-            &domain,
-            &format!("{domain} intermediate"),
-            self.params.not_before.into(),
-            self.params.not_after.into(),
-        );
+        let key = KeyPair::generate().expect("intermediate CA key");
+        let mut params = self.params.clone();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ligand test intermediate CA");
+        dn.push(DnType::CommonName, self.domain.to_string());
+        params.distinguished_name = dn;
         params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_params(&self.params, &self.key);
         #[allow(clippy::expect_used, reason = "test helper")]
         let cert = params
-            .signed_by(&key, &Issuer::from_params(&self.params, &self.key))
+            .signed_by(&key, &issuer)
             .expect("signed intermediate")
             .der()
             .clone();
-        self.intermediate = Some((params, key, cert));
-        self
+        let mut intermediates = vec![cert];
+        intermediates.extend(self.intermediates.iter().cloned());
+        Self {
+            domain: self.domain.clone(),
+            params,
+            key,
+            root: self.root.clone(),
+            intermediates,
+        }
     }
 
     /// The trust domain.
@@ -223,11 +238,7 @@ impl TestCa {
         params.not_before = offset(spec.not_before);
         params.not_after = offset(spec.not_after);
         params.use_authority_key_identifier_extension = true;
-        let (issuer_params, issuer_key) = match &self.intermediate {
-            Some((params, key, _)) => (params, key),
-            None => (&self.params, &self.key),
-        };
-        let issuer = Issuer::from_params(issuer_params, issuer_key);
+        let issuer = Issuer::from_params(&self.params, &self.key);
         #[allow(clippy::expect_used, reason = "test helper")]
         let cert = params.signed_by(&key, &issuer).expect("signed leaf");
         let spiffe_id = spec
@@ -243,7 +254,7 @@ impl TestCa {
         X509Svid {
             spiffe_id,
             cert_chain: std::iter::once(cert.der().clone())
-                .chain(self.intermediate.iter().map(|(_, _, der)| der.clone()))
+                .chain(self.intermediates.iter().cloned())
                 .collect(),
             private_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         }
@@ -256,31 +267,4 @@ impl TestCa {
             bundles: self.bundles(),
         }
     }
-}
-
-/// A CA certificate's parameters for `trust_domain`, named `name`, valid from `not_before`
-/// to `not_after`.
-fn ca_params(
-    trust_domain: &str,
-    name: &str,
-    not_before: SystemTime,
-    not_after: SystemTime,
-) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Ligand test CA");
-    dn.push(DnType::CommonName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = offset(not_before);
-    params.not_after = offset(not_after);
-    if let Ok(uri) = format!("spiffe://{trust_domain}").try_into() {
-        params.subject_alt_names = vec![SanType::URI(uri)];
-    }
-    params
 }

@@ -321,6 +321,29 @@ impl VerifiedPeer {
     pub fn not_after(&self) -> SystemTime {
         self.inner.not_after
     }
+
+    /// The certificates the peer presented in the handshake, leaf first.
+    pub(crate) fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.inner.chain
+    }
+
+    /// Whether `other` presented the same certificates (and so has the same SPIFFE ID).
+    pub(crate) fn same_certificates(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.chain == other.inner.chain
+    }
+
+    /// The peer a connection from the workload of `identity` would have: its current SVID,
+    /// as the handshake would verify it. For tests and benchmarks that verify chain headers
+    /// without a connection.
+    #[cfg(any(test, feature = "testkit"))]
+    pub(crate) fn of_identity(identity: &IdentityState) -> Self {
+        let current = identity.current();
+        Self::new(
+            current.id.clone(),
+            current.key.cert.clone(),
+            current.not_after,
+        )
+    }
 }
 
 /// Why a connection's peer is no longer trusted.

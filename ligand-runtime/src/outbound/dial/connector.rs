@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::due::DueTimes;
 use crate::error::BoxError;
 use crate::tls::SvidError;
 
@@ -169,11 +171,23 @@ pub(crate) enum NameUse {
 pub(crate) struct Connector {
     tls: TlsConnector,
     names: NameUse,
+    max_connection_age: Duration,
+    due: Arc<DueTimes>,
 }
 
 impl Connector {
-    pub(crate) fn new(tls: TlsConnector, names: NameUse) -> Self {
-        Self { tls, names }
+    pub(crate) fn new(
+        tls: TlsConnector,
+        names: NameUse,
+        max_connection_age: Duration,
+        due: Arc<DueTimes>,
+    ) -> Self {
+        Self {
+            tls,
+            names,
+            max_connection_age,
+            due,
+        }
     }
 
     pub(crate) fn dial(
@@ -182,6 +196,8 @@ impl Connector {
     ) -> impl Future<Output = Result<TlsConnection, DialFailure>> + Send + use<> {
         let tls = self.tls.clone();
         let names = self.names;
+        let max_connection_age = self.max_connection_age;
+        let due = self.due.clone();
         async move {
             let refuse = |reason| DialFailure::Uri {
                 uri: format!(
@@ -230,13 +246,17 @@ impl Connector {
                 .peer_certificates()
                 .and_then(|chain| crate::tls::earliest_not_after(chain))
                 .unwrap_or(SystemTime::UNIX_EPOCH);
+            let established = Instant::now();
+            let (id, alive) = due.register(established + max_connection_age, peer_not_after);
             Ok(TlsConnection {
                 io: TokioIo::new(stream),
                 h2,
                 info: ConnectionInfo {
-                    established: Instant::now(),
+                    id,
+                    established,
                     peer_not_after,
                 },
+                _alive: alive,
             })
         }
     }
@@ -260,6 +280,8 @@ impl tower::Service<Uri> for Connector {
 /// response that came over a pooled connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionInfo {
+    /// The connection's entry in its pool's [`DueTimes`].
+    pub(crate) id: u64,
     pub(crate) established: Instant,
     pub(crate) peer_not_after: SystemTime,
 }
@@ -270,6 +292,8 @@ pub struct TlsConnection {
     io: TokioIo<TlsStream<TcpStream>>,
     h2: bool,
     info: ConnectionInfo,
+    /// Alive while the connection is: its pool's [`DueTimes`] forgets it once dropped.
+    _alive: Arc<()>,
 }
 
 impl fmt::Debug for TlsConnection {
