@@ -934,12 +934,13 @@ fn the_signer_refuses_to_grow_a_chain_past_the_limits() {
 }
 
 #[test]
-fn p384_and_ed25519_svids_sign_with_their_own_algorithms() {
+fn p384_ed25519_and_rsa_svids_sign_with_their_own_algorithms() {
     let path = Path::new();
     let now = SystemTime::now();
     for (key, alg) in [
         (SvidKey::EcdsaP384, jsonwebtoken::Algorithm::ES384),
         (SvidKey::Ed25519, jsonwebtoken::Algorithm::EdDSA),
+        (SvidKey::Rsa2048, jsonwebtoken::Algorithm::PS256),
     ] {
         for version in VERSIONS {
             let b = identity(&path.ca.context(path.ca.mint(SvidSpec::new(B).key(key))));
