@@ -263,6 +263,32 @@ fn allow_gateway() -> AllowList {
     AllowList::new().allow(GATEWAY, "*", "*")
 }
 
+/// ledger ← accounts: the ledger, allowing accounts `GET route`, and accounts, allowing the
+/// gateway and finding the ledger in its registry; `ledger` and `accounts` configure further.
+async fn ledger_behind_accounts(
+    ca: &TestCa,
+    route: &str,
+    ledger: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    accounts: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> (Running, Running) {
+    let served = serve_service(ca, LEDGER, Ledger, |c| {
+        ledger(c.policy(AllowList::new().allow(ACCOUNTS, "GET", route)))
+    })
+    .await;
+    let ledger_addr = served.addr;
+    let front = serve(ca, ACCOUNTS, |c| {
+        accounts(
+            c.policy(allow_gateway()).registry(
+                StaticRegistry::new()
+                    .service(LEDGER, [ledger_addr.to_string()])
+                    .unwrap(),
+            ),
+        )
+    })
+    .await;
+    (served, front)
+}
+
 /// The callee as ACCOUNTS, and a gateway whose registry lists it.
 async fn pair(
     callee: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
@@ -502,19 +528,7 @@ async fn shutdown_drains_calls_in_flight_then_refuses() {
 async fn three_services_propagate_a_signed_chain_and_the_transaction_token() {
     let ca = TestCa::new(TRUST_DOMAIN);
     // ledger ← accounts ← gateway, each allowing only its own caller.
-    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
-        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
-    })
-    .await;
-    let ledger_addr = ledger.addr;
-    let accounts = serve(&ca, ACCOUNTS, |c| {
-        c.policy(allow_gateway()).registry(
-            StaticRegistry::new()
-                .service(LEDGER, [ledger_addr.to_string()])
-                .unwrap(),
-        )
-    })
-    .await;
+    let (_ledger, accounts) = ledger_behind_accounts(&ca, "/entries/{id}", |c| c, |c| c).await;
     let gateway = gateway_to(&ca, [accounts.addr.to_string()], |c| c).await;
 
     let seen = gateway
@@ -568,20 +582,12 @@ async fn senders_signing_version_1_chains_reach_receivers_that_verify_version_2(
         (ChainVersion::V2, ChainVersion::V1),
     ] {
         let ca = TestCa::new(TRUST_DOMAIN);
-        let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
-            c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
-        })
-        .await;
-        let ledger_addr = ledger.addr;
-        let accounts = serve(&ca, ACCOUNTS, |c| {
-            c.policy(allow_gateway())
-                .outbound_chain_version(at_accounts)
-                .registry(
-                    StaticRegistry::new()
-                        .service(LEDGER, [ledger_addr.to_string()])
-                        .unwrap(),
-                )
-        })
+        let (_ledger, accounts) = ledger_behind_accounts(
+            &ca,
+            "/entries/{id}",
+            |c| c,
+            |c| c.outbound_chain_version(at_accounts),
+        )
         .await;
         let gateway = gateway_to(&ca, [accounts.addr.to_string()], |c| {
             c.outbound_chain_version(at_gateway)
@@ -606,21 +612,12 @@ async fn a_verified_transaction_token_reaches_the_second_hop_and_its_policy_inpu
     let ca = TestCa::new(TRUST_DOMAIN);
     let issuer = ligand::testkit::TxnIssuer::new("txn-1");
     // ledger ← accounts ← an external caller, both services verifying Transaction Tokens.
-    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
-        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/entries/{id}"))
-            .txn_token(issuer.config().require(true))
-    })
-    .await;
-    let ledger_addr = ledger.addr;
-    let accounts = serve(&ca, ACCOUNTS, |c| {
-        c.policy(allow_gateway())
-            .txn_token(issuer.config())
-            .registry(
-                StaticRegistry::new()
-                    .service(LEDGER, [ledger_addr.to_string()])
-                    .unwrap(),
-            )
-    })
+    let (ledger, accounts) = ledger_behind_accounts(
+        &ca,
+        "/entries/{id}",
+        |c| c.txn_token(issuer.config().require(true)),
+        |c| c.txn_token(issuer.config()),
+    )
     .await;
 
     let claims = issuer.claims(TRUST_DOMAIN, "alice@example.org");
@@ -905,19 +902,7 @@ fn traceparent_fields(header: &str) -> Vec<&str> {
 #[tokio::test]
 async fn the_trace_context_crosses_two_services_over_mtls() {
     let ca = TestCa::new(TRUST_DOMAIN);
-    let ledger = serve_service(&ca, LEDGER, Ledger, |c| {
-        c.policy(AllowList::new().allow(ACCOUNTS, "GET", "/trace"))
-    })
-    .await;
-    let ledger_addr = ledger.addr;
-    let accounts = serve(&ca, ACCOUNTS, |c| {
-        c.policy(allow_gateway()).registry(
-            StaticRegistry::new()
-                .service(LEDGER, [ledger_addr.to_string()])
-                .unwrap(),
-        )
-    })
-    .await;
+    let (ledger, accounts) = ledger_behind_accounts(&ca, "/trace", |c| c, |c| c).await;
     let external = ligand::testkit::PeerClient::new(
         &ca.context(ca.svid(GATEWAY)),
         Some(&SpiffeId::new(ACCOUNTS).unwrap()),
@@ -995,7 +980,7 @@ async fn the_trace_context_crosses_two_services_over_mtls() {
         Some(&SpiffeId::new(LEDGER).unwrap()),
     )
     .unwrap();
-    let response = ledger_client.get(ledger_addr, "/trace").await.unwrap();
+    let response = ledger_client.get(ledger.addr, "/trace").await.unwrap();
     let seen: TraceSeen = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(seen.traceparent, None, "a plain client sends none");
     assert_eq!(seen.trace_id.len(), 32);

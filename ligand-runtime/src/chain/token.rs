@@ -254,6 +254,12 @@ impl SigningKey {
     /// A compact JWS of `claims`, in the format of their version: `x5c` for version 1,
     /// `x5t#S256` for version 2.
     pub(crate) fn sign(&self, claims: &Claims) -> Result<String, ChainError> {
+        jsonwebtoken::encode(&self.header(claims), claims, &self.key)
+            .map_err(|e| ChainError::Signing(e.to_string()))
+    }
+
+    /// The protected header of a token of `claims`' version.
+    fn header(&self, claims: &Claims) -> Header {
         let mut header = Header::new(self.alg);
         header.typ = Some(TYP.to_owned());
         if claims.v == VERSION_1 {
@@ -261,8 +267,7 @@ impl SigningKey {
         } else {
             header.x5t_s256 = Some(self.x5t.clone());
         }
-        jsonwebtoken::encode(&header, claims, &self.key)
-            .map_err(|e| ChainError::Signing(e.to_string()))
+        header
     }
 }
 
@@ -271,13 +276,7 @@ impl SigningKey {
     /// A compact JWS of `claims` whose protected header, as [`sign`](Self::sign) makes it,
     /// was changed by `edit`: for tests of headers a signer never makes.
     pub(crate) fn sign_edited(&self, claims: &Claims, edit: impl FnOnce(&mut Header)) -> String {
-        let mut header = Header::new(self.alg);
-        header.typ = Some(TYP.to_owned());
-        if claims.v == VERSION_1 {
-            header.x5c = Some(self.x5c.clone());
-        } else {
-            header.x5t_s256 = Some(self.x5t.clone());
-        }
+        let mut header = self.header(claims);
         edit(&mut header);
         #[allow(clippy::unwrap_used, reason = "test helper")]
         jsonwebtoken::encode(&header, claims, &self.key).unwrap()
