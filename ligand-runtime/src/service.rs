@@ -186,7 +186,7 @@ where
                     .await
                 }
                 Err(denied) => {
-                    drain_refused(body).await;
+                    drain_refused(&parts.headers, body).await;
                     denied
                 }
             }
@@ -208,11 +208,16 @@ const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(1)
 /// that are still uploading when it arrives, curl among them, report the reset instead of the
 /// answer; over HTTP/1.1, an unread body keeps the connection from being reused. A body
 /// declared larger than the limit, or not sent within the wait, is not waited for: the
-/// refusal is answered and the stream reset, as the specification allows.
-async fn drain_refused(body: axum::body::Body) {
+/// refusal is answered and the stream reset, as the specification allows. Nor is the body of
+/// a request sent with `Expect: 100-continue`: reading it would tell the client to send what
+/// is refused already, so the refusal is the final answer instead (RFC 9110 §10.1.1).
+async fn drain_refused(headers: &http::HeaderMap, body: axum::body::Body) {
     use axum::body::HttpBody as _;
     use http_body_util::BodyExt as _;
-    if body.is_end_stream() || body.size_hint().lower() > REFUSED_BODY_LIMIT {
+    if body.is_end_stream()
+        || body.size_hint().lower() > REFUSED_BODY_LIMIT
+        || headers.contains_key(http::header::EXPECT)
+    {
         return;
     }
     let drain = async move {
@@ -343,13 +348,13 @@ impl Unrouted {
 /// Refuses a request no route takes, with an audit record of who asked for what.
 async fn refuse_unrouted(server: Server, request: Request, unrouted: Unrouted) -> Response {
     let (request, body) = request.into_parts();
-    let response = refusal_unrouted(server, request, unrouted).await;
-    drain_refused(body).await;
+    let response = refusal_unrouted(server, &request, unrouted).await;
+    drain_refused(&request.headers, body).await;
     response
 }
 
 /// The refusal of a request no route takes, and its audit record.
-async fn refusal_unrouted(server: Server, request: Parts, unrouted: Unrouted) -> Response {
+async fn refusal_unrouted(server: Server, request: &Parts, unrouted: Unrouted) -> Response {
     let request_id = RequestId::new();
     let link = if let Some(peer) = request.extensions.get::<VerifiedPeer>() {
         peer.link().clone()

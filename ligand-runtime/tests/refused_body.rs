@@ -1,6 +1,7 @@
 //! A request refused from its head alone is answered once its (small) body has arrived, so
 //! that an HTTP/2 client still uploading sees the refusal rather than a stream reset, and a
-//! body declared too large to wait for is answered at once. Over real mTLS and HTTP/2.
+//! body declared too large to wait for is answered at once; a request that waits for
+//! `100 Continue` gets the refusal instead. Over real mTLS, HTTP/2 and HTTP/1.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
@@ -153,4 +154,36 @@ async fn a_body_declared_too_large_to_wait_for_is_not_waited_for() {
 async fn a_body_that_never_comes_is_not_waited_for_long() {
     // No length declared and nothing sent: the refusal comes after the bounded wait.
     assert_eq!(refused_without_body(None).await, 403);
+}
+
+#[tokio::test]
+async fn a_refusal_is_the_final_answer_to_expect_100_continue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture().await;
+    let svid = f.ca.svid(CALLER_ID);
+    let config = probe_client_config(&[&rustls::version::TLS13], Some(&svid)).unwrap();
+    let tcp = TcpStream::connect(f.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("ligand.invalid").unwrap(), tcp)
+        .await
+        .unwrap();
+    // HTTP/1.1, the body held back until the server says 100 Continue.
+    tls.write_all(
+        b"DELETE /accounts/a1 HTTP/1.1\r\nhost: x\r\ncontent-length: 12\r\n\
+          expect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut byte))
+            .await
+            .expect("an answer without the body")
+            .unwrap();
+        assert_eq!(read, 1, "closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    // The refusal itself, not a 100 Continue asking for a body that is refused already.
+    assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 403 Forbidden\r\n");
 }
