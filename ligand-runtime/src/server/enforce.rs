@@ -111,8 +111,12 @@ impl Server {
         }
 
         let input = self.evaluated(request);
+        let policy_started;
         let rate_limit = match &inner.rate_limiter {
-            None => None,
+            None => {
+                policy_started = Instant::now();
+                None
+            }
             Some(limiter) => {
                 let check = RateLimitRequest {
                     chain: &input.chain,
@@ -124,12 +128,15 @@ impl Server {
                     Some(outcome) => outcome,
                     None => limiter.check(&check).await,
                 };
+                // One clock read ends the limiter's time and starts the policy's.
+                let limited = Instant::now();
+                policy_started = limited;
                 let (event, denial) = rate_limit_event(
                     outcome,
                     &input,
                     request_id,
                     timestamp,
-                    limiter_started.elapsed(),
+                    limited.saturating_duration_since(limiter_started),
                 );
                 if let Some(denial) = denial {
                     self.audit(Record::RateLimit(event)).await;
@@ -141,7 +148,6 @@ impl Server {
 
         let settings = &inner.settings;
         let policy = &inner.policy;
-        let policy_started = Instant::now();
         // Engines that decide inline (regorus does) answer without a future; of the others,
         // only one that has to wait gets a timer, so the common case builds and drops none.
         let outcome = match policy.evaluate_inline(&input) {
@@ -156,13 +162,14 @@ impl Server {
                 }
             }
         };
+        let decided = Instant::now();
         let (decision, result) = self.decision(
             outcome,
             input,
             request_id,
             timestamp,
-            started,
-            policy_started.elapsed(),
+            decided.saturating_duration_since(started),
+            decided.saturating_duration_since(policy_started),
         );
         if let Some(shadow) = &inner.shadow
             && decision.error.is_none()
@@ -198,7 +205,7 @@ impl Server {
         input: Arc<EvalRequest>,
         request_id: RequestId,
         timestamp: SystemTime,
-        started: Instant,
+        latency: Duration,
         policy_latency: Duration,
     ) -> (DecisionEvent, Result<Enforced, Denied>) {
         let warn_after = self.inner.settings.policy_latency_warn;
@@ -228,7 +235,7 @@ impl Server {
             input: input.clone(),
             allowed,
             cached: decision.cached,
-            latency: started.elapsed(),
+            latency,
             policy_latency,
             policy_version: decision.policy_version,
             reason: decision.reason,

@@ -218,7 +218,8 @@ static TOKEN_BYTE: [bool; 256] = {
 impl Telemetry for LogLinesTelemetry {
     fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "decision", |f| {
-            f.str("request_id", e.request_id.as_str())?;
+            // Hex digits: written as they are, without the byte-by-byte check.
+            f.raw("request_id", e.request_id.as_str().as_bytes())?;
             f.opt("peer", e.input.chain.peer().and_then(|l| l.principal()))?;
             f.str("resource", &e.input.resource.value)?;
             f.str("action", &e.input.action.name)?;
