@@ -21,6 +21,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
@@ -37,6 +38,45 @@ pub const MAX_TRACESTATE_LEN: usize = 512;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HexId<const N: usize> {
     bytes: [u8; N],
+}
+
+/// The sampling threshold of the traces this process starts: a new trace is sampled when the
+/// low 63 bits of its ID are below it (OpenTelemetry's `TraceIdRatioBased`). None by default.
+static NEW_TRACE_SAMPLING: AtomicU64 = AtomicU64::new(0);
+
+/// Samples `ratio` (from 0 to 1) of the traces this process starts from now on: their
+/// `traceparent`, the one sent on outbound calls included, carries the sampled flag, so that
+/// every service along the trace exports its part (parent-based sampling). Process-wide, as a
+/// trace exporter is; the facade's OpenTelemetry export sets it from `[telemetry] sampling`.
+/// Traces joined from a caller keep the caller's decision.
+pub fn sample_new_traces(ratio: f64) {
+    NEW_TRACE_SAMPLING.store(ratio_threshold(ratio), Ordering::Relaxed);
+}
+
+/// The threshold sampling `ratio` of trace IDs: `0` samples none, `u64::MAX` all.
+fn ratio_threshold(ratio: f64) -> u64 {
+    if ratio >= 1.0 {
+        u64::MAX
+    } else if ratio > 0.0 {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "0 < ratio < 1, so the product is in 0..2^63"
+        )]
+        let threshold = (ratio * (1u64 << 63) as f64) as u64;
+        threshold
+    } else {
+        0
+    }
+}
+
+/// Whether the trace `trace_id` is sampled under `threshold`: the low 63 bits of the ID,
+/// read big-endian, are below it.
+fn sampled_under(trace_id: &TraceId, threshold: u64) -> bool {
+    let bytes = trace_id.bytes();
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&bytes[8..]);
+    u64::from_be_bytes(low) & (u64::MAX >> 1) < threshold
 }
 
 /// A 16-byte trace ID.
@@ -188,12 +228,17 @@ impl TraceParent {
         })
     }
 
-    /// A new trace: random trace and span IDs, not sampled.
+    /// A new trace: random trace and span IDs, sampled as [`sample_new_traces`] says (not
+    /// sampled unless it was called).
     pub fn new_root() -> Self {
+        let trace_id = TraceId::random();
         Self {
-            trace_id: TraceId::random(),
+            trace_id,
             span_id: SpanId::random(),
-            flags: 0,
+            flags: u8::from(sampled_under(
+                &trace_id,
+                NEW_TRACE_SAMPLING.load(Ordering::Relaxed),
+            )),
         }
     }
 

@@ -119,34 +119,15 @@ pub(crate) fn layer(settings: Settings) -> Option<ExportLayer> {
             .build(),
     );
     PROCESSOR.set(processor).ok()?;
-    Some(ExportLayer {
-        threshold: ratio_threshold(settings.sampling),
-    })
-}
-
-/// `TraceIdRatioBased`'s threshold: a root trace is sampled when the low 63 bits of its ID are
-/// below it.
-fn ratio_threshold(ratio: f64) -> u64 {
-    if ratio >= 1.0 {
-        u64::MAX
-    } else if ratio <= 0.0 {
-        0
-    } else {
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "0 < ratio < 1"
-        )]
-        let threshold = (ratio * (1u64 << 63) as f64) as u64;
-        threshold
-    }
+    // Traces this process starts carry the ratio's decision in their sampled flag, which the
+    // layer and every callee then follow.
+    ligand_runtime::trace::sample_new_traces(settings.sampling);
+    Some(ExportLayer)
 }
 
 /// The `tracing` layer turning closed request spans into exported spans.
 #[derive(Debug)]
-pub(crate) struct ExportLayer {
-    threshold: u64,
-}
+pub(crate) struct ExportLayer;
 
 /// What the request span recorded.
 #[derive(Default)]
@@ -211,12 +192,9 @@ where
         let (Some(trace_id), Some(span_id)) = (fields.trace_id, fields.span_id) else {
             return;
         };
-        // Parent-based: the caller's decision when it sent a traceparent, else the ratio.
-        let sampled = match fields.parent_span_id {
-            Some(_) => fields.sampled,
-            None => (trace_id as u64) & (u64::MAX >> 1) < self.threshold,
-        };
-        if !sampled {
+        // Parent-based: the caller's decision when it sent a traceparent, else the ratio's,
+        // made when the trace started (`sample_new_traces`); both are the sampled flag.
+        if !fields.sampled {
             return;
         }
         let Some(processor) = PROCESSOR.get() else {

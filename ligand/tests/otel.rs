@@ -92,17 +92,39 @@ async fn request_spans_of_caller_and_callee_reach_the_collector_in_the_inbound_t
     .await;
     assert_eq!(unsampled.status, 200, "{}", unsampled.text());
 
+    // No valid traceparent: accounts starts the trace, samples it by the ratio (1 here) and
+    // says so on its call to the ledger, which exports its span too.
+    let root = otel_world::traced(&external, accounts, "malformed").await;
+    assert_eq!(root.status, 200, "{}", root.text());
+    let root_span = root.text().split_once(' ').unwrap().0.to_owned();
+
     // Closing flushes what is queued.
     tokio::task::spawn_blocking(|| ligand::shutdown_telemetry(Duration::from_secs(10)))
         .await
         .unwrap();
 
-    let spans = receiver.spans.lock().unwrap().clone();
+    let all = receiver.spans.lock().unwrap().clone();
     assert!(
-        spans.iter().all(|span| hex(&span.trace_id) == trace_id),
-        "only the sampled trace is exported: {spans:?}"
+        all.iter()
+            .all(|span| hex(&span.trace_id) != "0af7651916cd43dd8448eb211c80319c"),
+        "nothing of the unsampled trace is exported: {all:?}"
     );
+    let (spans, started): (Vec<Span>, Vec<Span>) = all
+        .into_iter()
+        .partition(|span| hex(&span.trace_id) == trace_id);
     assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(started.len(), 2, "the trace accounts started: {started:?}");
+    let root_caller = started
+        .iter()
+        .find(|span| hex(&span.span_id) == root_span)
+        .expect("accounts' span of the trace it started");
+    assert!(root_caller.parent_span_id.is_empty(), "{root_caller:?}");
+    let root_callee = started
+        .iter()
+        .find(|span| span.span_id != root_caller.span_id)
+        .unwrap();
+    assert_eq!(root_callee.trace_id, root_caller.trace_id);
+    assert_eq!(root_callee.parent_span_id, root_caller.span_id);
     let caller = spans
         .iter()
         .find(|span| hex(&span.span_id) == accounts_span)

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::TraceParent;
+use super::{TraceId, TraceParent, ratio_threshold, sampled_under};
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -69,6 +69,36 @@ fn a_child_keeps_the_trace_and_a_root_starts_one() {
     let root = TraceParent::new_root();
     assert_ne!(root.trace_id(), parent.trace_id());
     assert_eq!(TraceParent::parse(root.to_header().as_bytes()), Some(root));
+}
+
+#[test]
+fn the_ratio_samples_trace_ids_by_their_low_63_bits() {
+    let id = |low: u64| {
+        let mut bytes = [0xab_u8; 16];
+        bytes[8..].copy_from_slice(&low.to_be_bytes());
+        TraceId::parse(hex(&bytes).as_bytes()).unwrap()
+    };
+    let (none, half, all) = (
+        ratio_threshold(0.0),
+        ratio_threshold(0.5),
+        ratio_threshold(1.0),
+    );
+    for low in [0, 1, (1 << 62) - 1, 1 << 62, u64::MAX >> 1, u64::MAX] {
+        assert!(!sampled_under(&id(low), none), "{low:#x}");
+        assert!(sampled_under(&id(low), all), "{low:#x}");
+    }
+    // The top bit is ignored; half the 63-bit range is below 2^62.
+    assert!(sampled_under(&id((1 << 62) - 1), half));
+    assert!(sampled_under(&id((1 << 63) | ((1 << 62) - 1)), half));
+    assert!(!sampled_under(&id(1 << 62), half));
+    assert!(!sampled_under(&id(u64::MAX), half));
+    assert_eq!(ratio_threshold(-1.0), 0);
+    assert_eq!(ratio_threshold(7.0), u64::MAX);
+    assert_eq!(ratio_threshold(f64::NAN), 0);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 proptest! {
