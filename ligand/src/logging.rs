@@ -64,15 +64,16 @@ pub(crate) fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let mut env_filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // Exporting traces needs the request spans, which are at debug level; an explicit
     // directive for their target (`ligand::request=off`, say) is left as it is.
-    let filter = match &export {
-        Some(_) if !filter.contains(REQUEST_TARGET) => {
-            std::borrow::Cow::Owned(format!("{filter},{REQUEST_TARGET}=debug"))
-        }
-        _ => std::borrow::Cow::Borrowed(filter),
-    };
-    let filter = EnvFilter::try_new(&*filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    if export.is_some()
+        && !filter.contains(REQUEST_TARGET)
+        && let Ok(directive) = format!("{REQUEST_TARGET}=debug").parse()
+    {
+        env_filter = env_filter.add_directive(directive);
+    }
+    let filter = env_filter;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
