@@ -258,22 +258,8 @@ impl Binding for HttpBinding {
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "listening (mTLS 1.3)");
         args.listening.ready(local);
-        // The accept loop runs on its own task, so that shutdown completes even when the
-        // future awaiting `serve` is not being polled (for example, `close` awaited on the
-        // same task); `serve` itself just waits for the loop to finish.
-        let accept = AcceptLoop {
-            listener,
-            acceptor: Acceptor::Mtls(args.acceptor),
-            service: args.service,
-            limits: self.limits,
-            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
-            handshakes: Arc::new(Semaphore::new(self.limits.max_handshakes)),
-            stop: self.stop.clone(),
-            deadline: self.deadline.clone(),
-            done: self.done.clone(),
-        };
-        tokio::spawn(accept.run()).await?;
-        Ok(())
+        self.accept(listener, Acceptor::Mtls(args.acceptor), args.service)
+            .await
     }
 
     async fn shutdown(&self, deadline: Duration) {
@@ -295,9 +281,23 @@ impl HttpBinding {
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "gateway listening (TLS 1.3, no client certificate)");
         listening.send_replace(Some(local));
+        self.accept(listener, Acceptor::External(acceptor), service)
+            .await
+    }
+
+    /// Accepts connections on `listener` with this binding's limits until it is stopped.
+    /// The accept loop runs on its own task, so that shutdown completes even when the future
+    /// awaiting `serve` is not being polled (for example, `close` awaited on the same task);
+    /// this just waits for the loop to finish.
+    async fn accept(
+        &self,
+        listener: TcpListener,
+        acceptor: Acceptor,
+        service: EnforcedService,
+    ) -> Result<(), BoxError> {
         let accept = AcceptLoop {
             listener,
-            acceptor: Acceptor::External(acceptor),
+            acceptor,
             service,
             limits: self.limits,
             connections: Arc::new(Semaphore::new(self.limits.max_connections)),
