@@ -190,6 +190,14 @@ impl AccessTokenRejection {
     }
 }
 
+/// The caller a gateway admits: the subject of the access token it verified, as a `user` link
+/// marked verified (the identity provider's signature vouches for it).
+pub(crate) fn caller(claims: &crate::txn::TxnClaims) -> crate::chain::Link {
+    let mut user = crate::chain::Link::default().with_user(claims.sub.clone());
+    user.verified = true;
+    user
+}
+
 /// The longest `Authorization` header value read; anything longer is refused unread.
 pub(crate) const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 

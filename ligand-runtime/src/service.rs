@@ -577,12 +577,9 @@ impl RouteGuard {
             )));
         };
         let claims = Arc::new(minted.claims);
-        let mut user = Link::default().with_user(claims.sub.clone());
-        // The identity provider's signature vouches for the subject, checked above.
-        user.verified = true;
         let inbound = InboundRequest {
             chain: Chain::new(),
-            peer: user,
+            peer: crate::gateway::caller(&claims),
             resource: self.resource.clone(),
             action: self.action.clone(),
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),

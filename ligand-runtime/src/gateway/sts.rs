@@ -25,7 +25,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::binding::ExternalPeer;
-use crate::chain::{Chain, Link};
+use crate::chain::Chain;
 use crate::error::Denial;
 use crate::request::{Action, InboundRequest, RequestLine, Resource};
 use crate::request_id::RequestId;
@@ -325,12 +325,9 @@ async fn exchange_inner(
 
     // Layer two: the policy decides on the exchange itself.
     let claims = Arc::new(minted.claims);
-    let mut user = Link::default().with_user(claims.sub.clone());
-    // The identity provider's signature vouches for the subject, checked above.
-    user.verified = true;
     let inbound = InboundRequest {
         chain: Chain::new(),
-        peer: user,
+        peer: crate::gateway::caller(&claims),
         resource: Resource::http_path(path.to_string()),
         action: Action::new(TOKEN_EXCHANGE_ACTION),
         request: RequestLine::new(http::Method::POST, &**path),
