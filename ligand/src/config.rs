@@ -336,16 +336,8 @@ impl GatewaySection {
         let jwks = read("gateway.jwks", &self.jwks)?;
         let mut subject = SubjectTokenConfig::from_jwks_json(&jwks, self.issuers, self.audience)
             .map_err(|e| invalid("gateway.jwks", chain(&e)))?;
-        let duration = |setting: &'static str, value: &str| {
-            humantime::parse_duration(value).map_err(|e| {
-                invalid(
-                    setting,
-                    format!("{value:?} is not a duration such as \"30s\" ({e})"),
-                )
-            })
-        };
         if let Some(leeway) = &self.leeway {
-            subject = subject.leeway(duration("gateway.leeway", leeway)?);
+            subject = subject.leeway(any_duration("gateway.leeway", leeway)?);
         }
         let key = read("gateway.signing_key", &self.signing_key)?;
         let kid = self.signing_kid.as_deref().unwrap_or("ligand-txn");
@@ -371,7 +363,7 @@ impl GatewaySection {
             minter = minter.issuer(issuer);
         }
         if let Some(lifetime) = &self.lifetime {
-            let lifetime = duration("gateway.lifetime", lifetime)?;
+            let lifetime = any_duration("gateway.lifetime", lifetime)?;
             if lifetime.is_zero() {
                 return Err(invalid("gateway.lifetime", "must be at least \"1s\""));
             }
@@ -462,13 +454,7 @@ impl TxnTokenSection {
             config = config.audience(audience);
         }
         if let Some(leeway) = self.leeway {
-            let leeway = humantime::parse_duration(&leeway).map_err(|e| {
-                invalid(
-                    "txn_token.leeway",
-                    format!("{leeway:?} is not a duration such as \"30s\" ({e})"),
-                )
-            })?;
-            config = config.leeway(leeway);
+            config = config.leeway(any_duration("txn_token.leeway", &leeway)?);
         }
         if let Some(algorithms) = self.algorithms {
             config = config
@@ -521,19 +507,11 @@ impl WimseSection {
         if let Some(issuers) = self.issuers.clone() {
             config = config.issuers(issuers);
         }
-        let duration = |setting: &'static str, value: &str| {
-            humantime::parse_duration(value).map_err(|e| {
-                invalid(
-                    setting,
-                    format!("{value:?} is not a duration such as \"30s\" ({e})"),
-                )
-            })
-        };
         if let Some(leeway) = &self.leeway {
-            config = config.leeway(duration("wimse.leeway", leeway)?);
+            config = config.leeway(any_duration("wimse.leeway", leeway)?);
         }
         if let Some(lifetime) = &self.max_wpt_lifetime {
-            let lifetime = duration("wimse.max_wpt_lifetime", lifetime)?;
+            let lifetime = any_duration("wimse.max_wpt_lifetime", lifetime)?;
             if lifetime.is_zero() || lifetime > ligand_runtime::MAX_WPT_LIFETIME {
                 return Err(invalid(
                     "wimse.max_wpt_lifetime",
@@ -977,14 +955,20 @@ fn positive(setting: &'static str, value: usize) -> Result<usize, ConfigError> {
 
 /// A non-zero duration such as `"30s"`.
 fn duration(setting: &'static str, value: &str) -> Result<std::time::Duration, ConfigError> {
-    match humantime::parse_duration(value) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(invalid(setting, "must be longer than zero")),
-        Err(e) => Err(invalid(
+    match any_duration(setting, value)? {
+        duration if duration.is_zero() => Err(invalid(setting, "must be longer than zero")),
+        duration => Ok(duration),
+    }
+}
+
+/// A duration such as `"30s"`, zero included.
+fn any_duration(setting: &'static str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(value).map_err(|e| {
+        invalid(
             setting,
             format!("{value:?} is not a duration such as \"30s\" ({e})"),
-        )),
-    }
+        )
+    })
 }
 
 /// `[secrets]`: `kind = "file"` (the default: one file per secret under `dir`) or `"openbao"`
