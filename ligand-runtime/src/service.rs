@@ -156,10 +156,11 @@ where
     type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
 
     fn call(self, request: Request, state: S) -> Self::Future {
+        // Split once, before the future is built (which then holds the head and the body
+        // rather than room for the whole request too): admission works on the head in place,
+        // and the request is rebuilt only for the handler.
+        let (mut parts, body) = request.into_parts();
         Box::pin(async move {
-            // Split once: admission works on the head in place, and the request is rebuilt
-            // only for the handler.
-            let (mut parts, body) = request.into_parts();
             match self.guard.admit(&mut parts).await {
                 Ok((request_id, trace, parent)) => {
                     // The handler runs in the request span, so its `tracing` events carry the
@@ -186,7 +187,9 @@ where
                     .await
                 }
                 Err(denied) => {
-                    drain_refused(&parts.headers, body).await;
+                    // Boxed: a refusal is rare, and its wait would otherwise enlarge every
+                    // request's future (see `Server::audit`).
+                    Box::pin(drain_refused(&parts.headers, body)).await;
                     denied
                 }
             }
@@ -442,7 +445,8 @@ impl RouteGuard {
         parts: &mut Parts,
     ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
         if self.gateway {
-            return self.admit_external(parts).await;
+            // Boxed: its states would otherwise double this future's size for every route.
+            return Box::pin(self.admit_external(parts)).await;
         }
         let request_id = RequestId::new();
         // Taken, not cloned: from here on the peer travels in the `Ctx`.
@@ -613,10 +617,14 @@ impl RouteGuard {
         peer: &VerifiedPeer,
     ) -> Result<Option<Arc<VerifiedWorkload>>, WimseRejection> {
         match self.server.wimse_verifier() {
-            Some(verifier) => Ok(verifier
-                .verify(&parts.headers, &parts.uri, peer.spiffe_id())
-                .await?
-                .map(Arc::new)),
+            // Boxed, so that services without WIMSE do not carry its future's room.
+            Some(verifier) => {
+                Ok(
+                    Box::pin(verifier.verify(&parts.headers, &parts.uri, peer.spiffe_id()))
+                        .await?
+                        .map(Arc::new),
+                )
+            }
             None => Ok(None),
         }
     }
