@@ -105,12 +105,14 @@ impl<const N: usize> HexId<N> {
         HexStr(*self)
     }
 
+    /// `N` random bytes from the thread's CSPRNG. Every bit is random: a trace is sampled by
+    /// its ID's low 63 bits, and W3C Trace Context level 2 expects the rightmost 7 bytes to
+    /// be random (a version 4 UUID, used here before, fixes 6 of its bits, one of them among
+    /// the 63, which sampled twice the configured ratio).
     fn random() -> Self {
-        let mut bytes = [0u8; N];
         loop {
-            let value = uuid::Uuid::new_v4().as_u128().to_be_bytes();
-            bytes.copy_from_slice(&value[..N]);
-            // All zeros is invalid; with 122 random bits this loop runs once.
+            let bytes: [u8; N] = rand::random();
+            // All zeros is invalid; with 64 or 128 random bits this loop runs once.
             if bytes.iter().any(|&b| b != 0) {
                 return Self { bytes };
             }

@@ -97,6 +97,33 @@ fn the_ratio_samples_trace_ids_by_their_low_63_bits() {
     assert_eq!(ratio_threshold(f64::NAN), 0);
 }
 
+#[test]
+fn new_trace_ids_are_sampled_at_the_configured_ratio() {
+    // 20,000 draws: the standard deviation of a sampled fraction is at most 0.0036, so each
+    // band below is over 10 of them wide, and an ID with a fixed bit among the low 63 (a
+    // version 4 UUID's variant bits) sampled twice the ratio.
+    const DRAWS: u32 = 20_000;
+    for ratio in [0.1, 0.25, 0.5, 0.75] {
+        let threshold = ratio_threshold(ratio);
+        let sampled = (0..DRAWS)
+            .filter(|_| sampled_under(&TraceId::random(), threshold))
+            .count();
+        let fraction = f64::from(u32::try_from(sampled).unwrap()) / f64::from(DRAWS);
+        assert!(
+            (fraction - ratio).abs() < 0.04,
+            "ratio {ratio}: sampled {fraction}"
+        );
+    }
+    // Every bit varies: no bit of 64 draws is the same in all of them.
+    let draws: Vec<[u8; 16]> = (0..64).map(|_| TraceId::random().bytes()).collect();
+    for byte in 0..16 {
+        let (ones, zeros) = draws
+            .iter()
+            .fold((0u8, 0xff_u8), |(or, and), d| (or | d[byte], and & d[byte]));
+        assert_eq!((ones, zeros), (0xff, 0), "byte {byte} has a fixed bit");
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
