@@ -20,8 +20,12 @@ use crate::clock::TokioClock;
 use crate::config::{ConfigError, GovernorConfig, Rules};
 
 // Keys are the callers' shared principal strings: a check clones a pointer, never the text.
+// Hashed with foldhash (hashbrown's default), seeded per process, rather than SipHash: the
+// keys are authenticated principals, not attacker-chosen text, and SipHash was a third of
+// a check's cost.
 type KeyedGcra =
-    Gcra<Arc<str>, DashMapStateStore<Arc<str>>, TokioClock, StateInformationMiddleware>;
+    Gcra<Arc<str>, DashMapStateStore<Arc<str>, Hasher>, TokioClock, StateInformationMiddleware>;
+type Hasher = foldhash::fast::RandomState;
 
 /// An in-process rate limiter: a GCRA per caller principal, with per-caller and per-resource
 /// overrides.
@@ -259,7 +263,11 @@ impl Bucket {
             .map(|quota| quota.allow_burst(limit.burst()))
             // `Limit::new` refuses a zero interval, the only case `with_period` rejects.
             .unwrap_or_else(|| Quota::per_second(limit.burst()).allow_burst(limit.burst()));
-        let gcra = KeyedGcra::new(quota, DashMapStateStore::default(), TokioClock);
+        let gcra = KeyedGcra::new(
+            quota,
+            DashMapStateStore::with_hasher(Hasher::default()),
+            TokioClock,
+        );
         Self { limit, gcra }
     }
 
