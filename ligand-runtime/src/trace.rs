@@ -111,7 +111,8 @@ impl<const N: usize> HexId<N> {
     /// the 63, which sampled twice the configured ratio).
     fn random() -> Self {
         loop {
-            let bytes: [u8; N] = rand::random();
+            let mut bytes = [0u8; N];
+            rand::fill(&mut bytes[..]);
             // All zeros is invalid; with 64 or 128 random bits this loop runs once.
             if bytes.iter().any(|&b| b != 0) {
                 return Self { bytes };

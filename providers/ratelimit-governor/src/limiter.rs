@@ -21,8 +21,8 @@ use crate::config::{ConfigError, GovernorConfig, Rules};
 
 // Keys are the callers' shared principal strings: a check clones a pointer, never the text.
 // Hashed with foldhash (hashbrown's default), seeded per process, rather than SipHash: the
-// keys are authenticated principals, not attacker-chosen text, and SipHash was a third of
-// a check's cost.
+// keys are authenticated principals, not attacker-chosen text, and SipHash was over a
+// quarter of a check's cost.
 type KeyedGcra =
     Gcra<Arc<str>, DashMapStateStore<Arc<str>, Hasher>, TokioClock, StateInformationMiddleware>;
 type Hasher = foldhash::fast::RandomState;
