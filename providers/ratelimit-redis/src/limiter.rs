@@ -1,7 +1,6 @@
 //! [`RedisLimiter`]: the fleet-wide limiter, one script call per check.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,63 +17,13 @@ use crate::config::{ConfigError, RedisConfig, Rules, ScriptLimit};
 use crate::script::{self, Decision};
 
 /// Why [`RedisLimiter::connect`] failed. `init` must not start the service.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The limits or timeouts are invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The URL is not a Redis URL.
-    #[error("invalid redis url {url}")]
-    Url {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// The CA file could not be read.
-    #[error("cannot read redis CA file {path}")]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Redis could not be reached, refused the connection or failed the `PING` or the script
-    /// load.
-    #[error("redis at {url} is unreachable")]
-    Unreachable {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// Connecting took longer than the connect timeout.
-    #[error("redis at {url} did not answer within {timeout:?}")]
-    Timeout {
-        /// The URL, password redacted.
-        url: String,
-        /// The connect timeout.
-        timeout: Duration,
-    },
-}
-
-/// The shared connection's errors keep this type's variants and texts, which users match on.
-impl From<ligand_redis_client::ConnectError> for ConnectError {
-    fn from(error: ligand_redis_client::ConnectError) -> Self {
-        use ligand_redis_client::ConnectError as Shared;
-        match error {
-            Shared::Settings(error) => Self::Config(error.into()),
-            Shared::Url { url, source } => Self::Url { url, source },
-            Shared::CaFile { path, source } => Self::CaFile { path, source },
-            Shared::Unreachable { url, source } => Self::Unreachable { url, source },
-            Shared::Timeout { url, timeout } => Self::Timeout { url, timeout },
-        }
-    }
-}
+///
+/// The connection error every Ligand Redis provider shares, with this limiter's
+/// [`ConfigError`] as its `Config` variant: `Config` (the limits, timeouts or URL are
+/// invalid), `Url` (not a Redis URL), `CaFile` (the CA file could not be read),
+/// `Unreachable` (Redis could not be reached, refused the connection or failed the `PING` or
+/// the script load) and `Timeout` (connecting took longer than the connect timeout).
+pub type ConnectError = ligand_redis_client::ConnectError<ConfigError>;
 
 /// Why one check failed; the `source` of the [`ProviderError::Backend`] the check returns.
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +99,8 @@ impl RedisLimiter {
     /// unreachable, so that `init` fails closed.
     pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
         let rules = Rules::new(&config)?;
-        let connector = Connector::new(&config.client)?;
-        let mut connection = connector.connect().await?;
+        let connector = Connector::new(&config.client).map_err(shared)?;
+        let mut connection = connector.connect().await.map_err(shared)?;
         let sha = connector
             .setup(
                 redis::cmd("SCRIPT")
@@ -159,7 +108,8 @@ impl RedisLimiter {
                     .arg(script::GCRA)
                     .query_async::<String>(&mut connection),
             )
-            .await?;
+            .await
+            .map_err(shared)?;
         let prefix = &config.key_prefix;
         Ok(Self {
             connection,
@@ -229,6 +179,11 @@ impl RedisLimiter {
         .map_err(|timed_out| CheckError::Timeout(timed_out.0))??;
         Ok(())
     }
+}
+
+/// The shared connection's error with the shared settings' error as this limiter's.
+fn shared(error: ligand_redis_client::ConnectError) -> ConnectError {
+    error.map_config(ConfigError::from)
 }
 
 impl fmt::Debug for RedisLimiter {

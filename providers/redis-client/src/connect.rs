@@ -17,12 +17,16 @@ pub const RECONNECT_ATTEMPTS: usize = 3;
 /// Why a [`Connector`] could not be made or could not connect. A provider's startup fails on
 /// any of them: the service must not start.
 ///
+/// `E` is the configuration error: [`SettingsError`] from the [`Connector`]; a provider that
+/// checks more settings of its own names its error type here (with
+/// [`map_config`](Self::map_config)), so that one enum describes its whole startup.
+///
 /// Not `#[non_exhaustive]`, for the reason given on [`SettingsError`].
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub enum ConnectError<E = SettingsError> {
     /// A setting is invalid.
     #[error(transparent)]
-    Settings(#[from] SettingsError),
+    Config(#[from] E),
     /// The URL is not a Redis URL.
     #[error("invalid redis url {url}")]
     Url {
@@ -59,6 +63,19 @@ pub enum ConnectError {
         /// The connect timeout.
         timeout: Duration,
     },
+}
+
+impl<E> ConnectError<E> {
+    /// The same error with the configuration error converted by `f`.
+    pub fn map_config<F>(self, f: impl FnOnce(E) -> F) -> ConnectError<F> {
+        match self {
+            Self::Config(error) => ConnectError::Config(f(error)),
+            Self::Url { url, source } => ConnectError::Url { url, source },
+            Self::CaFile { path, source } => ConnectError::CaFile { path, source },
+            Self::Unreachable { url, source } => ConnectError::Unreachable { url, source },
+            Self::Timeout { url, timeout } => ConnectError::Timeout { url, timeout },
+        }
+    }
 }
 
 /// A checked [`ClientConfig`]: the client (with the CA file's roots for `rediss://`) and the

@@ -92,7 +92,7 @@ fn bad_settings_are_refused_before_connecting() {
     assert!(
         matches!(
             error,
-            ConnectError::Settings(SettingsError::InsecureTls { .. })
+            ConnectError::Config(SettingsError::InsecureTls { .. })
         ),
         "{error:?}"
     );
@@ -107,7 +107,7 @@ fn bad_settings_are_refused_before_connecting() {
     let zero = ClientConfig::<250>::new("redis://127.0.0.1:1").with_timeout(Duration::ZERO);
     assert!(matches!(
         Connector::new(&zero),
-        Err(ConnectError::Settings(SettingsError::ZeroTimeout(
+        Err(ConnectError::Config(SettingsError::ZeroTimeout(
             "timeout_ms"
         )))
     ));

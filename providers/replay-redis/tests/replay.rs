@@ -104,7 +104,7 @@ async fn settings_that_weaken_the_store_fail_startup() {
     assert!(
         matches!(
             error,
-            ConnectError::Settings(SettingsError::InsecureTls { .. })
+            ConnectError::Config(SettingsError::InsecureTls { .. })
         ),
         "{error:?}"
     );

@@ -68,7 +68,7 @@ impl From<ligand_redis_client::ConnectError> for ConnectError {
     fn from(error: ligand_redis_client::ConnectError) -> Self {
         use ligand_redis_client::ConnectError as Shared;
         match error {
-            Shared::Settings(error) => Self::Config(error.into()),
+            Shared::Config(error) => Self::Config(error.into()),
             Shared::Url { url, source } => Self::Url { url, source },
             Shared::CaFile { path, source } => Self::CaFile { path, source },
             Shared::Unreachable { url, source } => Self::Unreachable { url, source },
