@@ -28,6 +28,26 @@
 //!
 //! The server's certificate is always verified: a URL with a `#fragment` (above all the
 //! redis client's `#insecure`) is refused, and a private CA is trusted with `ca_file`.
+//!
+//! # What is shared and what is not
+//!
+//! Shared, because it is the same in all three: the connection settings and their checks,
+//! URL redaction, reading the CA file, the connection manager's settings (connect timeout,
+//! the command timeout as its response timeout, [`RECONNECT_ATTEMPTS`] with the command
+//! timeout as the longest back-off), connecting with a `PING` within the connect timeout, the
+//! typed connect error and the command timeout.
+//!
+//! Each provider's own: its settings (limits, key prefixes), the default command timeout
+//! (250 ms on the request path, 500 ms for the retry budget's background sync, hence
+//! `ClientConfig`'s parameter), its scripts and their loading (the limiter loads its script
+//! at startup, the retry budget on `NOSCRIPT`), when it connects (the limiter and the replay
+//! cache at startup; the retry budget may defer to its first sync, so that configuration
+//! files load without Redis), how a failure reaches the framework (a limiter error, a replay
+//! cache error, a failed sync that degrades the budget's health) and the texts of the errors
+//! its users already match on (the retry budget's name their setting, `url: …`).
+//!
+//! This crate is Redis-specific, so it belongs neither in the provider-neutral runtime nor
+//! in one of the providers (which never depend on each other).
 
 #![forbid(unsafe_code)]
 
