@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use ligand_redis_client::{ClientConfig, ConnectError, Connector, TimedOut, within};
+use ligand_redis_client::{ClientConfig, ConnectError, Connector, SettingsError, TimedOut, within};
 use ligand_runtime::{Recorded, ReplayCache, ReplayCacheError, ReplayKey};
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
@@ -53,6 +53,12 @@ impl RedisReplayConfig {
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.with_connect_timeout(timeout);
         self
+    }
+
+    /// Checks the URL and timeouts as [`RedisReplayCache::connect`] does, without connecting:
+    /// a configuration loader reports a bad setting before anything starts.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.client.validate()
     }
 
     /// Trusts the CA certificates in `path` for a `rediss://` store, instead of the system's
