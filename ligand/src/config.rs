@@ -585,6 +585,15 @@ fn redis_replay(
     if let Some(timeout) = &section.replay_connect_timeout {
         config = config.with_connect_timeout(duration("wimse.replay_connect_timeout", timeout)?);
     }
+    config.validate().map_err(|e| {
+        use ligand_replay_redis::SettingsError;
+        let setting = match &e {
+            SettingsError::ZeroTimeout("connect_timeout_ms") => "wimse.replay_connect_timeout",
+            SettingsError::ZeroTimeout(_) => "wimse.replay_timeout",
+            SettingsError::InsecureTls { .. } | SettingsError::UrlFragment { .. } => setting,
+        };
+        invalid(setting, e)
+    })?;
     Ok(std::sync::Arc::new(providers::RedisReplay::new(
         config, setting,
     )))

@@ -262,6 +262,15 @@ async fn a_redis_replay_cache_starts_and_an_unreachable_one_fails_the_start() {
             "replay = \"redis\"\nreplay_url = \"redis://h:1\"\nreplay_timeout = \"soon\"\n",
             "wimse.replay_timeout",
         ),
+        // The store takes whole milliseconds: a shorter timeout is refused when loaded.
+        (
+            "replay = \"redis\"\nreplay_url = \"redis://h:1\"\nreplay_timeout = \"500us\"\n",
+            "wimse.replay_timeout",
+        ),
+        (
+            "replay = \"redis\"\nreplay_url = \"redis://h:1\"\nreplay_connect_timeout = \"10us\"\n",
+            "wimse.replay_connect_timeout",
+        ),
     ] {
         let dir = service(&format!("[wimse]\njwks = \"wit-jwks.json\"\n{toml}"));
         std::fs::write(dir.path().join("wit-jwks.json"), jwks).unwrap();

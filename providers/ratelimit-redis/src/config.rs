@@ -1,18 +1,18 @@
 //! The limiter's configuration: where Redis is, a default limit and ordered overrides,
 //! deserializable from a `ligand.toml` section.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ligand_redis_client::{ClientConfig, SettingsError, check_url};
 use ligand_runtime::{Limit, LimitError, LimitOverride, LimitRules};
 use serde::{Deserialize, Serialize};
 
 /// How long one check may take before it is denied, when the configuration does not say.
-pub const DEFAULT_TIMEOUT_MS: u64 = 250;
+pub const DEFAULT_TIMEOUT_MS: u64 = ligand_redis_client::DEFAULT_TIMEOUT_MS;
 
 /// How long connecting (and the first `PING`) may take, when the configuration does not say.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = ligand_redis_client::DEFAULT_CONNECT_TIMEOUT_MS;
 
 /// The prefix of every key the limiter writes, when the configuration does not say.
 pub const DEFAULT_KEY_PREFIX: &str = "ligand:ratelimit";
@@ -26,6 +26,10 @@ pub const DEFAULT_KEY_PREFIX: &str = "ligand:ratelimit";
 /// `overrides` are validated as [`LimitRules`], the same rules (and the same fields) every
 /// Ligand limiter takes.
 ///
+/// Where Redis is and how long it may take are the [`ClientConfig`] every Ligand Redis
+/// provider shares, whose keys (`url`, `ca_file`, `timeout_ms`, `connect_timeout_ms`) sit
+/// beside the limiter's own; here `timeout_ms` bounds one check (default 250 ms).
+///
 /// ```
 /// use ligand_ratelimit_redis::RedisConfig;
 ///
@@ -38,18 +42,18 @@ pub const DEFAULT_KEY_PREFIX: &str = "ligand:ratelimit";
 ///     ]
 /// }"#).unwrap();
 /// assert_eq!(config.key_prefix, "ligand:ratelimit");
+/// assert_eq!(config.client.timeout_ms, 100);
 /// ```
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. The server's
-    /// certificate is always verified: the redis client's `#insecure` fragment is refused
-    /// ([`ConfigError::InsecureTls`]), as is any other fragment.
-    pub url: String,
-    /// A PEM file of CA certificates that a `rediss://` server must chain to, instead of the
-    /// system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+    /// Where Redis is (`url`, `ca_file`) and how long a check (`timeout_ms`, default 250) and
+    /// connecting (`connect_timeout_ms`, default 5000) may take, in milliseconds; a slower
+    /// Redis denies the request. The server's certificate is always verified: the redis
+    /// client's `#insecure` fragment is refused ([`ConfigError::InsecureTls`]), as is any
+    /// other fragment.
+    #[serde(flatten)]
+    pub client: ClientConfig<DEFAULT_TIMEOUT_MS>,
     /// Sustained requests per second allowed to each caller (may be fractional, such as `0.5`).
     pub rate: f64,
     /// Requests a caller may make at once before being held to `rate`.
@@ -60,53 +64,21 @@ pub struct RedisConfig {
     /// The prefix of the limiter's keys; instances sharing it share their limits.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
-    /// How long one check may take, in milliseconds; a slower Redis denies the request.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// How long connecting may take, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
 }
 
 fn default_key_prefix() -> String {
     DEFAULT_KEY_PREFIX.to_owned()
 }
 
-fn default_timeout_ms() -> u64 {
-    DEFAULT_TIMEOUT_MS
-}
-
-fn default_connect_timeout_ms() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_MS
-}
-
-impl fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &redacted(&self.url))
-            .field("ca_file", &self.ca_file)
-            .field("rate", &self.rate)
-            .field("burst", &self.burst)
-            .field("overrides", &self.overrides)
-            .field("key_prefix", &self.key_prefix)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("connect_timeout_ms", &self.connect_timeout_ms)
-            .finish()
-    }
-}
-
 impl RedisConfig {
     /// A configuration with one limit for every caller and no overrides.
     pub fn new(url: impl Into<String>, rate: f64, burst: u32) -> Self {
         Self {
-            url: url.into(),
-            ca_file: None,
+            client: ClientConfig::new(url),
             rate,
             burst,
             overrides: Vec::new(),
             key_prefix: default_key_prefix(),
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         }
     }
 
@@ -118,13 +90,13 @@ impl RedisConfig {
 
     /// Sets how long one check may take.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout_ms = millis(timeout);
+        self.client = self.client.with_timeout(timeout);
         self
     }
 
     /// Sets how long connecting may take.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout_ms = millis(timeout);
+        self.client = self.client.with_connect_timeout(timeout);
         self
     }
 
@@ -144,26 +116,8 @@ impl RedisConfig {
 
     /// Trusts the CA certificates in `path` for a `rediss://` server.
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+        self.client = self.client.with_ca_file(path);
         self
-    }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `url` with any password replaced, for logs and errors.
-pub(crate) fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -206,22 +160,14 @@ pub enum ConfigError {
     },
 }
 
-/// Refuses a URL fragment, above all the redis client's `#insecure`. A `#` always starts the
-/// fragment (a password holding one must encode it), and the client's URL parser drops tabs
-/// and newlines anywhere, so the fragment is compared without them.
-fn check_url(url: &str) -> Result<(), ConfigError> {
-    let Some((base, fragment)) = url.split_once('#') else {
-        return Ok(());
-    };
-    let fragment: String = fragment
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    let url = format!("{}#{fragment}", redacted(base));
-    if fragment.trim().eq_ignore_ascii_case("insecure") {
-        Err(ConfigError::InsecureTls { url })
-    } else {
-        Err(ConfigError::UrlFragment { url })
+/// The shared settings' errors keep this type's variants and texts, which users match on.
+impl From<SettingsError> for ConfigError {
+    fn from(error: SettingsError) -> Self {
+        match error {
+            SettingsError::InsecureTls { url } => Self::InsecureTls { url },
+            SettingsError::UrlFragment { url } => Self::UrlFragment { url },
+            SettingsError::ZeroTimeout(setting) => Self::ZeroTimeout(setting),
+        }
     }
 }
 
@@ -265,20 +211,19 @@ impl ScriptLimit {
     }
 }
 
-/// The validated rules: the limits as the script takes them, then the timeouts.
+/// The validated rules: the limits as the script takes them (the connection settings are
+/// checked too, and kept by the [`Connector`](ligand_redis_client::Connector)).
 #[derive(Debug)]
 pub(crate) struct Rules {
     pub(crate) limits: LimitRules,
     pub(crate) default: ScriptLimit,
     /// One per override, at the override's index in `limits`.
     pub(crate) overrides: Vec<ScriptLimit>,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
 }
 
 impl Rules {
     pub(crate) fn new(config: &RedisConfig) -> Result<Self, ConfigError> {
-        check_url(&config.url)?;
+        check_url(&config.client.url)?;
         let limits = LimitRules::new(config.rate, config.burst, &config.overrides)?;
         let default = ScriptLimit::new(None, limits.default_limit())?;
         let overrides = limits
@@ -286,18 +231,11 @@ impl Rules {
             .enumerate()
             .map(|(index, (_, limit))| ScriptLimit::new(Some(index), limit))
             .collect::<Result<_, _>>()?;
-        if config.timeout_ms == 0 {
-            return Err(ConfigError::ZeroTimeout("timeout_ms"));
-        }
-        if config.connect_timeout_ms == 0 {
-            return Err(ConfigError::ZeroTimeout("connect_timeout_ms"));
-        }
+        config.client.validate()?;
         Ok(Self {
             limits,
             default,
             overrides,
-            timeout: Duration::from_millis(config.timeout_ms),
-            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         })
     }
 }
@@ -416,6 +354,34 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_keys_sit_beside_the_limits() {
+        let config: RedisConfig = serde_json::from_str(
+            r#"{"url":"rediss://h","ca_file":"/ca.pem","rate":1,"burst":2,"timeout_ms":7,
+                "connect_timeout_ms":9,"key_prefix":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            RedisConfig::new("rediss://h", 1.0, 2)
+                .with_ca_file("/ca.pem")
+                .with_timeout(Duration::from_millis(7))
+                .with_connect_timeout(Duration::from_millis(9))
+                .with_key_prefix("p")
+        );
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<RedisConfig>(&json).unwrap(), config);
+        let defaults: RedisConfig =
+            serde_json::from_str(r#"{"url":"redis://h","rate":1,"burst":1}"#).unwrap();
+        assert_eq!(defaults, RedisConfig::new("redis://h", 1.0, 1));
+        assert_eq!(defaults.client.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(
+            defaults.client.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT_MS
+        );
+        assert_eq!(defaults.client.ca_file, None);
+    }
+
+    #[test]
     fn passwords_never_reach_debug_output() {
         let config = RedisConfig::new("rediss://user:hunter2@redis.internal:6380/0", 1.0, 1);
         let debug = format!("{config:?}");
@@ -424,7 +390,5 @@ mod tests {
             debug.contains("rediss://***@redis.internal:6380/0"),
             "{debug}"
         );
-        assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(redacted("redis://:p@ss@h:1"), "redis://***@h:1");
     }
 }

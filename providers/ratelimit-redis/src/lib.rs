@@ -28,7 +28,9 @@
 //! Fail closed: a normal denial is `Ok` with `allowed: false` and a `retry_after` (429); any
 //! Redis error, lost connection, malformed reply or a check slower than the timeout (default
 //! 250 ms) is an error, on which the framework denies with 503. Nothing is allowed on error.
-//! The connection manager reconnects by itself once Redis is back.
+//! The connection manager reconnects by itself once Redis is back. The connection settings,
+//! their checks and the connect error are those every Ligand Redis provider shares, from
+//! `ligand-redis-client`.
 //!
 //! Requires Redis 5 or later (or any Valkey): the script writes after reading `TIME`, which
 //! needs effect replication.

@@ -1,69 +1,29 @@
 //! [`RedisLimiter`]: the fleet-wide limiter, one script call per check.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ligand_redis_client::{Connector, within};
 use ligand_runtime::{
     Action, LimitRules, Link, ProviderContext, ProviderError, RateLimitRequest, RateLimitResponse,
     RateLimiter, Resource,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError, ServerErrorKind, TlsCertificates, Value};
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
-use crate::config::{ConfigError, RedisConfig, Rules, ScriptLimit, redacted};
+use crate::config::{ConfigError, RedisConfig, Rules, ScriptLimit};
 use crate::script::{self, Decision};
 
-/// Reconnection attempts the connection manager makes per outage before giving up until the
-/// next check; the check's own timeout bounds how long a request waits for them.
-const RECONNECT_ATTEMPTS: usize = 3;
-
 /// Why [`RedisLimiter::connect`] failed. `init` must not start the service.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The limits or timeouts are invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The URL is not a Redis URL.
-    #[error("invalid redis url {url}")]
-    Url {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// The CA file could not be read.
-    #[error("cannot read redis CA file {path}")]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Redis could not be reached, refused the connection or failed the `PING` or the script
-    /// load.
-    #[error("redis at {url} is unreachable")]
-    Unreachable {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// Connecting took longer than the connect timeout.
-    #[error("redis at {url} did not answer within {timeout:?}")]
-    Timeout {
-        /// The URL, password redacted.
-        url: String,
-        /// The connect timeout.
-        timeout: Duration,
-    },
-}
+///
+/// The connection error every Ligand Redis provider shares, with this limiter's
+/// [`ConfigError`] as its `Config` variant: `Config` (the limits, timeouts or URL are
+/// invalid), `Url` (not a Redis URL), `CaFile` (the CA file could not be read),
+/// `Unreachable` (Redis could not be reached, refused the connection or failed the `PING` or
+/// the script load) and `Timeout` (connecting took longer than the connect timeout).
+pub type ConnectError = ligand_redis_client::ConnectError<ConfigError>;
 
 /// Why one check failed; the `source` of the [`ProviderError::Backend`] the check returns.
 #[derive(Debug, thiserror::Error)]
@@ -139,63 +99,17 @@ impl RedisLimiter {
     /// unreachable, so that `init` fails closed.
     pub async fn connect(config: RedisConfig) -> Result<Self, ConnectError> {
         let rules = Rules::new(&config)?;
-        let url = redacted(&config.url);
-        let client = match &config.ca_file {
-            None => Client::open(config.url.as_str()),
-            Some(path) => {
-                // A small file read once at startup, before the service serves.
-                let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                let certificates = TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                Client::build_with_tls(config.url.as_str(), certificates)
-            }
-        }
-        .map_err(|source| ConnectError::Url {
-            url: url.clone(),
-            source,
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(rules.connect_timeout))
-            .set_response_timeout(Some(rules.timeout))
-            .set_number_of_retries(RECONNECT_ATTEMPTS)
-            .set_max_delay(rules.timeout);
-        let unreachable = |source| ConnectError::Unreachable {
-            url: url.clone(),
-            source,
-        };
-        let mut connection = tokio::time::timeout(rules.connect_timeout, async {
-            let mut connection = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(unreachable)?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(unreachable)?;
-            Ok::<_, ConnectError>(connection)
-        })
-        .await
-        .map_err(|_| ConnectError::Timeout {
-            url: url.clone(),
-            timeout: rules.connect_timeout,
-        })??;
-        let sha = tokio::time::timeout(
-            rules.connect_timeout,
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(script::GCRA)
-                .query_async::<String>(&mut connection),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout {
-            url: url.clone(),
-            timeout: rules.connect_timeout,
-        })?
-        .map_err(unreachable)?;
+        let connector = Connector::new(&config.client).map_err(shared)?;
+        let mut connection = connector.connect().await.map_err(shared)?;
+        let sha = connector
+            .setup(
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script::GCRA)
+                    .query_async::<String>(&mut connection),
+            )
+            .await
+            .map_err(shared)?;
         let prefix = &config.key_prefix;
         Ok(Self {
             connection,
@@ -213,8 +127,8 @@ impl RedisLimiter {
                 limit: rules.default,
                 prefix: format!("{prefix}:default:"),
             },
-            timeout: rules.timeout,
-            url,
+            timeout: connector.timeout(),
+            url: connector.url().to_owned(),
             sha,
             closed: AtomicBool::new(false),
         })
@@ -257,14 +171,19 @@ impl RedisLimiter {
 
     async fn ping(&self) -> Result<(), CheckError> {
         let mut connection = self.connection.clone();
-        tokio::time::timeout(
+        within(
             self.timeout,
             redis::cmd("PING").query_async::<()>(&mut connection),
         )
         .await
-        .map_err(|_| CheckError::Timeout(self.timeout))??;
+        .map_err(|timed_out| CheckError::Timeout(timed_out.0))??;
         Ok(())
     }
+}
+
+/// The shared connection's error with the shared settings' error as this limiter's.
+fn shared(error: ligand_redis_client::ConnectError) -> ConnectError {
+    error.map_config(ConfigError::from)
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -295,9 +214,9 @@ impl RateLimiter for RedisLimiter {
             .ok_or_else(|| ProviderError::Invalid("request has no peer principal".into()))?;
         let rule = self.rule(caller, request.resource, request.action);
         let key = format!("{}{caller}", rule.prefix);
-        let decision = tokio::time::timeout(self.timeout, self.run(&key, &rule.limit))
+        let decision = within(self.timeout, self.run(&key, &rule.limit))
             .await
-            .map_err(|_| CheckError::Timeout(self.timeout))
+            .map_err(|timed_out| CheckError::Timeout(timed_out.0))
             .and_then(|decision| decision)
             .map_err(|error| ProviderError::backend("checking rate limit in redis", error))?;
         let rate = rule.limit.rate;

@@ -1,50 +1,39 @@
 //! [`RedisReplayCache`]: one `SET NX PXAT` per proof.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use ligand_redis_client::{ClientConfig, ConnectError, Connector, SettingsError, TimedOut, within};
 use ligand_runtime::{Recorded, ReplayCache, ReplayCacheError, ReplayKey};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Value};
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Value};
 
 /// How long one `SET` may take before the proof is refused.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+pub const DEFAULT_TIMEOUT: Duration =
+    Duration::from_millis(ligand_redis_client::DEFAULT_TIMEOUT_MS);
 /// How long connecting may take at startup.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration =
+    Duration::from_millis(ligand_redis_client::DEFAULT_CONNECT_TIMEOUT_MS);
 /// The prefix of every key.
 pub const DEFAULT_KEY_PREFIX: &str = "ligand:wpt:";
-/// Reconnection attempts per outage before giving up until the next proof.
-const RECONNECT_ATTEMPTS: usize = 3;
 
 /// Where the cache lives and how long it may take.
-#[derive(Clone)]
+///
+/// `Debug` shows the URL with its password replaced by `***`.
+#[derive(Debug, Clone)]
 pub struct RedisReplayConfig {
-    url: String,
+    client: ClientConfig,
     key_prefix: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-}
-
-impl fmt::Debug for RedisReplayConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisReplayConfig")
-            .field("url", &redacted(&self.url))
-            .field("key_prefix", &self.key_prefix)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
 }
 
 impl RedisReplayConfig {
     /// The store at `url` (`redis://` or `rediss://`), with the default prefix and timeouts.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            client: ClientConfig::new(url),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -54,57 +43,38 @@ impl RedisReplayConfig {
         self
     }
 
-    /// How long one `SET` may take.
+    /// How long one `SET` may take (whole milliseconds, at least 1).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.client = self.client.with_timeout(timeout);
         self
     }
 
-    /// How long connecting may take.
+    /// How long connecting may take (whole milliseconds, at least 1).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.client = self.client.with_connect_timeout(timeout);
         self
     }
-}
 
-/// Why [`RedisReplayCache::connect`] failed: the service must not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The URL is not a Redis URL.
-    #[error("invalid redis url {url}")]
-    Url {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// Redis could not be reached or failed the `PING`.
-    #[error("redis at {url} is unreachable")]
-    Unreachable {
-        /// The URL, password redacted.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: RedisError,
-    },
-    /// Connecting took longer than the connect timeout.
-    #[error("redis at {url} did not answer within {timeout:?}")]
-    Timeout {
-        /// The URL, password redacted.
-        url: String,
-        /// The connect timeout.
-        timeout: Duration,
-    },
+    /// Checks the URL and timeouts as [`RedisReplayCache::connect`] does, without connecting:
+    /// a configuration loader reports a bad setting before anything starts.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.client.validate()
+    }
+
+    /// Trusts the CA certificates in `path` for a `rediss://` store, instead of the system's
+    /// roots.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client = self.client.with_ca_file(path);
+        self
+    }
 }
 
 /// Why one `SET` failed; the source of the [`ReplayCacheError::Backend`] it returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 enum RecordError {
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error(transparent)]
+    Timeout(#[from] TimedOut),
     #[error(transparent)]
     Redis(#[from] RedisError),
     #[error("unexpected reply to SET NX: {0}")]
@@ -130,42 +100,16 @@ impl fmt::Debug for RedisReplayCache {
 }
 
 impl RedisReplayCache {
-    /// Connects and `PING`s: fails if Redis is unreachable, so that startup fails closed.
+    /// Checks the settings, connects and `PING`s: fails if Redis is unreachable (or the URL
+    /// has a `#fragment`, or the CA file cannot be read), so that startup fails closed.
     pub async fn connect(config: RedisReplayConfig) -> Result<Self, ConnectError> {
-        let url = redacted(&config.url);
-        let client = Client::open(config.url.as_str()).map_err(|source| ConnectError::Url {
-            url: url.clone(),
-            source,
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(RECONNECT_ATTEMPTS)
-            .set_max_delay(config.timeout);
-        let unreachable = |source| ConnectError::Unreachable {
-            url: url.clone(),
-            source,
-        };
-        let connection = tokio::time::timeout(config.connect_timeout, async {
-            let mut connection = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(unreachable)?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(unreachable)?;
-            Ok::<_, ConnectError>(connection)
-        })
-        .await
-        .map_err(|_| ConnectError::Timeout {
-            url: url.clone(),
-            timeout: config.connect_timeout,
-        })??;
+        let connector = Connector::new(&config.client)?;
+        let connection = connector.connect().await?;
         Ok(Self {
             connection,
             prefix: config.key_prefix,
-            timeout: config.timeout,
-            url,
+            timeout: connector.timeout(),
+            url: connector.url().to_owned(),
         })
     }
 
@@ -205,24 +149,10 @@ impl ReplayCache for RedisReplayCache {
         _now: SystemTime,
     ) -> Result<Recorded, ReplayCacheError> {
         // The store judges expiry by its own clock: `now` is the verifier's.
-        tokio::time::timeout(self.timeout, self.set(&key, expires_at))
+        within(self.timeout, self.set(&key, expires_at))
             .await
-            .map_err(|_| RecordError::Timeout(self.timeout))
+            .map_err(RecordError::from)
             .and_then(|recorded| recorded)
             .map_err(|error| ReplayCacheError::Backend(Box::new(error)))
-    }
-}
-
-/// `url` with any password replaced by `***`.
-fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
     }
 }

@@ -26,12 +26,20 @@
 //! while a store that refuses writes when full makes new proofs fail closed instead. Entries
 //! expire by the store's clock at the proof's `exp` plus the verifier's leeway; keep the
 //! clocks within that leeway. Requires Redis 6.2 or later (`PXAT`), or any Valkey.
+//!
+//! The connection (URL checks, a private CA for `rediss://`, the connect timeout and its
+//! `PING`) is the one every Ligand Redis provider shares, from `ligand-redis-client`: a URL
+//! with a `#fragment` (the redis client's `#insecure`) is refused, so the store's certificate
+//! is always verified.
 
 #![forbid(unsafe_code)]
 
 mod cache;
 
 pub use self::cache::{
-    ConnectError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisReplayCache,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisReplayCache,
     RedisReplayConfig,
 };
+/// Why [`RedisReplayCache::connect`] failed (the service must not start), and why its settings
+/// were refused: the errors of the connection every Ligand Redis provider shares.
+pub use ligand_redis_client::{ConnectError, SettingsError};

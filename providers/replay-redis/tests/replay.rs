@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ligand_replay_redis::{ConnectError, RedisReplayCache, RedisReplayConfig};
+use ligand_replay_redis::{ConnectError, RedisReplayCache, RedisReplayConfig, SettingsError};
 use ligand_runtime::testkit::RedisServer;
 use ligand_runtime::{Recorded, ReplayCache, ReplayCacheError, ReplayKey};
 
@@ -67,4 +67,62 @@ async fn a_lost_store_refuses_proofs_and_an_absent_one_fails_startup() {
         ),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn proofs_are_recorded_over_tls_with_a_private_ca() {
+    let dir = std::env::temp_dir().join(format!("ligand-replay-redis-tls-{}", std::process::id()));
+    let files = ligand_runtime::testkit::RedisTlsFiles::generate(&dir);
+    let server = RedisServer::start_tls(files.clone());
+    let cache =
+        RedisReplayCache::connect(RedisReplayConfig::new(server.url()).with_ca_file(&files.ca))
+            .await
+            .unwrap();
+    let now = SystemTime::now();
+    let key = ReplayKey::new("spiffe://example.org/a", "jti-tls");
+    let exp = now + Duration::from_secs(60);
+    assert_eq!(cache.record(key, exp, now).await.unwrap(), Recorded::Fresh);
+    assert_eq!(cache.record(key, exp, now).await.unwrap(), Recorded::Replay);
+    // Without the CA file the store's certificate does not verify: startup fails.
+    let error = RedisReplayCache::connect(RedisReplayConfig::new(server.url()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn settings_that_weaken_the_store_fail_startup() {
+    let error = RedisReplayCache::connect(RedisReplayConfig::new(
+        "rediss://user:hunter2@127.0.0.1:1/0#insecure",
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ConnectError::Config(SettingsError::InsecureTls { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    let error = RedisReplayCache::connect(
+        RedisReplayConfig::new("rediss://127.0.0.1:1").with_ca_file("/nonexistent/ca.pem"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, ConnectError::CaFile { .. }), "{error:?}");
+    let error = RedisReplayCache::connect(
+        RedisReplayConfig::new("redis://127.0.0.1:1").with_timeout(Duration::ZERO),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.to_string(), "timeout_ms must be at least 1");
+    let error = RedisReplayCache::connect(RedisReplayConfig::new("http://127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ConnectError::Url { .. }), "{error:?}");
 }

@@ -1,26 +1,31 @@
 //! Where the fleet's Redis is and how long the store may take, deserializable from a
 //! `ligand.toml` section.
 //!
-//! The URL rules are those of `ligand-ratelimit-redis` (TLS verified, no `#fragment`), kept
-//! here as a small separate copy: the code is Redis-specific, so it belongs in neither the
-//! provider-neutral runtime nor another provider.
+//! The connection settings and their URL rules (TLS verified, no `#fragment`) are the ones
+//! every Ligand Redis provider shares, from `ligand-redis-client`; this store adds its key
+//! prefix and its longer default timeout (a sync runs in the background, off the request
+//! path).
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ligand_redis_client::{ClientConfig, SettingsError, check_url};
 use serde::{Deserialize, Serialize};
 
 /// How long one sync may take, when the configuration does not say.
 pub const DEFAULT_TIMEOUT_MS: u64 = 500;
 
 /// How long connecting (and the first `PING`) may take, when the configuration does not say.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = ligand_redis_client::DEFAULT_CONNECT_TIMEOUT_MS;
 
 /// The prefix of every key the store writes, when the configuration does not say.
 pub const DEFAULT_KEY_PREFIX: &str = "ligand:retry";
 
 /// The store's configuration.
+///
+/// Where Redis is and how long it may take are the [`ClientConfig`] every Ligand Redis
+/// provider shares, whose keys (`url`, `ca_file`, `timeout_ms`, `connect_timeout_ms`) sit
+/// beside the store's `key_prefix`; here `timeout_ms` bounds one sync (default 500 ms).
 ///
 /// ```
 /// use ligand_retrybudget_redis::RedisFleetConfig;
@@ -29,69 +34,39 @@ pub const DEFAULT_KEY_PREFIX: &str = "ligand:retry";
 ///     serde_json::from_str(r#"{ "url": "rediss://retry.internal:6380/0", "timeout_ms": 200 }"#)
 ///         .unwrap();
 /// assert_eq!(config.key_prefix, "ligand:retry");
+/// assert_eq!(config.client.timeout_ms, 200);
 /// ```
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisFleetConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. The server's
-    /// certificate is always verified: a `#fragment` (the redis client's `#insecure`) is
-    /// refused.
-    pub url: String,
-    /// A PEM file of CA certificates that a `rediss://` server must chain to, instead of the
-    /// system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+    /// Where Redis is (`url`, `ca_file`) and how long a sync (`timeout_ms`, default 500; a
+    /// slower sync counts as failed) and connecting (`connect_timeout_ms`, default 5000) may
+    /// take, in milliseconds. The server's certificate is always verified: a `#fragment` (the
+    /// redis client's `#insecure`) is refused.
+    #[serde(flatten)]
+    pub client: ClientConfig<DEFAULT_TIMEOUT_MS>,
     /// The prefix of the store's keys; instances sharing it (and a target) share a budget.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
-    /// How long one sync may take, in milliseconds; a slower sync counts as failed.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// How long connecting may take, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
 }
 
 fn default_key_prefix() -> String {
     DEFAULT_KEY_PREFIX.to_owned()
 }
 
-fn default_timeout_ms() -> u64 {
-    DEFAULT_TIMEOUT_MS
-}
-
-fn default_connect_timeout_ms() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_MS
-}
-
-impl fmt::Debug for RedisFleetConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisFleetConfig")
-            .field("url", &redacted(&self.url))
-            .field("ca_file", &self.ca_file)
-            .field("key_prefix", &self.key_prefix)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("connect_timeout_ms", &self.connect_timeout_ms)
-            .finish()
-    }
-}
-
 impl RedisFleetConfig {
     /// The defaults for a Redis at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
-            ca_file: None,
+            client: ClientConfig::new(url),
             key_prefix: default_key_prefix(),
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         }
     }
 
     /// Trusts the CA certificates in `path` for a `rediss://` server.
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+        self.client = self.client.with_ca_file(path);
         self
     }
 
@@ -103,22 +78,23 @@ impl RedisFleetConfig {
 
     /// Sets how long one sync may take.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.client = self.client.with_timeout(timeout);
+        self
+    }
+
+    /// Sets how long connecting may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.with_connect_timeout(timeout);
         self
     }
 
     /// Checks every setting; the error names the one at fault.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check_url(&self.url)?;
+        check_url(&self.client.url)?;
         if self.key_prefix.is_empty() {
             return Err(ConfigError::EmptyKeyPrefix);
         }
-        if self.timeout_ms == 0 {
-            return Err(ConfigError::ZeroTimeout("timeout_ms"));
-        }
-        if self.connect_timeout_ms == 0 {
-            return Err(ConfigError::ZeroTimeout("connect_timeout_ms"));
-        }
+        self.client.validate()?;
         Ok(())
     }
 }
@@ -151,34 +127,76 @@ pub enum ConfigError {
     ZeroTimeout(&'static str),
 }
 
-/// Refuses any URL fragment, above all `#insecure`; tabs and newlines, which the client's
-/// parser drops, are ignored in the comparison.
-fn check_url(url: &str) -> Result<(), ConfigError> {
-    let Some((base, fragment)) = url.split_once('#') else {
-        return Ok(());
-    };
-    let fragment: String = fragment
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    let url = format!("{}#{fragment}", redacted(base));
-    if fragment.trim().eq_ignore_ascii_case("insecure") {
-        Err(ConfigError::InsecureTls { url })
-    } else {
-        Err(ConfigError::UrlFragment { url })
+/// The shared settings' errors keep this type's variants and texts (each names its setting),
+/// which users match on.
+impl From<SettingsError> for ConfigError {
+    fn from(error: SettingsError) -> Self {
+        match error {
+            SettingsError::InsecureTls { url } => Self::InsecureTls { url },
+            SettingsError::UrlFragment { url } => Self::UrlFragment { url },
+            SettingsError::ZeroTimeout(setting) => Self::ZeroTimeout(setting),
+        }
     }
 }
 
-/// `url` with any password replaced, for logs and errors.
-pub(crate) fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_keys_sit_beside_the_prefix_with_this_stores_defaults() {
+        let defaults: RedisFleetConfig = serde_json::from_str(r#"{"url":"redis://h"}"#).unwrap();
+        assert_eq!(defaults, RedisFleetConfig::new("redis://h"));
+        assert_eq!(defaults.client.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(
+            defaults.client.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT_MS
+        );
+        assert_eq!(defaults.key_prefix, DEFAULT_KEY_PREFIX);
+        let config: RedisFleetConfig = serde_json::from_str(
+            r#"{"url":"rediss://h","ca_file":"/ca.pem","timeout_ms":7,"connect_timeout_ms":9,
+                "key_prefix":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            RedisFleetConfig::new("rediss://h")
+                .with_ca_file("/ca.pem")
+                .with_timeout(Duration::from_millis(7))
+                .with_connect_timeout(Duration::from_millis(9))
+                .with_key_prefix("p")
+        );
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RedisFleetConfig>(&json).unwrap(),
+            config
+        );
+        let error = serde_json::from_str::<RedisFleetConfig>(r#"{"url":"redis://h","sync":1}"#)
+            .unwrap_err();
+        assert!(error.to_string().contains("sync"), "{error}");
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_hide_the_password() {
+        let config = RedisFleetConfig::new("rediss://u:hunter2@h/0#insecure");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "url: rediss://***@h/0#insecure turns off TLS certificate verification \
+             (#insecure); trust a private CA with ca_file instead"
+        );
+        assert_eq!(
+            RedisFleetConfig::new("redis://h/0#x")
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "url: redis://h/0#x has a #fragment; redis urls take none"
+        );
+        assert_eq!(
+            RedisFleetConfig::new("redis://h")
+                .with_connect_timeout(Duration::ZERO)
+                .validate(),
+            Err(ConfigError::ZeroTimeout("connect_timeout_ms"))
+        );
     }
 }

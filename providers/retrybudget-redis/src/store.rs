@@ -5,26 +5,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ligand_redis_client::{Connector, within};
 use ligand_runtime::{FleetDelta, FleetRetryBudget, FleetSyncError, FleetTotals};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError, ServerErrorKind, TlsCertificates};
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use tokio::sync::OnceCell;
 
-use crate::config::{ConfigError, RedisFleetConfig, redacted};
+use crate::config::{ConfigError, RedisFleetConfig};
 use crate::script;
-
-/// Reconnection attempts per outage before giving up until the next sync.
-const RECONNECT_ATTEMPTS: usize = 3;
 
 /// How long keys outlive the window, so that a bucket is never dropped while still counted.
 const TTL_SLACK_SECS: u64 = 5;
-
-/// Why opening the connection failed.
-enum Opened {
-    Redis(RedisError),
-    Timeout,
-}
 
 /// Why [`RedisRetryBudget::new`] or [`RedisRetryBudget::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,26 +62,37 @@ pub enum ConnectError {
     },
 }
 
+/// The shared connection's errors keep this type's variants and texts (each names its
+/// setting), which users match on.
+impl From<ligand_redis_client::ConnectError> for ConnectError {
+    fn from(error: ligand_redis_client::ConnectError) -> Self {
+        use ligand_redis_client::ConnectError as Shared;
+        match error {
+            Shared::Config(error) => Self::Config(error.into()),
+            Shared::Url { url, source } => Self::Url { url, source },
+            Shared::CaFile { path, source } => Self::CaFile { path, source },
+            Shared::Unreachable { url, source } => Self::Unreachable { url, source },
+            Shared::Timeout { url, timeout } => Self::Timeout { url, timeout },
+        }
+    }
+}
+
 /// The fleet store on Redis: implements [`FleetRetryBudget`] for
 /// [`ligand_runtime::FleetBudget`].
 pub struct RedisRetryBudget {
-    client: Client,
-    manager: ConnectionManagerConfig,
+    connector: Connector,
     /// Made on the first sync that reaches Redis; reconnects by itself afterwards.
     connection: OnceCell<ConnectionManager>,
     prefix: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-    url: String,
     sha: String,
 }
 
 impl fmt::Debug for RedisRetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRetryBudget")
-            .field("url", &self.url)
+            .field("url", &self.connector.url())
             .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.connector.timeout())
             .field("connected", &self.connection.initialized())
             .finish_non_exhaustive()
     }
@@ -101,89 +104,41 @@ impl RedisRetryBudget {
     /// budget reports Degraded). For configuration files, whose loading is synchronous.
     pub fn new(config: RedisFleetConfig) -> Result<Self, ConnectError> {
         config.validate()?;
-        let url = redacted(&config.url);
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        let client = match &config.ca_file {
-            None => Client::open(config.url.as_str()),
-            Some(path) => {
-                // A small file read once at startup.
-                let pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                let certificates = TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                Client::build_with_tls(config.url.as_str(), certificates)
-            }
-        }
-        .map_err(|source| ConnectError::Url {
-            url: url.clone(),
-            source,
-        })?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(RECONNECT_ATTEMPTS)
-            .set_max_delay(timeout);
         Ok(Self {
-            client,
-            manager,
+            connector: Connector::new(&config.client)?,
             connection: OnceCell::new(),
             prefix: config.key_prefix,
-            timeout,
-            connect_timeout,
-            url,
             sha: redis::Script::new(script::SYNC).get_hash().to_owned(),
         })
     }
 
-    /// Validates `config`, connects and `PING`s: fails when Redis is unreachable at start,
-    /// so a wrong URL shows at once; later outages only make the fleet view stale.
+    /// Validates `config`, connects and `PING`s within the connect timeout: fails when Redis
+    /// is unreachable at start, so a wrong URL shows at once; later outages only make the
+    /// fleet view stale.
     pub async fn connect(config: RedisFleetConfig) -> Result<Self, ConnectError> {
         let store = Self::new(config)?;
-        let url = store.url.clone();
-        let mut connection = store.connection().await.map_err(|error| match error {
-            Opened::Redis(source) => ConnectError::Unreachable {
-                url: url.clone(),
-                source,
-            },
-            Opened::Timeout => ConnectError::Timeout {
-                url: url.clone(),
-                timeout: store.connect_timeout,
-            },
-        })?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(|source| ConnectError::Unreachable { url, source })?;
+        let connection = store.connector.connect().await?;
+        // The cell is new: nothing else can have filled it.
+        let _ = store.connection.set(connection);
         Ok(store)
     }
 
-    /// The connection, made on first use within the connect timeout.
-    async fn connection(&self) -> Result<ConnectionManager, Opened> {
+    /// The connection, made on first use within the connect timeout; a connect timeout is an
+    /// I/O time-out.
+    async fn sync_connection(&self) -> Result<ConnectionManager, RedisError> {
+        use ligand_redis_client::ConnectError as Shared;
         self.connection
-            .get_or_try_init(|| async {
-                tokio::time::timeout(
-                    self.connect_timeout,
-                    ConnectionManager::new_with_config(self.client.clone(), self.manager.clone()),
-                )
-                .await
-                .map_err(|_| Opened::Timeout)?
-                .map_err(Opened::Redis)
-            })
+            .get_or_try_init(|| self.connector.open())
             .await
             .cloned()
-    }
-
-    /// [`connection`](Self::connection) for a sync: a connect timeout is an I/O time-out.
-    async fn sync_connection(&self) -> Result<ConnectionManager, RedisError> {
-        self.connection().await.map_err(|opened| match opened {
-            Opened::Redis(error) => error,
-            Opened::Timeout => RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        })
+            .map_err(|error| match error {
+                Shared::Unreachable { source, .. } => source,
+                Shared::Timeout { .. } => {
+                    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                }
+                // `open` fails only as above; kept whole should that change.
+                other => RedisError::from(std::io::Error::other(other)),
+            })
     }
 
     /// `PING`, on the shared connection.
@@ -242,21 +197,20 @@ impl FleetRetryBudget for RedisRetryBudget {
     ) -> Result<Vec<FleetTotals>, FleetSyncError> {
         if deltas.is_empty() {
             // Nothing to count yet: a PING keeps the health honest while no call goes out.
-            return tokio::time::timeout(self.timeout, self.ping())
+            return within(self.connector.timeout(), self.ping())
                 .await
-                .map_err(|_| {
-                    FleetSyncError(format!("redis did not answer within {:?}", self.timeout).into())
-                })?
+                .map_err(|timed_out| FleetSyncError(Box::new(timed_out)))?
                 .map(|()| Vec::new())
                 .map_err(|error| FleetSyncError(Box::new(error)));
         }
         let window_secs = window.as_secs().max(1);
-        let replies = tokio::time::timeout(self.timeout, self.run(instance, window_secs, deltas))
-            .await
-            .map_err(|_| {
-                FleetSyncError(format!("redis did not answer within {:?}", self.timeout).into())
-            })?
-            .map_err(|error| FleetSyncError(Box::new(error)))?;
+        let replies = within(
+            self.connector.timeout(),
+            self.run(instance, window_secs, deltas),
+        )
+        .await
+        .map_err(|timed_out| FleetSyncError(Box::new(timed_out)))?
+        .map_err(|error| FleetSyncError(Box::new(error)))?;
         Ok(replies
             .into_iter()
             .map(|(calls, retries, instances)| FleetTotals::new(calls, retries, instances))
