@@ -584,6 +584,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the values and the order they are bound in, the path is the same, each
+        /// segment decodes to its value, and it is a valid URI path.
+        #[test]
+        fn binding_order_does_not_change_the_path(x in "\\PC*", rest in "\\PC*") {
+            let template = "/a/{x}/b/{*rest}";
+            let in_order = render_path(template, &[("x", &x), ("rest", &rest)]);
+            let reversed = render_path(template, &[("rest", &rest), ("x", &x)]);
+            match (&in_order, &reversed) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(a, b);
+                    proptest::prop_assert!(http::uri::PathAndQuery::try_from(a.as_str()).is_ok());
+                    let tail = a.strip_prefix("/a/").unwrap_or_default();
+                    let (segment, catch_all) = tail.split_once("/b/").unwrap_or_default();
+                    let decode = |s: &str| {
+                        percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+                    };
+                    proptest::prop_assert_eq!(decode(segment), x.clone());
+                    proptest::prop_assert_eq!(decode(catch_all), rest.trim_start_matches('/'));
+                }
+                (Err(_), Err(_)) => proptest::prop_assert!(x.is_empty() || rest.is_empty()),
+                _ => proptest::prop_assert!(false, "{in_order:?} {reversed:?}"),
+            }
+        }
+    }
+
     #[test]
     fn refusals_are_classified() {
         let body = |code: &str| {
