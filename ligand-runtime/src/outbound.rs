@@ -9,9 +9,10 @@ pub(crate) mod resilience;
 mod transport;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
 use crate::chain::VerifiedChain;
@@ -46,6 +47,10 @@ pub struct Caller {
     /// The span of the request this handle serves, and its `tracestate`: calls are its
     /// children. Outside a request each call starts a new trace.
     trace: Option<(TraceParent, Option<HeaderValue>)>,
+    /// The target this handle's first call found, so that later calls skip the lookup by
+    /// name. Weak: a shutdown that drops the transport's targets closes their pools even
+    /// while handles live.
+    target: OnceLock<Weak<transport::Target>>,
 }
 
 impl fmt::Debug for Caller {
@@ -70,6 +75,7 @@ impl Caller {
             upstream,
             txn,
             trace: None,
+            target: OnceLock::new(),
         }
     }
 
@@ -97,10 +103,18 @@ impl Caller {
         body: Option<Bytes>,
         key: Option<u64>,
     ) -> Result<Bytes, CallError> {
-        let target = self.transport.target(self.service).await?;
+        let target = match self.target.get().and_then(Weak::upgrade) {
+            Some(target) => target,
+            None => {
+                let target = self.transport.target(self.service).await?;
+                let _ = self.target.set(Arc::downgrade(&target));
+                target
+            }
+        };
         let call = transport::Call {
             method,
-            path_and_query,
+            // Parsed once per call; every attempt's URI shares it.
+            path_and_query: PathAndQuery::try_from(path_and_query),
             body,
             txn: self.txn.clone(),
             key,
@@ -109,8 +123,7 @@ impl Caller {
             traceparent: match &self.trace {
                 Some((span, _)) => *span,
                 None => TraceParent::new_root(),
-            }
-            .to_header(),
+            },
             tracestate: self.trace.as_ref().and_then(|(_, state)| state.clone()),
         };
         self.transport.call(&target, &self.upstream, call).await

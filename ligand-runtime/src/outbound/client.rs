@@ -32,8 +32,7 @@ pub trait Client: Sized + Send + Sync + 'static {
 pub struct CallBuilder<'a> {
     caller: &'a Caller,
     method: Method,
-    template: &'static str,
-    params: Vec<(&'static str, String)>,
+    path: PathRender,
     query: Option<String>,
     body: Option<Bytes>,
     key: Option<u64>,
@@ -45,7 +44,7 @@ impl fmt::Debug for CallBuilder<'_> {
         f.debug_struct("CallBuilder")
             .field("service", &self.caller.service())
             .field("method", &self.method)
-            .field("template", &self.template)
+            .field("template", &self.path.template)
             .finish_non_exhaustive()
     }
 }
@@ -55,8 +54,7 @@ impl<'a> CallBuilder<'a> {
         Self {
             caller,
             method,
-            template,
-            params: Vec::new(),
+            path: PathRender::new(template),
             query: None,
             body: None,
             key: None,
@@ -67,10 +65,7 @@ impl<'a> CallBuilder<'a> {
     /// Binds the template parameter `{name}` (or `{*name}`) to `value`'s `Display` form,
     /// percent-encoded as one path segment (a `{*name}` catch-all keeps its `/`).
     pub fn param(mut self, name: &'static str, value: &(impl fmt::Display + ?Sized)) -> Self {
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{value}");
-        self.params.push((name, text));
+        self.path.bind(name, value);
         self
     }
 
@@ -123,11 +118,7 @@ impl<'a> CallBuilder<'a> {
         if let Some(error) = self.error {
             return Err(error);
         }
-        let path = render_path(self.template, &self.params)?;
-        let path_and_query = match &self.query {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
-        };
+        let path_and_query = self.path.finish(self.query.as_deref())?;
         self.caller
             .send(self.method, path_and_query, self.body, self.key)
             .await
@@ -144,11 +135,149 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 /// A catch-all keeps its `/` separators.
 const CATCH_ALL: &percent_encoding::AsciiSet = &SEGMENT.remove(b'/');
 
-/// The template with every `{name}` / `{*name}` replaced by its encoded value. A parameter left
-/// unbound or bound twice is a bug in the caller, reported as an encoding error.
-fn render_path(template: &str, params: &[(&'static str, String)]) -> Result<String, CallError> {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
+/// A call's path, rendered from its template as the parameters are bound: a parameter bound
+/// in template order (as generated clients bind them) is encoded straight into the path; one
+/// bound out of order is kept and rendered when the call is sent. A parameter left unbound,
+/// bound twice, not named by the template or empty is a bug in the caller, reported as an
+/// encoding error.
+struct PathRender {
+    template: &'static str,
+    /// `template` rendered up to `rest`.
+    path: String,
+    /// What of `template` is not rendered yet: empty, or from a `{`.
+    rest: &'static str,
+    /// Parameters bound out of template order.
+    later: Vec<(&'static str, String)>,
+    /// The first parameter bound in order to an empty value.
+    empty: Option<&'static str>,
+}
+
+impl PathRender {
+    fn new(template: &'static str) -> Self {
+        let mut path = String::with_capacity(template.len() + 16);
+        let (literal, rest) = up_to_parameter(template);
+        path.push_str(literal);
+        Self {
+            template,
+            path,
+            rest,
+            later: Vec::new(),
+            empty: None,
+        }
+    }
+
+    fn bind(&mut self, name: &'static str, value: &(impl fmt::Display + ?Sized)) {
+        let next = if self.later.is_empty() {
+            next_parameter(self.rest, name)
+        } else {
+            None
+        };
+        let Some((set, after)) = next else {
+            let mut text = String::new();
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{value}");
+            self.later.push((name, text));
+            return;
+        };
+        let mut segment = Segment {
+            out: &mut self.path,
+            set,
+            // A catch-all's leading `/` would make an empty segment.
+            trim: std::ptr::eq(set, CATCH_ALL),
+            written: false,
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(segment, "{value}");
+        if !segment.written {
+            self.empty.get_or_insert(name);
+        }
+        let (literal, rest) = up_to_parameter(after);
+        self.path.push_str(literal);
+        self.rest = rest;
+    }
+
+    /// The path with the parameters bound out of order rendered, and `?query` when there is
+    /// one.
+    fn finish(self, query: Option<&str>) -> Result<String, CallError> {
+        if let Some(name) = self.empty {
+            return Err(CallError::Encode(format!(
+                "parameter `{name}` of `{}` is empty",
+                self.template
+            )));
+        }
+        let mut out = self.path;
+        if !self.rest.is_empty() || !self.later.is_empty() {
+            render_rest(self.template, self.rest, &self.later, &mut out)?;
+        }
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(query);
+        }
+        Ok(out)
+    }
+}
+
+/// `template` split before its first `{`.
+fn up_to_parameter(template: &'static str) -> (&'static str, &'static str) {
+    // A byte scan: `{` is ASCII, so its index is a char boundary.
+    let at = template
+        .bytes()
+        .position(|b| b == b'{')
+        .unwrap_or(template.len());
+    template.split_at(at)
+}
+
+/// When `rest` starts with the parameter `{name}` or `{*name}`: its encoding set and what
+/// follows it.
+fn next_parameter(
+    rest: &'static str,
+    name: &str,
+) -> Option<(&'static percent_encoding::AsciiSet, &'static str)> {
+    let (set, start) = match rest.as_bytes() {
+        [b'{', b'*', ..] => (CATCH_ALL, 2),
+        [b'{', ..] => (SEGMENT, 1),
+        _ => return None,
+    };
+    let end = start + name.len();
+    // Byte comparisons: `start`, `end` and `end + 1` are char boundaries once they match.
+    (rest.as_bytes().get(start..end)? == name.as_bytes() && rest.as_bytes().get(end) == Some(&b'}'))
+        .then(|| (set, &rest[end + 1..]))
+}
+
+/// Percent-encodes what a value's `Display` writes into the path.
+struct Segment<'a> {
+    out: &'a mut String,
+    set: &'static percent_encoding::AsciiSet,
+    /// Leading `/`s are still to be dropped.
+    trim: bool,
+    /// Whether the value wrote anything (before trimming).
+    written: bool,
+}
+
+impl fmt::Write for Segment<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.written |= !s.is_empty();
+        let s = if self.trim {
+            let trimmed = s.trim_start_matches('/');
+            self.trim = trimmed.is_empty();
+            trimmed
+        } else {
+            s
+        };
+        self.out
+            .extend(percent_encoding::utf8_percent_encode(s, self.set));
+        Ok(())
+    }
+}
+
+/// Appends `rest` (the end of `template`) to `out` with every `{name}` / `{*name}` replaced
+/// by its encoded value from `params`, each of which it must name exactly once.
+fn render_rest(
+    template: &str,
+    mut rest: &str,
+    params: &[(&'static str, String)],
+    out: &mut String,
+) -> Result<(), CallError> {
     let mut used = 0usize;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
@@ -186,10 +315,10 @@ fn render_path(template: &str, params: &[(&'static str, String)]) -> Result<Stri
     if used != params.len() {
         return Err(CallError::Encode(format!(
             "{} parameter(s) bound that `{template}` does not name",
-            params.len() - used
+            params.len().saturating_sub(used)
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Why an outbound call failed. Match on the kind; new kinds may be added.
@@ -392,46 +521,92 @@ fn is_enforcement_code(code: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn p(name: &'static str, v: &str) -> (&'static str, String) {
-        (name, v.to_owned())
+    /// The path of `template` with `params` bound in the order given.
+    fn render_path(
+        template: &'static str,
+        params: &[(&'static str, &str)],
+    ) -> Result<String, CallError> {
+        let mut path = PathRender::new(template);
+        for (name, value) in params {
+            path.bind(name, value);
+        }
+        path.finish(None)
     }
 
     #[test]
     fn paths_render_encoded() {
-        assert_eq!(
-            render_path("/accounts/{id}", &[p("id", "a/b c")])
-                .ok()
-                .as_deref(),
-            Some("/accounts/a%2Fb%20c")
-        );
-        assert_eq!(
-            render_path("/files/{*rest}", &[p("rest", "/x/y z")])
-                .ok()
-                .as_deref(),
-            Some("/files/x/y%20z")
-        );
-        assert_eq!(
-            render_path("/a/{x}/b/{y}", &[p("y", "2"), p("x", "1")])
-                .ok()
-                .as_deref(),
-            Some("/a/1/b/2")
-        );
-        assert_eq!(render_path("/plain", &[]).ok().as_deref(), Some("/plain"));
+        for (template, params, rendered) in [
+            (
+                "/accounts/{id}",
+                &[("id", "a/b c")][..],
+                "/accounts/a%2Fb%20c",
+            ),
+            ("/files/{*rest}", &[("rest", "/x/y z")], "/files/x/y%20z"),
+            ("/files/{*rest}/end", &[("rest", "//")], "/files//end"),
+            ("/a/{x}/b/{y}", &[("y", "2"), ("x", "1")], "/a/1/b/2"),
+            ("/a/{x}/b/{y}", &[("x", "1"), ("y", "2")], "/a/1/b/2"),
+            ("/a/{x}/b/{y}/c", &[("x", "1"), ("y", "2")], "/a/1/b/2/c"),
+            ("/a/{x}{y}", &[("x", "1"), ("y", "2")], "/a/12"),
+            ("/a/{xy}/{x}", &[("x", "1"), ("xy", "2")], "/a/2/1"),
+            ("/plain", &[], "/plain"),
+        ] {
+            assert_eq!(
+                render_path(template, params).ok().as_deref(),
+                Some(rendered),
+                "{template} {params:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_query_follows_the_path() {
+        let mut path = PathRender::new("/a/{x}");
+        path.bind("x", &1);
+        assert_eq!(path.finish(Some("q=1")).ok().as_deref(), Some("/a/1?q=1"));
     }
 
     #[test]
     fn bad_bindings_are_refused() {
         for (template, params) in [
-            ("/a/{x}", vec![]),
-            ("/a/{x}", vec![p("x", "1"), p("x", "2")]),
-            ("/a", vec![p("x", "1")]),
-            ("/a/{x}", vec![p("x", "")]),
-            ("/a/{x", vec![p("x", "1")]),
+            ("/a/{x}", &[][..]),
+            ("/a/{x}", &[("x", "1"), ("x", "2")]),
+            ("/a/{x}/{y}", &[("y", "1"), ("y", "2"), ("x", "1")]),
+            ("/a", &[("x", "1")]),
+            ("/a/{x}", &[("x", "1"), ("y", "1")]),
+            ("/a/{x}", &[("x", "")]),
+            ("/a/{x}/{y}", &[("y", ""), ("x", "1")]),
+            ("/a/{x", &[("x", "1")]),
         ] {
             assert!(
-                matches!(render_path(template, &params), Err(CallError::Encode(_))),
+                matches!(render_path(template, params), Err(CallError::Encode(_))),
                 "{template} {params:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the values and the order they are bound in, the path is the same, each
+        /// segment decodes to its value, and it is a valid URI path.
+        #[test]
+        fn binding_order_does_not_change_the_path(x in "\\PC*", rest in "\\PC*") {
+            let template = "/a/{x}/b/{*rest}";
+            let in_order = render_path(template, &[("x", &x), ("rest", &rest)]);
+            let reversed = render_path(template, &[("rest", &rest), ("x", &x)]);
+            match (&in_order, &reversed) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(a, b);
+                    proptest::prop_assert!(http::uri::PathAndQuery::try_from(a.as_str()).is_ok());
+                    let tail = a.strip_prefix("/a/").unwrap_or_default();
+                    let (segment, catch_all) = tail.split_once("/b/").unwrap_or_default();
+                    let decode = |s: &str| {
+                        percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+                    };
+                    proptest::prop_assert_eq!(decode(segment), x.clone());
+                    proptest::prop_assert_eq!(decode(catch_all), rest.trim_start_matches('/'));
+                }
+                (Err(_), Err(_)) => proptest::prop_assert!(x.is_empty() || rest.is_empty()),
+                _ => proptest::prop_assert!(false, "{in_order:?} {reversed:?}"),
+            }
         }
     }
 

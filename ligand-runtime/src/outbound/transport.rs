@@ -23,7 +23,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::uri::{InvalidUri, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
@@ -37,6 +38,7 @@ use super::resilience::breaker::{BreakerError, Transition};
 use super::resilience::config::ResilienceConfig;
 use super::resilience::fleet::FleetBudget;
 use super::resilience::outlier::OutlierEvent;
+use super::resilience::slot::Slot;
 use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
 use crate::admin::AuditMetrics;
@@ -44,6 +46,7 @@ use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::{Current, IdentityState};
+use crate::trace::TraceParent;
 use crate::wimse::sign::WptSigner;
 use crate::wimse::{TokenHash, WIT_HEADER, WPT_HEADER, normalized_authority};
 
@@ -174,13 +177,15 @@ enum Endpoints {
 /// One call, as the client built it.
 pub(crate) struct Call {
     pub(crate) method: Method,
-    pub(crate) path_and_query: String,
+    /// The path and query, or why they are not a valid one (each attempt then fails to
+    /// encode).
+    pub(crate) path_and_query: Result<PathAndQuery, InvalidUri>,
     pub(crate) body: Option<Bytes>,
     pub(crate) txn: Option<HeaderValue>,
     /// The hashed sticky key, for a ring-hash balancer.
     pub(crate) key: Option<u64>,
     /// The W3C `traceparent` naming the call's span, and the `tracestate` forwarded.
-    pub(crate) traceparent: HeaderValue,
+    pub(crate) traceparent: TraceParent,
     pub(crate) tracestate: Option<HeaderValue>,
 }
 
@@ -386,8 +391,8 @@ impl Transport {
                 call.key,
                 deadline,
                 trace,
-                |address| async move {
-                    self.exchange(target, dialer, call, chain, tth, &address)
+                |endpoint| async move {
+                    self.exchange(target, dialer, call, chain, tth, &endpoint)
                         .await
                 },
             )
@@ -398,8 +403,7 @@ impl Transport {
             })
     }
 
-    /// One attempt on the endpoint at `address`: how it ended for the resilience stages, and
-    /// its answer.
+    /// One attempt on `endpoint`: how it ended for the resilience stages, and its answer.
     async fn exchange(
         &self,
         target: &Target,
@@ -407,44 +411,50 @@ impl Transport {
         call: &Call,
         chain: &HeaderValue,
         tth: Option<&TokenHash>,
-        address: &str,
+        endpoint: &Slot,
     ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
         // A request that cannot be encoded says nothing about the endpoint: it is neither
         // counted against it nor retried.
         let encode =
             |e: &dyn fmt::Display| (Outcome::ClientError, Err(CallError::Encode(e.to_string())));
-        let mut uri =
-            String::with_capacity(HTTPS.len() + address.len() + call.path_and_query.len());
-        uri.push_str(HTTPS);
-        uri.push_str(address);
-        uri.push_str(&call.path_and_query);
+        let address = endpoint.address();
+        // The URI from parts parsed once: the endpoint's authority, the call's path.
+        let (authority, path) = match (endpoint.authority(), &call.path_and_query) {
+            (Ok(authority), Ok(path)) => (authority, path),
+            (Err(e), _) | (_, Err(e)) => return encode(e),
+        };
         // Signed per attempt: the WPT's `aud` is this attempt's target URI (scheme, authority,
         // path; no query), as the peer rebuilds it from the request it receives.
         let wimse = self.wimse.as_ref().and_then(|signer| {
-            let path_end = call
-                .path_and_query
-                .find('?')
-                .unwrap_or(call.path_and_query.len());
-            let path = &call.path_and_query[..path_end];
             let authority = normalized_authority(address);
-            if matches!(authority, std::borrow::Cow::Borrowed(_)) {
-                signer.headers(
-                    &uri[..HTTPS.len() + address.len() + path.len()],
-                    tth,
-                    SystemTime::now(),
-                )
-            } else {
-                let aud = format!("{HTTPS}{authority}{path}");
-                signer.headers(&aud, tth, SystemTime::now())
-            }
+            let path = path.path();
+            let mut aud = String::with_capacity(HTTPS.len() + authority.len() + path.len());
+            aud.push_str(HTTPS);
+            aud.push_str(&authority);
+            aud.push_str(path);
+            signer.headers(&aud, tth, SystemTime::now())
         });
-        let uri = match Uri::try_from(uri) {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(path.clone());
+        let uri = match Uri::from_parts(parts) {
             Ok(uri) => uri,
             Err(e) => return encode(&e),
         };
         let mut request = Request::new(Full::new(call.body.clone().unwrap_or_default()));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = uri;
+        // Sized once for the headers below: no growth and rehash on the way (and no smaller
+        // than the map's first growth would make it, which keeps lookups of absent names,
+        // as hyper and h2 make for connection headers, short).
+        *request.headers_mut() = HeaderMap::with_capacity(
+            (3 + usize::from(call.body.is_some())
+                + usize::from(call.txn.is_some())
+                + usize::from(call.tracestate.is_some())
+                + if wimse.is_some() { 2 } else { 0 })
+            .max(6),
+        );
         let headers = request.headers_mut();
         headers.insert(
             http::header::ACCEPT,
@@ -462,7 +472,9 @@ impl Transport {
         }
         // A value new on every call is sent as a literal never indexed (RFC 7541 §6.2.3): in
         // HPACK's table it would only evict the values that do repeat, such as the chain.
-        let mut traceparent = call.traceparent.clone();
+        // Rendered per attempt rather than cloned: a clone of a fresh value allocates to
+        // share it.
+        let mut traceparent = call.traceparent.to_header();
         traceparent.set_sensitive(true);
         headers.insert(TRACEPARENT, traceparent);
         if let Some(state) = &call.tracestate {

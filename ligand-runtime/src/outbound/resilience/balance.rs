@@ -201,9 +201,9 @@ impl Picked {
         self.slot.address()
     }
 
-    /// The endpoint's `host:port`, shared: for an attempt that outlives this borrow.
-    pub(crate) fn shared_address(&self) -> Arc<str> {
-        self.slot.address().clone()
+    /// The endpoint, shared: for an attempt that outlives this borrow.
+    pub(crate) fn endpoint(&self) -> Arc<Slot> {
+        self.slot.clone()
     }
 }
 
@@ -306,7 +306,7 @@ impl Pool {
     /// endpoint is chosen at random.
     #[cfg(test)]
     pub(crate) fn pick(&self) -> Result<Picked, NoEndpoints> {
-        self.choose(None, None)
+        self.choose(None, None, Instant::now())
     }
 
     /// Chooses an endpoint for a retry: any but `previous` (the endpoint the attempt before
@@ -314,26 +314,27 @@ impl Pool {
     /// predicate does; `previous` again only when it is the one left.
     #[cfg(test)]
     pub(crate) fn pick_other(&self, previous: &str) -> Result<Picked, NoEndpoints> {
-        self.choose(None, Some(previous))
+        self.choose(None, Some(previous), Instant::now())
     }
 
     /// Chooses an endpoint for one attempt whose sticky key is `key` (a user or session
     /// id); only [`Strategy::RingHash`] uses the key, the others behave as [`pick`](Self::pick).
     #[cfg(test)]
     pub(crate) fn pick_keyed(&self, key: &[u8]) -> Result<Picked, NoEndpoints> {
-        self.choose(Some(hash_bytes(key)), None)
+        self.choose(Some(hash_bytes(key)), None, Instant::now())
     }
 
     /// Chooses an endpoint for an attempt of a call with the hashed sticky key `key`, if
     /// any, avoiding `previous` on a retry: [`pick`](Self::pick), [`pick_other`](Self::pick_other)
     /// or [`pick_keyed`](Self::pick_keyed) in one. With [`Strategy::RingHash`], a retry goes
-    /// to the key's next endpoint on the ring.
+    /// to the key's next endpoint on the ring. `at` is now (a clock read the caller shares).
     pub(crate) fn pick_for(
         &self,
         key: Option<u64>,
         previous: Option<&str>,
+        at: Instant,
     ) -> Result<Picked, NoEndpoints> {
-        self.choose(key, previous)
+        self.choose(key, previous, at)
     }
 
     /// Records how the attempt on `picked` ended: its latency feeds the peak-EWMA estimate,
@@ -342,9 +343,18 @@ impl Pool {
     /// A failed attempt counts as at least [`FAILURE_PENALTY`] of latency: an endpoint that
     /// refuses connections answers fastest of all, and without the penalty the balancer
     /// would send it the most traffic (Finagle's failure accrual makes the same correction).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the stack records with its clock read")
+    )]
     pub(crate) fn record(&self, picked: Picked, outcome: Outcome) {
-        let now = self.now();
-        let mut rtt = Instant::now().saturating_duration_since(picked.started);
+        self.record_at(picked, outcome, Instant::now());
+    }
+
+    /// [`record`](Self::record) at `at` (a clock read the caller shares).
+    pub(crate) fn record_at(&self, picked: Picked, outcome: Outcome, at: Instant) {
+        let now = self.nanos_at(at);
+        let mut rtt = at.saturating_duration_since(picked.started);
         if outcome.is_failure() {
             rtt = rtt.max(FAILURE_PENALTY);
         }
@@ -358,7 +368,12 @@ impl Pool {
 
     /// Nanoseconds since the pool was made; never 0, which slots read as "never".
     fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch)).max(1)
+        self.nanos_at(Instant::now())
+    }
+
+    /// [`now`](Self::now) at `at`.
+    fn nanos_at(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch)).max(1)
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -368,13 +383,19 @@ impl Pool {
             .clone()
     }
 
-    fn choose(&self, key: Option<u64>, avoid: Option<&str>) -> Result<Picked, NoEndpoints> {
+    fn choose(
+        &self,
+        key: Option<u64>,
+        avoid: Option<&str>,
+        at: Instant,
+    ) -> Result<Picked, NoEndpoints> {
         let snapshot = self.snapshot();
         let slots = &snapshot.slots;
         if slots.is_empty() {
             return Err(NoEndpoints);
         }
-        let now = self.now();
+        // One clock read for both the statistics' time and the attempt's start.
+        let now = self.nanos_at(at);
         let all_ejected = slots.iter().all(|slot| slot.is_ejected(now));
         let ejected = |i: usize| !all_ejected && slots[i].is_ejected(now);
         let avoided = avoid.and_then(|address| {
@@ -404,10 +425,7 @@ impl Pool {
         };
         let slot = slots[index].clone();
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
-        Ok(Picked {
-            slot,
-            started: Instant::now(),
-        })
+        Ok(Picked { slot, started: at })
     }
 
     /// A uniform draw among the endpoints `out` does not exclude: up to three draws, then

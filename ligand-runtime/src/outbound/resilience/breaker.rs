@@ -232,16 +232,26 @@ impl Admission<'_> {
     }
 
     /// Reports the call's outcome.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the stack reports with its clock read")
+    )]
     pub(crate) fn record(self, outcome: Outcome) {
+        self.record_at(outcome, Instant::now());
+    }
+
+    /// Reports the call's outcome, as it stood at `now`.
+    pub(crate) fn record_at(self, outcome: Outcome, now: Instant) {
         self.breaker
-            .finish(self.generation, self.probe, Some(outcome));
+            .finish(self.generation, self.probe, Some(outcome), now);
         std::mem::forget(self);
     }
 }
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        self.breaker.finish(self.generation, self.probe, None);
+        self.breaker
+            .finish(self.generation, self.probe, None, Instant::now());
     }
 }
 
@@ -281,8 +291,16 @@ impl Breaker {
     }
 
     /// Asks to make one call.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the stack asks with its clock read")
+    )]
     pub(crate) fn allow(&self) -> Result<Admission<'_>, BreakerError> {
-        let now = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    /// [`allow`](Self::allow) at `now` (a clock read the caller shares).
+    pub(crate) fn allow_at(&self, now: Instant) -> Result<Admission<'_>, BreakerError> {
         let mut inner = self.lock()?;
         let transition = self.expire(&mut inner, now);
         let result = match inner.state {
@@ -339,8 +357,7 @@ impl Breaker {
     }
 
     /// The end of an admitted call: `None` when it was cancelled.
-    fn finish(&self, generation: u64, probe: bool, outcome: Option<Outcome>) {
-        let now = Instant::now();
+    fn finish(&self, generation: u64, probe: bool, outcome: Option<Outcome>, now: Instant) {
         // Poisoned: `allow` refuses every call, so nothing is lost by not counting.
         let Ok(mut inner) = self.inner.lock() else {
             return;

@@ -116,6 +116,16 @@ impl Bulkhead {
         })
     }
 
+    /// A slot for one call when one is free now: `None` when the call would have to wait
+    /// (or be refused as [`BulkheadError::Full`]: [`acquire`](Self::acquire) decides).
+    pub(crate) fn try_acquire(&self) -> Result<Option<BulkheadPermit>, BulkheadError> {
+        match self.calls.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(BulkheadPermit { _permit: permit })),
+            Err(TryAcquireError::Closed) => Err(BulkheadError::Closed),
+            Err(TryAcquireError::NoPermits) => Ok(None),
+        }
+    }
+
     /// A slot for one call: at once when one is free, after waiting in the queue when the
     /// queue has room, otherwise [`BulkheadError::Full`] at once.
     pub(crate) async fn acquire(&self) -> Result<BulkheadPermit, BulkheadError> {

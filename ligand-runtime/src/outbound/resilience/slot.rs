@@ -14,6 +14,9 @@ use super::Outcome;
 #[derive(Debug)]
 pub(crate) struct Slot {
     address: Arc<str>,
+    /// `address` parsed as a URI authority once, for the request URI of every attempt on
+    /// it (an address that is not one fails each attempt to encode).
+    authority: Result<http::uri::Authority, http::uri::InvalidUri>,
     /// Attempts picked and not yet finished.
     pub(super) in_flight: AtomicU32,
     /// The peak-EWMA latency estimate in nanoseconds, as `f64` bits.
@@ -38,6 +41,7 @@ impl Slot {
     /// A fresh slot whose latency estimate starts at `default_rtt` at time `now`.
     pub(super) fn new(address: Arc<str>, default_rtt: Duration, now: u64) -> Self {
         Self {
+            authority: http::uri::Authority::try_from(&*address),
             address,
             in_flight: AtomicU32::new(0),
             rtt: AtomicU64::new((default_rtt.as_nanos() as f64).to_bits()),
@@ -54,6 +58,11 @@ impl Slot {
     /// The endpoint's `host:port`.
     pub(crate) fn address(&self) -> &Arc<str> {
         &self.address
+    }
+
+    /// The endpoint's `host:port` as a URI authority, or why it is not one.
+    pub(crate) fn authority(&self) -> Result<&http::uri::Authority, &http::uri::InvalidUri> {
+        self.authority.as_ref()
     }
 
     /// Attempts in flight.

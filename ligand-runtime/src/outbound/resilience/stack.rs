@@ -16,6 +16,7 @@ use super::fleet::FleetShare;
 use super::outlier::OutlierEvent;
 use super::retry::{Decision, Retry};
 use super::rng::Rng;
+use super::slot::Slot;
 use super::{Outcome, Sink};
 
 /// The balancer, outlier detector, circuit breaker, bulkhead and retry policy of one target.
@@ -96,8 +97,14 @@ impl Stack {
     }
 
     /// A bulkhead slot for one call, held until the returned permit drops (retries
-    /// included); waiting in the queue counts against `deadline`.
+    /// included); waiting in the queue counts against `deadline`. A free slot is taken at
+    /// once, without a timer.
     pub(crate) async fn admit(&self, deadline: Instant) -> Result<BulkheadPermit, Refusal> {
+        match self.bulkhead.try_acquire() {
+            Ok(Some(permit)) => return Ok(permit),
+            Ok(None) => {}
+            Err(error) => return Err(Refusal::Overloaded(error)),
+        }
         match tokio::time::timeout_at(deadline, self.bulkhead.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(error)) => Err(Refusal::Overloaded(error)),
@@ -122,31 +129,34 @@ impl Stack {
         mut exchange: F,
     ) -> Result<T, Ended<E>>
     where
-        F: FnMut(Arc<str>) -> Fut,
+        F: FnMut(Arc<Slot>) -> Fut,
         Fut: Future<Output = (Outcome, Result<T, E>)>,
     {
         self.retry.budget().deposit();
         loop {
+            // One clock read for the breaker and the balancer, one when the attempt ends.
+            let now = Instant::now();
             let admission = self
                 .breaker
-                .allow()
+                .allow_at(now)
                 .map_err(|e| Ended::Refused(Refusal::CircuitOpen(e)))?;
             let previous = (trace.attempts > 0).then_some(trace.address.as_str());
             let picked = self
                 .pool
-                .pick_for(key, previous)
+                .pick_for(key, previous, now)
                 .map_err(|_| Ended::Refused(Refusal::NoEndpoints))?;
             trace.attempts += 1;
             trace.address.clear();
             trace.address.push_str(picked.address());
-            let address = picked.shared_address();
-            let (outcome, result) = match tokio::time::timeout_at(deadline, exchange(address)).await
-            {
-                Ok((outcome, result)) => (outcome, result.map_err(Ended::Failed)),
-                Err(_) => (Outcome::NoResponse, Err(Ended::Refused(Refusal::TimedOut))),
-            };
-            self.pool.record(picked, outcome);
-            admission.record(outcome);
+            let endpoint = picked.endpoint();
+            let (outcome, result) =
+                match tokio::time::timeout_at(deadline, exchange(endpoint)).await {
+                    Ok((outcome, result)) => (outcome, result.map_err(Ended::Failed)),
+                    Err(_) => (Outcome::NoResponse, Err(Ended::Refused(Refusal::TimedOut))),
+                };
+            let now = Instant::now();
+            self.pool.record_at(picked, outcome, now);
+            admission.record_at(outcome, now);
             let ended = match result {
                 Ok(answer) => return Ok(answer),
                 Err(timed_out @ Ended::Refused(_)) => return Err(timed_out),
@@ -197,8 +207,8 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = outcomes.iter().copied();
         let result = stack
-            .attempts(&permit, &method, None, deadline(), &mut trace, |address| {
-                seen.push(address);
+            .attempts(&permit, &method, None, deadline(), &mut trace, |endpoint| {
+                seen.push(endpoint.address().clone());
                 let outcome = next.next().unwrap_or(Outcome::Success);
                 async move {
                     let result = if outcome.is_failure() {
