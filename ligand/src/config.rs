@@ -586,12 +586,12 @@ fn redis_replay(
         config = config.with_connect_timeout(duration("wimse.replay_connect_timeout", timeout)?);
     }
     config.validate().map_err(|e| {
-        use ligand_replay_redis::SettingsError;
-        let setting = match &e {
-            SettingsError::ZeroTimeout("connect_timeout_ms") => "wimse.replay_connect_timeout",
-            SettingsError::ZeroTimeout(_) => "wimse.replay_timeout",
-            SettingsError::InsecureTls { .. } | SettingsError::UrlFragment { .. } => setting,
-        };
+        let setting = redis_client_setting(
+            &e,
+            setting,
+            "wimse.replay_timeout",
+            "wimse.replay_connect_timeout",
+        );
         invalid(setting, e)
     })?;
     Ok(std::sync::Arc::new(providers::RedisReplay::new(
@@ -623,6 +623,23 @@ fn feature_off(setting: &'static str, value: &str, feature: &str) -> ConfigError
         setting,
         format!("{value} needs ligand built with the `{feature}` feature (or `full`)"),
     )
+}
+
+/// The `ligand.toml` setting a Redis connection setting's error names: the URL's, the
+/// command timeout's or the connect timeout's.
+#[cfg(feature = "redis")]
+fn redis_client_setting(
+    error: &ligand_replay_redis::SettingsError,
+    url: &'static str,
+    timeout: &'static str,
+    connect_timeout: &'static str,
+) -> &'static str {
+    use ligand_replay_redis::SettingsError;
+    match error {
+        SettingsError::ZeroTimeout("connect_timeout_ms") => connect_timeout,
+        SettingsError::ZeroTimeout(_) => timeout,
+        SettingsError::InsecureTls { .. } | SettingsError::UrlFragment { .. } => url,
+    }
 }
 
 /// A `redis://` or `rediss://` URL, checked before anything connects; the password, if any,
@@ -767,9 +784,12 @@ fn redis_limiter(
     }
     config.validate().map_err(|e| {
         let setting = match &e {
-            RedisError::InsecureTls { .. } | RedisError::UrlFragment { .. } => setting,
-            RedisError::ZeroTimeout("connect_timeout_ms") => "rate_limit.connect_timeout",
-            RedisError::ZeroTimeout(_) => "rate_limit.timeout",
+            RedisError::Settings(settings) => redis_client_setting(
+                settings,
+                setting,
+                "rate_limit.timeout",
+                "rate_limit.connect_timeout",
+            ),
             _ => "rate_limit",
         };
         invalid(setting, e)

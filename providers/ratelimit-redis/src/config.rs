@@ -50,7 +50,7 @@ pub struct RedisConfig {
     /// Where Redis is (`url`, `ca_file`) and how long a check (`timeout_ms`, default 250) and
     /// connecting (`connect_timeout_ms`, default 5000) may take, in milliseconds; a slower
     /// Redis denies the request. The server's certificate is always verified: the redis
-    /// client's `#insecure` fragment is refused ([`ConfigError::InsecureTls`]), as is any
+    /// client's `#insecure` fragment is refused ([`SettingsError::InsecureTls`]), as is any
     /// other fragment.
     #[serde(flatten)]
     pub client: ClientConfig<DEFAULT_TIMEOUT_MS>,
@@ -137,38 +137,10 @@ pub enum ConfigError {
         /// `default` or `overrides[i]`.
         rule: String,
     },
-    /// A timeout is zero.
-    #[error("{0} must be at least 1")]
-    ZeroTimeout(&'static str),
-    /// The URL ends in `#insecure`, the redis client's marker for skipping the server
-    /// certificate's verification. It is refused: trust a private CA with `ca_file` instead.
-    #[error(
-        "redis url {url} turns off TLS certificate verification (#insecure); \
-         trust a private CA with ca_file instead"
-    )]
-    InsecureTls {
-        /// The URL, password redacted.
-        url: String,
-    },
-    /// The URL has a fragment (`#…`). The redis client reads fragments as connection
-    /// options, and the only one it knows turns off certificate verification, so none is
-    /// accepted.
-    #[error("redis url {url} has a #fragment; redis urls take none")]
-    UrlFragment {
-        /// The URL, password redacted.
-        url: String,
-    },
-}
-
-/// The shared settings' errors keep this type's variants and texts, which users match on.
-impl From<SettingsError> for ConfigError {
-    fn from(error: SettingsError) -> Self {
-        match error {
-            SettingsError::InsecureTls { url } => Self::InsecureTls { url },
-            SettingsError::UrlFragment { url } => Self::UrlFragment { url },
-            SettingsError::ZeroTimeout(setting) => Self::ZeroTimeout(setting),
-        }
-    }
+    /// A connection setting is invalid: a zero timeout, or a URL with a fragment (above all
+    /// the redis client's `#insecure`, which would turn off certificate verification).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// A validated limit as the script takes it.
@@ -295,7 +267,7 @@ mod tests {
         );
         assert_eq!(
             Rules::new(&RedisConfig::new(URL, 1.0, 1).with_timeout(Duration::ZERO)).unwrap_err(),
-            ConfigError::ZeroTimeout("timeout_ms")
+            ConfigError::Settings(SettingsError::ZeroTimeout("timeout_ms"))
         );
     }
 
@@ -312,7 +284,10 @@ mod tests {
         ] {
             let error = Rules::new(&RedisConfig::new(url, 1.0, 1)).unwrap_err();
             assert!(
-                matches!(error, ConfigError::InsecureTls { .. }),
+                matches!(
+                    error,
+                    ConfigError::Settings(SettingsError::InsecureTls { .. })
+                ),
                 "{url:?}: {error:?}"
             );
         }
@@ -325,15 +300,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             error,
-            ConfigError::InsecureTls {
+            ConfigError::Settings(SettingsError::InsecureTls {
                 url: "rediss://***@redis.internal:6380/0#insecure".into()
-            }
+            })
         );
         assert!(!error.to_string().contains("hunter2"), "{error}");
         // Any other fragment too.
         assert!(matches!(
             Rules::new(&RedisConfig::new("rediss://redis.internal/0#other", 1.0, 1)),
-            Err(ConfigError::UrlFragment { .. })
+            Err(ConfigError::Settings(SettingsError::UrlFragment { .. }))
         ));
         // Without a fragment the URL is the client's to check.
         Rules::new(&RedisConfig::new(

@@ -45,3 +45,4 @@ pub use self::config::{
     ConfigError, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_MS, RedisConfig,
 };
 pub use self::limiter::{CheckError, ConnectError, RedisLimiter};
+pub use ligand_redis_client::SettingsError;

@@ -66,7 +66,9 @@ async fn insecure_tls_is_refused_before_connecting() {
     assert!(
         matches!(
             error,
-            ConnectError::Config(ligand_ratelimit_redis::ConfigError::InsecureTls { .. })
+            ConnectError::Config(ligand_ratelimit_redis::ConfigError::Settings(
+                ligand_ratelimit_redis::SettingsError::InsecureTls { .. }
+            ))
         ),
         "{error:?}"
     );
