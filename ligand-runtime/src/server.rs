@@ -16,6 +16,7 @@ use spiffe::SpiffeId;
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::enforce::{Answer, Step};
 pub use self::enforce::{Denied, Enforced};
 pub use self::lifecycle::{init, init_trust_boundary};
 pub use self::shadow::ShadowDecisions;

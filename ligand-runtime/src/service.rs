@@ -11,9 +11,13 @@ use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use spiffe::SpiffeId;
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
 
 use crate::binding::ExternalPeer;
 use crate::chain::{CHAIN_HEADER, Chain, ChainRejection, Link, VerifiedChain};
@@ -23,7 +27,7 @@ use crate::outbound::TXN_TOKEN_HEADER;
 use crate::policy::EvalRequest;
 use crate::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
 use crate::request_id::RequestId;
-use crate::server::{Denied, Server};
+use crate::server::{Answer, Denied, Server, Step};
 use crate::tls::VerifiedPeer;
 use crate::trace::{self, TraceParent};
 use crate::txn::{MintError, TxnClaims, TxnMintRequest, TxnRejection};
@@ -153,48 +157,69 @@ where
     T: 'static,
     S: Send + 'static,
 {
-    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+    /// The handler's own future when the guard admitted the request at once, which is the
+    /// common case: admission adds no future, no allocation and no move of its own to the
+    /// request. Boxed when the refusal or the admission has to wait.
+    type Future = Either<Instrumented<H::Future>, Pin<Box<dyn Future<Output = Response> + Send>>>;
 
     fn call(self, request: Request, state: S) -> Self::Future {
-        // Split once, before the future is built (which then holds the head and the body
-        // rather than room for the whole request too): admission works on the head in place,
-        // and the request is rebuilt only for the handler.
+        // Admission works on the head in place; the request is rebuilt for the handler.
         let (mut parts, body) = request.into_parts();
-        Box::pin(async move {
-            match self.guard.admit(&mut parts).await {
-                Ok((request_id, trace, parent)) => {
-                    // The handler runs in the request span, so its `tracing` events carry the
-                    // request and trace IDs. At debug level: a subscriber records a span's
-                    // fields when it opens, about 4k instructions a request with tracing's
-                    // formatter, so the span is opted into (`ligand::request=debug`, or trace
-                    // export); otherwise it is disabled and costs a level check.
-                    let span = tracing::debug_span!(
-                        target: "ligand::request",
-                        "request",
-                        request_id = %request_id,
-                        trace_id = %trace.trace_id(),
-                        span_id = %trace.span_id(),
-                        parent_span_id = tracing::field::Empty,
-                        sampled = trace.sampled(),
-                    );
-                    if let Some(parent) = parent {
-                        span.record("parent_span_id", tracing::field::display(parent));
-                    }
-                    tracing::Instrument::instrument(
-                        self.handler.call(Request::from_parts(parts, body), state),
-                        span,
-                    )
-                    .await
-                }
-                Err(denied) => {
-                    // Boxed: a refusal is rare, and its wait would otherwise enlarge every
-                    // request's future (see `Server::audit`).
-                    Box::pin(drain_refused(&parts.headers, body)).await;
-                    denied
-                }
+        match self.guard.admit_now(&mut parts) {
+            Admission::Now(Ok(admitted)) => {
+                Either::Left(serve(self.handler, parts, body, state, &admitted))
             }
-        })
+            Admission::Now(Err(denied)) => Either::Right(Box::pin(refuse(parts, body, denied))),
+            Admission::Pipeline(answer, pending) => Either::Right(Box::pin(async move {
+                match pending.finish(&mut parts, answer.await) {
+                    Ok(admitted) => serve(self.handler, parts, body, state, &admitted).await,
+                    Err(denied) => refuse(parts, body, denied).await,
+                }
+            })),
+            Admission::Later => Either::Right(Box::pin(async move {
+                match self.guard.admit(&mut parts).await {
+                    Ok(admitted) => serve(self.handler, parts, body, state, &admitted).await,
+                    Err(denied) => refuse(parts, body, denied).await,
+                }
+            })),
+        }
     }
+}
+
+/// The handler's future for an admitted request, in the request's span: its `tracing`
+/// events carry the request and trace IDs. At debug level: a subscriber records a span's
+/// fields when it opens, about 4k instructions a request with tracing's formatter, so the
+/// span is opted into (`ligand::request=debug`, or trace export); otherwise it is disabled
+/// and costs a level check.
+fn serve<H: Handler<T, S>, T, S>(
+    handler: H,
+    parts: Parts,
+    body: axum::body::Body,
+    state: S,
+    admitted: &Admitted,
+) -> Instrumented<H::Future> {
+    let trace = &admitted.trace;
+    let span = tracing::debug_span!(
+        target: "ligand::request",
+        "request",
+        request_id = %admitted.request_id,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+        parent_span_id = tracing::field::Empty,
+        sampled = trace.sampled(),
+    );
+    if let Some(parent) = admitted.parent {
+        span.record("parent_span_id", tracing::field::display(parent));
+    }
+    handler
+        .call(Request::from_parts(parts, body), state)
+        .instrument(span)
+}
+
+/// A refused request's answer, once what remains of its body is drained.
+async fn refuse(parts: Parts, body: axum::body::Body, denied: Denied) -> Response {
+    drain_refused(&parts.headers, body).await;
+    denial_response(&denied)
 }
 
 /// The most of a refused request's body read before the refusal is sent.
@@ -393,23 +418,26 @@ struct RouteGuard {
 
 /// Decodes the route's path parameters as the handler's `Path` extractor does; a parameter
 /// that is not UTF-8 once decoded would reach neither, so the request is refused.
-async fn path_params(parts: &mut Parts, request_id: RequestId) -> Result<PathParams, Response> {
-    match RawPathParams::from_request_parts(parts, &()).await {
-        Ok(raw) => {
+///
+/// Axum's extractor answers at once (its future reads the router's match from the head); one
+/// that did not would be refused too, rather than admitted without its parameters.
+fn path_params(parts: &mut Parts, request_id: RequestId) -> Result<PathParams, Denied> {
+    let error = match RawPathParams::from_request_parts(parts, &()).now_or_never() {
+        Some(Ok(raw)) => {
             let mut params = PathParams::new();
             for (name, value) in &raw {
                 params.push(name, value);
             }
-            Ok(params)
+            return Ok(params);
         }
-        Err(error) => {
-            tracing::debug!(%request_id, %error, "path parameters refused");
-            Err(denial_response(&Denied {
-                denial: Denial::BadRequest,
-                request_id,
-            }))
-        }
-    }
+        Some(Err(error)) => error.to_string(),
+        None => "the path parameters were not ready".to_owned(),
+    };
+    tracing::debug!(%request_id, %error, "path parameters refused");
+    Err(Denied {
+        denial: Denial::BadRequest,
+        request_id,
+    })
 }
 
 /// W3C Trace Context: a valid `traceparent` makes this request's span a child of the
@@ -437,101 +465,212 @@ fn trace_context(
     }
 }
 
+/// What a route's guard decided before building any future.
+enum Admission {
+    /// Decided at once, the common case: the request's head has its [`Ctx`], or the
+    /// refusal answers.
+    Now(Result<Admitted, Denied>),
+    /// The pipeline has to wait (an out-of-process limiter or engine, a full queue in the
+    /// `block` audit mode): its answer completes the request's context.
+    Pipeline(Pin<Box<dyn Future<Output = Answer> + Send>>, Box<Pending>),
+    /// Admission itself waits (a gateway route, a service that verifies WIT/WPT pairs): it
+    /// runs as a future, on the request's head.
+    Later,
+}
+
+/// An admitted request's IDs, for its span.
+struct Admitted {
+    request_id: RequestId,
+    trace: TraceParent,
+    /// The caller's span, when it sent a valid `traceparent`.
+    parent: Option<trace::SpanId>,
+}
+
+/// What an admitted request's [`Ctx`] takes besides the pipeline's answer.
+struct Pending {
+    request_id: RequestId,
+    peer: Option<VerifiedPeer>,
+    chain: VerifiedChain,
+    txn: Option<HeaderValue>,
+    workload: Option<Arc<VerifiedWorkload>>,
+    trace: TraceParent,
+    tracestate: Option<HeaderValue>,
+    parent: Option<trace::SpanId>,
+    server: Server,
+}
+
+impl Pending {
+    /// The request's head gains its [`Ctx`] when the pipeline allowed it; the refusal
+    /// otherwise.
+    fn finish(self, parts: &mut Parts, answer: Answer) -> Result<Admitted, Denied> {
+        let enforced = answer?;
+        let admitted = Admitted {
+            request_id: self.request_id,
+            trace: self.trace,
+            parent: self.parent,
+        };
+        parts.extensions.insert(Ctx {
+            input: enforced.input,
+            request_id: self.request_id,
+            peer: self.peer,
+            chain: self.chain,
+            txn: self.txn,
+            workload: self.workload,
+            trace: self.trace,
+            tracestate: self.tracestate,
+            server: self.server,
+        });
+        Ok(admitted)
+    }
+}
+
 impl RouteGuard {
-    /// Verified peer → chain header → pipeline: the request head gains its [`Ctx`], or the
-    /// denial answers.
-    async fn admit(
-        &self,
-        parts: &mut Parts,
-    ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
+    /// Admission without a future, when no stage has to wait: verified peer → path
+    /// parameters → chain header → Transaction Token → pipeline, and the request head gains
+    /// its [`Ctx`], or the denial answers. A stage that waits (an out-of-process limiter or
+    /// engine, a full queue in the `block` audit mode) leaves the rest to a future; a gateway
+    /// route, or a service that verifies WIT/WPT pairs, admits in a future from the start
+    /// ([`admit`](Self::admit)).
+    fn admit_now(&self, parts: &mut Parts) -> Admission {
+        if self.gateway || self.server.wimse_verifier().is_some() {
+            return Admission::Later;
+        }
+        let (request_id, peer, params, chain) = match self.head(parts) {
+            Ok(head) => head,
+            Err(denied) => return Admission::Now(Err(denied)),
+        };
+        let (inbound, pending) = match self.request(parts, request_id, peer, params, chain, None) {
+            Ok(request) => request,
+            Err(denied) => return Admission::Now(Err(denied)),
+        };
+        match self.server.pipeline(inbound, request_id) {
+            Step::Now(answer) => Admission::Now(pending.finish(parts, answer)),
+            Step::Wait(answer) => Admission::Pipeline(answer, Box::new(pending)),
+        }
+    }
+
+    /// Admission as a future: [`admit_now`](Self::admit_now)'s stages, with the WIT/WPT pair
+    /// verified after the chain; or a gateway's.
+    async fn admit(&self, parts: &mut Parts) -> Result<Admitted, Denied> {
         if self.gateway {
-            // Boxed: its states would otherwise double this future's size for every route.
+            // Boxed: its states would otherwise double this future's size.
             return Box::pin(self.admit_external(parts)).await;
         }
-        let request_id = RequestId::new();
-        // Taken, not cloned: from here on the peer travels in the `Ctx`.
-        let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
-            return Err(denial_response(&Denied {
-                denial: Denial::Unauthenticated,
-                request_id,
-            }));
-        };
-        let params = path_params(parts, request_id).await?;
-        // A `HeaderName` constant: looking up by `&str` would parse the name on every request.
-        const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
-        let verified_chain = match self.verify_chain(&parts.headers.get_all(CHAIN), &peer) {
-            Ok(chain) => chain,
-            Err(rejection) => {
-                tracing::debug!(%request_id, code = rejection.code(), "chain header refused");
-                return Err(denial_response(&Denied {
-                    denial: Denial::InvalidChain(rejection),
-                    request_id,
-                }));
-            }
-        };
+        let (request_id, peer, params, chain) = self.head(parts)?;
         // The WIT/WPT pair, when a verifier is configured: proof that the holder of the key
         // the WIT binds to the peer's SPIFFE ID made this very request.
         let workload = match self.verify_wimse(parts, &peer).await {
             Ok(workload) => workload,
             Err(rejection) => {
                 tracing::debug!(%request_id, code = rejection.code(), %rejection, "workload identity/proof token refused");
-                return Err(denial_response(&Denied {
+                return Err(Denied {
                     denial: Denial::InvalidWimse(rejection),
                     request_id,
-                }));
+                });
             }
         };
-        // Verified here, before the limiter and the policy see the request, and forwarded
-        // unchanged on the calls the handler makes (draft-ietf-oauth-transaction-tokens §7.1).
+        let (inbound, pending) = self.request(parts, request_id, peer, params, chain, workload)?;
+        let answer = self.server.pipeline(inbound, request_id).finish().await;
+        pending.finish(parts, answer)
+    }
+
+    /// The stages before the WIT/WPT pair: the request's ID, its verified peer (taken, not
+    /// cloned: from here on it travels in the `Ctx`), its path parameters and its verified
+    /// chain.
+    fn head(
+        &self,
+        parts: &mut Parts,
+    ) -> Result<(RequestId, VerifiedPeer, PathParams, VerifiedChain), Denied> {
+        let request_id = RequestId::new();
+        let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
+            return Err(Denied {
+                denial: Denial::Unauthenticated,
+                request_id,
+            });
+        };
+        let params = path_params(parts, request_id)?;
+        // A `HeaderName` constant: looking up by `&str` would parse the name on every request.
+        const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
+        match self.verify_chain(&parts.headers.get_all(CHAIN), &peer) {
+            Ok(chain) => Ok((request_id, peer, params, chain)),
+            Err(rejection) => {
+                tracing::debug!(%request_id, code = rejection.code(), "chain header refused");
+                Err(Denied {
+                    denial: Denial::InvalidChain(rejection),
+                    request_id,
+                })
+            }
+        }
+    }
+
+    /// The stages after the WIT/WPT pair: the Transaction Token, verified here, before the
+    /// limiter and the policy see the request, and forwarded unchanged on the calls the
+    /// handler makes (draft-ietf-oauth-transaction-tokens §7.1); then the pipeline's input
+    /// and what the `Ctx` takes besides the pipeline's answer.
+    fn request(
+        &self,
+        parts: &Parts,
+        request_id: RequestId,
+        peer: VerifiedPeer,
+        params: PathParams,
+        chain: VerifiedChain,
+        workload: Option<Arc<VerifiedWorkload>>,
+    ) -> Result<(InboundRequest, Pending), Denied> {
         const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
         let txn = parts.headers.get(TXN).cloned();
         let claims = match self.verify_txn(&parts.headers, txn.is_some()) {
             Ok(claims) => claims,
             Err(rejection) => {
                 tracing::debug!(%request_id, code = rejection.code(), %rejection, "transaction token refused");
-                return Err(denial_response(&Denied {
+                return Err(Denied {
                     denial: Denial::InvalidTxnToken(rejection),
                     request_id,
-                }));
+                });
             }
         };
         let inbound = InboundRequest {
-            chain: verified_chain.to_chain(),
+            chain: chain.to_chain(),
             peer: peer.link().clone(),
             resource: self.resource.clone(),
             action: self.action.clone(),
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
             txn: claims,
         };
+        let pending = self.pending(parts, request_id, Some(peer), chain, txn, workload);
+        Ok((inbound, pending))
+    }
+
+    /// What the request's [`Ctx`] takes besides the pipeline's answer, with the request's
+    /// trace context.
+    fn pending(
+        &self,
+        parts: &Parts,
+        request_id: RequestId,
+        peer: Option<VerifiedPeer>,
+        chain: VerifiedChain,
+        txn: Option<HeaderValue>,
+        workload: Option<Arc<VerifiedWorkload>>,
+    ) -> Pending {
         let (trace, tracestate, parent) = trace_context(&parts.headers);
-        match self.server.pipeline(inbound, request_id).await {
-            Ok(enforced) => {
-                parts.extensions.insert(Ctx {
-                    input: enforced.input,
-                    request_id,
-                    peer: Some(peer),
-                    chain: verified_chain,
-                    txn,
-                    workload,
-                    trace,
-                    tracestate,
-                    server: self.server.clone(),
-                });
-                Ok((request_id, trace, parent))
-            }
-            Err(denied) => Err(denial_response(&denied)),
+        Pending {
+            request_id,
+            peer,
+            chain,
+            txn,
+            workload,
+            trace,
+            tracestate,
+            parent,
+            server: self.server.clone(),
         }
     }
 
     /// A gateway request: external caller → access token → minted Transaction Token →
     /// pipeline with the caller as a `user` link; the handler sees neither the access token
     /// nor any token header the caller sent.
-    async fn admit_external(
-        &self,
-        parts: &mut Parts,
-    ) -> Result<(RequestId, TraceParent, Option<trace::SpanId>), Response> {
+    async fn admit_external(&self, parts: &mut Parts) -> Result<Admitted, Denied> {
         let request_id = RequestId::new();
-        let deny = |denial| denial_response(&Denied { denial, request_id });
+        let deny = |denial| Denied { denial, request_id };
         // Only the gateway listener sets the caller's address; a gateway route reached any
         // other way (the mTLS binding, a missing configuration) admits nobody.
         let (Some(external), Some(gateway)) = (
@@ -540,7 +679,7 @@ impl RouteGuard {
         ) else {
             return Err(deny(Denial::Unauthenticated));
         };
-        let params = path_params(parts, request_id).await?;
+        let params = path_params(parts, request_id)?;
         let minted = crate::gateway::bearer(&parts.headers).and_then(|token| {
             let mut rctx = serde_json::Map::new();
             rctx.insert("req_ip".into(), external.addr.ip().to_string().into());
@@ -589,24 +728,16 @@ impl RouteGuard {
             request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
             txn: Some(claims),
         };
-        let (trace, tracestate, parent) = trace_context(&parts.headers);
-        match self.server.pipeline(inbound, request_id).await {
-            Ok(enforced) => {
-                parts.extensions.insert(Ctx {
-                    input: enforced.input,
-                    request_id,
-                    peer: None,
-                    chain: VerifiedChain::empty(),
-                    txn: Some(header),
-                    workload: None,
-                    trace,
-                    tracestate,
-                    server: self.server.clone(),
-                });
-                Ok((request_id, trace, parent))
-            }
-            Err(denied) => Err(denial_response(&denied)),
-        }
+        let pending = self.pending(
+            parts,
+            request_id,
+            None,
+            VerifiedChain::empty(),
+            Some(header),
+            None,
+        );
+        let answer = self.server.pipeline(inbound, request_id).finish().await;
+        pending.finish(parts, answer)
     }
 
     /// Verifies the WIT/WPT pair of the request, when a verifier is configured; without one

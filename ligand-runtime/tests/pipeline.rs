@@ -9,7 +9,9 @@ use std::time::Duration;
 use common::{CALLER_ID, Fixture, SERVER_ID};
 use http::Method;
 use ligand_runtime::testkit::{AllowList, PeerClient, PolicyFn, ScriptedLimiter};
-use ligand_runtime::{CHAIN_HEADER, Chain, Link, ProviderError, SpiffeId};
+use ligand_runtime::{
+    CHAIN_HEADER, Chain, EvalRequest, EvalResponse, Link, PolicyEngine, ProviderError, SpiffeId,
+};
 
 fn allow_hello() -> AllowList {
     AllowList::new()
@@ -48,6 +50,64 @@ async fn allowed_request_is_audited_with_template_resource_and_policy_version() 
     assert_eq!(d.input.action.name, "GET");
     assert_eq!(d.policy_version.as_deref(), Some("rev-7"));
     assert_eq!(d.input.chain, Chain::from(vec![verified(CALLER_ID)]));
+}
+
+/// The allow list deciding inline, as an in-process engine such as regorus does, or only
+/// after a real wait, as an engine that asks a backend does.
+struct Decides {
+    rules: AllowList,
+    inline: bool,
+}
+
+#[async_trait::async_trait]
+impl PolicyEngine for Decides {
+    async fn evaluate(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
+        // Pending once: the request's admission is suspended here, and resumed.
+        tokio::task::yield_now().await;
+        self.rules.evaluate(request).await
+    }
+
+    fn evaluate_inline(
+        &self,
+        request: &EvalRequest,
+    ) -> Option<Result<EvalResponse, ProviderError>> {
+        use futures_util::FutureExt as _;
+        self.inline
+            .then(|| self.rules.evaluate(request).now_or_never())
+            .flatten()
+    }
+}
+
+#[tokio::test]
+async fn a_route_admits_and_refuses_alike_whether_the_engine_decides_at_once_or_waits() {
+    let mut answers = Vec::new();
+    for inline in [true, false] {
+        let f = Fixture::start(|c| {
+            c.policy(Decides {
+                rules: allow_hello(),
+                inline,
+            })
+        })
+        .await;
+        let allowed = f.caller(CALLER_ID).get(f.addr, "/hello/ada").await.unwrap();
+        assert_eq!(allowed.status, 200, "inline: {inline}");
+        let denied = f
+            .caller("spiffe://example.org/service/intruder")
+            .get(f.addr, "/hello/ada")
+            .await
+            .unwrap();
+        assert_eq!(denied.status, 403, "inline: {inline}");
+        let request_id = assert_error_body(&denied.json().unwrap(), "POLICY_DENIED");
+        assert_eq!(f.handler_calls(), 1, "inline: {inline}");
+        let decisions = f.audit().await.decisions();
+        let allowed_flags: Vec<bool> = decisions.iter().map(|d| d.allowed).collect();
+        assert_eq!(allowed_flags, [true, false], "inline: {inline}");
+        assert_eq!(decisions[1].request_id, *request_id);
+        answers.push(allowed.text());
+    }
+    // The handler saw the same context (peer, chain) either way.
+    assert!(answers[0].starts_with("hello ada|peer=spiffe://example.org/service/caller|"));
+    assert_eq!(answers[0], answers[1]);
 }
 
 #[tokio::test]

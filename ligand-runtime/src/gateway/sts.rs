@@ -333,7 +333,7 @@ async fn exchange_inner(
         request: RequestLine::new(http::Method::POST, &**path),
         txn: Some(claims.clone()),
     };
-    if let Err(denied) = server.pipeline(inbound, request_id).await {
+    if let Err(denied) = server.pipeline(inbound, request_id).finish().await {
         return Err(pipeline_refusal(&denied.denial));
     }
     let now = std::time::SystemTime::now();

@@ -51,6 +51,33 @@ pub struct Denied {
     pub request_id: RequestId,
 }
 
+/// A stage's answer: now, or after a wait that owns what it needs.
+pub(crate) enum Step<T> {
+    Now(T),
+    Wait(Pin<Box<dyn Future<Output = T> + Send>>),
+}
+
+impl<T> Step<T> {
+    /// The answer, waiting for it if it has to.
+    pub(crate) async fn finish(self) -> T {
+        match self {
+            Self::Now(answer) => answer,
+            Self::Wait(wait) => wait.await,
+        }
+    }
+}
+
+/// The pipeline's answer to a request.
+pub(crate) type Answer = Result<Enforced, Denied>;
+
+/// When a request entered the pipeline: the monotonic start of its latency, and the wall
+/// clock time of its records.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    started: Instant,
+    timestamp: SystemTime,
+}
+
 impl Server {
     /// Runs a request received by a binding through the pipeline. `request.peer` must be the
     /// peer verified by the transport (the HTTP binding sets it from the mTLS certificate); it
@@ -66,7 +93,7 @@ impl Server {
     /// `Link { user: Some(account), .. }` after authentication, or an `external_party` link
     /// before it).
     pub async fn enforce(&self, request: InboundRequest) -> Result<Enforced, Denied> {
-        self.pipeline(request, RequestId::new()).await
+        self.pipeline(request, RequestId::new()).finish().await
     }
 
     /// Waits until every audit and telemetry record produced before this call has reached the
@@ -83,26 +110,77 @@ impl Server {
         self.inner.audit.flush_blocking();
     }
 
-    /// The pipeline. Its stages are sync helpers called from this one function, and each
-    /// stage that can answer at once (an in-process limiter or engine, room in the audit
-    /// queue) does, so the common path builds no nested future to move and drop; only a
-    /// stage that has to wait awaits, and its wait is boxed (see [`audit`](Self::audit)).
+    /// The pipeline, run as far as it goes without waiting: every stage that can answer at
+    /// once (an in-process limiter or engine, room in the audit queue) does, and the answer
+    /// is [`Step::Now`]. The first stage that has to wait (a limiter or engine out of process,
+    /// a full queue in the `block` audit mode) gets the rest of the pipeline as one boxed
+    /// future, [`Step::Wait`], which owns what it needs.
     ///
-    /// Not an `async fn`: the request is turned into the evaluated input before the future
-    /// is built, so the future holds the shared input rather than room for the request in
-    /// every state (an `async fn` keeps its arguments for its whole life).
-    pub(crate) fn pipeline(
-        &self,
-        request: InboundRequest,
-        request_id: RequestId,
-    ) -> impl Future<Output = Result<Enforced, Denied>> + Send + '_ {
-        let started = Instant::now();
-        let timestamp = SystemTime::now();
-        let admitted = self.admitted(request, request_id);
-        async move {
-            let input = admitted?;
-            self.limit_and_decide(input, request_id, started, timestamp)
-                .await
+    /// Not a future: a request's future holds room for every state it can reach, and is
+    /// allocated and moved on every request. With the pipeline's waits inside it, a route's
+    /// request future was 1.4 KB (6.2 KB before the rare waits were boxed), too large for the
+    /// allocator's per-thread cache; the route's guard now admits most requests before it
+    /// builds a future at all (see `service::Guarded`).
+    pub(crate) fn pipeline(&self, request: InboundRequest, request_id: RequestId) -> Step<Answer> {
+        let clock = Clock {
+            started: Instant::now(),
+            timestamp: SystemTime::now(),
+        };
+        let input = match self.admitted(request, request_id) {
+            Ok(input) => input,
+            Err(denied) => return Step::Now(Err(denied)),
+        };
+        let (rate_limit, policy_started) = match &self.inner.rate_limiter {
+            None => (None, Instant::now()),
+            Some(limiter) => {
+                let limiter_started = Instant::now();
+                let check = RateLimitRequest {
+                    chain: &input.chain,
+                    resource: &input.resource,
+                    action: &input.action,
+                };
+                let Some(outcome) = limiter.check_inline(&check) else {
+                    let server = self.clone();
+                    return Step::Wait(Box::pin(async move {
+                        server
+                            .limit_and_decide(input, request_id, clock, limiter_started)
+                            .await
+                    }));
+                };
+                match self.limited(outcome, &input, request_id, clock, limiter_started) {
+                    Ok(passed) => passed,
+                    Err(refused) => return refused,
+                }
+            }
+        };
+        // Engines that decide inline (regorus does) answer without a future; of the others,
+        // only one that has to wait gets a timer (see `evaluate_bounded`).
+        match self.inner.policy.evaluate_inline(&input) {
+            Some(decided) => self.decided(
+                Ok(decided),
+                input,
+                rate_limit,
+                request_id,
+                clock,
+                policy_started,
+            ),
+            None => {
+                let server = self.clone();
+                Step::Wait(Box::pin(async move {
+                    let outcome = server.evaluate_bounded(&input).await;
+                    server
+                        .decided(
+                            outcome,
+                            input,
+                            rate_limit,
+                            request_id,
+                            clock,
+                            policy_started,
+                        )
+                        .finish()
+                        .await
+                }))
+            }
         }
     }
 
@@ -130,70 +208,96 @@ impl Server {
         Ok(self.evaluated(request))
     }
 
-    /// The rate limiter, the policy and the records, for an admitted request's input.
+    /// The rest of the pipeline when the rate limiter has to wait: the limiter, the policy
+    /// and the records.
     async fn limit_and_decide(
-        &self,
+        self,
         input: Arc<EvalRequest>,
         request_id: RequestId,
-        started: Instant,
-        timestamp: SystemTime,
+        clock: Clock,
+        limiter_started: Instant,
     ) -> Result<Enforced, Denied> {
-        let inner = &*self.inner;
-        let policy_started;
-        let rate_limit = match &inner.rate_limiter {
-            None => {
-                policy_started = Instant::now();
-                None
-            }
+        let (rate_limit, policy_started) = match &self.inner.rate_limiter {
             Some(limiter) => {
-                let check = RateLimitRequest {
-                    chain: &input.chain,
-                    resource: &input.resource,
-                    action: &input.action,
-                };
-                let limiter_started = Instant::now();
-                let outcome = match limiter.check_inline(&check) {
-                    Some(outcome) => outcome,
-                    None => limiter.check(&check).await,
-                };
-                // One clock read ends the limiter's time and starts the policy's.
-                let limited = Instant::now();
-                policy_started = limited;
-                let (event, denial) = rate_limit_event(
-                    outcome,
-                    &input,
-                    request_id,
-                    timestamp,
-                    limited.saturating_duration_since(limiter_started),
-                );
-                if let Some(denial) = denial {
-                    if let Some(wait) = self.audit(Record::RateLimit(event)) {
-                        wait.await;
-                    }
-                    return Err(Denied { denial, request_id });
+                let outcome = limiter
+                    .check(&RateLimitRequest {
+                        chain: &input.chain,
+                        resource: &input.resource,
+                        action: &input.action,
+                    })
+                    .await;
+                match self.limited(outcome, &input, request_id, clock, limiter_started) {
+                    Ok(passed) => passed,
+                    Err(refused) => return refused.finish().await,
                 }
-                Some(event)
             }
+            None => (None, Instant::now()),
         };
-
-        // Engines that decide inline (regorus does) answer without a future; of the others,
-        // only one that has to wait gets a timer, so the common case builds and drops none.
-        let outcome = match inner.policy.evaluate_inline(&input) {
+        let outcome = match self.inner.policy.evaluate_inline(&input) {
             Some(decided) => Ok(decided),
-            // Boxed: the timer and the engine's future stay out of the request's future, which
-            // every request allocates and moves (see `audit`).
-            None => Box::pin(self.evaluate_bounded(&input)).await,
+            None => self.evaluate_bounded(&input).await,
         };
+        self.decided(
+            outcome,
+            input,
+            rate_limit,
+            request_id,
+            clock,
+            policy_started,
+        )
+        .finish()
+        .await
+    }
+
+    /// The limiter's answer: its record and the time the policy's stage starts when it let
+    /// the request through; the refusal, once its record is queued, otherwise (an error
+    /// refuses too).
+    fn limited(
+        &self,
+        outcome: Result<RateLimitResponse, ProviderError>,
+        input: &Arc<EvalRequest>,
+        request_id: RequestId,
+        clock: Clock,
+        limiter_started: Instant,
+    ) -> Result<(Option<RateLimitEvent>, Instant), Step<Answer>> {
+        // One clock read ends the limiter's time and starts the policy's.
+        let limited = Instant::now();
+        let (event, denial) = rate_limit_event(
+            outcome,
+            input,
+            request_id,
+            clock.timestamp,
+            limited.saturating_duration_since(limiter_started),
+        );
+        match denial {
+            None => Ok((Some(event), limited)),
+            Some(denial) => {
+                Err(self.answer(Record::RateLimit(event), Err(Denied { denial, request_id })))
+            }
+        }
+    }
+
+    /// The policy's `outcome` made a decision: its record (with the limiter's) queued, and
+    /// the request's answer.
+    fn decided(
+        &self,
+        outcome: Result<Result<EvalResponse, ProviderError>, Duration>,
+        input: Arc<EvalRequest>,
+        rate_limit: Option<RateLimitEvent>,
+        request_id: RequestId,
+        clock: Clock,
+        policy_started: Instant,
+    ) -> Step<Answer> {
         let decided = Instant::now();
         let (decision, result) = self.decision(
             outcome,
             input,
             request_id,
-            timestamp,
-            decided.saturating_duration_since(started),
+            clock.timestamp,
+            decided.saturating_duration_since(clock.started),
             decided.saturating_duration_since(policy_started),
         );
-        if let Some(shadow) = &inner.shadow
+        if let Some(shadow) = &self.inner.shadow
             && decision.error.is_none()
         {
             shadow.offer(
@@ -204,24 +308,28 @@ impl Server {
             );
         }
         // The limiter's record travels with the decision: one slot, one hand-off.
-        if let Some(wait) = self.audit(Record::Decision {
-            rate_limit,
-            decision,
-        }) {
-            wait.await;
-        }
-        result
+        self.answer(
+            Record::Decision {
+                rate_limit,
+                decision,
+            },
+            result,
+        )
     }
 
-    /// Queues `record`; in the `block` mode with no room, returns the wait for a slot.
-    ///
-    /// Not an `async fn`, and the wait is boxed, as is every other wait the common path does
-    /// not take: a future holds room for each state it can reach, and the request's future
-    /// (this pipeline's inside it) is allocated and moved on every request. With the rare
-    /// waits inline, a route's request future was 6.2 KB (1.4 KB now), copied at each move.
-    fn audit(&self, record: Record) -> Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> {
-        let record = self.inner.audit.record_now(record)?;
-        Some(Box::pin(self.inner.audit.record(record)))
+    /// Queues `record`, then answers `result`: at once, or, in the `block` mode with no room,
+    /// once the record has a slot.
+    fn answer<T: Send + 'static>(&self, record: Record, result: T) -> Step<T> {
+        match self.inner.audit.record_now(record) {
+            None => Step::Now(result),
+            Some(record) => {
+                let server = self.clone();
+                Step::Wait(Box::pin(async move {
+                    server.inner.audit.record(record).await;
+                    result
+                }))
+            }
+        }
     }
 
     /// The policy's decision from an engine that does not decide inline, bounded by the
@@ -343,12 +451,15 @@ impl Server {
             reason: Some(Arc::from(unrouted.message())),
             error: None,
         };
-        if let Some(wait) = self.audit(Record::Decision {
-            rate_limit: None,
-            decision: event,
-        }) {
-            wait.await;
-        }
+        self.answer(
+            Record::Decision {
+                rate_limit: None,
+                decision: event,
+            },
+            (),
+        )
+        .finish()
+        .await;
     }
 }
 
