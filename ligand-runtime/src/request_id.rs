@@ -27,23 +27,24 @@ pub struct RequestId {
 impl RequestId {
     /// A new random ID.
     pub fn new() -> Self {
-        Self::from_u128(uuid::Uuid::new_v4().as_u128())
+        Self::from_bytes(uuid::Uuid::new_v4().as_bytes())
     }
 
-    fn from_u128(value: u128) -> Self {
+    /// The ID of `bytes`, most significant first: two digits a byte, from byte operations
+    /// (shifting a `u128` per digit costs several times as much).
+    fn from_bytes(bytes: &[u8; 16]) -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
-        for (i, digit) in hex.iter_mut().enumerate() {
-            // Most significant nibble first; `i < 32` keeps the shift in range.
-            let nibble = (value >> (124 - 4 * i)) & 0xf;
-            *digit = DIGITS[nibble as usize];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
         }
         Self { hex }
     }
 
     /// The ID as 32 lowercase hex digits.
     pub fn as_str(&self) -> &str {
-        // Every byte is an ASCII hex digit, written only by `from_u128`.
+        // Every byte is an ASCII hex digit, written only by `from_bytes`.
         std::str::from_utf8(&self.hex).unwrap_or_default()
     }
 }
@@ -97,7 +98,7 @@ mod tests {
     #[test]
     fn text_is_the_uuid_in_simple_form() {
         let uuid = uuid::Uuid::new_v4();
-        let id = RequestId::from_u128(uuid.as_u128());
+        let id = RequestId::from_bytes(uuid.as_bytes());
         assert_eq!(id.as_str(), uuid.simple().to_string());
         assert_eq!(id.to_string(), uuid.simple().to_string());
         assert_eq!(
@@ -108,10 +109,17 @@ mod tests {
 
     #[test]
     fn extremes_render_every_digit() {
-        assert_eq!(RequestId::from_u128(0).as_str(), "0".repeat(32));
-        assert_eq!(RequestId::from_u128(u128::MAX).as_str(), "f".repeat(32));
         assert_eq!(
-            RequestId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef).as_str(),
+            RequestId::from_bytes(&0u128.to_be_bytes()).as_str(),
+            "0".repeat(32)
+        );
+        assert_eq!(
+            RequestId::from_bytes(&u128::MAX.to_be_bytes()).as_str(),
+            "f".repeat(32)
+        );
+        assert_eq!(
+            RequestId::from_bytes(&0x0123_4567_89ab_cdef_0123_4567_89ab_cdef_u128.to_be_bytes())
+                .as_str(),
             "0123456789abcdef0123456789abcdef"
         );
     }

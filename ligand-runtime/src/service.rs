@@ -539,13 +539,10 @@ impl RouteGuard {
             Ok(head) => head,
             Err(denied) => return Admission::Now(Err(denied)),
         };
-        let (inbound, pending) = match self.request(parts, request_id, peer, params, chain, None) {
-            Ok(request) => request,
-            Err(denied) => return Admission::Now(Err(denied)),
-        };
-        match self.server.pipeline(inbound, request_id) {
-            Step::Now(answer) => Admission::Now(pending.finish(parts, answer)),
-            Step::Wait(answer) => Admission::Pipeline(answer, Box::new(pending)),
+        match self.enforce(parts, request_id, peer, params, chain, None) {
+            Ok((Step::Now(answer), pending)) => Admission::Now(pending.finish(parts, answer)),
+            Ok((Step::Wait(answer), pending)) => Admission::Pipeline(answer, Box::new(pending)),
+            Err(denied) => Admission::Now(Err(denied)),
         }
     }
 
@@ -569,8 +566,8 @@ impl RouteGuard {
                 });
             }
         };
-        let (inbound, pending) = self.request(parts, request_id, peer, params, chain, workload)?;
-        let answer = self.server.pipeline(inbound, request_id).finish().await;
+        let (answer, pending) = self.enforce(parts, request_id, peer, params, chain, workload)?;
+        let answer = answer.finish().await;
         pending.finish(parts, answer)
     }
 
@@ -605,9 +602,10 @@ impl RouteGuard {
 
     /// The stages after the WIT/WPT pair: the Transaction Token, verified here, before the
     /// limiter and the policy see the request, and forwarded unchanged on the calls the
-    /// handler makes (draft-ietf-oauth-transaction-tokens §7.1); then the pipeline's input
-    /// and what the `Ctx` takes besides the pipeline's answer.
-    fn request(
+    /// handler makes (draft-ietf-oauth-transaction-tokens §7.1); then the pipeline, and what
+    /// the `Ctx` takes besides the pipeline's answer. The pipeline's input is built in the
+    /// call (built here and returned, it would be copied twice more).
+    fn enforce(
         &self,
         parts: &Parts,
         request_id: RequestId,
@@ -615,7 +613,7 @@ impl RouteGuard {
         params: PathParams,
         chain: VerifiedChain,
         workload: Option<Arc<VerifiedWorkload>>,
-    ) -> Result<(InboundRequest, Pending), Denied> {
+    ) -> Result<(Step<Answer>, Pending), Denied> {
         const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
         let txn = parts.headers.get(TXN).cloned();
         let claims = match self.verify_txn(&parts.headers, txn.is_some()) {
@@ -628,16 +626,20 @@ impl RouteGuard {
                 });
             }
         };
-        let inbound = InboundRequest {
-            chain: chain.to_chain(),
-            peer: peer.link().clone(),
-            resource: self.resource.clone(),
-            action: self.action.clone(),
-            request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
-            txn: claims,
-        };
+        let answer = self.server.pipeline(
+            InboundRequest {
+                chain: chain.to_chain(),
+                peer: peer.link().clone(),
+                resource: self.resource.clone(),
+                action: self.action.clone(),
+                request: RequestLine::new(parts.method.clone(), parts.uri.path())
+                    .with_params(params),
+                txn: claims,
+            },
+            request_id,
+        );
         let pending = self.pending(parts, request_id, Some(peer), chain, txn, workload);
-        Ok((inbound, pending))
+        Ok((answer, pending))
     }
 
     /// What the request's [`Ctx`] takes besides the pipeline's answer, with the request's
