@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::error::BoxError;
 use crate::health::{Monitor, ProviderKind, State};
+use crate::service::CallerSlot;
 use crate::tls::{MtlsAcceptor, PeerExpiry, VerifiedPeer};
 
 /// What the framework hands a binding when the service starts.
@@ -63,7 +64,7 @@ impl EnforcedService {
     pub fn for_peer(&self, peer: VerifiedPeer) -> PeerService {
         PeerService {
             router: self.router.clone(),
-            peer: ConnectionPeer::Verified(peer),
+            peer: CallerSlot::Verified(peer),
         }
     }
 
@@ -73,7 +74,7 @@ impl EnforcedService {
     pub(crate) fn for_external(&self, remote: SocketAddr) -> PeerService {
         PeerService {
             router: self.router.clone(),
-            peer: ConnectionPeer::External(ExternalPeer { addr: remote }),
+            peer: CallerSlot::External(ExternalPeer { addr: remote }),
         }
     }
 }
@@ -86,17 +87,12 @@ pub(crate) struct ExternalPeer {
     pub(crate) addr: SocketAddr,
 }
 
-#[derive(Debug, Clone)]
-enum ConnectionPeer {
-    Verified(VerifiedPeer),
-    External(ExternalPeer),
-}
-
 /// The enforced service bound to one connection's verified peer.
 #[derive(Clone)]
 pub struct PeerService {
     router: Router,
-    peer: ConnectionPeer,
+    /// What every request of the connection carries: its caller.
+    peer: CallerSlot,
 }
 
 impl fmt::Debug for PeerService {
@@ -113,14 +109,7 @@ impl hyper::service::Service<http::Request<Incoming>> for PeerService {
     type Future = tower::util::Oneshot<Router, http::Request<axum::body::Body>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
-        match &self.peer {
-            ConnectionPeer::Verified(peer) => {
-                request.extensions_mut().insert(peer.clone());
-            }
-            ConnectionPeer::External(peer) => {
-                request.extensions_mut().insert(*peer);
-            }
-        }
+        request.extensions_mut().insert(self.peer.clone());
         self.router
             .clone()
             .oneshot(request.map(axum::body::Body::new))

@@ -384,16 +384,18 @@ async fn refuse_unrouted(server: Server, request: Request, unrouted: Unrouted) -
 /// The refusal of a request no route takes, and its audit record.
 async fn refusal_unrouted(server: Server, request: &Parts, unrouted: Unrouted) -> Response {
     let request_id = RequestId::new();
-    let link = if let Some(peer) = request.extensions.get::<VerifiedPeer>() {
-        peer.link().clone()
-    } else if let Some(external) = request.extensions.get::<ExternalPeer>() {
+    let link = match request.extensions.get::<CallerSlot>() {
+        Some(CallerSlot::Verified(peer)) => peer.link().clone(),
         // Not authenticated: the gateway's caller is known by its address only.
-        Link::default().with_external_party(external.addr.ip().to_string())
-    } else {
-        return denial_response(&Denied {
-            denial: Denial::Unauthenticated,
-            request_id,
-        });
+        Some(CallerSlot::External(external)) => {
+            Link::default().with_external_party(external.addr.ip().to_string())
+        }
+        _ => {
+            return denial_response(&Denied {
+                denial: Denial::Unauthenticated,
+                request_id,
+            });
+        }
     };
     let line = RequestLine::new(request.method.clone(), request.uri.path());
     server
@@ -465,6 +467,57 @@ fn trace_context(
     }
 }
 
+/// One request's caller as its binding saw it and, once the route's guard admitted the
+/// request, the handler's [`Ctx`]: one request extension for both, which admission replaces
+/// in place rather than removing one and allocating another.
+#[derive(Debug, Clone)]
+pub(crate) enum CallerSlot {
+    /// An mTLS peer, until the guard takes it.
+    Verified(VerifiedPeer),
+    /// A gateway listener's caller, until the guard takes it.
+    External(ExternalPeer),
+    /// Admitted: what the handler's `Ctx` extractor reads.
+    Admitted(Ctx),
+    /// Taken by the guard: the request is being admitted, or was refused.
+    Taken,
+}
+
+impl CallerSlot {
+    /// The request's verified peer, taken (one admission uses it).
+    fn take_verified(extensions: &mut http::Extensions) -> Option<VerifiedPeer> {
+        let caller = extensions.get_mut::<Self>()?;
+        match std::mem::replace(caller, Self::Taken) {
+            Self::Verified(peer) => Some(peer),
+            other => {
+                *caller = other;
+                None
+            }
+        }
+    }
+
+    /// The request's external caller, taken (one admission uses it).
+    pub(crate) fn take_external(extensions: &mut http::Extensions) -> Option<ExternalPeer> {
+        let caller = extensions.get_mut::<Self>()?;
+        match std::mem::replace(caller, Self::Taken) {
+            Self::External(peer) => Some(peer),
+            other => {
+                *caller = other;
+                None
+            }
+        }
+    }
+
+    /// The admitted request's context, in the caller's place.
+    fn admit(extensions: &mut http::Extensions, ctx: Ctx) {
+        match extensions.get_mut::<Self>() {
+            Some(caller) => *caller = Self::Admitted(ctx),
+            None => {
+                extensions.insert(Self::Admitted(ctx));
+            }
+        }
+    }
+}
+
 /// What a route's guard decided before building any future.
 enum Admission {
     /// Decided at once, the common case: the request's head has its [`Ctx`], or the
@@ -509,17 +562,20 @@ impl Pending {
             trace: self.trace,
             parent: self.parent,
         };
-        parts.extensions.insert(Ctx {
-            input: enforced.input,
-            request_id: self.request_id,
-            peer: self.peer,
-            chain: self.chain,
-            txn: self.txn,
-            workload: self.workload,
-            trace: self.trace,
-            tracestate: self.tracestate,
-            server: self.server,
-        });
+        CallerSlot::admit(
+            &mut parts.extensions,
+            Ctx {
+                input: enforced.input,
+                request_id: self.request_id,
+                peer: self.peer,
+                chain: self.chain,
+                txn: self.txn,
+                workload: self.workload,
+                trace: self.trace,
+                tracestate: self.tracestate,
+                server: self.server,
+            },
+        );
         Ok(admitted)
     }
 }
@@ -579,7 +635,7 @@ impl RouteGuard {
         parts: &mut Parts,
     ) -> Result<(RequestId, VerifiedPeer, PathParams, VerifiedChain), Denied> {
         let request_id = RequestId::new();
-        let Some(peer) = parts.extensions.remove::<VerifiedPeer>() else {
+        let Some(peer) = CallerSlot::take_verified(&mut parts.extensions) else {
             return Err(Denied {
                 denial: Denial::Unauthenticated,
                 request_id,
@@ -676,7 +732,7 @@ impl RouteGuard {
         // Only the gateway listener sets the caller's address; a gateway route reached any
         // other way (the mTLS binding, a missing configuration) admits nobody.
         let (Some(external), Some(gateway)) = (
-            parts.extensions.remove::<ExternalPeer>(),
+            CallerSlot::take_external(&mut parts.extensions),
             self.server.gateway_config(),
         ) else {
             return Err(deny(Denial::Unauthenticated));
@@ -994,14 +1050,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // Only the enforcement guard inserts a Ctx. Its absence means the request did not pass
         // the pipeline, and the handler must not run.
-        parts.extensions.get::<Ctx>().cloned().ok_or_else(|| {
-            tracing::error!("handler reached without enforcement; refusing");
-            error_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ENFORCEMENT_MISSING",
-                "request was not enforced",
-                "",
-            )
-        })
+        match parts.extensions.get::<CallerSlot>() {
+            Some(CallerSlot::Admitted(ctx)) => Ok(ctx.clone()),
+            _ => {
+                tracing::error!("handler reached without enforcement; refusing");
+                Err(error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ENFORCEMENT_MISSING",
+                    "request was not enforced",
+                    "",
+                ))
+            }
+        }
     }
 }

@@ -24,7 +24,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::binding::ExternalPeer;
 use crate::chain::Chain;
 use crate::error::Denial;
 use crate::request::{Action, InboundRequest, RequestLine, Resource};
@@ -189,7 +188,7 @@ async fn exchange_inner(
     let (mut parts, body) = request.into_parts();
     // Only the gateway listener sets the caller's address.
     let (Some(external), Some(gateway)) = (
-        parts.extensions.remove::<ExternalPeer>(),
+        crate::service::CallerSlot::take_external(&mut parts.extensions),
         server.gateway_config(),
     ) else {
         return Err(Refusal::new(
