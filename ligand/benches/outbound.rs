@@ -3,9 +3,11 @@
 //! and a Ligand client signing version 1 chains, to show what the chain header costs.
 //!
 //! The clients run on a current-thread runtime on the benchmark thread and the server on its
-//! own runtime thread, so a call's latency is the wall time of one sequential call and the
-//! client CPU the benchmark thread's CPU time per call: the client side alone (its connection
-//! tasks run on the same thread). A shared machine moves both by tens of percent between
+//! own runtime thread, so a call's latency is the wall time of one sequential call. The
+//! client CPU per call is the client side's alone: the benchmark thread's CPU time (the
+//! connection tasks run on it) and, for a Ligand client, its audit writer's, which writes
+//! the call records (the default audit log's lines, written to a sink that discards them;
+//! the server writes its decision records the same way). A shared machine moves both by tens of percent between
 //! runs, so the clients take turns on the same server in interleaved rounds (the order
 //! alternating), and the verdict is the median over rounds of each round's ratio to plain.
 //!
@@ -24,7 +26,10 @@
 //! ```
 //!
 //! counts the client thread's instructions for N calls (the `-01` file of thread 1; divide
-//! its total by N).
+//! its total by N). The audit writers' threads are not counted that way (collection follows
+//! the calling thread); for them, and for the server's thread, collect from the start
+//! (`--collect-atstart=yes`) in two runs of different N and divide the difference of each
+//! thread's totals by the difference of the Ns.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -44,7 +49,7 @@ use hyper_util::rt::TokioExecutor;
 use ligand::prelude::*;
 use ligand::provider::tls::{IdentityState, PeerVerifier};
 use ligand::testkit::{AllowList, FakeIdentity, TestCa};
-use ligand::{CallError, ChainVersion, Config, HttpBinding, SpiffeId};
+use ligand::{CallError, ChainVersion, Config, HttpBinding, LogLinesTelemetry, SpiffeId};
 use ligand_registry_static::StaticRegistry;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +78,26 @@ trait AccountsApi {
     async fn get(&self, id: &str) -> Result<Account, CallError>;
 }
 
+/// The IDs of this process's threads.
+fn threads() -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The CPU time of this process's thread `tid` so far (Linux's schedstat, in nanoseconds);
+/// zero for a thread that has ended or a kernel without schedstat.
+fn task_cpu(tid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// The calling thread's CPU time.
 fn thread_cpu() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -90,6 +115,9 @@ struct Clients {
     ligand_v1: AccountsApiClient,
     plain: Plain,
     uri: http::Uri,
+    /// Each Ligand client's service, and the threads it started (its audit writer): a call's
+    /// client CPU is the calling thread's and theirs.
+    ligand_side: [(ligand::Server, Vec<u32>); 2],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,15 +166,30 @@ struct Sample {
 }
 
 fn measure(rt: &tokio::runtime::Runtime, clients: &Clients, which: Which, calls: usize) -> Sample {
+    let side = match which {
+        Which::Ligand => Some(&clients.ligand_side[0]),
+        Which::LigandV1 => Some(&clients.ligand_side[1]),
+        Which::Plain => None,
+    };
+    let client_cpu = || {
+        thread_cpu()
+            + side.map_or(Duration::ZERO, |(_, threads)| {
+                threads.iter().map(|&tid| task_cpu(tid)).sum()
+            })
+    };
     rt.block_on(async {
         let mut latencies = Vec::with_capacity(calls);
-        let cpu = thread_cpu();
+        let cpu = client_cpu();
         for _ in 0..calls {
             let start = Instant::now();
             clients.call(which).await;
             latencies.push(start.elapsed());
         }
-        let cpu = (thread_cpu() - cpu) / u32::try_from(calls).unwrap();
+        // The round's call records written before its CPU is read.
+        if let Some((server, _)) = side {
+            server.flush_audit().await;
+        }
+        let cpu = (client_cpu() - cpu) / u32::try_from(calls).unwrap();
         latencies.sort_unstable();
         Sample {
             p50: latencies[calls / 2],
@@ -248,7 +291,7 @@ fn main() {
         let config = Config::builder()
             .identity(FakeIdentity::new(ca.context(ca.svid(ACCOUNTS))))
             .policy(AllowList::new().allow(GATEWAY, "*", "*"))
-            .telemetry(ligand::testkit::RecordingTelemetry::new())
+            .telemetry(LogLinesTelemetry::new(std::io::sink()))
             .binding(HttpBinding::new("127.0.0.1:0"))
             .build();
         let server = ligand::init(config).await.unwrap();
@@ -266,11 +309,12 @@ fn main() {
         .unwrap();
     let gateway_context = ca.context(ca.svid(GATEWAY));
     let ligand_client = |version: ChainVersion| {
-        client_rt.block_on(async {
+        let before = threads();
+        let (server, client) = client_rt.block_on(async {
             let config = Config::builder()
                 .identity(FakeIdentity::new(gateway_context.clone()))
                 .policy(AllowList::new())
-                .telemetry(ligand::testkit::RecordingTelemetry::new())
+                .telemetry(LogLinesTelemetry::new(std::io::sink()))
                 .binding(HttpBinding::new("127.0.0.1:0"))
                 .outbound_chain_version(version)
                 .registry(
@@ -280,13 +324,14 @@ fn main() {
                 )
                 .build();
             let server = ligand::init(config).await.unwrap();
-            server.client::<AccountsApiClient>()
-        })
+            let client = server.client::<AccountsApiClient>();
+            (server, client)
+        });
+        let started = threads().difference(&before).copied().collect();
+        (client, (server, started))
     };
-    let (ligand, ligand_v1) = (
-        ligand_client(ChainVersion::V2),
-        ligand_client(ChainVersion::V1),
-    );
+    let (ligand, ligand_side) = ligand_client(ChainVersion::V2);
+    let (ligand_v1, ligand_v1_side) = ligand_client(ChainVersion::V1);
 
     let identity = Arc::new(IdentityState::new(&gateway_context, None).unwrap());
     let tls = identity
@@ -309,6 +354,7 @@ fn main() {
         ligand_v1,
         plain,
         uri: format!("https://{addr}/accounts/a").parse().unwrap(),
+        ligand_side: [ligand_side, ligand_v1_side],
     };
 
     // Warm every pool and cache (connections, signed chain tokens, the server's verify cache).
