@@ -17,7 +17,9 @@
 //!   per decision to the service's stdout, redirected to a file. Three scenarios:
 //!   `cache-on`, `cache-off` (the policy decision cache of `RegorusConfig`; until that field
 //!   exists both run the same configuration, so their difference is run-to-run noise) and
-//!   `high-cardinality` (cache on, a random `/accounts/<8 digits>` per request).
+//!   `high-cardinality` (cache on, a random `/accounts/<8 digits>` per request), whose
+//!   ratios are to `plain-high-cardinality`: plain under the same random paths (oha
+//!   generates each URL, which changes the load for any server).
 //!
 //! Every scenario gets fresh server processes in every round. A round runs plain first, then
 //! the others in an order that rotates from round to round; each scenario gets an

@@ -212,7 +212,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "medians over rounds; ratios are medians of per-round ratios to plain\n"
+            "medians over rounds; ratios are medians of per-round ratios to plain \
+             (ligand high-card's to plain high-card: the same random paths)\n"
         );
         let _ = writeln!(out, "MAXIMUM THROUGHPUT");
         let _ = writeln!(
@@ -336,12 +337,16 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
     let of = |f: &dyn Fn(&RunRecord) -> Option<f64>| {
         median(&own.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
     };
-    // Each run next to plain's run of the same round.
+    // Each run next to its baseline's run of the same round (plain's, without one).
+    let baseline_of = |run: &RunRecord, baseline: Scenario| {
+        runs.iter()
+            .find(|p| p.scenario == baseline && p.round == run.round)
+    };
     let pairs: Vec<(&RunRecord, &RunRecord)> = own
         .iter()
         .filter_map(|run| {
-            runs.iter()
-                .find(|p| p.scenario == Scenario::Plain && p.round == run.round)
+            baseline_of(run, scenario.baseline())
+                .or_else(|| baseline_of(run, Scenario::Plain))
                 .map(|plain| (*run, plain))
         })
         .collect();
@@ -476,6 +481,34 @@ mod tests {
         let plain = summarize(Scenario::Plain, &runs);
         assert_eq!(plain.vs_plain.rps_ratio, Some(1.0));
         assert_eq!(plain.vs_plain.rss_delta_mib, Some(0.0));
+    }
+
+    #[test]
+    fn the_high_cardinality_load_is_compared_with_plain_under_the_same_load() {
+        let runs = vec![
+            record(Scenario::Plain, 1, 10_000.0, 1.0, 40.0, 10 * 1024),
+            record(
+                Scenario::PlainHighCardinality,
+                1,
+                12_000.0,
+                1.0,
+                40.0,
+                10 * 1024,
+            ),
+            record(Scenario::HighCardinality, 1, 9_000.0, 1.0, 40.0, 10 * 1024),
+        ];
+        let high = summarize(Scenario::HighCardinality, &runs);
+        assert_eq!(high.vs_plain.rps_ratio, Some(0.75));
+        // Its baseline is compared with plain.
+        let baseline = summarize(Scenario::PlainHighCardinality, &runs);
+        assert_eq!(baseline.vs_plain.rps_ratio, Some(1.2));
+        // Without its baseline's run (an older report), plain's.
+        let without: Vec<RunRecord> = runs
+            .into_iter()
+            .filter(|r| r.scenario != Scenario::PlainHighCardinality)
+            .collect();
+        let high = summarize(Scenario::HighCardinality, &without);
+        assert_eq!(high.vs_plain.rps_ratio, Some(0.9));
     }
 
     #[test]
