@@ -18,11 +18,11 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use self::handoff::{Handoff, Waited};
 use self::slots::Slots;
 
 use super::{
@@ -35,26 +35,15 @@ use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 use crate::policy::EvalRequest;
 
+mod handoff;
 mod slots;
 
 /// How long the writer sleeps after the queue runs empty before it drains again: long enough
 /// to gather a busy service's records into one batch, short enough that the log is current.
 const LINGER: Duration = Duration::from_millis(1);
 
-/// Empty rounds of [`LINGER`] after which the writer stops polling and waits on the channel.
+/// Empty rounds of [`LINGER`] after which the writer stops polling and waits to be woken.
 const IDLE_POLLS: u32 = 20;
-
-/// The most records the writer takes from the queue at once.
-const BATCH: usize = 64;
-
-/// How a wait on an empty queue ended.
-enum Idle {
-    Received(Record),
-    /// The sink's idle flush interval passed.
-    Due,
-    /// Every sender is gone, or the queue was closed.
-    Closed,
-}
 
 /// One item for the writer.
 #[derive(Debug)]
@@ -95,7 +84,7 @@ impl Record {
 
 /// The bounded queue between the request path and the telemetry sink.
 pub(crate) struct AuditQueue {
-    tx: mpsc::UnboundedSender<Record>,
+    handoff: Arc<Handoff>,
     slots: Arc<Slots>,
     overflow: AuditOverflow,
     losses: Arc<Losses>,
@@ -213,12 +202,12 @@ impl AuditQueue {
         overflow: AuditOverflow,
         metrics: Option<Arc<AuditMetrics>>,
     ) -> std::io::Result<Arc<Self>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let handoff = Arc::new(Handoff::default());
         let slots = Arc::new(Slots::new(capacity));
         let losses = Arc::new(Losses::default());
         let spent = Arc::new(Spent::default());
         let writer = Writer {
-            rx,
+            handoff: handoff.clone(),
             sink,
             slots: slots.clone(),
             losses: losses.clone(),
@@ -229,16 +218,11 @@ impl AuditQueue {
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        // The writer's own clock, for the linger: real time even when a test pauses the
-        // server's runtime.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
         std::thread::Builder::new()
             .name("ligand-audit".into())
-            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run(runtime)))?;
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run()))?;
         Ok(Arc::new(Self {
-            tx,
+            handoff,
             slots,
             overflow,
             losses,
@@ -321,7 +305,7 @@ impl AuditQueue {
 
     /// Queues a record that takes no slot (health, metrics, markers).
     fn record_unbounded(&self, record: Record) {
-        if self.tx.send(record).is_err() {
+        if !self.handoff.push(record) {
             self.losses.count(&"the audit writer has stopped");
         }
     }
@@ -330,7 +314,7 @@ impl AuditQueue {
     // Inlined into the request path, so that the record is moved as few times as can be.
     #[inline(always)]
     fn send(&self, record: Record) {
-        if self.tx.send(record).is_err() {
+        if !self.handoff.push(record) {
             self.losses.count(&"the audit writer has stopped");
         }
         self.spent.drop_some();
@@ -350,7 +334,7 @@ impl AuditQueue {
     /// has flushed. Returns at once if the writer has stopped.
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Record::Flush(done)).is_ok() {
+        if self.handoff.push(Record::Flush(done)) {
             let _ = wait.await;
         }
     }
@@ -360,7 +344,7 @@ impl AuditQueue {
     #[cfg(feature = "testkit")]
     pub(crate) fn flush_blocking(&self) {
         let (done, wait) = std::sync::mpsc::channel();
-        if self.tx.send(Record::FlushBlocking(done)).is_ok() {
+        if self.handoff.push(Record::FlushBlocking(done)) {
             let _ = wait.recv();
         }
     }
@@ -369,7 +353,7 @@ impl AuditQueue {
     /// are counted as lost.
     pub(crate) async fn close(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Record::Close(done)).is_ok() {
+        if self.handoff.push(Record::Close(done)) {
             let _ = wait.await;
         }
         // Requests waiting for a slot in the `block` mode give up; their records count as lost.
@@ -377,9 +361,17 @@ impl AuditQueue {
     }
 }
 
+impl Drop for AuditQueue {
+    /// The last handle is gone (the server was dropped without `close`): the writer delivers
+    /// what is queued and stops.
+    fn drop(&mut self) {
+        self.handoff.close();
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
-    rx: mpsc::UnboundedReceiver<Record>,
+    handoff: Arc<Handoff>,
     sink: Arc<dyn Telemetry>,
     slots: Arc<Slots>,
     losses: Arc<Losses>,
@@ -391,56 +383,54 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, runtime: tokio::runtime::Runtime) {
+    fn run(mut self) {
         // The default sink logs through `tracing` to standard output: this thread's lines are
         // written in batches (see `stdout`), like a buffered sink's.
         super::stdout::begin_batching();
-        self.drain(&runtime);
+        self.drain();
         super::stdout::end_batching();
     }
 
-    /// Delivers records until the close marker or until every sender is gone.
+    /// Delivers records until the close marker or until every queue handle is gone.
     ///
-    /// Under load the writer does not wait on the channel: once the queue runs empty it
-    /// flushes the sink and sleeps for [`LINGER`] before draining again, so requests hand
-    /// their records over without waking this thread (a wake-up per record cost a system call
-    /// on each side), and a buffered sink writes once per batch. After [`IDLE_POLLS`] empty
-    /// rounds it waits on the channel, in `runtime`, instead, and an idle service costs
-    /// nothing. Records reach the sink at most about `LINGER` after they were queued.
-    ///
-    /// The busy rounds run outside the runtime: the thread's own sleep costs a fraction of a
-    /// timer's (the timer wheel, a clock read on each side of the park), and this thread runs
-    /// nothing else. Each round takes whatever is queued at once (up to [`BATCH`]), which
-    /// moves each record fewer times than taking them one by one.
-    fn drain(&mut self, runtime: &tokio::runtime::Runtime) {
-        let mut batch = Vec::with_capacity(BATCH);
-        // Polled without a waker: a busy round never asks the request threads to wake it.
-        let mut unwoken = Context::from_waker(Waker::noop());
+    /// Under load the writer does not wait for records: once the queue runs empty it
+    /// flushes the sink and sleeps for [`LINGER`] before taking what came in meanwhile, all
+    /// of it at once, so requests hand their records over without waking this thread (a
+    /// wake-up per record cost a system call on each side), and a buffered sink writes once
+    /// per batch. After [`IDLE_POLLS`] empty rounds it waits to be woken instead, and an idle
+    /// service costs nothing. Records reach the sink at most about `LINGER` after they were
+    /// queued.
+    fn drain(&mut self) {
+        let mut batch = Vec::new();
         let mut unflushed = false;
         let mut idle = 0;
         loop {
-            match self.rx.poll_recv_many(&mut unwoken, &mut batch, BATCH) {
-                // Every sender is gone (the server was dropped without `close`).
-                Poll::Ready(0) => break,
-                Poll::Ready(_) => {}
-                Poll::Pending => {
-                    if unflushed {
+            let open = self.handoff.take(&mut batch);
+            if batch.is_empty() {
+                if !open {
+                    break;
+                }
+                if unflushed {
+                    self.flush();
+                    unflushed = false;
+                }
+                if idle < IDLE_POLLS {
+                    idle += 1;
+                    std::thread::sleep(LINGER);
+                    continue;
+                }
+                // A sink with work due by time (a checkpoint interval) is flushed again when
+                // that much time passes with nothing queued.
+                match self
+                    .handoff
+                    .wait(self.sink.idle_flush_interval(), &mut batch)
+                {
+                    Waited::Records => {}
+                    Waited::TimedOut => {
                         self.flush();
-                        unflushed = false;
-                    }
-                    if idle < IDLE_POLLS {
-                        idle += 1;
-                        std::thread::sleep(LINGER);
                         continue;
                     }
-                    match runtime.block_on(self.idle()) {
-                        Idle::Received(record) => batch.push(record),
-                        Idle::Due => {
-                            self.flush();
-                            continue;
-                        }
-                        Idle::Closed => break,
-                    }
+                    Waited::Closed => break,
                 }
             }
             idle = 0;
@@ -459,27 +449,17 @@ impl Writer {
             }
             unflushed = true;
         }
+        // Every queue handle is gone (the server was dropped without `close`).
         self.flush();
     }
 
-    /// Waits for the next record with the queue empty. A sink with work due by time (a
-    /// checkpoint interval) is flushed again when that much time passes with nothing queued.
-    async fn idle(&mut self) -> Idle {
-        let received = match self.sink.idle_flush_interval() {
-            Some(interval) => match tokio::time::timeout(interval, self.rx.recv()).await {
-                Ok(received) => received,
-                Err(_) => return Idle::Due,
-            },
-            None => self.rx.recv().await,
-        };
-        received.map_or(Idle::Closed, Idle::Received)
-    }
-
-    /// After the close marker: delivers what raced in behind it, closes the sink and
-    /// answers `done`.
+    /// After the close marker: closes the queue, delivers what raced in behind the marker,
+    /// closes the sink and answers `done`.
     fn finish(&mut self, done: oneshot::Sender<()>) {
-        self.rx.close();
-        while let Ok(record) = self.rx.try_recv() {
+        let mut late = Vec::new();
+        self.handoff.close();
+        self.handoff.take(&mut late);
+        for record in late {
             if let Some(late) = self.deliver(record) {
                 let _ = late.send(());
             }
@@ -571,6 +551,16 @@ impl Writer {
         }
         super::stdout::flush_batch();
         self.spent.hand_back(&mut self.done);
+    }
+}
+
+impl Drop for Writer {
+    /// Also when the sink panics: records are refused from then on (and counted as lost),
+    /// and the queued ones are dropped, so a caller waiting on a flush returns.
+    fn drop(&mut self) {
+        self.handoff.close();
+        let mut left = Vec::new();
+        self.handoff.take(&mut left);
     }
 }
 
