@@ -244,58 +244,49 @@ impl AuditQueue {
     /// Queues a record from the request path without waiting: `None` once done (queued, or
     /// dropped and counted when full), or the record back when the `block` mode has to wait
     /// for room, for [`record`](Self::record).
-    // Inlined into the request path, so that the record is moved as few times as can be.
+    //
+    // This and what it calls are inlined into the request path and decide on the record by
+    // reference first, so that it is moved once, into the queue: each move is a copy of a
+    // few hundred bytes, several where the moves went through calls.
     #[inline(always)]
     pub(crate) fn record_now(&self, record: Record) -> Option<Record> {
-        match self.overflow {
-            AuditOverflow::Block => {
-                if !record.takes_slot() {
-                    self.record_unbounded(record);
-                    None
-                } else if self.slots.try_take() {
-                    self.send(record);
-                    None
-                } else {
-                    // Once the queue is closed, `record` gives up at once and is counted.
-                    Some(record)
-                }
+        if record.takes_slot() && !self.slots.try_take() {
+            if self.overflow == AuditOverflow::Block {
+                // Once the queue is closed, `record` gives up at once and counts the loss.
+                return Some(record);
             }
-            AuditOverflow::Drop => {
-                self.try_record(record);
-                None
-            }
+            self.losses
+                .count(&"the queue to the telemetry sink was full");
+            return None;
         }
+        self.push(record);
+        None
     }
 
     /// Queues a record from the request path: waits for room in the `block` mode, drops and
     /// counts it when full otherwise.
     pub(crate) async fn record(&self, record: Record) {
-        match self.overflow {
-            AuditOverflow::Block if record.takes_slot() => {
-                // The writer gives the slot back once the sink has the record.
-                if self.slots.take().await {
-                    self.send(record);
-                } else {
-                    self.losses.count(&"the audit writer has stopped");
-                }
+        if self.overflow == AuditOverflow::Block && record.takes_slot() {
+            // The writer gives the slot back once the sink has the record.
+            if self.slots.take().await {
+                self.push(record);
+            } else {
+                self.losses.count(&"the audit writer has stopped");
             }
-            AuditOverflow::Block => self.record_unbounded(record),
-            AuditOverflow::Drop => self.try_record(record),
+        } else {
+            self.try_record(record);
         }
     }
 
     /// Queues a request record without waiting; with no free slot it is lost and counted.
-    // Inlined into the request path, so that the record is moved as few times as can be.
     #[inline(always)]
     pub(crate) fn try_record(&self, record: Record) {
-        if !record.takes_slot() {
-            self.record_unbounded(record);
-        } else if self.slots.try_take() {
-            self.send(record);
-        } else {
+        if record.takes_slot() && !self.slots.try_take() {
             self.losses
                 .count(&"the queue to the telemetry sink was full");
+            return;
         }
+        self.push(record);
     }
 
     /// Hands the service's live identity to the sink, in order with the records.
@@ -305,19 +296,21 @@ impl AuditQueue {
 
     /// Queues a record that takes no slot (health, metrics, markers).
     fn record_unbounded(&self, record: Record) {
-        if !self.handoff.push(record) {
-            self.losses.count(&"the audit writer has stopped");
-        }
+        debug_assert!(!record.takes_slot());
+        self.push(record);
     }
 
-    /// Sends a request record, which holds a slot.
-    // Inlined into the request path, so that the record is moved as few times as can be.
+    /// Queues `record`, which holds its slot if it takes one; a request record also frees
+    /// some spent inputs.
     #[inline(always)]
-    fn send(&self, record: Record) {
+    fn push(&self, record: Record) {
+        let request = record.takes_slot();
         if !self.handoff.push(record) {
             self.losses.count(&"the audit writer has stopped");
         }
-        self.spent.drop_some();
+        if request {
+            self.spent.drop_some();
+        }
     }
 
     /// Records lost so far: dropped on a full queue or refused by the sink.
