@@ -81,7 +81,7 @@ impl JsonLinesTelemetry {
     /// record (cut by a crash, or not a chained log) is refused rather than hidden behind new
     /// links.
     pub fn chained_file(path: impl AsRef<Path>, chain: AuditChain) -> io::Result<Self> {
-        let mut file = Out::open(path.as_ref(), true)?;
+        let mut file = super::out::open(path.as_ref(), true)?;
         let state = ChainState::resume(chain, Arc::new(SystemClock), &mut file)?;
         Ok(Self {
             out: Out::new(file),

@@ -38,7 +38,7 @@ use crate::error::ProviderError;
 /// // Config::builder().telemetry(LogLinesTelemetry::stdout()) ...
 /// ```
 pub struct LogLinesTelemetry {
-    out: Out,
+    out: Out<Stamp>,
 }
 
 impl fmt::Debug for LogLinesTelemetry {
@@ -67,14 +67,18 @@ impl LogLinesTelemetry {
         })
     }
 
+    /// One line: the timestamp, `audit`, `kind` and the fields. Inlined, as are the field
+    /// writers, so that the constant pieces (the kind, each key) are copied as constants
+    /// rather than through a call per piece.
+    #[inline(always)]
     fn line(
         &self,
         time: SystemTime,
         kind: &str,
         fields: impl FnOnce(&mut Fields<'_>) -> io::Result<()>,
     ) -> Result<(), ProviderError> {
-        self.out.line(|out| {
-            out.extend_from_slice(&rfc3339_micros(time));
+        self.out.line_with(|out, stamp| {
+            out.extend_from_slice(&stamp.format(time));
             out.extend_from_slice(b" audit ");
             out.extend_from_slice(kind.as_bytes());
             fields(&mut Fields { out })?;
@@ -84,88 +88,168 @@ impl LogLinesTelemetry {
     }
 }
 
-/// The fields of one line.
+/// ` name=`: a field's key with the separators around it, one constant piece to copy.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(" ", $name, "=")
+    };
+}
+
+/// The fields of one line. Each takes its key as `key!` writes it.
 struct Fields<'a> {
     out: &'a mut Vec<u8>,
 }
 
 impl Fields<'_> {
     /// ` key=value`, the value quoted and escaped unless it is a plain token.
+    #[inline(always)]
     fn str(&mut self, key: &str, value: &str) -> io::Result<()> {
         if is_token(value) {
             self.raw(key, value.as_bytes())
         } else {
-            write!(self.out, " {key}={value:?}")
+            self.quoted(key, value)
         }
+    }
+
+    /// ` key="value"` with Rust string escapes: out of line, as values that need it are rare.
+    #[cold]
+    #[inline(never)]
+    fn quoted(&mut self, key: &str, value: &str) -> io::Result<()> {
+        write!(self.out, "{key}{value:?}")
     }
 
     /// ` key=value` with `value` written as it is. Plain appends: a decision line is on the
     /// audit writer's hot path, and formatting machinery costs several times as much.
+    #[inline(always)]
     fn raw(&mut self, key: &str, value: &[u8]) -> io::Result<()> {
-        self.out.push(b' ');
         self.out.extend_from_slice(key.as_bytes());
-        self.out.push(b'=');
         self.out.extend_from_slice(value);
         Ok(())
     }
 
+    #[inline(always)]
     fn bool(&mut self, key: &str, value: bool) -> io::Result<()> {
-        self.raw(key, if value { b"true" } else { b"false" })
+        // A branch each, so that both values are copied as constants.
+        if value {
+            self.raw(key, b"true")
+        } else {
+            self.raw(key, b"false")
+        }
     }
 
+    #[inline(always)]
     fn count(&mut self, key: &str, value: u128) -> io::Result<()> {
         let mut digits = [0u8; 39];
-        let mut at = digits.len();
-        // The digits above 64 bits, if any, in 128-bit arithmetic; the rest (all of almost
-        // every count) in 64-bit, whose division is several times cheaper.
-        let mut wide = value;
-        let mut rest = loop {
-            match u64::try_from(wide) {
-                Ok(narrow) => break narrow,
-                Err(_) => {
-                    at -= 1;
-                    // `wide % 10` is below 10.
-                    digits[at] = b'0' + (wide % 10) as u8;
-                    wide /= 10;
-                }
-            }
-        };
-        loop {
-            at -= 1;
-            // `rest % 10` is below 10.
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
+        let at = decimal(value, &mut digits);
         self.raw(key, &digits[at..])
     }
 
     /// The field when there is a value; nothing otherwise.
+    #[inline(always)]
     fn opt(&mut self, key: &str, value: Option<&str>) -> io::Result<()> {
-        value.map_or(Ok(()), |value| self.str(key, value))
+        match value {
+            Some(value) => self.str(key, value),
+            None => Ok(()),
+        }
     }
 
     fn display(&mut self, key: &str, value: impl fmt::Display) -> io::Result<()> {
-        write!(self.out, " {key}={value}")
+        write!(self.out, "{key}{value}")
     }
 
+    #[inline(always)]
     fn micros(&mut self, key: &str, value: Duration) -> io::Result<()> {
         self.count(key, value.as_micros())
     }
 }
 
+/// Writes `value` in decimal at the end of `digits`; returns where the digits start.
+fn decimal(value: u128, digits: &mut [u8; 39]) -> usize {
+    let mut at = digits.len();
+    // The digits above 64 bits, if any, in 128-bit arithmetic; the rest (all of almost
+    // every count) in 64-bit, whose division is several times cheaper.
+    let mut wide = value;
+    let mut rest = loop {
+        match u64::try_from(wide) {
+            Ok(narrow) => break narrow,
+            Err(_) => {
+                at -= 1;
+                // `wide % 10` is below 10.
+                digits[at] = b'0' + (wide % 10) as u8;
+                wide /= 10;
+            }
+        }
+    };
+    loop {
+        at -= 1;
+        // `rest % 10` is below 10.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    at
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.ssssssZ` in UTC, as `humantime::format_rfc3339_micros` writes it,
 /// without the formatting machinery. Times before 1970 are written as 1970-01-01T00:00:00Z.
+#[cfg(test)]
 fn rfc3339_micros(time: SystemTime) -> [u8; 27] {
-    let since = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
+    Stamp::default().format(time)
+}
+
+/// The timestamp of a line, with the date and time to the second of the last one kept: it
+/// changes once a second, and a busy log writes many lines in each.
+#[derive(Debug)]
+struct Stamp {
+    /// Whole seconds since 1970 of the time in `head`.
+    secs: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `secs`.
+    head: [u8; 20],
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Self {
+            secs: 0,
+            head: *b"1970-01-01T00:00:00.",
+        }
+    }
+}
+
+impl Stamp {
+    /// `time` as `YYYY-MM-DDTHH:MM:SS.ssssssZ` in UTC, as `humantime::format_rfc3339_micros`
+    /// writes it, without the formatting machinery. Times before 1970 are written as
+    /// 1970-01-01T00:00:00.000000Z.
+    #[inline(always)]
+    fn format(&mut self, time: SystemTime) -> [u8; 27] {
+        let since = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let secs = since.as_secs();
+        if secs != self.secs {
+            self.head = head(secs);
+            self.secs = secs;
+        }
+        let mut out = [0u8; 27];
+        out[..20].copy_from_slice(&self.head);
+        let mut micros = since.subsec_micros();
+        for digit in out[20..26].iter_mut().rev() {
+            // `micros % 10` is below 10.
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out[26] = b'Z';
+        out
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` seconds since 1970, in UTC.
+fn head(secs: u64) -> [u8; 20] {
     let (days, of_day) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
-    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut out = *b"0000-00-00T00:00:00.";
     let mut put = |at: usize, width: usize, mut value: u64| {
         for i in (at..at + width).rev() {
             // `value % 10` is below 10.
@@ -179,7 +263,6 @@ fn rfc3339_micros(time: SystemTime) -> [u8; 27] {
     put(11, 2, of_day / 3600);
     put(14, 2, of_day / 60 % 60);
     put(17, 2, of_day % 60);
-    put(20, 6, u64::from(since.subsec_micros()));
     out
 }
 
@@ -199,8 +282,15 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// Whether `value` can be written bare: non-empty, printable ASCII, and nothing that would
 /// end the value or start a quoted one.
+#[inline(always)]
 fn is_token(value: &str) -> bool {
-    !value.is_empty() && value.bytes().all(|b| TOKEN_BYTE[usize::from(b)])
+    // Every byte, without stopping at the first bad one: a loop without a branch per byte,
+    // several times cheaper on the plain values that are almost all of them.
+    let mut token = !value.is_empty();
+    for &b in value.as_bytes() {
+        token &= TOKEN_BYTE[usize::from(b)];
+    }
+    token
 }
 
 /// The bytes a bare value may hold: printable ASCII except `"`, `=` and `\`. A table, as
@@ -219,15 +309,18 @@ impl Telemetry for LogLinesTelemetry {
     fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "decision", |f| {
             // Hex digits: written as they are, without the byte-by-byte check.
-            f.raw("request_id", e.request_id.as_str().as_bytes())?;
-            f.opt("peer", e.input.chain.peer().and_then(|l| l.principal()))?;
-            f.str("resource", &e.input.resource.value)?;
-            f.str("action", &e.input.action.name)?;
-            f.bool("allowed", e.allowed)?;
-            f.bool("cached", e.cached)?;
-            f.opt("reason", e.reason.as_deref())?;
-            f.opt("error", e.error.as_deref())?;
-            f.micros("latency_us", e.latency)
+            f.raw(key!("request_id"), e.request_id.as_str().as_bytes())?;
+            f.opt(
+                key!("peer"),
+                e.input.chain.peer().and_then(|l| l.principal()),
+            )?;
+            f.str(key!("resource"), &e.input.resource.value)?;
+            f.str(key!("action"), &e.input.action.name)?;
+            f.bool(key!("allowed"), e.allowed)?;
+            f.bool(key!("cached"), e.cached)?;
+            f.opt(key!("reason"), e.reason.as_deref())?;
+            f.opt(key!("error"), e.error.as_deref())?;
+            f.micros(key!("latency_us"), e.latency)
         })
     }
 
@@ -236,54 +329,60 @@ impl Telemetry for LogLinesTelemetry {
             return Ok(());
         }
         self.line(e.timestamp, "rate_limit", |f| {
-            f.str("request_id", e.request_id.as_str())?;
-            f.opt("peer", e.input.chain.peer().and_then(|l| l.principal()))?;
-            f.str("resource", &e.input.resource.value)?;
-            f.str("action", &e.input.action.name)?;
+            f.str(key!("request_id"), e.request_id.as_str())?;
+            f.opt(
+                key!("peer"),
+                e.input.chain.peer().and_then(|l| l.principal()),
+            )?;
+            f.str(key!("resource"), &e.input.resource.value)?;
+            f.str(key!("action"), &e.input.action.name)?;
             if let Some(retry_after) = e.retry_after {
-                f.count("retry_after_ms", retry_after.as_millis())?;
+                f.count(key!("retry_after_ms"), retry_after.as_millis())?;
             }
-            f.opt("error", e.error.as_deref())
+            f.opt(key!("error"), e.error.as_deref())
         })
     }
 
     fn record_outbound_call(&self, e: &OutboundCallEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "outbound_call", |f| {
-            f.str("source", &e.source)?;
-            f.str("target", &e.target)?;
-            f.str("method", e.method.as_str())?;
-            f.str("address", &e.address)?;
-            f.str("outcome", outcome_name(e.outcome))?;
+            f.str(key!("source"), &e.source)?;
+            f.str(key!("target"), &e.target)?;
+            f.str(key!("method"), e.method.as_str())?;
+            f.str(key!("address"), &e.address)?;
+            f.str(key!("outcome"), outcome_name(e.outcome))?;
             if let Some(status) = e.status {
-                f.count("status", status.into())?;
+                f.count(key!("status"), status.into())?;
             }
-            f.count("attempts", e.attempts.into())?;
-            f.micros("latency_us", e.latency)
+            f.count(key!("attempts"), e.attempts.into())?;
+            f.micros(key!("latency_us"), e.latency)
         })
     }
 
     fn record_health_transition(&self, e: &HealthTransitionEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "health", |f| {
-            f.display("provider", e.kind)?;
-            f.display("from", e.from)?;
-            f.display("to", e.to)?;
-            f.opt("cause", e.cause.as_deref())
+            f.display(key!("provider"), e.kind)?;
+            f.display(key!("from"), e.from)?;
+            f.display(key!("to"), e.to)?;
+            f.opt(key!("cause"), e.cause.as_deref())
         })
     }
 
     fn record_secret_access(&self, e: &SecretAccessEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "secret_access", |f| {
-            f.str("secret", &e.name)?;
-            f.str("access", secret_access_name(e.access))?;
-            f.opt("request_id", e.request_id.as_ref().map(|id| id.as_str()))?;
+            f.str(key!("secret"), &e.name)?;
+            f.str(key!("access"), secret_access_name(e.access))?;
             f.opt(
-                "peer",
+                key!("request_id"),
+                e.request_id.as_ref().map(|id| id.as_str()),
+            )?;
+            f.opt(
+                key!("peer"),
                 e.chain
                     .as_ref()
                     .and_then(|c| c.peer())
                     .and_then(|l| l.principal()),
             )?;
-            f.opt("error", e.error.as_deref())
+            f.opt(key!("error"), e.error.as_deref())
         })
     }
 

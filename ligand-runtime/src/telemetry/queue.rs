@@ -20,7 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use self::handoff::{Handoff, Waited};
+use self::slots::Slots;
 
 use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
@@ -32,11 +35,14 @@ use crate::error::ProviderError;
 use crate::health::{Monitor, ProviderKind, State};
 use crate::policy::EvalRequest;
 
+mod handoff;
+mod slots;
+
 /// How long the writer sleeps after the queue runs empty before it drains again: long enough
 /// to gather a busy service's records into one batch, short enough that the log is current.
 const LINGER: Duration = Duration::from_millis(1);
 
-/// Empty rounds of [`LINGER`] after which the writer stops polling and waits on the channel.
+/// Empty rounds of [`LINGER`] after which the writer stops polling and waits to be woken.
 const IDLE_POLLS: u32 = 20;
 
 /// One item for the writer.
@@ -65,18 +71,21 @@ pub(crate) enum Record {
     Close(oneshot::Sender<()>),
 }
 
-/// A record, and whether it holds one of the queue's slots.
-#[derive(Debug)]
-struct Item {
-    record: Record,
-    slot: bool,
+impl Record {
+    /// Whether the record takes one of the queue's slots while queued: the request records
+    /// do; health, metrics and the markers do not.
+    fn takes_slot(&self) -> bool {
+        matches!(
+            self,
+            Self::Decision { .. } | Self::RateLimit(_) | Self::Outbound(_) | Self::Secret(_)
+        )
+    }
 }
 
 /// The bounded queue between the request path and the telemetry sink.
 pub(crate) struct AuditQueue {
-    tx: mpsc::UnboundedSender<Item>,
-    slots: Arc<Semaphore>,
-    capacity: usize,
+    handoff: Arc<Handoff>,
+    slots: Arc<Slots>,
     overflow: AuditOverflow,
     losses: Arc<Losses>,
     /// The admin listener's counters, when it runs: events that are not audit records (an
@@ -177,7 +186,7 @@ impl Losses {
 impl fmt::Debug for AuditQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditQueue")
-            .field("capacity", &self.capacity)
+            .field("slots", &self.slots)
             .field("overflow", &self.overflow)
             .field("lost", &self.lost())
             .finish()
@@ -193,13 +202,12 @@ impl AuditQueue {
         overflow: AuditOverflow,
         metrics: Option<Arc<AuditMetrics>>,
     ) -> std::io::Result<Arc<Self>> {
-        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(capacity));
+        let handoff = Arc::new(Handoff::default());
+        let slots = Arc::new(Slots::new(capacity));
         let losses = Arc::new(Losses::default());
         let spent = Arc::new(Spent::default());
         let writer = Writer {
-            rx,
+            handoff: handoff.clone(),
             sink,
             slots: slots.clone(),
             losses: losses.clone(),
@@ -210,18 +218,12 @@ impl AuditQueue {
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        // The writer's own clock, for the linger: real time even when a test pauses the
-        // server's runtime.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
         std::thread::Builder::new()
             .name("ligand-audit".into())
-            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run(runtime)))?;
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run()))?;
         Ok(Arc::new(Self {
-            tx,
+            handoff,
             slots,
-            capacity,
             overflow,
             losses,
             metrics,
@@ -242,54 +244,49 @@ impl AuditQueue {
     /// Queues a record from the request path without waiting: `None` once done (queued, or
     /// dropped and counted when full), or the record back when the `block` mode has to wait
     /// for room, for [`record`](Self::record).
+    //
+    // This and what it calls are inlined into the request path and decide on the record by
+    // reference first, so that it is moved once, into the queue: each move is a copy of a
+    // few hundred bytes, several where the moves went through calls.
+    #[inline(always)]
     pub(crate) fn record_now(&self, record: Record) -> Option<Record> {
-        match self.overflow {
-            AuditOverflow::Block => match self.slots.try_acquire() {
-                Ok(permit) => {
-                    permit.forget();
-                    self.send(Item { record, slot: true });
-                    None
-                }
-                Err(TryAcquireError::NoPermits) => Some(record),
-                Err(TryAcquireError::Closed) => {
-                    self.losses.count(&"the audit writer has stopped");
-                    None
-                }
-            },
-            AuditOverflow::Drop => {
-                self.try_record(record);
-                None
+        if record.takes_slot() && !self.slots.try_take() {
+            if self.overflow == AuditOverflow::Block {
+                // Once the queue is closed, `record` gives up at once and counts the loss.
+                return Some(record);
             }
+            self.losses
+                .count(&"the queue to the telemetry sink was full");
+            return None;
         }
+        self.push(record);
+        None
     }
 
     /// Queues a record from the request path: waits for room in the `block` mode, drops and
     /// counts it when full otherwise.
     pub(crate) async fn record(&self, record: Record) {
-        match self.overflow {
-            AuditOverflow::Block => match self.slots.acquire().await {
-                Ok(permit) => {
-                    // The writer returns the slot once the sink has the record.
-                    permit.forget();
-                    self.send(Item { record, slot: true });
-                }
-                Err(_) => self.losses.count(&"the audit writer has stopped"),
-            },
-            AuditOverflow::Drop => self.try_record(record),
+        if self.overflow == AuditOverflow::Block && record.takes_slot() {
+            // The writer gives the slot back once the sink has the record.
+            if self.slots.take().await {
+                self.push(record);
+            } else {
+                self.losses.count(&"the audit writer has stopped");
+            }
+        } else {
+            self.try_record(record);
         }
     }
 
     /// Queues a request record without waiting; with no free slot it is lost and counted.
+    #[inline(always)]
     pub(crate) fn try_record(&self, record: Record) {
-        match self.slots.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                self.send(Item { record, slot: true });
-            }
-            Err(_) => self
-                .losses
-                .count(&"the queue to the telemetry sink was full"),
+        if record.takes_slot() && !self.slots.try_take() {
+            self.losses
+                .count(&"the queue to the telemetry sink was full");
+            return;
         }
+        self.push(record);
     }
 
     /// Hands the service's live identity to the sink, in order with the records.
@@ -299,18 +296,19 @@ impl AuditQueue {
 
     /// Queues a record that takes no slot (health, metrics, markers).
     fn record_unbounded(&self, record: Record) {
-        self.send(Item {
-            record,
-            slot: false,
-        });
+        debug_assert!(!record.takes_slot());
+        self.push(record);
     }
 
-    fn send(&self, item: Item) {
-        let slot = item.slot;
-        if self.tx.send(item).is_err() {
+    /// Queues `record`, which holds its slot if it takes one; a request record also frees
+    /// some spent inputs.
+    #[inline(always)]
+    fn push(&self, record: Record) {
+        let request = record.takes_slot();
+        if !self.handoff.push(record) {
             self.losses.count(&"the audit writer has stopped");
         }
-        if slot {
+        if request {
             self.spent.drop_some();
         }
     }
@@ -322,18 +320,14 @@ impl AuditQueue {
 
     /// Records waiting for the writer.
     pub(crate) fn queued(&self) -> u64 {
-        self.capacity.saturating_sub(self.slots.available_permits()) as u64
+        self.slots.taken() as u64
     }
 
     /// Waits until every record queued before this call has reached the sink and the sink
     /// has flushed. Returns at once if the writer has stopped.
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        let flush = Item {
-            record: Record::Flush(done),
-            slot: false,
-        };
-        if self.tx.send(flush).is_ok() {
+        if self.handoff.push(Record::Flush(done)) {
             let _ = wait.await;
         }
     }
@@ -343,11 +337,7 @@ impl AuditQueue {
     #[cfg(feature = "testkit")]
     pub(crate) fn flush_blocking(&self) {
         let (done, wait) = std::sync::mpsc::channel();
-        let flush = Item {
-            record: Record::FlushBlocking(done),
-            slot: false,
-        };
-        if self.tx.send(flush).is_ok() {
+        if self.handoff.push(Record::FlushBlocking(done)) {
             let _ = wait.recv();
         }
     }
@@ -356,11 +346,7 @@ impl AuditQueue {
     /// are counted as lost.
     pub(crate) async fn close(&self) {
         let (done, wait) = oneshot::channel();
-        let close = Item {
-            record: Record::Close(done),
-            slot: false,
-        };
-        if self.tx.send(close).is_ok() {
+        if self.handoff.push(Record::Close(done)) {
             let _ = wait.await;
         }
         // Requests waiting for a slot in the `block` mode give up; their records count as lost.
@@ -368,11 +354,19 @@ impl AuditQueue {
     }
 }
 
+impl Drop for AuditQueue {
+    /// The last handle is gone (the server was dropped without `close`): the writer delivers
+    /// what is queued and stops.
+    fn drop(&mut self) {
+        self.handoff.close();
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
-    rx: mpsc::UnboundedReceiver<Item>,
+    handoff: Arc<Handoff>,
     sink: Arc<dyn Telemetry>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     losses: Arc<Losses>,
     /// The Prometheus counters, updated here so the request path pays nothing for them.
     metrics: Option<Arc<AuditMetrics>>,
@@ -382,85 +376,98 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, runtime: tokio::runtime::Runtime) {
+    fn run(mut self) {
         // The default sink logs through `tracing` to standard output: this thread's lines are
         // written in batches (see `stdout`), like a buffered sink's.
         super::stdout::begin_batching();
-        runtime.block_on(self.drain());
+        self.drain();
         super::stdout::end_batching();
     }
 
-    /// Delivers records until the close marker or until every sender is gone.
+    /// Delivers records until the close marker or until every queue handle is gone.
     ///
-    /// Under load the writer does not wait on the channel: once the queue runs empty it
-    /// flushes the sink and sleeps for [`LINGER`] before draining again, so requests hand
-    /// their records over without waking this thread (a wake-up per record cost a system call
-    /// on each side), and a buffered sink writes once per batch. After [`IDLE_POLLS`] empty
-    /// rounds it waits on the channel instead, and an idle service costs nothing. Records
-    /// reach the sink at most about `LINGER` after they were queued.
-    async fn drain(&mut self) {
+    /// Under load the writer does not wait for records: once the queue runs empty it
+    /// flushes the sink and sleeps for [`LINGER`] before taking what came in meanwhile, all
+    /// of it at once, so requests hand their records over without waking this thread (a
+    /// wake-up per record cost a system call on each side), and a buffered sink writes once
+    /// per batch. After [`IDLE_POLLS`] empty rounds it waits to be woken instead, and an idle
+    /// service costs nothing. Records reach the sink at most about `LINGER` after they were
+    /// queued.
+    fn drain(&mut self) {
+        let mut batch = Vec::new();
         let mut unflushed = false;
         let mut idle = 0;
         loop {
-            let item = match self.rx.try_recv() {
-                Ok(item) => item,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if unflushed {
+            let open = self.handoff.take(&mut batch);
+            if batch.is_empty() {
+                if !open {
+                    break;
+                }
+                if unflushed {
+                    self.flush();
+                    unflushed = false;
+                }
+                if idle < IDLE_POLLS {
+                    idle += 1;
+                    std::thread::sleep(LINGER);
+                    continue;
+                }
+                // A sink with work due by time (a checkpoint interval) is flushed again when
+                // that much time passes with nothing queued.
+                match self
+                    .handoff
+                    .wait(self.sink.idle_flush_interval(), &mut batch)
+                {
+                    Waited::Records => {}
+                    Waited::TimedOut => {
                         self.flush();
-                        unflushed = false;
-                    }
-                    if idle < IDLE_POLLS {
-                        idle += 1;
-                        tokio::time::sleep(LINGER).await;
                         continue;
                     }
-                    // A sink with work due by time (a checkpoint interval) is flushed again
-                    // when that much time passes with nothing queued.
-                    let received = match self.sink.idle_flush_interval() {
-                        Some(interval) => {
-                            match tokio::time::timeout(interval, self.rx.recv()).await {
-                                Ok(received) => received,
-                                Err(_) => {
-                                    self.flush();
-                                    continue;
-                                }
-                            }
-                        }
-                        None => self.rx.recv().await,
-                    };
-                    match received {
-                        Some(item) => item,
-                        None => break,
-                    }
+                    Waited::Closed => break,
                 }
-            };
+            }
             idle = 0;
-            if let Some(done) = self.deliver(item) {
-                self.rx.close();
-                while let Ok(record) = self.rx.try_recv() {
-                    // Whatever raced in behind the close marker still reaches the sink.
-                    if let Some(late) = self.deliver(record) {
-                        let _ = late.send(());
+            let mut records = batch.drain(..);
+            while let Some(record) = records.next() {
+                if let Some(done) = self.deliver(record) {
+                    // Whatever was queued behind the close marker still reaches the sink.
+                    for late in records {
+                        if let Some(late) = self.deliver(late) {
+                            let _ = late.send(());
+                        }
                     }
+                    self.finish(done);
+                    return;
                 }
-                self.flush();
-                if let Err(error) = self.sink.close() {
-                    tracing::warn!(%error, "telemetry close failed");
-                }
-                super::stdout::flush_batch();
-                let _ = done.send(());
-                return;
             }
             unflushed = true;
         }
-        // Every sender is gone (the server was dropped without `close`).
+        // Every queue handle is gone (the server was dropped without `close`).
         self.flush();
     }
 
+    /// After the close marker: closes the queue, delivers what raced in behind the marker,
+    /// closes the sink and answers `done`.
+    fn finish(&mut self, done: oneshot::Sender<()>) {
+        let mut late = Vec::new();
+        self.handoff.close();
+        self.handoff.take(&mut late);
+        for record in late {
+            if let Some(late) = self.deliver(record) {
+                let _ = late.send(());
+            }
+        }
+        self.flush();
+        if let Err(error) = self.sink.close() {
+            tracing::warn!(%error, "telemetry close failed");
+        }
+        super::stdout::flush_batch();
+        let _ = done.send(());
+    }
+
     /// Hands one record to the sink; returns the close answer when it is the close marker.
-    fn deliver(&mut self, item: Item) -> Option<oneshot::Sender<()>> {
-        let Item { record, slot } = item;
+    fn deliver(&mut self, record: Record) -> Option<oneshot::Sender<()>> {
+        let slot = record.takes_slot();
         if let Some(metrics) = &self.metrics {
             metrics.observe(&record);
         }
@@ -514,7 +521,7 @@ impl Writer {
             _ => {}
         }
         if slot {
-            self.slots.add_permits(1);
+            self.slots.give_back();
         }
         if let Err(error) = result {
             self.count_refusal(error);
@@ -537,6 +544,16 @@ impl Writer {
         }
         super::stdout::flush_batch();
         self.spent.hand_back(&mut self.done);
+    }
+}
+
+impl Drop for Writer {
+    /// Also when the sink panics: records are refused from then on (and counted as lost),
+    /// and the queued ones are dropped, so a caller waiting on a flush returns.
+    fn drop(&mut self) {
+        self.handoff.close();
+        let mut left = Vec::new();
+        self.handoff.take(&mut left);
     }
 }
 
