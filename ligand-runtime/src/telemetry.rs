@@ -132,8 +132,9 @@ pub struct OutboundCallEvent {
     /// The request method.
     #[serde(serialize_with = "method_str")]
     pub method: http::Method,
-    /// The endpoint called (empty when none was picked).
-    pub address: String,
+    /// The endpoint called (empty when none was picked), shared with the endpoint's entry in
+    /// the transport: recording a call copies no string.
+    pub address: Arc<str>,
     /// How it ended.
     pub outcome: OutboundOutcome,
     /// The HTTP status, when there was one.

@@ -126,8 +126,18 @@ impl<const N: usize> HexId<N> {
             return None;
         }
         let mut bytes = [0u8; N];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = (nibble(hex[2 * i])? << 4) | nibble(hex[2 * i + 1])?;
+        let mut out = bytes.chunks_exact_mut(4);
+        let mut digits = hex.chunks_exact(8);
+        for (out, digits) in (&mut out).zip(&mut digits) {
+            out.copy_from_slice(&hex8(<[u8; 8]>::try_from(digits).ok()?)?);
+        }
+        // An ID whose length is not a multiple of 4 bytes ends one byte at a time.
+        for (byte, pair) in out
+            .into_remainder()
+            .iter_mut()
+            .zip(digits.remainder().chunks_exact(2))
+        {
+            *byte = hex_byte(pair[0], pair[1])?;
         }
         bytes.iter().any(|&b| b != 0).then_some(Self { bytes })
     }
@@ -176,14 +186,52 @@ impl<const N: usize> fmt::Debug for HexId<N> {
     }
 }
 
-/// A lowercase hex digit's value; anything else (uppercase included) is refused, as the
-/// specification requires.
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`]: anything else (uppercase
+/// included) is refused, as the specification requires.
+static HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
     }
+    table
+};
+
+/// The [`HEX`] entry of a byte that is not a lowercase hex digit: its high bits are set.
+const NOT_HEX: u8 = 0xff;
+
+/// The four bytes eight lowercase hex digits spell, or `None` if one is anything else. The
+/// digits are checked and converted together, each in its own byte of one `u64` (a
+/// `traceparent` has 48 digits: one at a time, they cost about 8 instructions each).
+fn hex8(digits: [u8; 8]) -> Option<[u8; 4]> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(digits);
+    // For ASCII bytes (below 0x80), adding 0x80 - c to every byte sets a byte's high bit
+    // exactly when it is at least c, with no carry into the next byte. A non-ASCII byte is
+    // refused whatever its neighbours' bits say.
+    let at_least = |c: u8| x.wrapping_add(u64::from(0x80 - c) * ONES) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if x & HIGH != 0 || digit | letter != HIGH {
+        return None;
+    }
+    // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: a digit's value is its low four
+    // bits, plus 9 for a letter.
+    let nibbles = (x & (0x0f * ONES)) + (letter >> 7) * 9;
+    // Little-endian: byte 2i holds the high nibble of output byte i, byte 2i + 1 its low one.
+    const EVEN: u64 = 0x00ff_00ff_00ff_00ff;
+    let pairs = ((nibbles & EVEN) << 4) | ((nibbles >> 8) & EVEN);
+    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let packed = (quads | (quads >> 16)).to_le_bytes();
+    Some([packed[0], packed[1], packed[2], packed[3]])
+}
+
+/// The byte two lowercase hex digits spell.
+fn hex_byte(high: u8, low: u8) -> Option<u8> {
+    let (high, low) = (HEX[usize::from(high)], HEX[usize::from(low)]);
+    ((high | low) & !0x0f == 0).then_some((high << 4) | low)
 }
 
 /// One span's place in a trace: the trace ID, the span ID and the trace flags, as a
@@ -208,7 +256,7 @@ impl TraceParent {
         if value.len() < LEN {
             return None;
         }
-        let version = (nibble(value[0])? << 4) | nibble(value[1])?;
+        let version = hex_byte(value[0], value[1])?;
         match version {
             0xff => return None,
             0 if value.len() != LEN => return None,
@@ -220,7 +268,7 @@ impl TraceParent {
         }
         let trace_id = TraceId::parse(&value[3..35])?;
         let span_id = SpanId::parse(&value[36..52])?;
-        let flags = (nibble(value[53])? << 4) | nibble(value[54])?;
+        let flags = hex_byte(value[53], value[54])?;
         // Version 00 defines only the sampled bit; a later version's other bits are not ours
         // to forward.
         let flags = if version == 0 { flags } else { flags & 1 };

@@ -348,7 +348,7 @@ async fn calls_reach_the_peer_over_verified_mtls_and_are_recorded() {
         && c.status == Some(200)
         && &*c.target == ACCOUNTS
         && &*c.source == GATEWAY
-        && c.address == accounts.addr.to_string()));
+        && *c.address == *accounts.addr.to_string()));
     assert_eq!(calls[1].method, http::Method::POST);
     // The callee decided both with the gateway as the verified peer.
     let decisions = audit(&accounts).decisions();
@@ -696,9 +696,10 @@ async fn a_dead_endpoint_is_retried_around_then_ejected() {
     let calls = audit(&gateway).outbound_calls();
     assert_eq!(calls.len(), 40);
     assert!(
-        calls.iter().all(
-            |c| c.outcome == OutboundOutcome::Success && c.address == accounts.addr.to_string()
-        )
+        calls
+            .iter()
+            .all(|c| c.outcome == OutboundOutcome::Success
+                && *c.address == *accounts.addr.to_string())
     );
     // A connection refused is retried on the other endpoint; after five in a row the dead
     // endpoint is ejected and no call tries it any more.
@@ -759,12 +760,9 @@ async fn under_ring_hash_a_keyed_call_stays_on_its_endpoint() {
     let calls = audit(&gateway).outbound_calls();
     assert_eq!(calls.len(), 3 * keys.len());
     // Each key's three calls went to one endpoint...
-    let by_key: Vec<&str> = calls[..keys.len()]
-        .iter()
-        .map(|c| c.address.as_str())
-        .collect();
+    let by_key: Vec<&str> = calls[..keys.len()].iter().map(|c| &*c.address).collect();
     for round in calls.chunks(keys.len()) {
-        let addresses: Vec<&str> = round.iter().map(|c| c.address.as_str()).collect();
+        let addresses: Vec<&str> = round.iter().map(|c| &*c.address).collect();
         assert_eq!(addresses, by_key);
     }
     // ...and the keys spread over the endpoints.
@@ -845,7 +843,7 @@ async fn the_circuit_opens_on_a_dead_service_and_calls_fail_fast() {
     let calls = audit(&gateway).outbound_calls();
     let last = calls.last().unwrap();
     assert_eq!(
-        (last.outcome, last.attempts, last.address.as_str()),
+        (last.outcome, last.attempts, &*last.address),
         (OutboundOutcome::CircuitOpen, 0, "")
     );
     // The transition is on the admin listener's metrics.

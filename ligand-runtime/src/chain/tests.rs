@@ -1043,4 +1043,31 @@ proptest! {
             prop_assert_eq!(chain.links(), links.as_slice());
         }
     }
+
+    /// A verifier holding the valid header answers an edited header (the cache key hashes
+    /// only a header's end, so most edits land on a header hashed like the cached one) exactly
+    /// as a verifier without a cache does: a hit only for the very same bytes from the very
+    /// same peer.
+    #[test]
+    fn the_cache_answers_an_edited_header_as_full_verification_does(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.,=~".to_vec())), 1..4),
+        version in 0..2usize,
+        other_peer in any::<bool>(),
+    ) {
+        let (path, header, _, now) = &fixtures()[version];
+        let verifier = ChainVerifier::new();
+        prop_assert!(verifier.verify(&path.s, header, &peer(&path.c), *now).is_ok());
+        let mut bytes = header.as_bytes().to_vec();
+        for (at, byte) in edits {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        let edited = HeaderValue::from_bytes(&bytes).unwrap();
+        let sender = if other_peer { peer(&path.b) } else { peer(&path.c) };
+        prop_assert_eq!(
+            verifier.verify(&path.s, &edited, &sender, *now),
+            ChainVerifier::with_capacity(0).verify(&path.s, &edited, &sender, *now)
+        );
+    }
 }

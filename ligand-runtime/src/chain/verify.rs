@@ -189,12 +189,19 @@ impl<'a> From<&'a Key> for Query<'a> {
     }
 }
 
+/// How many bytes at the end of a header its cache key hashes.
+const HASHED_TAIL: usize = 32;
+
 impl Hash for Query<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // The certificates are compared, not hashed: the header already tells entries apart.
-        self.header.hash(state);
-        self.peer.spiffe_id().hash(state);
-        self.generation.hash(state);
+        // Only the header's length and its last bytes are hashed, not its few hundred: a
+        // cached header verified, so it ends with the sending hop's signature, which already
+        // tells entries apart. Lookups compare everything else (every byte of the header, the
+        // peer's certificates, which fix its SPIFFE ID, and the generation), so a header
+        // differing anywhere, or from another peer, never takes a cached entry.
+        state.write_usize(self.header.len());
+        state.write(&self.header[self.header.len().saturating_sub(HASHED_TAIL)..]);
+        state.write_u64(self.generation);
     }
 }
 

@@ -337,7 +337,7 @@ impl Transport {
             source: self.source.clone(),
             target: target.name.clone(),
             method: call.method,
-            address: trace.address,
+            address: trace.address.unwrap_or_default(),
             outcome,
             status: status.map(|s| s.as_u16()),
             attempts: trace.attempts,

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{TraceId, TraceParent, ratio_threshold, sampled_under};
+use super::{TraceId, TraceParent, hex8, ratio_threshold, sampled_under};
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -163,5 +163,98 @@ proptest! {
         if !still_valid {
             prop_assert_eq!(TraceParent::parse(&edited), None);
         }
+    }
+}
+
+/// The specification's rules for a `traceparent`, written plainly, one digit at a time: what
+/// the table-driven parser must agree with.
+fn reference_parse(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>, u8)> {
+    fn digit(d: u8) -> Option<u8> {
+        match d {
+            b'0'..=b'9' => Some(d - b'0'),
+            b'a'..=b'f' => Some(d - b'a' + 10),
+            _ => None,
+        }
+    }
+    fn byte(pair: &[u8]) -> Option<u8> {
+        Some(digit(pair[0])? << 4 | digit(pair[1])?)
+    }
+    fn id(hex: &[u8]) -> Option<Vec<u8>> {
+        let bytes = hex.chunks(2).map(byte).collect::<Option<Vec<u8>>>()?;
+        bytes.iter().any(|&b| b != 0).then_some(bytes)
+    }
+    if value.len() < 55 {
+        return None;
+    }
+    let version = byte(&value[0..2])?;
+    if version == 0xff
+        || (version == 0 && value.len() != 55)
+        || (value.len() > 55 && value[55] != b'-')
+        || value[2] != b'-'
+        || value[35] != b'-'
+        || value[52] != b'-'
+    {
+        return None;
+    }
+    let trace = id(&value[3..35])?;
+    let span = id(&value[36..52])?;
+    let flags = byte(&value[53..55])?;
+    Some((trace, span, if version == 0 { flags } else { flags & 1 }))
+}
+
+/// A byte likely to matter to a `traceparent` parser: hex digits and their neighbours in
+/// ASCII, uppercase, dashes, zeros, or any byte.
+fn edge_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        4 => proptest::sample::select(b"0123456789abcdef".to_vec()),
+        2 => proptest::sample::select(b"ABCDEF-/:@`gG \0".to_vec()),
+        1 => any::<u8>(),
+    ]
+}
+
+proptest! {
+    /// The parser agrees with the plain reference on valid headers of any version (IDs
+    /// sometimes all zeros) with up to three bytes changed and bytes added or cut at the end.
+    #[test]
+    fn the_parser_agrees_with_the_reference(
+        version in prop_oneof![Just(0u8), Just(1u8), Just(0xffu8), any::<u8>()],
+        trace in prop_oneof![Just([0u8; 16]), any::<[u8; 16]>()],
+        span in prop_oneof![Just([0u8; 8]), any::<[u8; 8]>()],
+        flags in any::<u8>(),
+        edits in proptest::collection::vec((0..60usize, edge_byte()), 0..4),
+        tail in proptest::collection::vec(edge_byte(), 0..4),
+        cut in 0..4usize,
+    ) {
+        let mut value = format!("{version:02x}-{}-{}-{flags:02x}", hex(&trace), hex(&span))
+            .into_bytes();
+        value.extend_from_slice(&tail);
+        value.truncate(value.len() - cut);
+        for (at, byte) in edits {
+            if let Some(slot) = value.get_mut(at) {
+                *slot = byte;
+            }
+        }
+        let parsed = TraceParent::parse(&value).map(|p| {
+            (p.trace_id().bytes().to_vec(), p.span_id().bytes().to_vec(), p.flags())
+        });
+        prop_assert_eq!(parsed, reference_parse(&value));
+    }
+}
+
+proptest! {
+    /// Eight digits at a time agree with one digit at a time, for digits, their ASCII
+    /// neighbours and any byte at all (non-ASCII ones included).
+    #[test]
+    fn eight_digits_at_once_agree_with_one_at_a_time(
+        digits in prop_oneof![
+            proptest::array::uniform8(edge_byte()),
+            any::<[u8; 8]>(),
+        ],
+    ) {
+        let one_at_a_time = u32::from_str_radix(std::str::from_utf8(&digits).unwrap_or("+"), 16)
+            .ok()
+            .filter(|_| digits.iter().all(|d| d.is_ascii_digit() || (b'a'..=b'f').contains(d)))
+            .map(u32::to_be_bytes);
+        prop_assert_eq!(hex8(digits), one_at_a_time);
     }
 }

@@ -197,7 +197,13 @@ pub(crate) struct Picked {
 
 impl Picked {
     /// The endpoint's `host:port`.
+    #[cfg(test)]
     pub(crate) fn address(&self) -> &str {
+        self.slot.address()
+    }
+
+    /// The endpoint's `host:port`, shared with the endpoint.
+    pub(crate) fn shared_address(&self) -> &Arc<str> {
         self.slot.address()
     }
 

@@ -57,8 +57,8 @@ pub(crate) enum Ended<E> {
 pub(crate) struct Trace {
     /// Attempts started.
     pub(crate) attempts: u32,
-    /// The endpoint of the last attempt; empty before the first.
-    pub(crate) address: String,
+    /// The endpoint of the last attempt; `None` before the first.
+    pub(crate) address: Option<Arc<str>>,
 }
 
 impl Stack {
@@ -140,14 +140,14 @@ impl Stack {
                 .breaker
                 .allow_at(now)
                 .map_err(|e| Ended::Refused(Refusal::CircuitOpen(e)))?;
-            let previous = (trace.attempts > 0).then_some(trace.address.as_str());
+            let previous = trace.address.as_deref();
             let picked = self
                 .pool
                 .pick_for(key, previous, now)
                 .map_err(|_| Ended::Refused(Refusal::NoEndpoints))?;
             trace.attempts += 1;
-            trace.address.clear();
-            trace.address.push_str(picked.address());
+            // The endpoint's own shared address: the call's record takes it without a copy.
+            trace.address = Some(picked.shared_address().clone());
             let endpoint = picked.endpoint();
             let (outcome, result) =
                 match tokio::time::timeout_at(deadline, exchange(endpoint)).await {
@@ -235,7 +235,7 @@ mod tests {
         assert!(matches!(result, Ok(Outcome::Success)));
         assert_eq!(trace.attempts, 2);
         assert_ne!(seen[0], seen[1], "the retry went elsewhere");
-        assert_eq!(trace.address, &*seen[1]);
+        assert_eq!(trace.address.as_deref(), Some(&*seen[1]));
     }
 
     #[tokio::test(start_paused = true)]
