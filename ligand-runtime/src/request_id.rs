@@ -42,6 +42,13 @@ impl RequestId {
         Self { hex }
     }
 
+    /// The ID's 32 lowercase hex digits, as bytes: what a writer copies, without the UTF-8
+    /// check [`as_str`](Self::as_str) makes.
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.hex
+    }
+
     /// The ID as 32 lowercase hex digits.
     pub fn as_str(&self) -> &str {
         // Every byte is an ASCII hex digit, written only by `from_bytes`.

@@ -468,7 +468,12 @@ impl Transport {
         }
         headers.insert(CHAIN, chain.clone());
         if let Some(txn) = &call.txn {
-            headers.insert(TXN_TOKEN, txn.clone());
+            // A credential, and one that changes with every transaction: never indexed
+            // (RFC 7541 §7.1.3), so that it neither sits in the connection's compression
+            // table nor evicts the values that repeat, such as the chain.
+            let mut txn = txn.clone();
+            txn.set_sensitive(true);
+            headers.insert(TXN_TOKEN, txn);
         }
         // A value new on every call is sent as a literal never indexed (RFC 7541 §6.2.3): in
         // HPACK's table it would only evict the values that do repeat, such as the chain.

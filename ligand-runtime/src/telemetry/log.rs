@@ -309,7 +309,7 @@ impl Telemetry for LogLinesTelemetry {
     fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "decision", |f| {
             // Hex digits: written as they are, without the byte-by-byte check.
-            f.raw(key!("request_id"), e.request_id.as_str().as_bytes())?;
+            f.raw(key!("request_id"), e.request_id.as_bytes())?;
             f.opt(
                 key!("peer"),
                 e.input.chain.peer().and_then(|l| l.principal()),
