@@ -131,7 +131,8 @@ impl Server {
             timestamp: SystemTime::now(),
         };
         let (rate_limit, policy_started) = match &self.inner.rate_limiter {
-            None => (None, Instant::now()),
+            // Without a limiter the policy's time is the pipeline's.
+            None => (None, clock.started),
             Some(limiter) => {
                 // The limiter's time starts with the pipeline's: nothing lies between, and a
                 // clock read costs about as much as an in-process limiter's check.
