@@ -156,35 +156,7 @@ impl Server {
                 }
             }
         };
-        // Engines that decide inline (regorus does) answer without a future; of the others,
-        // only one that has to wait gets a timer (see `evaluate_bounded`).
-        match self.inner.policy.evaluate_inline(&input) {
-            Some(decided) => self.decided(
-                Ok(decided),
-                input,
-                rate_limit,
-                request_id,
-                clock,
-                policy_started,
-            ),
-            None => {
-                let server = self.clone();
-                Step::Wait(Box::pin(async move {
-                    let outcome = server.evaluate_bounded(&input).await;
-                    server
-                        .decided(
-                            outcome,
-                            input,
-                            rate_limit,
-                            request_id,
-                            clock,
-                            policy_started,
-                        )
-                        .finish()
-                        .await
-                }))
-            }
-        }
+        self.decide(input, rate_limit, request_id, clock, policy_started)
     }
 
     /// The first stages, which never wait: readiness, then an authenticated peer; the
@@ -236,20 +208,47 @@ impl Server {
             }
             None => (None, Instant::now()),
         };
-        let outcome = match self.inner.policy.evaluate_inline(&input) {
-            Some(decided) => Ok(decided),
-            None => self.evaluate_bounded(&input).await,
-        };
-        self.decided(
-            outcome,
-            input,
-            rate_limit,
-            request_id,
-            clock,
-            policy_started,
-        )
-        .finish()
-        .await
+        self.decide(input, rate_limit, request_id, clock, policy_started)
+            .finish()
+            .await
+    }
+
+    /// The policy's stage and the records: at once from an engine that decides inline
+    /// (regorus does); from one that does not, in a future, where only an engine that has
+    /// to wait gets a timer (see `evaluate_bounded`).
+    fn decide(
+        &self,
+        input: Arc<EvalRequest>,
+        rate_limit: Option<RateLimitEvent>,
+        request_id: RequestId,
+        clock: Clock,
+        policy_started: Instant,
+    ) -> Step<Answer> {
+        if let Some(decided) = self.inner.policy.evaluate_inline(&input) {
+            return self.decided(
+                Ok(decided),
+                input,
+                rate_limit,
+                request_id,
+                clock,
+                policy_started,
+            );
+        }
+        let server = self.clone();
+        Step::Wait(Box::pin(async move {
+            let outcome = server.evaluate_bounded(&input).await;
+            server
+                .decided(
+                    outcome,
+                    input,
+                    rate_limit,
+                    request_id,
+                    clock,
+                    policy_started,
+                )
+                .finish()
+                .await
+        }))
     }
 
     /// The limiter's answer: its record and the time the policy's stage starts when it let
