@@ -11,6 +11,8 @@ use super::{
     Telemetry,
 };
 use crate::error::ProviderError;
+use crate::policy::EvalRequest;
+use crate::request_id::RequestId;
 
 /// Writes every record as one line of `key=value` fields, for people and for `logfmt`
 /// parsers:
@@ -161,6 +163,17 @@ impl Fields<'_> {
     fn micros(&mut self, key: &str, value: Duration) -> io::Result<()> {
         self.count(key, value.as_micros())
     }
+
+    /// The fields naming a request, the same in its decision and rate-limit lines: its ID,
+    /// its peer, the resource and the action.
+    #[inline(always)]
+    fn request(&mut self, request_id: &RequestId, input: &EvalRequest) -> io::Result<()> {
+        // Hex digits: written as they are, without the byte-by-byte check.
+        self.raw(key!("request_id"), request_id.as_bytes())?;
+        self.opt(key!("peer"), input.chain.peer().and_then(|l| l.principal()))?;
+        self.str(key!("resource"), &input.resource.value)?;
+        self.str(key!("action"), &input.action.name)
+    }
 }
 
 /// Writes `value` in decimal at the end of `digits`; returns where the digits start.
@@ -308,14 +321,7 @@ static TOKEN_BYTE: [bool; 256] = {
 impl Telemetry for LogLinesTelemetry {
     fn record_decision(&self, e: &DecisionEvent) -> Result<(), ProviderError> {
         self.line(e.timestamp, "decision", |f| {
-            // Hex digits: written as they are, without the byte-by-byte check.
-            f.raw(key!("request_id"), e.request_id.as_bytes())?;
-            f.opt(
-                key!("peer"),
-                e.input.chain.peer().and_then(|l| l.principal()),
-            )?;
-            f.str(key!("resource"), &e.input.resource.value)?;
-            f.str(key!("action"), &e.input.action.name)?;
+            f.request(&e.request_id, &e.input)?;
             f.bool(key!("allowed"), e.allowed)?;
             f.bool(key!("cached"), e.cached)?;
             f.opt(key!("reason"), e.reason.as_deref())?;
@@ -329,13 +335,7 @@ impl Telemetry for LogLinesTelemetry {
             return Ok(());
         }
         self.line(e.timestamp, "rate_limit", |f| {
-            f.str(key!("request_id"), e.request_id.as_str())?;
-            f.opt(
-                key!("peer"),
-                e.input.chain.peer().and_then(|l| l.principal()),
-            )?;
-            f.str(key!("resource"), &e.input.resource.value)?;
-            f.str(key!("action"), &e.input.action.name)?;
+            f.request(&e.request_id, &e.input)?;
             if let Some(retry_after) = e.retry_after {
                 f.count(key!("retry_after_ms"), retry_after.as_millis())?;
             }
