@@ -31,6 +31,10 @@ use crate::health::{Monitor, ProviderKind, State};
 use crate::service::CallerSlot;
 use crate::tls::{MtlsAcceptor, PeerExpiry, VerifiedPeer};
 
+mod headers;
+
+use headers::HeaderDeadline;
+
 /// What the framework hands a binding when the service starts.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -65,6 +69,7 @@ impl EnforcedService {
         PeerService {
             router: self.router.clone(),
             peer: CallerSlot::Verified(peer),
+            headers: None,
         }
     }
 
@@ -75,6 +80,7 @@ impl EnforcedService {
         PeerService {
             router: self.router.clone(),
             peer: CallerSlot::External(ExternalPeer { addr: remote }),
+            headers: None,
         }
     }
 }
@@ -93,6 +99,16 @@ pub struct PeerService {
     router: Router,
     /// What every request of the connection carries: its caller.
     peer: CallerSlot,
+    /// The connection's header read deadline, which a request's arrival clears.
+    headers: Option<HeaderDeadline>,
+}
+
+impl PeerService {
+    /// The same service, marking each request head received on `headers`.
+    fn watching(mut self, headers: HeaderDeadline) -> Self {
+        self.headers = Some(headers);
+        self
+    }
 }
 
 impl fmt::Debug for PeerService {
@@ -109,6 +125,9 @@ impl hyper::service::Service<http::Request<Incoming>> for PeerService {
     type Future = tower::util::Oneshot<Router, http::Request<axum::body::Body>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        if let Some(headers) = &self.headers {
+            headers.received();
+        }
         request.extensions_mut().insert(self.peer.clone());
         self.router
             .clone()
@@ -444,10 +463,12 @@ impl Connection {
                 return;
             }
         };
+        // HTTP/1.1's header read timeout, enforced by this loop's watchdog below.
+        let headers = HeaderDeadline::new(self.limits.header_read_timeout);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(headers.timer())
             .header_read_timeout(self.limits.header_read_timeout);
         builder
             .http2()
@@ -457,7 +478,8 @@ impl Connection {
         let service = match &peer {
             Some(peer) => self.service.for_peer(peer.clone()),
             None => self.service.for_external(remote),
-        };
+        }
+        .watching(headers.clone());
         let connection = builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(connection);
         // The rare events, polled only when one of them is woken: every request wakes this
@@ -481,6 +503,10 @@ impl Connection {
                 Event::Expiry(acceptor.peer_expiry(peer).await)
             }));
         }
+        events.push(Box::pin(async {
+            headers.overdue().await;
+            Event::HeadersOverdue
+        }));
         if let Some(age) = self.limits.max_connection_age {
             events.push(Box::pin(async move {
                 tokio::time::sleep(age).await;
@@ -495,6 +521,11 @@ impl Connection {
                 ended = connection.as_mut() => break ended,
                 Some(event) = events.next() => match event {
                     Event::Abort => return,
+                    // As hyper's own timeout does: the connection is dropped, not drained.
+                    Event::HeadersOverdue => {
+                        tracing::debug!(%remote, "request headers not received within the header read timeout; closing the connection");
+                        return;
+                    }
                     _ if closing => {}
                     Event::Stop => {
                         connection.as_mut().graceful_shutdown();
@@ -529,4 +560,6 @@ enum Event {
     Expiry(PeerExpiry),
     /// The connection reached its maximum age: close gracefully.
     Age,
+    /// HTTP/1.1: a request head was not received within the header read timeout.
+    HeadersOverdue,
 }

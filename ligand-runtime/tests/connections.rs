@@ -5,11 +5,17 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{CALLER_ID, Fixture, SERVER_ID, TRUST_DOMAIN};
-use ligand_runtime::testkit::{AllowList, PeerClient, SvidSpec, TestCa};
-use ligand_runtime::{HttpBinding, SpiffeId};
+use ligand_runtime::testkit::{AllowList, PeerClient, SvidSpec, TestCa, probe_client_config};
+use ligand_runtime::{
+    EvalRequest, EvalResponse, HttpBinding, PolicyEngine, ProviderError, SpiffeId,
+};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 /// Longer than any of these tests should take; only a broken binding reaches it.
 const BOUND: Duration = Duration::from_secs(20);
@@ -94,6 +100,54 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     tokio::time::timeout(BOUND, open.closed())
         .await
         .expect("an idle connection was kept past the header read timeout");
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_the_middle_of_its_headers_is_disconnected() {
+    let f = fixture(local().header_read_timeout(Duration::from_millis(200))).await;
+    let config = probe_client_config(&[&rustls::version::TLS13], Some(&f.ca.svid(CALLER_ID)));
+    let tcp = TcpStream::connect(f.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config.unwrap())
+        .connect(ServerName::try_from("ligand.invalid").unwrap(), tcp)
+        .await
+        .unwrap();
+    // The request line and one header, never the blank line that ends the head.
+    tls.write_all(b"GET /hello/x HTTP/1.1\r\nhost: ligand.invalid\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut answered = Vec::new();
+    let read = tokio::time::timeout(BOUND, tls.read_to_end(&mut answered))
+        .await
+        .expect("a connection stalled in its headers was kept past the header read timeout");
+    // Closed without an answer (the socket dropped, so no TLS close_notify either).
+    assert!(read.is_err() || answered.is_empty(), "{answered:?}");
+    assert_eq!(f.calls.load(Ordering::SeqCst), 0);
+}
+
+/// Allows every request, after a wait longer than the tests' header read timeout.
+struct DecidesSlowly;
+
+#[async_trait::async_trait]
+impl PolicyEngine for DecidesSlowly {
+    async fn evaluate(&self, _: &EvalRequest) -> Result<EvalResponse, ProviderError> {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok(EvalResponse::allow())
+    }
+}
+
+#[tokio::test]
+async fn a_request_answered_after_longer_than_the_header_read_timeout_is_answered() {
+    // The timeout is for the headers: once they are in, the request takes as long as it takes.
+    let f = Fixture::start(|c| {
+        c.policy(DecidesSlowly)
+            .binding(local().header_read_timeout(Duration::from_millis(200)))
+    })
+    .await;
+    let mut open = f.caller(CALLER_ID).connect(f.addr).await.unwrap();
+    assert_eq!(open.get("/hello/x").await.unwrap().status, 200);
+    assert_eq!(open.get("/hello/y").await.unwrap().status, 200);
+    assert_eq!(f.calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
