@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 pub use self::error::{ChainError, ChainRejection};
 pub use self::sign::{ChainSigner, DEFAULT_CHAIN_TOKEN_LIFETIME};
@@ -228,14 +229,23 @@ impl Link {
 }
 
 /// The hops that have handled a request, most distal first and the immediate peer last.
+///
+/// Up to two links are kept inline: the pipeline's chain always holds at least the peer, and a
+/// request's chain is built on every request, so the common chains (the peer, or one hop and
+/// the peer) cost no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-#[non_exhaustive]
-pub struct Chain(pub Vec<Link>);
+pub struct Chain(SmallVec<[Link; 2]>);
 
 impl From<Vec<Link>> for Chain {
     fn from(links: Vec<Link>) -> Self {
-        Self(links)
+        Self(SmallVec::from_vec(links))
+    }
+}
+
+impl From<&[Link]> for Chain {
+    fn from(links: &[Link]) -> Self {
+        Self(SmallVec::from(links))
     }
 }
 
@@ -248,12 +258,17 @@ impl FromIterator<Link> for Chain {
 impl Chain {
     /// An empty chain.
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(SmallVec::new())
     }
 
     /// The links, most distal first.
     pub fn links(&self) -> &[Link] {
         &self.0
+    }
+
+    /// The links, most distal first, to edit in place.
+    pub fn links_mut(&mut self) -> &mut [Link] {
+        &mut self.0
     }
 
     /// The immediate peer: the last link.
@@ -269,6 +284,14 @@ impl Chain {
     /// Whether no hop is recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Inserts `link` at `index` (`0` is the most distal hop).
+    ///
+    /// # Panics
+    /// If `index` is greater than the chain's length, as [`Vec::insert`] does.
+    pub fn insert(&mut self, index: usize, link: Link) {
+        self.0.insert(index, link);
     }
 
     /// Appends `link` as the new immediate peer.

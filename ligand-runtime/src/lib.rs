@@ -118,7 +118,7 @@ pub use self::registry::{
     Endpoint, Registration, RegistrationState, ServiceRegistrar, ServiceRegistration,
     ServiceRegistry,
 };
-pub use self::request::{Action, InboundRequest, PathParams, RequestLine, Resource};
+pub use self::request::{Action, InboundRequest, PathParams, RequestLine, RequestPath, Resource};
 pub use self::request_id::RequestId;
 pub use self::secrets::{
     Secret, SecretError, SecretRevocation, SecretValue, Secrets, SecretsCache, decode_secret,

@@ -61,15 +61,16 @@ pub struct RequestLine {
     /// The path as the client sent it: percent-encoded and not normalised (`/accounts/a%2Fb`).
     /// Policies should match the route template (`resource`) and the decoded `params`
     /// instead, which are what the handler sees.
-    pub path: String,
+    pub path: RequestPath,
     /// The route's path parameters, percent-decoded exactly as the handler's `Path`
     /// extractor receives them (`{"id": "a/b"}`).
     pub params: PathParams,
 }
 
 impl RequestLine {
-    /// The request line `method path`, without path parameters.
-    pub fn new(method: http::Method, path: impl Into<String>) -> Self {
+    /// The request line `method path`, without path parameters; `path` is a `&str`, a
+    /// `String` or the request's [`http::Uri`], whose path is shared rather than copied.
+    pub fn new(method: http::Method, path: impl Into<RequestPath>) -> Self {
         Self {
             method,
             path: path.into(),
@@ -84,12 +85,127 @@ impl RequestLine {
     }
 }
 
+/// The path of a request line, as the client sent it: a `str` (it dereferences to one).
+///
+/// Made from the request's [`http::Uri`], it shares the URI's bytes (a reference count, no
+/// copy); made from a `&str` or a `String`, it owns the text.
+#[derive(Clone, Default)]
+pub struct RequestPath(PathRepr);
+
+#[derive(Clone)]
+enum PathRepr {
+    /// The path of a request URI, the part before any `?`.
+    Uri(http::uri::PathAndQuery),
+    Owned(String),
+}
+
+impl Default for PathRepr {
+    fn default() -> Self {
+        Self::Owned(String::new())
+    }
+}
+
+impl RequestPath {
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            PathRepr::Uri(uri) => uri.path(),
+            PathRepr::Owned(path) => path,
+        }
+    }
+}
+
+impl From<&http::Uri> for RequestPath {
+    /// The URI's path ([`Uri::path`](http::Uri::path)), sharing its bytes.
+    fn from(uri: &http::Uri) -> Self {
+        match uri.path_and_query() {
+            // The URI's path is its path-and-query's unless the URI has no path at all.
+            Some(shared) if std::ptr::eq(shared.path(), uri.path()) => {
+                Self(PathRepr::Uri(shared.clone()))
+            }
+            _ => Self(PathRepr::Owned(uri.path().to_owned())),
+        }
+    }
+}
+
+impl From<String> for RequestPath {
+    fn from(path: String) -> Self {
+        Self(PathRepr::Owned(path))
+    }
+}
+
+impl From<&str> for RequestPath {
+    fn from(path: &str) -> Self {
+        Self(PathRepr::Owned(path.to_owned()))
+    }
+}
+
+impl std::ops::Deref for RequestPath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for RequestPath {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for RequestPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RequestPath {}
+
+impl PartialEq<str> for RequestPath {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RequestPath {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::hash::Hash for RequestPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for RequestPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for RequestPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RequestPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// The path parameters of the matched route, in template order, percent-decoded. Serializes
 /// as an object (`{"id": "42"}`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PathParams {
-    /// Every name and value, one after the other, in one allocation.
-    text: String,
+    /// Every name and value, one after the other: inline up to 32 bytes (most routes' `id`s
+    /// and names), in one allocation beyond. UTF-8, and so is every range `ends` delimits:
+    /// only [`push`](Self::push) writes it, whole `str`s at a time.
+    text: SmallVec<[u8; 32]>,
     /// Where each parameter's name and value end in `text`.
     ends: SmallVec<[(usize, usize); 2]>,
 }
@@ -103,10 +219,9 @@ impl PathParams {
     /// Adds the parameter `name` with its decoded `value`.
     pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         let (name, value) = (name.as_ref(), value.as_ref());
-        self.text.reserve(name.len() + value.len());
-        self.text.push_str(name);
+        self.text.extend_from_slice(name.as_bytes());
         let name_end = self.text.len();
-        self.text.push_str(value);
+        self.text.extend_from_slice(value.as_bytes());
         self.ends.push((name_end, self.text.len()));
     }
 
@@ -122,8 +237,17 @@ impl PathParams {
             .enumerate()
             .map(|(i, &(name_end, value_end))| {
                 let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
-                (&self.text[start..name_end], &self.text[name_end..value_end])
+                (
+                    self.text_at(start..name_end),
+                    self.text_at(name_end..value_end),
+                )
             })
+    }
+
+    /// The name or value pushed as `range` of `text`: UTF-8 by construction, so the check
+    /// cannot fail (and costs a few instructions on such short text).
+    fn text_at(&self, range: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.text[range]).unwrap_or_default()
     }
 
     /// How many there are.
@@ -212,6 +336,20 @@ mod tests {
             params.iter().collect::<Vec<_>>(),
             [("id", "a/b"), ("", ""), ("owner", "ünïcode")]
         );
+        // Past the inline room: the same parameters, and the next one after them.
+        let mut long = params.clone();
+        long.push("account", "0f8fad5b-d9cb-469f-a165-70867728950e");
+        long.push("x", "y");
+        assert_eq!(
+            long.iter().collect::<Vec<_>>(),
+            [
+                ("id", "a/b"),
+                ("", ""),
+                ("owner", "ünïcode"),
+                ("account", "0f8fad5b-d9cb-469f-a165-70867728950e"),
+                ("x", "y")
+            ]
+        );
         assert_eq!(params.get("id"), Some("a/b"));
         assert_eq!(params.get("owner"), Some("ünïcode"));
         assert_eq!(params.get(""), Some(""));
@@ -224,6 +362,29 @@ mod tests {
             serde_json::to_string(&params).unwrap(),
             r#"{"id":"a/b","":"","owner":"ünïcode"}"#
         );
+    }
+
+    #[test]
+    fn a_request_path_is_the_uris_path_shared_or_owned() {
+        for (uri, path) in [
+            ("/accounts/a%2Fb?x=1", "/accounts/a%2Fb"),
+            ("/", "/"),
+            ("/?q", "/"),
+            ("*", "*"),
+            ("https://example.org", "/"),
+            ("https://example.org/a/b?c", "/a/b"),
+            ("example.org:443", ""),
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            let shared = RequestPath::from(&uri);
+            assert_eq!(shared.as_str(), uri.path(), "{uri}");
+            assert_eq!(shared, path);
+            assert_eq!(shared, RequestPath::from(path));
+            assert_eq!(shared, RequestPath::from(path.to_owned()));
+            assert_eq!(serde_json::to_string(&shared).unwrap(), format!("{path:?}"));
+            assert_eq!(format!("{shared:?}"), format!("{path:?}"));
+        }
+        assert_eq!(RequestPath::default(), "");
     }
 
     #[test]

@@ -397,7 +397,7 @@ async fn refusal_unrouted(server: Server, request: &Parts, unrouted: Unrouted) -
             });
         }
     };
-    let line = RequestLine::new(request.method.clone(), request.uri.path());
+    let line = RequestLine::new(request.method.clone(), &request.uri);
     server
         .audit_unrouted(link, line, unrouted, request_id)
         .await;
@@ -688,8 +688,7 @@ impl RouteGuard {
                 peer: peer.link().clone(),
                 resource: self.resource.clone(),
                 action: self.action.clone(),
-                request: RequestLine::new(parts.method.clone(), parts.uri.path())
-                    .with_params(params),
+                request: RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
                 txn: claims,
             },
             request_id,
@@ -783,7 +782,7 @@ impl RouteGuard {
             peer: crate::gateway::caller(&claims),
             resource: self.resource.clone(),
             action: self.action.clone(),
-            request: RequestLine::new(parts.method.clone(), parts.uri.path()).with_params(params),
+            request: RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
             txn: Some(claims),
         };
         let pending = self.pending(

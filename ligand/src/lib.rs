@@ -61,9 +61,9 @@ pub use ligand_runtime::{
     DEFAULT_POLICY_TIMEOUT, DEFAULT_PRE_STOP_TIMEOUT, DEFAULT_SECRET_RENEWAL_LEAD, Denial, Denied,
     Enforced, Error, ExposeSecret, HttpBinding, InboundRequest, InitError, JsonLinesTelemetry,
     Link, LogLinesTelemetry, MAX_CHAIN_HEADER_LEN, MAX_CHAIN_LINKS, MAX_CHAIN_TOKEN_LIFETIME,
-    MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId, RequestLine, Resource,
-    Result, Secret, SecretError, SecretSlice, SecretString, ServeError, Server,
-    ServiceRegistration, ShadowDecisions, SpiffeId, State, TracingTelemetry, TrustDomain,
+    MissingRequiredProviders, Monitor, PathParams, ProviderKind, RequestId, RequestLine,
+    RequestPath, Resource, Result, Secret, SecretError, SecretSlice, SecretString, ServeError,
+    Server, ServiceRegistration, ShadowDecisions, SpiffeId, State, TracingTelemetry, TrustDomain,
     VerifiedChain, decode_secret, denial_response, init, init_trust_boundary,
 };
 /// Gateways (`#[ligand::service(gateway)]`): external callers over TLS without a client

@@ -68,10 +68,7 @@ impl VerifiedChain {
 
     /// The upstream links as a [`Chain`], to which the pipeline appends the sending hop.
     pub fn to_chain(&self) -> Chain {
-        // Room for the peer's link, which the pipeline appends.
-        let mut links = Vec::with_capacity(self.links().len() + 1);
-        links.extend_from_slice(self.links());
-        Chain(links)
+        Chain::from(self.links())
     }
 
     /// The header as received, or `None` for the empty chain.

@@ -436,7 +436,7 @@ impl Server {
         let input = self.evaluated(InboundRequest {
             chain: Chain::new(),
             peer,
-            resource: Resource::http_path(line.path.clone()),
+            resource: Resource::http_path(line.path.as_str().to_owned()),
             action: Action::new(line.method.as_str().to_owned()),
             request: line,
             txn: None,

@@ -17,7 +17,7 @@ impl LimiterCall {
     /// `caller` performing `action` on the route template `resource`.
     pub fn new(caller: &str, resource: &str, action: &str) -> Self {
         Self {
-            chain: Chain(vec![Link::workload(caller)]),
+            chain: Chain::from(vec![Link::workload(caller)]),
             resource: Resource::http_path(resource.to_owned()),
             action: Action::new(action.to_owned()),
         }
@@ -116,7 +116,7 @@ pub async fn rate_limiter(limiter: &dyn RateLimiter, burst: u32) {
         allowed, burst,
         "inline and awaited checks share the caller's burst"
     );
-    for chain in [Chain::new(), Chain(vec![Link::default()])] {
+    for chain in [Chain::new(), Chain::from(vec![Link::default()])] {
         let anonymous = LimiterCall::get("").with_chain(chain);
         assert!(
             limiter.check(&anonymous.request()).await.is_err(),

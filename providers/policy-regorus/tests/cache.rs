@@ -243,7 +243,7 @@ fn the_cache_is_bounded() {
     let policy = Arc::new(RegorusPolicy::new(&config).unwrap());
     let mut request = common::request(common::CALLER, "GET", "/hello/{name}");
     for i in 0..1000 {
-        request.request.path = format!("/hello/{i}");
+        request.request.path = format!("/hello/{i}").into();
         assert!(policy.evaluate_now(&request).unwrap().allowed);
     }
     assert!(

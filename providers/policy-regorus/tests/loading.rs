@@ -117,14 +117,14 @@ async fn the_input_document_is_the_serialized_request() {
         "package ligand.authz\n\nimport rego.v1\n\ndefault allow := false\n\nreason := json.marshal(input)\n",
     );
     let mut req = request(CALLER, "GET", "/hello/{name}");
-    req.chain.0.insert(
+    req.chain.insert(
         0,
         ligand_runtime::Link::default()
             .with_user("alice@example.org")
             .with_device("device-1"),
     );
     // As the pipeline builds it: the mTLS peer verified, a hand-built link not.
-    req.chain.0[1].verified = true;
+    req.chain.links_mut()[1].verified = true;
     req.peer.verified = true;
     let decision = policy.evaluate(&req).await.unwrap();
     let seen: serde_json::Value =
