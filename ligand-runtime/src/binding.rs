@@ -33,7 +33,7 @@ use crate::tls::{MtlsAcceptor, PeerExpiry, VerifiedPeer};
 
 mod headers;
 
-use headers::HeaderDeadline;
+use headers::{ConnectionService, HeaderDeadline};
 
 /// What the framework hands a binding when the service starts.
 #[derive(Debug)]
@@ -69,7 +69,6 @@ impl EnforcedService {
         PeerService {
             router: self.router.clone(),
             peer: CallerSlot::Verified(peer),
-            headers: None,
         }
     }
 
@@ -80,7 +79,6 @@ impl EnforcedService {
         PeerService {
             router: self.router.clone(),
             peer: CallerSlot::External(ExternalPeer { addr: remote }),
-            headers: None,
         }
     }
 }
@@ -99,16 +97,6 @@ pub struct PeerService {
     router: Router,
     /// What every request of the connection carries: its caller.
     peer: CallerSlot,
-    /// The connection's header read deadline, which a request's arrival clears.
-    headers: Option<HeaderDeadline>,
-}
-
-impl PeerService {
-    /// The same service, marking each request head received on `headers`.
-    fn watching(mut self, headers: HeaderDeadline) -> Self {
-        self.headers = Some(headers);
-        self
-    }
 }
 
 impl fmt::Debug for PeerService {
@@ -125,9 +113,6 @@ impl hyper::service::Service<http::Request<Incoming>> for PeerService {
     type Future = tower::util::Oneshot<Router, http::Request<axum::body::Body>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
-        if let Some(headers) = &self.headers {
-            headers.received();
-        }
         request.extensions_mut().insert(self.peer.clone());
         self.router
             .clone()
@@ -463,13 +448,12 @@ impl Connection {
                 return;
             }
         };
-        // HTTP/1.1's header read timeout, enforced by this loop's watchdog below.
-        let headers = HeaderDeadline::new(self.limits.header_read_timeout);
+        // HTTP/1.1's header read timeout, enforced by this loop's watchdog below rather than
+        // by hyper. A connection that negotiated HTTP/2 has none (hyper's pings watch it).
+        let headers = (tls.get_ref().1.alpn_protocol() != Some(b"h2"))
+            .then(|| HeaderDeadline::new(self.limits.header_read_timeout));
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(headers.timer())
-            .header_read_timeout(self.limits.header_read_timeout);
+        builder.http1().header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -478,8 +462,8 @@ impl Connection {
         let service = match &peer {
             Some(peer) => self.service.for_peer(peer.clone()),
             None => self.service.for_external(remote),
-        }
-        .watching(headers.clone());
+        };
+        let service = ConnectionService::new(service, headers.clone());
         let connection = builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(connection);
         // The rare events, polled only when one of them is woken: every request wakes this
@@ -503,10 +487,12 @@ impl Connection {
                 Event::Expiry(acceptor.peer_expiry(peer).await)
             }));
         }
-        events.push(Box::pin(async {
-            headers.overdue().await;
-            Event::HeadersOverdue
-        }));
+        if let Some(headers) = &headers {
+            events.push(Box::pin(async {
+                headers.overdue().await;
+                Event::HeadersOverdue
+            }));
+        }
         if let Some(age) = self.limits.max_connection_age {
             events.push(Box::pin(async move {
                 tokio::time::sleep(age).await;

@@ -1,31 +1,36 @@
 //! HTTP/1.1's header read timeout, watched by the connection's own loop.
 //!
 //! hyper enforces the timeout with a timer per request head: a boxed sleep made, registered
-//! in tokio's timer wheel (a lock) and removed again for every request, about 700
-//! instructions a request, the largest single cost the binding added over a plain server.
-//! Here hyper's HTTP/1.1 timer only records when the head it started reading is due (an
-//! atomic store; the sleep it hands back is zero-sized, so boxing it allocates nothing), the
-//! connection's service marks the head received when hyper calls it, and one watchdog per
-//! connection sleeps until the recorded deadline and closes the connection if the head is
-//! still awaited then: what hyper's own timeout does, at one timer per connection and
-//! timeout period instead of one per request.
+//! in tokio's timer wheel (a lock) and removed again for every request; and to start that
+//! timer as soon as a response is written, it reads the socket once more after every
+//! response, a read that finds nothing (a system call and about 550 instructions). Together
+//! the largest cost the binding added over a plain server.
+//!
+//! Here hyper's own timeout is off. The connection's service counts the requests in flight:
+//! the count rises when hyper hands the service a request (its head has arrived) and falls
+//! when hyper drops the response body (the response is written); when it falls to zero, the
+//! next head is due one timeout later. One watchdog per connection sleeps until that deadline
+//! and closes the connection if the head is still awaited then: what hyper's timeout does, at
+//! one timer per connection and timeout period instead of one per request.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::rt::{Sleep, Timer};
-use hyper_util::rt::TokioTimer;
+use axum::body::Body;
+use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::time::Instant;
+
+use super::PeerService;
 
 /// No request head is awaited.
 const NONE: u64 = u64::MAX;
 
-/// One connection's header read deadline: set when hyper starts reading a request head,
-/// cleared when the head arrives.
+/// One HTTP/1.1 connection's header read deadline: set when the connection opens and each
+/// time its last response is written, cleared when a request arrives.
 #[derive(Debug, Clone)]
 pub(crate) struct HeaderDeadline {
     inner: Arc<Inner>,
@@ -39,41 +44,48 @@ struct Inner {
     timeout: Duration,
     /// When the awaited head is due, in nanoseconds after `base`, or [`NONE`].
     due: AtomicU64,
+    /// Requests handed to the service whose response body has not been dropped yet.
+    in_flight: AtomicUsize,
 }
 
+// Relaxed orderings throughout: the deadline is set and read by the connection's own task
+// (hyper drops response bodies there too); the atomics only make it `Sync`, as hyper
+// requires of a service.
 impl HeaderDeadline {
-    /// A connection's deadline, with no head awaited yet.
+    /// A new connection's deadline: its first request head is due one `timeout` from now.
     pub(crate) fn new(timeout: Duration) -> Self {
-        Self {
+        let deadline = Self {
             inner: Arc::new(Inner {
                 base: Instant::now(),
                 timeout,
                 due: AtomicU64::new(NONE),
+                in_flight: AtomicUsize::new(0),
             }),
-        }
+        };
+        deadline.awaiting(deadline.inner.base);
+        deadline
     }
 
-    /// The timer to give hyper's HTTP/1.1 connection.
-    pub(crate) fn timer(&self) -> HeaderTimer {
-        HeaderTimer {
-            deadline: self.clone(),
-        }
-    }
-
-    /// hyper started reading a request head, due at `deadline`.
-    fn awaiting(&self, deadline: Instant) {
-        let nanos = deadline
-            .saturating_duration_since(self.inner.base)
-            .as_nanos();
+    /// The next request head is awaited from `since`.
+    fn awaiting(&self, since: Instant) {
+        let due = since + self.inner.timeout;
+        let nanos = due.saturating_duration_since(self.inner.base).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(NONE - 1).min(NONE - 1);
-        // Relaxed: the deadline is set and read by the connection's own task; the atomic
-        // only makes the timer `Sync`, as hyper requires.
         self.inner.due.store(nanos, Ordering::Relaxed);
     }
 
-    /// The awaited request head arrived: hyper handed the request to the service.
-    pub(crate) fn received(&self) {
+    /// A request head arrived: hyper handed the request to the service.
+    fn received(&self) {
+        self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
         self.inner.due.store(NONE, Ordering::Relaxed);
+    }
+
+    /// A response was written (its body dropped): with none left in flight, the next head
+    /// is awaited from now.
+    fn answered(&self) {
+        if self.inner.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.awaiting(Instant::now());
+        }
     }
 
     /// When the awaited head is due, if one is awaited.
@@ -86,9 +98,9 @@ impl HeaderDeadline {
 
     /// Completes once a request head is awaited past its deadline.
     ///
-    /// Sleeping a whole timeout while no head is awaited misses none: a head whose reading
-    /// starts after the watchdog went to sleep is due a whole timeout after that at the
-    /// earliest, so the watchdog wakes before it is due and sleeps on until then.
+    /// Sleeping a whole timeout while no head is awaited misses none: a head awaited from
+    /// after the watchdog went to sleep is due a whole timeout after that at the earliest, so
+    /// the watchdog wakes before it is due and sleeps on until then.
     pub(crate) async fn overdue(&self) {
         loop {
             let now = Instant::now();
@@ -102,54 +114,108 @@ impl HeaderDeadline {
     }
 }
 
-/// hyper's timer for one connection's HTTP/1.1 side, whose server uses its timer for the
-/// header read timeout alone (hyper 1.x): [`sleep_until`](Timer::sleep_until) records the
-/// deadline and answers a sleep that never completes by itself; the connection's watchdog
-/// ([`HeaderDeadline::overdue`]) enforces it. Any other sleep hyper asks for is a real one.
+/// A connection's service: the enforced [`PeerService`], and on an HTTP/1.1 connection the
+/// requests counted in and out of its [`HeaderDeadline`].
 #[derive(Debug, Clone)]
-pub(crate) struct HeaderTimer {
-    deadline: HeaderDeadline,
+pub(crate) struct ConnectionService {
+    service: PeerService,
+    headers: Option<HeaderDeadline>,
 }
 
-impl Timer for HeaderTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        TokioTimer::new().sleep(duration)
-    }
-
-    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
-        self.deadline.awaiting(Instant::from_std(deadline));
-        Box::pin(Watched)
-    }
-
-    /// tokio's clock, so that a paused test clock moves hyper's deadlines too.
-    fn now(&self) -> std::time::Instant {
-        Instant::now().into_std()
+impl ConnectionService {
+    /// `service`, counting its requests on `headers` when there is one.
+    pub(crate) fn new(service: PeerService, headers: Option<HeaderDeadline>) -> Self {
+        Self { service, headers }
     }
 }
 
-/// The sleep hyper polls while it waits for a request head: zero-sized (boxing it allocates
-/// nothing) and never ready, because the connection's watchdog closes an overdue connection.
-struct Watched;
+impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
+    type Response = http::Response<Answered>;
+    type Error = std::convert::Infallible;
+    type Future = Responding;
 
-impl Future for Watched {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Pending
+    fn call(&self, request: http::Request<Incoming>) -> Responding {
+        if let Some(headers) = &self.headers {
+            headers.received();
+        }
+        Responding {
+            response: self.service.call(request),
+            headers: self.headers.clone(),
+        }
     }
 }
 
-impl Sleep for Watched {}
+/// The enforced service's response future, whose body reports its drop.
+pub(crate) struct Responding {
+    response: <PeerService as hyper::service::Service<http::Request<Incoming>>>::Future,
+    headers: Option<HeaderDeadline>,
+}
+
+impl Future for Responding {
+    type Output = Result<http::Response<Answered>, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let response = std::task::ready!(Pin::new(&mut this.response).poll(cx));
+        Poll::Ready(response.map(|response| {
+            response.map(|body| Answered {
+                body,
+                headers: this.headers.take(),
+            })
+        }))
+    }
+}
+
+impl Drop for Responding {
+    /// A request dropped before its response (the connection closing) is out of flight too.
+    fn drop(&mut self) {
+        if let Some(headers) = self.headers.take() {
+            headers.answered();
+        }
+    }
+}
+
+/// A response body that reports, when hyper drops it, that the response was written.
+pub(crate) struct Answered {
+    body: Body,
+    headers: Option<HeaderDeadline>,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if let Some(headers) = self.headers.take() {
+            headers.answered();
+        }
+    }
+}
+
+impl hyper::body::Body for Answered {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn an_awaited_head_is_overdue_at_its_deadline_and_not_before() {
+    async fn the_first_head_is_due_one_timeout_after_the_connection_opens() {
         let deadline = HeaderDeadline::new(Duration::from_secs(30));
-        let timer = deadline.timer();
-        let _sleep = timer.sleep_until(timer.now() + Duration::from_secs(30));
         let watchdog = deadline.overdue();
         tokio::pin!(watchdog);
         tokio::time::sleep(Duration::from_secs(29)).await;
@@ -159,19 +225,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_received_head_is_never_overdue_and_the_next_one_is_timed_from_its_own_start() {
+    async fn no_head_is_overdue_while_a_request_is_in_flight_and_the_next_is_timed_from_its_answer()
+    {
         let deadline = HeaderDeadline::new(Duration::from_secs(30));
-        let timer = deadline.timer();
-        let _sleep = timer.sleep_until(timer.now() + Duration::from_secs(30));
         let watchdog = deadline.overdue();
         tokio::pin!(watchdog);
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
+        tokio::time::sleep(Duration::from_secs(10)).await;
         deadline.received();
-        // A handler (or an idle client) may take longer than the timeout once the head is in.
+        // A handler (or a response body) may take longer than the timeout.
         tokio::time::sleep(Duration::from_secs(100)).await;
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
-        // The next head, started now, is due 30 s from now.
-        let _next = timer.sleep_until(timer.now() + Duration::from_secs(30));
+        // Answered at 110 s: the next head is due at 140 s.
+        deadline.answered();
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -179,20 +245,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_sleep_handed_to_hyper_allocates_nothing_and_never_completes() {
-        assert_eq!(std::mem::size_of::<Watched>(), 0);
-        let timer = HeaderDeadline::new(Duration::from_millis(1)).timer();
-        let mut sleep = timer.sleep_until(timer.now());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(futures_util::poll!(sleep.as_mut()).is_pending());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn any_other_sleep_is_a_real_one() {
-        let timer = HeaderDeadline::new(Duration::from_secs(30)).timer();
-        let mut sleep = timer.sleep(Duration::from_secs(5));
-        assert!(futures_util::poll!(sleep.as_mut()).is_pending());
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(futures_util::poll!(sleep.as_mut()).is_ready());
+    async fn the_deadline_restarts_only_when_the_last_request_in_flight_is_answered() {
+        let deadline = HeaderDeadline::new(Duration::from_secs(30));
+        deadline.received();
+        deadline.received();
+        deadline.answered();
+        assert_eq!(deadline.due(), None);
+        deadline.answered();
+        assert_eq!(
+            deadline.due(),
+            Some(Instant::now() + Duration::from_secs(30))
+        );
     }
 }
