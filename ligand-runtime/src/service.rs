@@ -659,8 +659,9 @@ impl RouteGuard {
     /// The stages after the WIT/WPT pair: the Transaction Token, verified here, before the
     /// limiter and the policy see the request, and forwarded unchanged on the calls the
     /// handler makes (draft-ietf-oauth-transaction-tokens §7.1); then the pipeline, and what
-    /// the `Ctx` takes besides the pipeline's answer. The pipeline's input is built in the
-    /// call (built here and returned, it would be copied twice more).
+    /// the `Ctx` takes besides the pipeline's answer. The policy's input is built here as the
+    /// policy sees it, straight into its `Arc` (an `InboundRequest` converted by the
+    /// pipeline was copied twice more).
     fn enforce(
         &self,
         parts: &Parts,
@@ -682,17 +683,19 @@ impl RouteGuard {
                 });
             }
         };
-        let answer = self.server.pipeline(
-            InboundRequest {
-                chain: chain.to_chain(),
-                peer: peer.link().clone(),
-                resource: self.resource.clone(),
-                action: self.action.clone(),
-                request: RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
-                txn: claims,
-            },
-            request_id,
-        );
+        // The policy's input built in place: the verified chain with the peer last.
+        let mut evaluated = chain.to_chain();
+        evaluated.push(peer.link().clone());
+        let input = Arc::new(EvalRequest {
+            chain: evaluated,
+            peer: peer.link().clone(),
+            resource: self.resource.clone(),
+            action: self.action.clone(),
+            request: RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
+            service: self.server.service_id().clone(),
+            txn: claims,
+        });
+        let answer = self.server.pipeline_for(input, request_id);
         let pending = self.pending(parts, request_id, Some(peer), chain, txn, workload);
         Ok((answer, pending))
     }

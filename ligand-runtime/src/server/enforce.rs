@@ -122,10 +122,19 @@ impl Server {
     /// allocator's per-thread cache; the route's guard now admits most requests before it
     /// builds a future at all (see `service::Guarded`).
     pub(crate) fn pipeline(&self, request: InboundRequest, request_id: RequestId) -> Step<Answer> {
-        let input = match self.admitted(request, request_id) {
-            Ok(input) => input,
-            Err(denied) => return Step::Now(Err(denied)),
-        };
+        self.pipeline_for(self.evaluated(request), request_id)
+    }
+
+    /// [`pipeline`](Self::pipeline) for an input its binding built as the policy sees it (the
+    /// route guard builds it in place, instead of an `InboundRequest` to convert).
+    pub(crate) fn pipeline_for(
+        &self,
+        input: Arc<EvalRequest>,
+        request_id: RequestId,
+    ) -> Step<Answer> {
+        if let Err(denied) = self.admitted(&input, request_id) {
+            return Step::Now(Err(denied));
+        }
         let clock = Clock {
             started: Instant::now(),
             timestamp: SystemTime::now(),
@@ -159,13 +168,8 @@ impl Server {
         self.decide(input, rate_limit, request_id, clock, policy_started)
     }
 
-    /// The first stages, which never wait: readiness, then an authenticated peer; the
-    /// evaluated input when both pass.
-    fn admitted(
-        &self,
-        request: InboundRequest,
-        request_id: RequestId,
-    ) -> Result<Arc<EvalRequest>, Denied> {
+    /// The first stages, which never wait: readiness, then an authenticated peer.
+    fn admitted(&self, input: &EvalRequest, request_id: RequestId) -> Result<(), Denied> {
         let overall = self.inner.monitor.overall();
         if !overall.serves_traffic() {
             tracing::debug!(%request_id, state = %overall, "request refused: service not ready");
@@ -174,13 +178,18 @@ impl Server {
                 request_id,
             });
         }
-        if request.peer.principal().is_none() {
+        if input.peer.principal().is_none() {
             return Err(Denied {
                 denial: Denial::Unauthenticated,
                 request_id,
             });
         }
-        Ok(self.evaluated(request))
+        Ok(())
+    }
+
+    /// This service's SPIFFE ID, as the policy input carries it.
+    pub(crate) fn service_id(&self) -> &Arc<str> {
+        &self.inner.service_id
     }
 
     /// The rest of the pipeline when the rate limiter has to wait: the limiter, the policy
