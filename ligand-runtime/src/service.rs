@@ -447,23 +447,86 @@ fn path_params(parts: &mut Parts, request_id: RequestId) -> Result<PathParams, D
 /// `tracestate` is then dropped, as the specification says. Returns the request's trace
 /// context, the `tracestate` to forward and the caller's span ID (the exported span's parent).
 fn trace_context(
-    headers: &http::HeaderMap,
+    headers: &GuardHeaders<'_>,
 ) -> (TraceParent, Option<HeaderValue>, Option<trace::SpanId>) {
-    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(trace::TRACEPARENT);
-    const TRACESTATE: http::HeaderName = http::HeaderName::from_static(trace::TRACESTATE);
     match headers
-        .get(TRACEPARENT)
+        .traceparent
         .and_then(|value| TraceParent::parse(value.as_bytes()))
     {
         Some(upstream) => (
             upstream.child(),
             headers
-                .get(TRACESTATE)
+                .tracestate
                 .filter(|state| trace::forwardable_tracestate(state))
                 .cloned(),
             Some(upstream.span_id()),
         ),
         None => (TraceParent::new_root(), None, None),
+    }
+}
+
+/// The request headers the guard reads, found in one pass over the request's headers.
+///
+/// Looking each up by name hashes the name (byte by byte, for these names that are not
+/// among the standard ones) and probes the map: about 150 instructions a lookup, and a
+/// request needs four. One pass compares each header's name with these four instead; most
+/// names a request carries are standard ones, which differ from these at the first
+/// comparison of their kind.
+#[derive(Default)]
+struct GuardHeaders<'a> {
+    chain: Lines<'a>,
+    txn: Lines<'a>,
+    /// The first `traceparent` line, as a lookup by name finds it.
+    traceparent: Option<&'a HeaderValue>,
+    /// The first `tracestate` line.
+    tracestate: Option<&'a HeaderValue>,
+}
+
+impl<'a> GuardHeaders<'a> {
+    fn scan(headers: &'a http::HeaderMap) -> Self {
+        const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
+        const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
+        const TRACEPARENT: http::HeaderName = http::HeaderName::from_static(trace::TRACEPARENT);
+        const TRACESTATE: http::HeaderName = http::HeaderName::from_static(trace::TRACESTATE);
+        let mut found = Self::default();
+        for (name, value) in headers {
+            if *name == CHAIN {
+                found.chain.add(value);
+            } else if *name == TXN {
+                found.txn.add(value);
+            } else if *name == TRACEPARENT {
+                found.traceparent.get_or_insert(value);
+            } else if *name == TRACESTATE {
+                found.tracestate.get_or_insert(value);
+            }
+        }
+        found
+    }
+}
+
+/// The lines of one header: none, one, or more than one (and the first of them).
+#[derive(Debug, Default, Clone, Copy)]
+enum Lines<'a> {
+    #[default]
+    None,
+    One(&'a HeaderValue),
+    Many(&'a HeaderValue),
+}
+
+impl<'a> Lines<'a> {
+    fn add(&mut self, value: &'a HeaderValue) {
+        *self = match *self {
+            Lines::None => Lines::One(value),
+            Lines::One(first) | Lines::Many(first) => Lines::Many(first),
+        };
+    }
+
+    /// The first line, as a lookup by name finds it.
+    fn first(self) -> Option<&'a HeaderValue> {
+        match self {
+            Lines::None => None,
+            Lines::One(first) | Lines::Many(first) => Some(first),
+        }
     }
 }
 
@@ -591,11 +654,16 @@ impl RouteGuard {
         if self.gateway || self.server.wimse_verifier().is_some() {
             return Admission::Later;
         }
-        let (request_id, peer, params, chain) = match self.head(parts) {
+        let (request_id, peer, params) = match self.head(parts) {
             Ok(head) => head,
             Err(denied) => return Admission::Now(Err(denied)),
         };
-        match self.enforce(parts, request_id, peer, params, chain, None) {
+        let headers = GuardHeaders::scan(&parts.headers);
+        let chain = match self.chain(headers.chain, &peer, request_id) {
+            Ok(chain) => chain,
+            Err(denied) => return Admission::Now(Err(denied)),
+        };
+        match self.enforce(parts, &headers, request_id, peer, params, chain, None) {
             Ok((Step::Now(answer), pending)) => Admission::Now(pending.finish(parts, answer)),
             Ok((Step::Wait(answer), pending)) => Admission::Pipeline(answer, Box::new(pending)),
             Err(denied) => Admission::Now(Err(denied)),
@@ -609,7 +677,9 @@ impl RouteGuard {
             // Boxed: its states would otherwise double this future's size.
             return Box::pin(self.admit_external(parts)).await;
         }
-        let (request_id, peer, params, chain) = self.head(parts)?;
+        let (request_id, peer, params) = self.head(parts)?;
+        let headers = GuardHeaders::scan(&parts.headers);
+        let chain = self.chain(headers.chain, &peer, request_id)?;
         // The WIT/WPT pair, when a verifier is configured: proof that the holder of the key
         // the WIT binds to the peer's SPIFFE ID made this very request.
         let workload = match self.verify_wimse(parts, &peer).await {
@@ -622,18 +692,15 @@ impl RouteGuard {
                 });
             }
         };
-        let (answer, pending) = self.enforce(parts, request_id, peer, params, chain, workload)?;
+        let (answer, pending) =
+            self.enforce(parts, &headers, request_id, peer, params, chain, workload)?;
         let answer = answer.finish().await;
         pending.finish(parts, answer)
     }
 
-    /// The stages before the WIT/WPT pair: the request's ID, its verified peer (taken, not
-    /// cloned: from here on it travels in the `Ctx`), its path parameters and its verified
-    /// chain.
-    fn head(
-        &self,
-        parts: &mut Parts,
-    ) -> Result<(RequestId, VerifiedPeer, PathParams, VerifiedChain), Denied> {
+    /// The first stages: the request's ID, its verified peer (taken, not cloned: from here on
+    /// it travels in the `Ctx`) and its path parameters.
+    fn head(&self, parts: &mut Parts) -> Result<(RequestId, VerifiedPeer, PathParams), Denied> {
         let request_id = RequestId::new();
         let Some(peer) = CallerSlot::take_verified(&mut parts.extensions) else {
             return Err(Denied {
@@ -642,18 +709,23 @@ impl RouteGuard {
             });
         };
         let params = path_params(parts, request_id)?;
-        // A `HeaderName` constant: looking up by `&str` would parse the name on every request.
-        const CHAIN: http::HeaderName = http::HeaderName::from_static(CHAIN_HEADER);
-        match self.verify_chain(&parts.headers.get_all(CHAIN), &peer) {
-            Ok(chain) => Ok((request_id, peer, params, chain)),
-            Err(rejection) => {
-                tracing::debug!(%request_id, code = rejection.code(), "chain header refused");
-                Err(Denied {
-                    denial: Denial::InvalidChain(rejection),
-                    request_id,
-                })
+        Ok((request_id, peer, params))
+    }
+
+    /// The stage before the WIT/WPT pair: the request's verified chain.
+    fn chain(
+        &self,
+        lines: Lines<'_>,
+        peer: &VerifiedPeer,
+        request_id: RequestId,
+    ) -> Result<VerifiedChain, Denied> {
+        self.verify_chain(lines, peer).map_err(|rejection| {
+            tracing::debug!(%request_id, code = rejection.code(), "chain header refused");
+            Denied {
+                denial: Denial::InvalidChain(rejection),
+                request_id,
             }
-        }
+        })
     }
 
     /// The stages after the WIT/WPT pair: the Transaction Token, verified here, before the
@@ -662,18 +734,21 @@ impl RouteGuard {
     /// the `Ctx` takes besides the pipeline's answer. The policy's input is built here as the
     /// policy sees it, straight into its `Arc` (an `InboundRequest` converted by the
     /// pipeline was copied twice more).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the request's stages so far, passed on rather than bundled for one call"
+    )]
     fn enforce(
         &self,
         parts: &Parts,
+        headers: &GuardHeaders<'_>,
         request_id: RequestId,
         peer: VerifiedPeer,
         params: PathParams,
         chain: VerifiedChain,
         workload: Option<Arc<VerifiedWorkload>>,
     ) -> Result<(Step<Answer>, Pending), Denied> {
-        const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
-        let txn = parts.headers.get(TXN).cloned();
-        let claims = match self.verify_txn(&parts.headers, txn.is_some()) {
+        let claims = match self.verify_txn(headers.txn) {
             Ok(claims) => claims,
             Err(rejection) => {
                 tracing::debug!(%request_id, code = rejection.code(), %rejection, "transaction token refused");
@@ -696,7 +771,8 @@ impl RouteGuard {
             txn: claims,
         });
         let answer = self.server.pipeline_for(input, request_id);
-        let pending = self.pending(parts, request_id, Some(peer), chain, txn, workload);
+        let txn = headers.txn.first().cloned();
+        let pending = self.pending(headers, request_id, Some(peer), chain, txn, workload);
         Ok((answer, pending))
     }
 
@@ -704,14 +780,14 @@ impl RouteGuard {
     /// trace context.
     fn pending(
         &self,
-        parts: &Parts,
+        headers: &GuardHeaders<'_>,
         request_id: RequestId,
         peer: Option<VerifiedPeer>,
         chain: VerifiedChain,
         txn: Option<HeaderValue>,
         workload: Option<Arc<VerifiedWorkload>>,
     ) -> Pending {
-        let (trace, tracestate, parent) = trace_context(&parts.headers);
+        let (trace, tracestate, parent) = trace_context(headers);
         Pending {
             request_id,
             peer,
@@ -789,7 +865,7 @@ impl RouteGuard {
             txn: Some(claims),
         };
         let pending = self.pending(
-            parts,
+            &GuardHeaders::scan(&parts.headers),
             request_id,
             None,
             VerifiedChain::empty(),
@@ -820,54 +896,40 @@ impl RouteGuard {
         }
     }
 
-    /// The verified claims of the `Txn-Token` header of `headers` (`present`: it has one),
-    /// when a verifier is configured. Without a verifier, or without a header (and none
-    /// required), nothing is done, not even a header lookup. More than one line is malformed.
-    fn verify_txn(
-        &self,
-        headers: &http::HeaderMap,
-        present: bool,
-    ) -> Result<Option<Arc<TxnClaims>>, TxnRejection> {
+    /// The verified claims of the `Txn-Token` header's `lines`, when a verifier is
+    /// configured. Without a verifier, or without a header (and none required), nothing is
+    /// done. More than one line is malformed.
+    fn verify_txn(&self, lines: Lines<'_>) -> Result<Option<Arc<TxnClaims>>, TxnRejection> {
         let Some(verifier) = self.server.txn_verifier() else {
             return Ok(None);
         };
-        if !present {
-            return if verifier.required() {
-                Err(TxnRejection::Missing)
-            } else {
-                Ok(None)
-            };
+        match lines {
+            Lines::None if verifier.required() => Err(TxnRejection::Missing),
+            Lines::None => Ok(None),
+            Lines::Many(_) => Err(TxnRejection::Malformed),
+            Lines::One(value) => verifier
+                .verify_header(value, std::time::SystemTime::now())
+                .map(Some),
         }
-        const TXN: http::HeaderName = http::HeaderName::from_static(TXN_TOKEN_HEADER);
-        let mut lines = headers.get_all(TXN).into_iter();
-        let (Some(value), None) = (lines.next(), lines.next()) else {
-            return Err(TxnRejection::Malformed);
-        };
-        verifier
-            .verify_header(value, std::time::SystemTime::now())
-            .map(Some)
     }
 
-    /// The verified chain of the header lines `values` (none: the peer starts the chain; more
-    /// than one line: refused, since joining them is a proxy's guess).
+    /// The verified chain of the header's `lines` (none: the peer starts the chain; more than
+    /// one: refused, since joining them is a proxy's guess).
     fn verify_chain(
         &self,
-        values: &http::header::GetAll<'_, HeaderValue>,
+        lines: Lines<'_>,
         peer: &VerifiedPeer,
     ) -> Result<VerifiedChain, ChainRejection> {
-        let mut lines = values.iter();
-        let Some(value) = lines.next() else {
-            return Ok(VerifiedChain::empty());
-        };
-        if lines.next().is_some() {
-            return Err(ChainRejection::Malformed);
+        match lines {
+            Lines::None => Ok(VerifiedChain::empty()),
+            Lines::Many(_) => Err(ChainRejection::Malformed),
+            Lines::One(value) => self.server.chain_verifier().verify(
+                self.server.identity(),
+                value,
+                peer,
+                std::time::SystemTime::now(),
+            ),
         }
-        self.server.chain_verifier().verify(
-            self.server.identity(),
-            value,
-            peer,
-            std::time::SystemTime::now(),
-        )
     }
 }
 

@@ -258,6 +258,49 @@ async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
     assert_eq!(input.peer, verified(CALLER_ID));
 }
 
+#[tokio::test]
+async fn a_chain_sent_as_two_header_lines_is_400_even_when_each_is_valid() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let caller = f.caller(CALLER_ID);
+    let header = caller
+        .chain_header(
+            &[&f.caller(FRONTEND_ID)],
+            &SpiffeId::new(SERVER_ID).unwrap(),
+        )
+        .unwrap();
+    // Among other headers, in either order around them: joining the lines is a proxy's guess.
+    let response = caller
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[
+                (CHAIN_HEADER, &header),
+                ("x-request-tag", "a"),
+                (CHAIN_HEADER, &header),
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_error_body(&response.json().unwrap(), "CHAIN_MALFORMED");
+    assert_eq!(f.handler_calls(), 0);
+    assert!(f.audit().await.decisions().is_empty());
+    // One line among the same others is the chain.
+    let response = caller
+        .send(
+            f.addr,
+            Method::GET,
+            "/hello/ada",
+            &[("x-request-tag", "a"), (CHAIN_HEADER, &header)],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
 /// Sends `header` as the chain from `caller` (a `CALLER_ID`) and expects a 400 with `code`
 /// that reached neither policy nor the handler.
 async fn assert_chain_refused(f: &Fixture, caller: &PeerClient, header: &str, code: &str) {
