@@ -58,6 +58,7 @@ use tokio_rustls::TlsConnector;
 
 use self::connector::{ConnectionInfo, Connector, NameUse};
 pub use self::connector::{DialError, TlsConnection};
+pub(crate) use self::due::By;
 use self::due::DueTimes;
 use crate::tls::{IdentityState, PeerVerifier, SpiffeServerVerifier};
 
@@ -406,7 +407,7 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Response<Bytes>, DialError> {
         let exchange = async {
-            let (parts, body) = self.send(request, timeout).await?.into_parts();
+            let (parts, body) = self.send(request, By::within(timeout)).await?.into_parts();
             let limit = self.max_response_body;
             let body = Limited::new(body, limit)
                 .collect()
@@ -431,20 +432,19 @@ impl Dialer {
 
     /// Sends `request` over a pooled connection and returns the response as it starts,
     /// retiring the connection once it is due. Unbounded in time: the caller bounds it, by
-    /// `within` at most.
+    /// `by` at the latest.
     ///
     /// Retiring takes a handle on the connection the pool picks (a watch channel per
     /// request), so the handle is taken only when a live connection of the pool could be due
-    /// before `within` has passed: every response that comes over a due connection still
-    /// retires it.
+    /// by `by`: every response that comes over a due connection still retires it.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
-        within: Duration,
+        by: By,
     ) -> Result<Response<Incoming>, DialError> {
         let connection = self
             .due
-            .may_be_due(within)
+            .may_be_due(by)
             .then(|| capture_connection(&mut request));
         let response = self
             .pool

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::uri::{InvalidUri, PathAndQuery, Scheme};
@@ -28,11 +28,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use super::client::{CallError, classify};
-use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
+use super::dial::{By, ClientAuth, DialError, Dialer, ServerAuth};
 use super::resilience::balance::Pool;
 use super::resilience::breaker::{BreakerError, Transition};
 use super::resilience::config::ResilienceConfig;
@@ -310,28 +311,37 @@ impl Transport {
 
     /// Runs one call to `target`: refused once shutdown began; otherwise counted in flight
     /// until it ends, bounded by the call timeout, and recorded.
+    ///
+    /// The clock is read once for the call's start (its deadline, its record's latency and,
+    /// when nothing waited before it, the first attempt's breaker and balancer) and once as
+    /// each attempt ends (the outcome's time, and the record's end); the wall clock once, for
+    /// the chain token and the record.
     pub(crate) async fn call(
         &self,
         target: &Target,
         upstream: &VerifiedChain,
         call: Call,
     ) -> Result<Bytes, CallError> {
-        let started = Instant::now();
-        let timestamp = SystemTime::now();
         let Some(_guard) = self.enter() else {
             return Err(CallError::Refused(
                 "the outbound transport is shutting down",
             ));
         };
+        let timestamp = SystemTime::now();
+        let started = Instant::now();
         let mut trace = Trace::default();
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let by = By {
+            instant: started + self.settings.timeout,
+            wall: timestamp + self.settings.timeout,
+        };
         let result = self
-            .attempt_all(target, upstream, &call, timestamp, deadline, &mut trace)
+            .attempt_all(target, upstream, &call, timestamp, started, by, &mut trace)
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
             Err(e) => outcome_of(e),
         };
+        let ended = trace.ended.unwrap_or_else(Instant::now);
         let event = OutboundCallEvent {
             timestamp,
             source: self.source.clone(),
@@ -341,26 +351,37 @@ impl Transport {
             outcome,
             status: status.map(|s| s.as_u16()),
             attempts: trace.attempts,
-            latency: started.elapsed(),
+            latency: ended.saturating_duration_since(started),
         };
         // Moved into the audit queue, not copied: this is the calling task's path.
         self.audit.try_record(Record::Outbound(event));
         result.map(|(_, body)| body)
     }
 
-    /// The call's attempts, within `deadline`: a bulkhead slot for the whole call, the chain
-    /// token signed once, then the attempts through the target's resilience stack.
+    /// The call's attempts, within `by`: a bulkhead slot for the whole call, the chain token
+    /// signed once, then the attempts through the target's resilience stack. `started` is
+    /// the call's start, which the first attempt uses as its time when nothing waited since.
+    #[allow(clippy::too_many_arguments, reason = "one call's inputs, each used once")]
     async fn attempt_all(
         &self,
         target: &Target,
         upstream: &VerifiedChain,
         call: &Call,
         now: SystemTime,
-        deadline: tokio::time::Instant,
+        started: Instant,
+        by: By,
         trace: &mut Trace,
     ) -> Result<(StatusCode, Bytes), CallError> {
         let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
-        let permit = target.stack.admit(deadline).await.map_err(refused)?;
+        // A free slot is taken without waiting, and the call's start is still "now" for the
+        // first attempt; after a wait in the bulkhead's queue, the attempt reads the clock.
+        let (permit, mut fresh) = match target.stack.try_admit().map_err(refused)? {
+            Some(permit) => (permit, Some(started)),
+            None => (
+                target.stack.admit(by.instant).await.map_err(refused)?,
+                None,
+            ),
+        };
         // This hop's token on top of the verified upstream chain, addressed to the target
         // (cached by the signer: re-signed only at half its lifetime or after a rotation),
         // signed with the SVID the connections of the pool present.
@@ -374,7 +395,9 @@ impl Transport {
             source: Box::new(e),
         })?;
         drop(current);
-        self.resolve(target).await?;
+        if self.resolve(target).await? {
+            fresh = None;
+        }
         let chain = &chain;
         let dialer = &pool.dialer;
         // Hashed once per call: every attempt's WPT binds the same Transaction Token.
@@ -389,10 +412,11 @@ impl Transport {
                 &permit,
                 &call.method,
                 call.key,
-                deadline,
+                by.instant,
+                fresh,
                 trace,
                 |endpoint| async move {
-                    self.exchange(target, dialer, call, chain, tth, &endpoint)
+                    self.exchange(target, dialer, call, chain, tth, by, &endpoint)
                         .await
                 },
             )
@@ -404,6 +428,7 @@ impl Transport {
     }
 
     /// One attempt on `endpoint`: how it ended for the resilience stages, and its answer.
+    #[allow(clippy::too_many_arguments, reason = "one attempt's inputs, each used once")]
     async fn exchange(
         &self,
         target: &Target,
@@ -411,6 +436,7 @@ impl Transport {
         call: &Call,
         chain: &HeaderValue,
         tth: Option<&TokenHash>,
+        by: By,
         endpoint: &Slot,
     ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
         // A request that cannot be encoded says nothing about the endpoint: it is neither
@@ -491,8 +517,8 @@ impl Transport {
             wpt.set_sensitive(true);
             headers.insert(WPT, wpt);
         }
-        // The call's timeout bounds the attempt (the resilience stack's deadline).
-        let response = match dialer.send(request, self.settings.timeout).await {
+        // The call's deadline bounds the attempt (the resilience stack's timeout).
+        let response = match dialer.send(request, by).await {
             Ok(response) => response,
             Err(error) => {
                 let outcome = match &error {
@@ -531,13 +557,13 @@ impl Transport {
     }
 
     /// Brings `target`'s endpoints up to date when its registry cannot push them (a watched
-    /// set is followed by its own task).
-    async fn resolve(&self, target: &Target) -> Result<(), CallError> {
+    /// set is followed by its own task). Returns whether it asked the registry (and waited).
+    async fn resolve(&self, target: &Target) -> Result<bool, CallError> {
         if !matches!(target.endpoints, Endpoints::Resolved) {
-            return Ok(());
+            return Ok(false);
         }
         let Some(registry) = &self.registry else {
-            return Ok(());
+            return Ok(false);
         };
         let resolved = registry
             .resolve(&target.name)
@@ -550,7 +576,7 @@ impl Transport {
             .stack
             .pool()
             .update(&eligible(&resolved, &target.name));
-        Ok(())
+        Ok(true)
     }
 
     fn enter(&self) -> Option<InFlight<'_>> {
