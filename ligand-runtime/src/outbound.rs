@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
@@ -96,21 +97,16 @@ impl Caller {
         CallBuilder::new(self, method, template)
     }
 
-    pub(crate) async fn send(
+    /// Prepares a call (the call's values, the target this handle found) and returns the
+    /// transport's future for it. Only a handle's first call looks its target up, in a
+    /// future of its own: the common one carries nothing for it.
+    pub(crate) fn send(
         &self,
         method: Method,
         path_and_query: String,
         body: Option<Bytes>,
         key: Option<u64>,
-    ) -> Result<Bytes, CallError> {
-        let target = match self.target.get().and_then(Weak::upgrade) {
-            Some(target) => target,
-            None => {
-                let target = self.transport.target(self.service).await?;
-                let _ = self.target.set(Arc::downgrade(&target));
-                target
-            }
-        };
+    ) -> impl Future<Output = Result<Bytes, CallError>> + Send + '_ {
         let call = transport::Call {
             method,
             // Parsed once per call; every attempt's URI shares it.
@@ -126,6 +122,13 @@ impl Caller {
             },
             tracestate: self.trace.as_ref().and_then(|(_, state)| state.clone()),
         };
-        self.transport.call(&target, &self.upstream, call).await
+        match self.target.get().and_then(Weak::upgrade) {
+            Some(target) => Either::Left(self.transport.call(target, &self.upstream, call)),
+            None => Either::Right(Box::pin(async move {
+                let target = self.transport.target(self.service).await?;
+                let _ = self.target.set(Arc::downgrade(&target));
+                self.transport.call(target, &self.upstream, call).await
+            })),
+        }
     }
 }

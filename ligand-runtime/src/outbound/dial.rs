@@ -437,35 +437,39 @@ impl Dialer {
     /// Retiring takes a handle on the connection the pool picks (a watch channel per
     /// request), so the handle is taken only when a live connection of the pool could be due
     /// by `by`: every response that comes over a due connection still retires it.
-    pub(crate) async fn send(
+    pub(crate) fn send(
         &self,
         mut request: Request<Full<Bytes>>,
         by: By,
-    ) -> Result<Response<Incoming>, DialError> {
+    ) -> impl Future<Output = Result<Response<Incoming>, DialError>> + Send + '_ {
+        // Handed to the pool here, so that the future below holds the pool's (boxed) future
+        // and not the request it was made from.
         let connection = self
             .due
             .may_be_due(by)
             .then(|| capture_connection(&mut request));
-        let response = self
-            .pool
-            .request(request)
-            .await
-            .map_err(|e| connector::classify(Box::new(e)))?;
-        if let (Some(info), Some(connection)) =
-            (response.extensions().get::<ConnectionInfo>(), &connection)
-        {
-            if self.due(info) {
-                if let Some(connected) = connection.connection_metadata().as_ref() {
-                    // The pool dials afresh for the next request.
-                    connected.poison();
+        let response = self.pool.request(request);
+        async move {
+            let response = response
+                .await
+                .map_err(|e| connector::classify(Box::new(e)))?;
+            if let (Some(info), Some(connection)) =
+                (response.extensions().get::<ConnectionInfo>(), &connection)
+            {
+                if self.due(info) {
+                    if let Some(connected) = connection.connection_metadata().as_ref() {
+                        // The pool dials afresh for the next request.
+                        connected.poison();
+                    }
+                    self.due.refresh(Some(info.id));
+                } else {
+                    // Another connection (or one since dropped) made this request take a
+                    // handle.
+                    self.due.refresh(None);
                 }
-                self.due.refresh(Some(info.id));
-            } else {
-                // Another connection (or one since dropped) made this request take a handle.
-                self.due.refresh(None);
             }
+            Ok(response)
         }
-        Ok(response)
     }
 
     /// Whether a connection is older than the maximum age or its peer's certificate expired.

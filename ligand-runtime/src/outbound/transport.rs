@@ -318,10 +318,11 @@ impl Transport {
     /// the chain token and the record.
     pub(crate) async fn call(
         &self,
-        target: &Target,
+        target: Arc<Target>,
         upstream: &VerifiedChain,
         call: Call,
     ) -> Result<Bytes, CallError> {
+        let target = &*target;
         let Some(_guard) = self.enter() else {
             return Err(CallError::Refused(
                 "the outbound transport is shutting down",
@@ -361,7 +362,10 @@ impl Transport {
     /// The call's attempts, within `by`: a bulkhead slot for the whole call, the chain token
     /// signed once, then the attempts through the target's resilience stack. `started` is
     /// the call's start, which the first attempt uses as its time when nothing waited since.
-    #[allow(clippy::too_many_arguments, reason = "one call's inputs, each used once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call's inputs, each used once"
+    )]
     async fn attempt_all(
         &self,
         target: &Target,
@@ -377,10 +381,7 @@ impl Transport {
         // first attempt; after a wait in the bulkhead's queue, the attempt reads the clock.
         let (permit, mut fresh) = match target.stack.try_admit().map_err(refused)? {
             Some(permit) => (permit, Some(started)),
-            None => (
-                target.stack.admit(by.instant).await.map_err(refused)?,
-                None,
-            ),
+            None => (target.stack.admit(by.instant).await.map_err(refused)?, None),
         };
         // This hop's token on top of the verified upstream chain, addressed to the target
         // (cached by the signer: re-signed only at half its lifetime or after a rotation),
@@ -428,7 +429,10 @@ impl Transport {
     }
 
     /// One attempt on `endpoint`: how it ended for the resilience stages, and its answer.
-    #[allow(clippy::too_many_arguments, reason = "one attempt's inputs, each used once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt's inputs, each used once"
+    )]
     async fn exchange(
         &self,
         target: &Target,

@@ -129,7 +129,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_watched_from_a_horizon_before_it_is_due_until_it_is_gone() {
         let due = DueTimes::new();
-        assert!(!due.may_be_due(By::within(HOUR)), "no connection, nothing to retire");
+        assert!(
+            !due.may_be_due(By::within(HOUR)),
+            "no connection, nothing to retire"
+        );
         let far = SystemTime::now() + 10 * HOUR;
         let (first, alive) = due.register(Instant::now() + Duration::from_secs(300), far);
         assert!(!due.may_be_due(By::within(Duration::from_secs(10))));

@@ -130,7 +130,10 @@ impl Stack {
     /// The permit from [`admit`](Self::admit) is asked for so that no call skips the bulkhead.
     /// `now`, when given, is a clock reading the caller took since the call last waited: the
     /// first attempt's breaker and balancer use it instead of reading the clock again.
-    #[allow(clippy::too_many_arguments, reason = "one call's inputs, each used once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call's inputs, each used once"
+    )]
     pub(crate) async fn attempts<T, E, F, Fut>(
         &self,
         _permit: &BulkheadPermit,
@@ -223,18 +226,26 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = outcomes.iter().copied();
         let result = stack
-            .attempts(&permit, &method, None, deadline(), None, &mut trace, |endpoint| {
-                seen.push(endpoint.address().clone());
-                let outcome = next.next().unwrap_or(Outcome::Success);
-                async move {
-                    let result = if outcome.is_failure() {
-                        Err(outcome)
-                    } else {
-                        Ok(outcome)
-                    };
-                    (outcome, result)
-                }
-            })
+            .attempts(
+                &permit,
+                &method,
+                None,
+                deadline(),
+                None,
+                &mut trace,
+                |endpoint| {
+                    seen.push(endpoint.address().clone());
+                    let outcome = next.next().unwrap_or(Outcome::Success);
+                    async move {
+                        let result = if outcome.is_failure() {
+                            Err(outcome)
+                        } else {
+                            Ok(outcome)
+                        };
+                        (outcome, result)
+                    }
+                },
+            )
             .await;
         (result, trace, seen)
     }

@@ -238,34 +238,36 @@ async fn a_success_that_reaches_the_volume_opens_on_the_failures_in_the_window()
 
 #[tokio::test(start_paused = true)]
 async fn failures_in_the_last_slice_of_the_window_still_count_for_a_success() {
-    let (breaker, _) = breaker(BreakerConfig {
+    let config = BreakerConfig {
         consecutive_failures: 0,
         ..BreakerConfig::default()
-    });
+    };
+    let (inside, _) = breaker(config.clone());
     for _ in 0..10 {
-        call(&breaker, Outcome::ServerError);
+        call(&inside, Outcome::ServerError);
     }
     // Just inside the window (its oldest slice still holds the failures)...
     let slice = DEFAULT_WINDOW / BUCKETS as u32;
     tokio::time::advance(DEFAULT_WINDOW - slice).await;
     for _ in 0..9 {
-        call(&breaker, Outcome::Success);
+        call(&inside, Outcome::Success);
     }
-    assert_eq!(breaker.state(), State::Closed);
-    call(&breaker, Outcome::Success);
-    assert_eq!(breaker.state(), State::Open, "the failures were still in the window");
+    assert_eq!(inside.state(), State::Closed);
+    call(&inside, Outcome::Success);
+    assert_eq!(
+        inside.state(),
+        State::Open,
+        "the failures were still in the window"
+    );
 
     // ...and once they have left it, successes alone never open the circuit.
-    let (breaker, _) = breaker(BreakerConfig {
-        consecutive_failures: 0,
-        ..BreakerConfig::default()
-    });
+    let (past, _) = breaker(config);
     for _ in 0..10 {
-        call(&breaker, Outcome::ServerError);
+        call(&past, Outcome::ServerError);
     }
     tokio::time::advance(DEFAULT_WINDOW).await;
     for _ in 0..100 {
-        call(&breaker, Outcome::Success);
+        call(&past, Outcome::Success);
     }
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(past.state(), State::Closed);
 }
