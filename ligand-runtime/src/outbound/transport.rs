@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{InvalidUri, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Frame;
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -537,20 +538,41 @@ impl Transport {
             }
         };
         let status = response.status();
-        let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
-        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BODY)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(source) => {
-                let error = CallError::Transport {
-                    service: target.name.to_string(),
-                    source,
-                };
-                return (Outcome::NoResponse, Err(error));
-            }
+        // Only a refusal's `Retry-After` is read.
+        let retry_after = if status.is_success() {
+            None
+        } else {
+            response.headers().get(http::header::RETRY_AFTER).cloned()
         };
+        // The body read whole, frame by frame: one data frame (the usual answer) is kept as
+        // it came, without a list of frames; more are joined. Trailers are not kept.
+        let mut frames = Limited::new(response.into_body(), MAX_RESPONSE_BODY);
+        let mut body = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
+        while let Some(frame) = frames.frame().await {
+            let data = match frame.map(Frame::into_data) {
+                Ok(Ok(data)) => data,
+                Ok(Err(_trailers)) => continue,
+                Err(source) => {
+                    let error = CallError::Transport {
+                        service: target.name.to_string(),
+                        source,
+                    };
+                    return (Outcome::NoResponse, Err(error));
+                }
+            };
+            if let Some(joined) = &mut joined {
+                joined.extend_from_slice(&data);
+            } else if body.is_empty() {
+                body = data;
+            } else {
+                let mut both = BytesMut::with_capacity(body.len() + data.len());
+                both.extend_from_slice(&body);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+        let body = joined.map_or(body, BytesMut::freeze);
         let outcome = Outcome::from_status(status);
         if status.is_success() {
             (outcome, Ok((status, body)))
