@@ -16,7 +16,7 @@ use futures_util::future::Either;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
-use crate::chain::VerifiedChain;
+use crate::chain::{ChainMemo, VerifiedChain};
 use crate::trace::TraceParent;
 
 pub use self::client::{CallBuilder, CallError, Client};
@@ -52,6 +52,9 @@ pub struct Caller {
     /// name. Weak: a shutdown that drops the transport's targets closes their pools even
     /// while handles live.
     target: OnceLock<Weak<transport::Target>>,
+    /// The chain header of this handle's last call (its upstream chain and target are the
+    /// same on every call), reused while the signer would give the same one.
+    chain: ChainMemo,
 }
 
 impl fmt::Debug for Caller {
@@ -77,6 +80,7 @@ impl Caller {
             txn,
             trace: None,
             target: OnceLock::new(),
+            chain: ChainMemo::default(),
         }
     }
 
@@ -123,11 +127,18 @@ impl Caller {
             tracestate: self.trace.as_ref().and_then(|(_, state)| state.clone()),
         };
         match self.target.get().and_then(Weak::upgrade) {
-            Some(target) => Either::Left(self.transport.call(target, &self.upstream, call)),
+            Some(target) => {
+                Either::Left(
+                    self.transport
+                        .call(target, &self.upstream, &self.chain, call),
+                )
+            }
             None => Either::Right(Box::pin(async move {
                 let target = self.transport.target(self.service).await?;
                 let _ = self.target.set(Arc::downgrade(&target));
-                self.transport.call(target, &self.upstream, call).await
+                self.transport
+                    .call(target, &self.upstream, &self.chain, call)
+                    .await
             })),
         }
     }

@@ -44,7 +44,7 @@ use super::resilience::slot::Slot;
 use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
 use crate::admin::AuditMetrics;
-use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
+use crate::chain::{CHAIN_HEADER, ChainMemo, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::{Current, IdentityState};
@@ -321,6 +321,7 @@ impl Transport {
         &self,
         target: Arc<Target>,
         upstream: &VerifiedChain,
+        memo: &ChainMemo,
         call: Call,
     ) -> Result<Bytes, CallError> {
         let target = &*target;
@@ -337,7 +338,9 @@ impl Transport {
             wall: timestamp + self.settings.timeout,
         };
         let result = self
-            .attempt_all(target, upstream, &call, timestamp, started, by, &mut trace)
+            .attempt_all(
+                target, upstream, memo, &call, timestamp, started, by, &mut trace,
+            )
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
@@ -361,8 +364,9 @@ impl Transport {
     }
 
     /// The call's attempts, within `by`: a bulkhead slot for the whole call, the chain token
-    /// signed once, then the attempts through the target's resilience stack. `started` is
-    /// the call's start, which the first attempt uses as its time when nothing waited since.
+    /// signed once (or the caller's last one, kept in `memo`, while still as good), then the
+    /// attempts through the target's resilience stack. `started` is the call's start, which
+    /// the first attempt uses as its time when nothing waited since.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call's inputs, each used once"
@@ -371,6 +375,7 @@ impl Transport {
         &self,
         target: &Target,
         upstream: &VerifiedChain,
+        memo: &ChainMemo,
         call: &Call,
         now: SystemTime,
         started: Instant,
@@ -390,7 +395,7 @@ impl Transport {
         let current = self.identity.current();
         let chain = self
             .signer
-            .header_as(&current, Some(upstream), &target.id, now)
+            .header_memo(memo, &current, Some(upstream), &target.id, now)
             .map_err(CallError::Chain)?;
         let pool = target.pool(&current).map_err(|e| CallError::Transport {
             service: target.name.to_string(),
