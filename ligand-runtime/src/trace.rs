@@ -312,10 +312,21 @@ impl TraceParent {
     /// A new trace: random trace and span IDs, sampled as [`sample_new_traces`] says (not
     /// sampled unless it was called).
     pub fn new_root() -> Self {
-        let trace_id = TraceId::random();
+        // Both IDs from one draw of the thread's CSPRNG: one call into it instead of two.
+        let (trace_id, span_id) = loop {
+            let mut bytes = [0u8; 24];
+            rand::fill(&mut bytes[..]);
+            let (mut trace, mut span) = ([0u8; 16], [0u8; 8]);
+            trace.copy_from_slice(&bytes[..16]);
+            span.copy_from_slice(&bytes[16..]);
+            // All zeros is invalid for either; with 128 and 64 random bits this runs once.
+            if trace.iter().any(|&b| b != 0) && span.iter().any(|&b| b != 0) {
+                break (TraceId { bytes: trace }, SpanId { bytes: span });
+            }
+        };
         Self {
             trace_id,
-            span_id: SpanId::random(),
+            span_id,
             flags: u8::from(sampled_under(
                 &trace_id,
                 NEW_TRACE_SAMPLING.load(Ordering::Relaxed),
