@@ -384,7 +384,10 @@ impl Transport {
     ) -> Result<(StatusCode, Bytes), CallError> {
         let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
         // A free slot is taken without waiting, and the call's start is still "now" for the
-        // first attempt; after a wait in the bulkhead's queue, the attempt reads the clock.
+        // first attempt (the work between them does not wait: the chain header, taken from
+        // the caller's memo or the signer's cache, or signed about every two and a half
+        // minutes); after a wait in the bulkhead's queue or for the registry, the attempt
+        // reads the clock.
         let (permit, mut fresh) = match target.stack.try_admit().map_err(refused)? {
             Some(permit) => (permit, Some(started)),
             None => (target.stack.admit(by.instant).await.map_err(refused)?, None),
@@ -566,6 +569,9 @@ impl Transport {
                     return (Outcome::NoResponse, Err(error));
                 }
             };
+            if data.is_empty() {
+                continue;
+            }
             if let Some(joined) = &mut joined {
                 joined.extend_from_slice(&data);
             } else if body.is_empty() {
