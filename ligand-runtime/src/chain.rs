@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 pub use self::error::{ChainError, ChainRejection};
+pub(crate) use self::sign::ChainMemo;
 pub use self::sign::{ChainSigner, DEFAULT_CHAIN_TOKEN_LIFETIME};
 pub(crate) use self::token::{SignedRejection, SigningKey, verify_signed};
 pub use self::verify::{ChainVerifier, DEFAULT_CHAIN_CACHE_CAPACITY, VerifiedChain};

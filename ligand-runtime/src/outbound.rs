@@ -12,10 +12,11 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
-use crate::chain::VerifiedChain;
+use crate::chain::{ChainMemo, VerifiedChain};
 use crate::trace::TraceParent;
 
 pub use self::client::{CallBuilder, CallError, Client};
@@ -51,6 +52,9 @@ pub struct Caller {
     /// name. Weak: a shutdown that drops the transport's targets closes their pools even
     /// while handles live.
     target: OnceLock<Weak<transport::Target>>,
+    /// The chain header of this handle's last call (its upstream chain and target are the
+    /// same on every call), reused while the signer would give the same one.
+    chain: ChainMemo,
 }
 
 impl fmt::Debug for Caller {
@@ -76,6 +80,7 @@ impl Caller {
             txn,
             trace: None,
             target: OnceLock::new(),
+            chain: ChainMemo::default(),
         }
     }
 
@@ -96,21 +101,16 @@ impl Caller {
         CallBuilder::new(self, method, template)
     }
 
-    pub(crate) async fn send(
+    /// Prepares a call (the call's values, the target this handle found) and returns the
+    /// transport's future for it. Only a handle's first call looks its target up, in a
+    /// future of its own: the common one carries nothing for it.
+    pub(crate) fn send(
         &self,
         method: Method,
         path_and_query: String,
         body: Option<Bytes>,
         key: Option<u64>,
-    ) -> Result<Bytes, CallError> {
-        let target = match self.target.get().and_then(Weak::upgrade) {
-            Some(target) => target,
-            None => {
-                let target = self.transport.target(self.service).await?;
-                let _ = self.target.set(Arc::downgrade(&target));
-                target
-            }
-        };
+    ) -> impl Future<Output = Result<Bytes, CallError>> + Send + '_ {
         let call = transport::Call {
             method,
             // Parsed once per call; every attempt's URI shares it.
@@ -126,6 +126,20 @@ impl Caller {
             },
             tracestate: self.trace.as_ref().and_then(|(_, state)| state.clone()),
         };
-        self.transport.call(&target, &self.upstream, call).await
+        match self.target.get().and_then(Weak::upgrade) {
+            Some(target) => {
+                Either::Left(
+                    self.transport
+                        .call(target, &self.upstream, &self.chain, call),
+                )
+            }
+            None => Either::Right(Box::pin(async move {
+                let target = self.transport.target(self.service).await?;
+                let _ = self.target.set(Arc::downgrade(&target));
+                self.transport
+                    .call(target, &self.upstream, &self.chain, call)
+                    .await
+            })),
+        }
     }
 }

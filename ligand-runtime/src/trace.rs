@@ -91,12 +91,24 @@ impl<const N: usize> HexId<N> {
         self.bytes
     }
 
-    /// The ID as lowercase hex, written into `out` (which must be `2N` bytes).
+    /// The ID as lowercase hex, written into `out` (which must be `2N` bytes): four bytes at
+    /// a time, the rest one at a time.
     fn write_hex(&self, out: &mut [u8]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for (i, byte) in self.bytes.iter().enumerate() {
-            out[2 * i] = DIGITS[usize::from(byte >> 4)];
-            out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+        let mut quads = self.bytes.chunks_exact(4);
+        let mut digits = out.chunks_exact_mut(8);
+        for (quad, digits) in (&mut quads).zip(&mut digits) {
+            let mut four = [0u8; 4];
+            four.copy_from_slice(quad);
+            digits.copy_from_slice(&hex8_of(four));
+        }
+        for (byte, pair) in quads
+            .remainder()
+            .iter()
+            .zip(digits.into_remainder().chunks_exact_mut(2))
+        {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
         }
     }
 
@@ -201,6 +213,24 @@ static HEX: [u8; 256] = {
 /// The [`HEX`] entry of a byte that is not a lowercase hex digit: its high bits are set.
 const NOT_HEX: u8 = 0xff;
 
+/// The eight lowercase hex digits spelling four bytes, made together in one `u64` (the
+/// inverse of [`hex8`]; a `traceparent` sent on every outbound call has 50 digits).
+fn hex8_of(bytes: [u8; 4]) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW: u64 = 0x000f_000f_000f_000f;
+    let x = u64::from(u32::from_le_bytes(bytes));
+    // Little-endian: input byte i moves to byte 2i...
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    // ...its high nibble stays there and its low nibble goes to byte 2i + 1, the order the
+    // digits are written in.
+    let nibbles = ((x >> 4) & LOW) | ((x & LOW) << 8);
+    // A nibble of 10 or more gets a carry into bit 4 from adding 6 (no byte overflows); its
+    // digit is a letter, 'a' - '0' - 10 = 39 further than a digit would be.
+    let letter = ((nibbles + 6 * ONES) >> 4) & ONES;
+    (nibbles + u64::from(b'0') * ONES + letter * 39).to_le_bytes()
+}
+
 /// The four bytes eight lowercase hex digits spell, or `None` if one is anything else. The
 /// digits are checked and converted together, each in its own byte of one `u64` (a
 /// `traceparent` has 48 digits: one at a time, they cost about 8 instructions each).
@@ -282,10 +312,21 @@ impl TraceParent {
     /// A new trace: random trace and span IDs, sampled as [`sample_new_traces`] says (not
     /// sampled unless it was called).
     pub fn new_root() -> Self {
-        let trace_id = TraceId::random();
+        // Both IDs from one draw of the thread's CSPRNG: one call into it instead of two.
+        let (trace_id, span_id) = loop {
+            let mut bytes = [0u8; 24];
+            rand::fill(&mut bytes[..]);
+            let (mut trace, mut span) = ([0u8; 16], [0u8; 8]);
+            trace.copy_from_slice(&bytes[..16]);
+            span.copy_from_slice(&bytes[16..]);
+            // All zeros is invalid for either; with 128 and 64 random bits this runs once.
+            if trace.iter().any(|&b| b != 0) && span.iter().any(|&b| b != 0) {
+                break (TraceId { bytes: trace }, SpanId { bytes: span });
+            }
+        };
         Self {
             trace_id,
-            span_id: SpanId::random(),
+            span_id,
             flags: u8::from(sampled_under(
                 &trace_id,
                 NEW_TRACE_SAMPLING.load(Ordering::Relaxed),

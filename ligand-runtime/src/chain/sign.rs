@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
@@ -52,6 +53,24 @@ impl fmt::Debug for ChainSigner {
 impl Default for ChainSigner {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The last chain header one caller was given, with the identity generation it was signed
+/// in; see [`ChainSigner::header_memo`]. A clone starts empty.
+#[derive(Default)]
+pub(crate) struct ChainMemo(Mutex<Option<(u64, Entry)>>);
+
+impl Clone for ChainMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for ChainMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = self.0.lock().is_ok_and(|kept| kept.is_some());
+        f.debug_struct("ChainMemo").field("kept", &kept).finish()
     }
 }
 
@@ -181,6 +200,50 @@ impl ChainSigner {
         audience: &SpiffeId,
         now: SystemTime,
     ) -> Result<HeaderValue, ChainError> {
+        self.entry_as(current, upstream, audience, now)
+            .map(|entry| entry.header)
+    }
+
+    /// As [`header_as`](Self::header_as) for a caller whose upstream chain and audience are
+    /// the same on every call, which keeps the last header in `memo`: while that header is
+    /// one the signer's cache would give (same identity generation, less than half its
+    /// lifetime gone), it is taken from `memo` without the cache's hashing and lookup. A
+    /// signer without a cache signs every call, with or without a memo.
+    pub(crate) fn header_memo(
+        &self,
+        memo: &ChainMemo,
+        current: &Current,
+        upstream: Option<&VerifiedChain>,
+        audience: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<HeaderValue, ChainError> {
+        if self.cache.is_none() {
+            return self.header_as(current, upstream, audience, now);
+        }
+        if let Ok(kept) = memo.0.lock()
+            && let Some((generation, entry)) = &*kept
+            && *generation == current.generation
+            && entry.issued <= now
+            && now < entry.refresh
+        {
+            return Ok(entry.header.clone());
+        }
+        let entry = self.entry_as(current, upstream, audience, now)?;
+        let header = entry.header.clone();
+        if let Ok(mut kept) = memo.0.lock() {
+            *kept = Some((current.generation, entry));
+        }
+        Ok(header)
+    }
+
+    /// The header for `header_as`, with when it was issued and when it is signed again.
+    fn entry_as(
+        &self,
+        current: &Current,
+        upstream: Option<&VerifiedChain>,
+        audience: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<Entry, ChainError> {
         let upstream = upstream.filter(|u| !u.is_empty());
         let query = Query {
             upstream: upstream
@@ -193,7 +256,7 @@ impl ChainSigner {
             && entry.issued <= now
             && now < entry.refresh
         {
-            return Ok(entry.header);
+            return Ok(entry);
         }
         let tokens = upstream.map_or(0, VerifiedChain::tokens) + 1;
         if tokens > MAX_CHAIN_LINKS {
@@ -229,20 +292,20 @@ impl ChainSigner {
         value.put_slice(token.as_bytes());
         let header = HeaderValue::from_maybe_shared(value.freeze())
             .map_err(|e| ChainError::Signing(e.to_string()))?;
+        let issued = UNIX_EPOCH + Duration::from_secs(iat);
+        let entry = Entry {
+            header,
+            issued,
+            refresh: issued + self.lifetime / 2,
+        };
         if let Some(cache) = &self.cache {
             let key = Key {
                 upstream: query.upstream.into(),
                 audience: audience.clone(),
                 generation: current.generation,
             };
-            let issued = UNIX_EPOCH + Duration::from_secs(iat);
-            let entry = Entry {
-                header: header.clone(),
-                issued,
-                refresh: issued + self.lifetime / 2,
-            };
-            cache.insert(key, entry);
+            cache.insert(key, entry.clone());
         }
-        Ok(header)
+        Ok(entry)
     }
 }

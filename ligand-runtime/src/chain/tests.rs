@@ -878,6 +878,58 @@ fn the_signer_reuses_its_token_until_half_its_life_and_after_rotation_signs_agai
 }
 
 #[test]
+fn a_callers_memo_gives_the_header_the_cache_would_until_half_its_life_or_a_rotation() {
+    for path in Path::each() {
+        let now = SystemTime::now();
+        let signer = ChainSigner::new().with_version(path.version);
+        let memo = ChainMemo::default();
+        let memo_header = |at: SystemTime| {
+            signer
+                .header_memo(&memo, &path.c.current(), None, &id(S), at)
+                .unwrap()
+        };
+        let first = memo_header(now);
+        assert_eq!(first, signer.header(&path.c, None, &id(S), now).unwrap());
+        assert_eq!(memo_header(now + Duration::from_secs(60)), first);
+        // Past half the token's life: signed again, as the cache would.
+        let late = now + DEFAULT_CHAIN_TOKEN_LIFETIME / 2 + Duration::from_secs(1);
+        let renewed = memo_header(late);
+        assert_ne!(renewed, first);
+        assert_eq!(renewed, signer.header(&path.c, None, &id(S), late).unwrap());
+        assert!(path.verify(&renewed, late).is_ok());
+        // A time before the kept token was issued (a clock stepped back) is not served.
+        let early = now - Duration::from_secs(3600);
+        assert_ne!(memo_header(early), renewed);
+        // A rotation: the new SVID signs, never the kept header.
+        let kept = memo_header(late);
+        path.c.rotate(&path.ca.context(path.ca.svid(C))).unwrap();
+        let rotated = memo_header(late);
+        assert_ne!(rotated, kept, "a rotation signs with the new SVID");
+        assert!(path.verify(&rotated, late).is_ok());
+    }
+}
+
+#[test]
+fn a_signer_without_a_cache_keeps_nothing_in_a_memo() {
+    let path = Path::new();
+    let now = SystemTime::now();
+    let signer = ChainSigner::new().with_capacity(0);
+    let memo = ChainMemo::default();
+    let header = signer
+        .header_memo(&memo, &path.c.current(), None, &id(S), now)
+        .unwrap();
+    assert!(path.verify(&header, now).is_ok());
+    assert_eq!(format!("{memo:?}"), "ChainMemo { kept: false }");
+    // A clone of a handle starts without its header.
+    let cached = ChainSigner::new();
+    cached
+        .header_memo(&memo, &path.c.current(), None, &id(S), now)
+        .unwrap();
+    assert_eq!(format!("{memo:?}"), "ChainMemo { kept: true }");
+    assert_eq!(format!("{:?}", memo.clone()), "ChainMemo { kept: false }");
+}
+
+#[test]
 fn the_signer_caches_per_upstream_chain_as_forwarded() {
     let path = Path::new();
     let now = SystemTime::now();

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,21 +109,41 @@ impl<'a> CallBuilder<'a> {
 
     /// Sends the call and decodes a successful response's JSON body as `T`. An empty body
     /// decodes as JSON `null`, so `T = ()` (or an `Option`) accepts a response without one.
-    pub async fn send<T: DeserializeOwned>(self) -> Result<T, CallError> {
-        let bytes = self.send_raw().await?;
-        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(body).map_err(|e| CallError::Decode(e.to_string()))
+    ///
+    /// The call is prepared here (its path rendered, its chain and trace headers decided) and
+    /// sent when the returned future is first polled.
+    pub fn send<T: DeserializeOwned>(
+        self,
+    ) -> impl Future<Output = Result<T, CallError>> + Send + 'a {
+        // A combinator rather than an `async` block: the future is the transport's, with no
+        // layer that keeps a copy of what it was made from.
+        self.send_raw().map(|sent| {
+            let bytes = sent?;
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            serde_json::from_slice(body).map_err(|e| CallError::Decode(e.to_string()))
+        })
     }
 
     /// Sends the call and returns a successful response's body as it came.
-    pub async fn send_raw(self) -> Result<Bytes, CallError> {
-        if let Some(error) = self.error {
-            return Err(error);
+    pub fn send_raw(self) -> impl Future<Output = Result<Bytes, CallError>> + Send + 'a {
+        let Self {
+            caller,
+            method,
+            path,
+            query,
+            body,
+            key,
+            error,
+        } = self;
+        let path_and_query = match error {
+            Some(error) => Err(error),
+            None => path.finish(query.as_deref()),
+        };
+        match path_and_query {
+            Ok(path_and_query) => Either::Left(caller.send(method, path_and_query, body, key)),
+            // Refused before anything is sent.
+            Err(error) => Either::Right(std::future::ready(Err(error))),
         }
-        let path_and_query = self.path.finish(self.query.as_deref())?;
-        self.caller
-            .send(self.method, path_and_query, self.body, self.key)
-            .await
     }
 }
 

@@ -58,6 +58,7 @@ use tokio_rustls::TlsConnector;
 
 use self::connector::{ConnectionInfo, Connector, NameUse};
 pub use self::connector::{DialError, TlsConnection};
+pub(crate) use self::due::By;
 use self::due::DueTimes;
 use crate::tls::{IdentityState, PeerVerifier, SpiffeServerVerifier};
 
@@ -406,7 +407,7 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Response<Bytes>, DialError> {
         let exchange = async {
-            let (parts, body) = self.send(request, timeout).await?.into_parts();
+            let (parts, body) = self.send(request, By::within(timeout)).await?.into_parts();
             let limit = self.max_response_body;
             let body = Limited::new(body, limit)
                 .collect()
@@ -431,41 +432,44 @@ impl Dialer {
 
     /// Sends `request` over a pooled connection and returns the response as it starts,
     /// retiring the connection once it is due. Unbounded in time: the caller bounds it, by
-    /// `within` at most.
+    /// `by` at the latest.
     ///
     /// Retiring takes a handle on the connection the pool picks (a watch channel per
     /// request), so the handle is taken only when a live connection of the pool could be due
-    /// before `within` has passed: every response that comes over a due connection still
-    /// retires it.
-    pub(crate) async fn send(
+    /// by `by`: every response that comes over a due connection still retires it.
+    pub(crate) fn send(
         &self,
         mut request: Request<Full<Bytes>>,
-        within: Duration,
-    ) -> Result<Response<Incoming>, DialError> {
+        by: By,
+    ) -> impl Future<Output = Result<Response<Incoming>, DialError>> + Send + '_ {
+        // Handed to the pool here, so that the future below holds the pool's (boxed) future
+        // and not the request it was made from.
         let connection = self
             .due
-            .may_be_due(within)
+            .may_be_due(by)
             .then(|| capture_connection(&mut request));
-        let response = self
-            .pool
-            .request(request)
-            .await
-            .map_err(|e| connector::classify(Box::new(e)))?;
-        if let (Some(info), Some(connection)) =
-            (response.extensions().get::<ConnectionInfo>(), &connection)
-        {
-            if self.due(info) {
-                if let Some(connected) = connection.connection_metadata().as_ref() {
-                    // The pool dials afresh for the next request.
-                    connected.poison();
+        let response = self.pool.request(request);
+        async move {
+            let response = response
+                .await
+                .map_err(|e| connector::classify(Box::new(e)))?;
+            if let (Some(info), Some(connection)) =
+                (response.extensions().get::<ConnectionInfo>(), &connection)
+            {
+                if self.due(info) {
+                    if let Some(connected) = connection.connection_metadata().as_ref() {
+                        // The pool dials afresh for the next request.
+                        connected.poison();
+                    }
+                    self.due.refresh(Some(info.id));
+                } else {
+                    // Another connection (or one since dropped) made this request take a
+                    // handle.
+                    self.due.refresh(None);
                 }
-                self.due.refresh(Some(info.id));
-            } else {
-                // Another connection (or one since dropped) made this request take a handle.
-                self.due.refresh(None);
             }
+            Ok(response)
         }
-        Ok(response)
     }
 
     /// Whether a connection is older than the maximum age or its peer's certificate expired.

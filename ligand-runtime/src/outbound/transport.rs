@@ -20,19 +20,21 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{InvalidUri, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Frame;
 use spiffe::SpiffeId;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use super::client::{CallError, classify};
-use super::dial::{ClientAuth, DialError, Dialer, ServerAuth};
+use super::dial::{By, ClientAuth, DialError, Dialer, ServerAuth};
 use super::resilience::balance::Pool;
 use super::resilience::breaker::{BreakerError, Transition};
 use super::resilience::config::ResilienceConfig;
@@ -42,7 +44,7 @@ use super::resilience::slot::Slot;
 use super::resilience::stack::{Ended, Refusal, Stack, Trace};
 use super::resilience::{Outcome, Sink};
 use crate::admin::AuditMetrics;
-use crate::chain::{CHAIN_HEADER, ChainSigner, VerifiedChain};
+use crate::chain::{CHAIN_HEADER, ChainMemo, ChainSigner, VerifiedChain};
 use crate::registry::{Endpoint, ServiceRegistry};
 use crate::telemetry::{AuditQueue, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::{Current, IdentityState};
@@ -310,28 +312,41 @@ impl Transport {
 
     /// Runs one call to `target`: refused once shutdown began; otherwise counted in flight
     /// until it ends, bounded by the call timeout, and recorded.
+    ///
+    /// The clock is read once for the call's start (its deadline, its record's latency and,
+    /// when nothing waited before it, the first attempt's breaker and balancer) and once as
+    /// each attempt ends (the outcome's time, and the record's end); the wall clock once, for
+    /// the chain token and the record.
     pub(crate) async fn call(
         &self,
-        target: &Target,
+        target: Arc<Target>,
         upstream: &VerifiedChain,
+        memo: &ChainMemo,
         call: Call,
     ) -> Result<Bytes, CallError> {
-        let started = Instant::now();
-        let timestamp = SystemTime::now();
+        let target = &*target;
         let Some(_guard) = self.enter() else {
             return Err(CallError::Refused(
                 "the outbound transport is shutting down",
             ));
         };
+        let timestamp = SystemTime::now();
+        let started = Instant::now();
         let mut trace = Trace::default();
-        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let by = By {
+            instant: started + self.settings.timeout,
+            wall: timestamp + self.settings.timeout,
+        };
         let result = self
-            .attempt_all(target, upstream, &call, timestamp, deadline, &mut trace)
+            .attempt_all(
+                target, upstream, memo, &call, timestamp, started, by, &mut trace,
+            )
             .await;
         let (outcome, status) = match &result {
             Ok(status) => (OutboundOutcome::Success, Some(status.0)),
             Err(e) => outcome_of(e),
         };
+        let ended = trace.ended.unwrap_or_else(Instant::now);
         let event = OutboundCallEvent {
             timestamp,
             source: self.source.clone(),
@@ -341,40 +356,58 @@ impl Transport {
             outcome,
             status: status.map(|s| s.as_u16()),
             attempts: trace.attempts,
-            latency: started.elapsed(),
+            latency: ended.saturating_duration_since(started),
         };
         // Moved into the audit queue, not copied: this is the calling task's path.
         self.audit.try_record(Record::Outbound(event));
         result.map(|(_, body)| body)
     }
 
-    /// The call's attempts, within `deadline`: a bulkhead slot for the whole call, the chain
-    /// token signed once, then the attempts through the target's resilience stack.
+    /// The call's attempts, within `by`: a bulkhead slot for the whole call, the chain token
+    /// signed once (or the caller's last one, kept in `memo`, while still as good), then the
+    /// attempts through the target's resilience stack. `started` is the call's start, which
+    /// the first attempt uses as its time when nothing waited since.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call's inputs, each used once"
+    )]
     async fn attempt_all(
         &self,
         target: &Target,
         upstream: &VerifiedChain,
+        memo: &ChainMemo,
         call: &Call,
         now: SystemTime,
-        deadline: tokio::time::Instant,
+        started: Instant,
+        by: By,
         trace: &mut Trace,
     ) -> Result<(StatusCode, Bytes), CallError> {
         let refused = |refusal| refusal_error(target, refusal, self.settings.timeout);
-        let permit = target.stack.admit(deadline).await.map_err(refused)?;
+        // A free slot is taken without waiting, and the call's start is still "now" for the
+        // first attempt (the work between them does not wait: the chain header, taken from
+        // the caller's memo or the signer's cache, or signed about every two and a half
+        // minutes); after a wait in the bulkhead's queue or for the registry, the attempt
+        // reads the clock.
+        let (permit, mut fresh) = match target.stack.try_admit().map_err(refused)? {
+            Some(permit) => (permit, Some(started)),
+            None => (target.stack.admit(by.instant).await.map_err(refused)?, None),
+        };
         // This hop's token on top of the verified upstream chain, addressed to the target
         // (cached by the signer: re-signed only at half its lifetime or after a rotation),
         // signed with the SVID the connections of the pool present.
         let current = self.identity.current();
         let chain = self
             .signer
-            .header_as(&current, Some(upstream), &target.id, now)
+            .header_memo(memo, &current, Some(upstream), &target.id, now)
             .map_err(CallError::Chain)?;
         let pool = target.pool(&current).map_err(|e| CallError::Transport {
             service: target.name.to_string(),
             source: Box::new(e),
         })?;
         drop(current);
-        self.resolve(target).await?;
+        if self.resolve(target).await? {
+            fresh = None;
+        }
         let chain = &chain;
         let dialer = &pool.dialer;
         // Hashed once per call: every attempt's WPT binds the same Transaction Token.
@@ -389,10 +422,11 @@ impl Transport {
                 &permit,
                 &call.method,
                 call.key,
-                deadline,
+                by.instant,
+                fresh,
                 trace,
                 |endpoint| async move {
-                    self.exchange(target, dialer, call, chain, tth, &endpoint)
+                    self.exchange(target, dialer, call, chain, tth, by, &endpoint)
                         .await
                 },
             )
@@ -404,6 +438,10 @@ impl Transport {
     }
 
     /// One attempt on `endpoint`: how it ended for the resilience stages, and its answer.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt's inputs, each used once"
+    )]
     async fn exchange(
         &self,
         target: &Target,
@@ -411,6 +449,7 @@ impl Transport {
         call: &Call,
         chain: &HeaderValue,
         tth: Option<&TokenHash>,
+        by: By,
         endpoint: &Slot,
     ) -> (Outcome, Result<(StatusCode, Bytes), CallError>) {
         // A request that cannot be encoded says nothing about the endpoint: it is neither
@@ -491,8 +530,8 @@ impl Transport {
             wpt.set_sensitive(true);
             headers.insert(WPT, wpt);
         }
-        // The call's timeout bounds the attempt (the resilience stack's deadline).
-        let response = match dialer.send(request, self.settings.timeout).await {
+        // The call's deadline bounds the attempt (the resilience stack's timeout).
+        let response = match dialer.send(request, by).await {
             Ok(response) => response,
             Err(error) => {
                 let outcome = match &error {
@@ -507,20 +546,44 @@ impl Transport {
             }
         };
         let status = response.status();
-        let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
-        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BODY)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(source) => {
-                let error = CallError::Transport {
-                    service: target.name.to_string(),
-                    source,
-                };
-                return (Outcome::NoResponse, Err(error));
-            }
+        // Only a refusal's `Retry-After` is read.
+        let retry_after = if status.is_success() {
+            None
+        } else {
+            response.headers().get(http::header::RETRY_AFTER).cloned()
         };
+        // The body read whole, frame by frame: one data frame (the usual answer) is kept as
+        // it came, without a list of frames; more are joined. Trailers are not kept.
+        let mut frames = Limited::new(response.into_body(), MAX_RESPONSE_BODY);
+        let mut body = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
+        while let Some(frame) = frames.frame().await {
+            let data = match frame.map(Frame::into_data) {
+                Ok(Ok(data)) => data,
+                Ok(Err(_trailers)) => continue,
+                Err(source) => {
+                    let error = CallError::Transport {
+                        service: target.name.to_string(),
+                        source,
+                    };
+                    return (Outcome::NoResponse, Err(error));
+                }
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if let Some(joined) = &mut joined {
+                joined.extend_from_slice(&data);
+            } else if body.is_empty() {
+                body = data;
+            } else {
+                let mut both = BytesMut::with_capacity(body.len() + data.len());
+                both.extend_from_slice(&body);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+        let body = joined.map_or(body, BytesMut::freeze);
         let outcome = Outcome::from_status(status);
         if status.is_success() {
             (outcome, Ok((status, body)))
@@ -531,13 +594,13 @@ impl Transport {
     }
 
     /// Brings `target`'s endpoints up to date when its registry cannot push them (a watched
-    /// set is followed by its own task).
-    async fn resolve(&self, target: &Target) -> Result<(), CallError> {
+    /// set is followed by its own task). Returns whether it asked the registry (and waited).
+    async fn resolve(&self, target: &Target) -> Result<bool, CallError> {
         if !matches!(target.endpoints, Endpoints::Resolved) {
-            return Ok(());
+            return Ok(false);
         }
         let Some(registry) = &self.registry else {
-            return Ok(());
+            return Ok(false);
         };
         let resolved = registry
             .resolve(&target.name)
@@ -550,7 +613,7 @@ impl Transport {
             .stack
             .pool()
             .update(&eligible(&resolved, &target.name));
-        Ok(())
+        Ok(true)
     }
 
     fn enter(&self) -> Option<InFlight<'_>> {

@@ -41,6 +41,7 @@ impl ResilienceStack {
                 method,
                 None,
                 deadline,
+                None,
                 &mut trace,
                 |_| async move {
                     (

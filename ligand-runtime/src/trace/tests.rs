@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{TraceId, TraceParent, hex8, ratio_threshold, sampled_under};
+use super::{HexId, TraceId, TraceParent, hex8, ratio_threshold, sampled_under};
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -256,5 +256,17 @@ proptest! {
             .filter(|_| digits.iter().all(|d| d.is_ascii_digit() || (b'a'..=b'f').contains(d)))
             .map(u32::to_be_bytes);
         prop_assert_eq!(hex8(digits), one_at_a_time);
+    }
+}
+
+proptest! {
+    /// Every ID renders as the hex `{:02x}` writes, byte by byte.
+    #[test]
+    fn ids_render_as_lowercase_hex(trace in any::<[u8; 16]>(), span in any::<[u8; 8]>()) {
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        prop_assert_eq!(HexId { bytes: trace }.to_string(), hex(&trace));
+        prop_assert_eq!(HexId { bytes: span }.to_string(), hex(&span));
+        prop_assert_eq!(HexId { bytes: [trace[0]] }.to_string(), hex(&trace[..1]));
+        prop_assert_eq!(HexId { bytes: [trace[0], trace[1], trace[2], trace[3], span[0]] }.to_string(), hex(&[trace[0], trace[1], trace[2], trace[3], span[0]]));
     }
 }

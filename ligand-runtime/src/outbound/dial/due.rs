@@ -8,6 +8,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+/// The latest time a request's response can come, on the monotonic clock and on the wall
+/// clock (a certificate's `notAfter` is a wall clock time).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct By {
+    pub(crate) instant: Instant,
+    pub(crate) wall: SystemTime,
+}
+
+impl By {
+    /// `within` from now.
+    pub(crate) fn within(within: Duration) -> Self {
+        Self {
+            instant: Instant::now() + within,
+            wall: SystemTime::now() + within,
+        }
+    }
+}
+
 /// The due times of a pool's live connections: the earliest of them, read on every request
 /// without a lock, and the list they are the minimum of.
 #[derive(Debug)]
@@ -71,15 +89,17 @@ impl DueTimes {
         (id, alive)
     }
 
-    /// Whether some live connection could be due within `horizon` from now.
-    pub(crate) fn may_be_due(&self, horizon: Duration) -> bool {
+    /// Whether some live connection could be due by `by` (no clock read: the caller's
+    /// deadline says when).
+    pub(crate) fn may_be_due(&self, by: By) -> bool {
         let age = self.earliest_age.load(Ordering::Acquire);
         let expiry = self.earliest_expiry.load(Ordering::Acquire);
         if age == u64::MAX && expiry == u64::MAX {
             return false;
         }
-        let soon = self.nanos(Instant::now() + horizon);
-        let wall = (SystemTime::now() + horizon)
+        let soon = self.nanos(by.instant);
+        let wall = by
+            .wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         age <= soon || expiry <= wall.saturating_add(1)
@@ -109,22 +129,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_watched_from_a_horizon_before_it_is_due_until_it_is_gone() {
         let due = DueTimes::new();
-        assert!(!due.may_be_due(HOUR), "no connection, nothing to retire");
+        assert!(
+            !due.may_be_due(By::within(HOUR)),
+            "no connection, nothing to retire"
+        );
         let far = SystemTime::now() + 10 * HOUR;
         let (first, alive) = due.register(Instant::now() + Duration::from_secs(300), far);
-        assert!(!due.may_be_due(Duration::from_secs(10)));
-        assert!(due.may_be_due(Duration::from_secs(300)));
+        assert!(!due.may_be_due(By::within(Duration::from_secs(10))));
+        assert!(due.may_be_due(By::within(Duration::from_secs(300))));
         tokio::time::advance(Duration::from_secs(295)).await;
-        assert!(due.may_be_due(Duration::from_secs(10)));
+        assert!(due.may_be_due(By::within(Duration::from_secs(10))));
         // A younger connection does not hide the older one; retiring the older one does.
         let (_, young) = due.register(Instant::now() + Duration::from_secs(300), far);
-        assert!(due.may_be_due(Duration::from_secs(10)));
+        assert!(due.may_be_due(By::within(Duration::from_secs(10))));
         due.refresh(Some(first));
-        assert!(!due.may_be_due(Duration::from_secs(10)));
+        assert!(!due.may_be_due(By::within(Duration::from_secs(10))));
         // A dropped connection is forgotten at the next refresh.
         drop(young);
         due.refresh(None);
-        assert!(!due.may_be_due(HOUR));
+        assert!(!due.may_be_due(By::within(HOUR)));
         drop(alive);
     }
 
@@ -135,10 +158,10 @@ mod tests {
             Instant::now() + HOUR,
             SystemTime::now() + Duration::from_secs(20),
         );
-        assert!(due.may_be_due(Duration::from_secs(30)));
+        assert!(due.may_be_due(By::within(Duration::from_secs(30))));
         // Far from it (rounding to the second errs towards watching, by a second at most).
         let other = DueTimes::new();
         let (_, _other) = other.register(Instant::now() + HOUR, SystemTime::now() + HOUR);
-        assert!(!other.may_be_due(Duration::from_secs(30)));
+        assert!(!other.may_be_due(By::within(Duration::from_secs(30))));
     }
 }

@@ -193,6 +193,9 @@ struct Inner {
     trips: u32,
     /// Probes admitted and not yet finished.
     probes: u32,
+    /// The slice of the latest failure counted: no bucket of a later slice holds one, so a
+    /// window that begins after it holds none.
+    last_failure: Option<u64>,
 }
 
 /// The circuit breaker of one target service.
@@ -273,6 +276,7 @@ impl Breaker {
                 open_until: now,
                 trips: 0,
                 probes: 0,
+                last_failure: None,
             }),
             sink,
         })
@@ -391,14 +395,20 @@ impl Breaker {
                 ..Bucket::default()
             };
         }
+        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
         if outcome.is_failure() {
             bucket.failed = bucket.failed.saturating_add(1);
             inner.consecutive = inner.consecutive.saturating_add(1);
+            inner.last_failure = Some(inner.last_failure.map_or(slice, |s| s.max(slice)));
         } else {
             bucket.ok = bucket.ok.saturating_add(1);
             inner.consecutive = 0;
+            // A success in a window without failures trips neither test (the ratio is above
+            // zero, the streak is broken): the common case skips the window's sum.
+            if inner.last_failure.is_none_or(|last| last < oldest) {
+                return None;
+            }
         }
-        let oldest = slice.saturating_sub(BUCKETS as u64 - 1);
         let (ok, failed) = inner
             .buckets
             .iter()

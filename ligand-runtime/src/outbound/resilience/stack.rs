@@ -59,6 +59,9 @@ pub(crate) struct Trace {
     pub(crate) attempts: u32,
     /// The endpoint of the last attempt; `None` before the first.
     pub(crate) address: Option<Arc<str>>,
+    /// When the last attempt ended (the clock reading its outcome was recorded at); `None`
+    /// before one ends.
+    pub(crate) ended: Option<Instant>,
 }
 
 impl Stack {
@@ -96,6 +99,12 @@ impl Stack {
         &self.pool
     }
 
+    /// A free bulkhead slot for one call, taken without waiting: `None` when the call would
+    /// have to queue for one (then [`admit`](Self::admit) waits).
+    pub(crate) fn try_admit(&self) -> Result<Option<BulkheadPermit>, Refusal> {
+        self.bulkhead.try_acquire().map_err(Refusal::Overloaded)
+    }
+
     /// A bulkhead slot for one call, held until the returned permit drops (retries
     /// included); waiting in the queue counts against `deadline`. A free slot is taken at
     /// once, without a timer.
@@ -119,12 +128,19 @@ impl Stack {
     /// attempt cap, budget, full-jitter backoff).
     ///
     /// The permit from [`admit`](Self::admit) is asked for so that no call skips the bulkhead.
+    /// `now`, when given, is a clock reading the caller took since the call last waited: the
+    /// first attempt's breaker and balancer use it instead of reading the clock again.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call's inputs, each used once"
+    )]
     pub(crate) async fn attempts<T, E, F, Fut>(
         &self,
         _permit: &BulkheadPermit,
         method: &Method,
         key: Option<u64>,
         deadline: Instant,
+        mut now: Option<Instant>,
         trace: &mut Trace,
         mut exchange: F,
     ) -> Result<T, Ended<E>>
@@ -134,8 +150,10 @@ impl Stack {
     {
         self.retry.budget().deposit();
         loop {
-            // One clock read for the breaker and the balancer, one when the attempt ends.
-            let now = Instant::now();
+            // One clock read for the breaker and the balancer (the caller's, for the first
+            // attempt), one when the attempt ends, which also serves the retry decision and
+            // the call's record.
+            let now = now.take().unwrap_or_else(Instant::now);
             let admission = self
                 .breaker
                 .allow_at(now)
@@ -155,6 +173,7 @@ impl Stack {
                     Err(_) => (Outcome::NoResponse, Err(Ended::Refused(Refusal::TimedOut))),
                 };
             let now = Instant::now();
+            trace.ended = Some(now);
             self.pool.record_at(picked, outcome, now);
             admission.record_at(outcome, now);
             let ended = match result {
@@ -167,7 +186,7 @@ impl Stack {
                 .decide(method, trace.attempts, outcome, &self.rng)
             {
                 // A retry that could not start before the deadline is not made.
-                Decision::Retry { after } if Instant::now() + after < deadline => {
+                Decision::Retry { after } if now + after < deadline => {
                     tokio::time::sleep(after).await;
                 }
                 Decision::Retry { .. } | Decision::Stop(_) => return Err(ended),
@@ -207,18 +226,26 @@ mod tests {
         let mut seen = Vec::new();
         let mut next = outcomes.iter().copied();
         let result = stack
-            .attempts(&permit, &method, None, deadline(), &mut trace, |endpoint| {
-                seen.push(endpoint.address().clone());
-                let outcome = next.next().unwrap_or(Outcome::Success);
-                async move {
-                    let result = if outcome.is_failure() {
-                        Err(outcome)
-                    } else {
-                        Ok(outcome)
-                    };
-                    (outcome, result)
-                }
-            })
+            .attempts(
+                &permit,
+                &method,
+                None,
+                deadline(),
+                None,
+                &mut trace,
+                |endpoint| {
+                    seen.push(endpoint.address().clone());
+                    let outcome = next.next().unwrap_or(Outcome::Success);
+                    async move {
+                        let result = if outcome.is_failure() {
+                            Err(outcome)
+                        } else {
+                            Ok(outcome)
+                        };
+                        (outcome, result)
+                    }
+                },
+            )
             .await;
         (result, trace, seen)
     }
@@ -265,6 +292,7 @@ mod tests {
                 &Method::GET,
                 None,
                 Instant::now() + Duration::from_secs(1),
+                None,
                 &mut trace,
                 |_| async {
                     tokio::time::sleep(Duration::from_secs(5)).await;

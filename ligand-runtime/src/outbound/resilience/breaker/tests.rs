@@ -212,3 +212,62 @@ fn cool_down_doubles_up_to_the_maximum() {
     assert_eq!(secs, [5, 10, 20, 40, 60, 60, 60]);
     assert_eq!(config.cool_down(u32::MAX), DEFAULT_MAX_OPEN_DURATION);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_reaches_the_volume_opens_on_the_failures_in_the_window() {
+    let (breaker, events) = breaker(BreakerConfig {
+        consecutive_failures: 0,
+        ..BreakerConfig::default()
+    });
+    // Ten failures, then nine successes: below the minimum volume, so closed.
+    for _ in 0..10 {
+        call(&breaker, Outcome::ServerError);
+    }
+    for _ in 0..9 {
+        call(&breaker, Outcome::Success);
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    // The twentieth outcome is a success, and ten of twenty failed: the ratio is reached.
+    call(&breaker, Outcome::Success);
+    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [transition(State::Closed, State::Open)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_in_the_last_slice_of_the_window_still_count_for_a_success() {
+    let config = BreakerConfig {
+        consecutive_failures: 0,
+        ..BreakerConfig::default()
+    };
+    let (inside, _) = breaker(config.clone());
+    for _ in 0..10 {
+        call(&inside, Outcome::ServerError);
+    }
+    // Just inside the window (its oldest slice still holds the failures)...
+    let slice = DEFAULT_WINDOW / BUCKETS as u32;
+    tokio::time::advance(DEFAULT_WINDOW - slice).await;
+    for _ in 0..9 {
+        call(&inside, Outcome::Success);
+    }
+    assert_eq!(inside.state(), State::Closed);
+    call(&inside, Outcome::Success);
+    assert_eq!(
+        inside.state(),
+        State::Open,
+        "the failures were still in the window"
+    );
+
+    // ...and once they have left it, successes alone never open the circuit.
+    let (past, _) = breaker(config);
+    for _ in 0..10 {
+        call(&past, Outcome::ServerError);
+    }
+    tokio::time::advance(DEFAULT_WINDOW).await;
+    for _ in 0..100 {
+        call(&past, Outcome::Success);
+    }
+    assert_eq!(past.state(), State::Closed);
+}
