@@ -11,7 +11,10 @@
 //! when hyper drops the response body (the response is written); when it falls to zero, the
 //! next head is due one timeout later. One watchdog per connection sleeps until that deadline
 //! and closes the connection if the head is still awaited then: what hyper's timeout does, at
-//! one timer per connection and timeout period instead of one per request.
+//! one timer per connection and timeout period instead of one per request. One difference:
+//! hyper started its timer only once it had read what was left of a request body its handler
+//! did not read; here that reading counts towards the next head's time. A connection that
+//! negotiated HTTP/2 has no header read timeout, as before (hyper's pings watch it).
 
 use std::future::Future;
 use std::pin::Pin;
