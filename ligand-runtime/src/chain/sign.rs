@@ -81,6 +81,14 @@ struct Entry {
     refresh: SystemTime,
 }
 
+impl Entry {
+    /// Whether the header is still the one to send at `now`: issued by then, and less than
+    /// half its lifetime gone.
+    fn fresh_at(&self, now: SystemTime) -> bool {
+        self.issued <= now && now < self.refresh
+    }
+}
+
 struct Key {
     /// The digest of the upstream chain as forwarded (empty for a chain this hop starts).
     upstream: Box<str>,
@@ -223,8 +231,7 @@ impl ChainSigner {
         if let Ok(kept) = memo.0.lock()
             && let Some((generation, entry)) = &*kept
             && *generation == current.generation
-            && entry.issued <= now
-            && now < entry.refresh
+            && entry.fresh_at(now)
         {
             return Ok(entry.header.clone());
         }
@@ -253,8 +260,7 @@ impl ChainSigner {
             generation: current.generation,
         };
         if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&query))
-            && entry.issued <= now
-            && now < entry.refresh
+            && entry.fresh_at(now)
         {
             return Ok(entry);
         }
