@@ -77,18 +77,12 @@ impl HeaderDeadline {
         self.inner.due.store(nanos, Ordering::Relaxed);
     }
 
-    /// A request head arrived: hyper handed the request to the service.
-    fn received(&self) {
+    /// A request head arrived: hyper handed the request to the service. The request is in
+    /// flight until the returned guard drops.
+    fn received(&self) -> InFlight {
         self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
         self.inner.due.store(NONE, Ordering::Relaxed);
-    }
-
-    /// A response was written (its body dropped): with none left in flight, the next head
-    /// is awaited from now.
-    fn answered(&self) {
-        if self.inner.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.awaiting(Instant::now());
-        }
+        InFlight(self.clone())
     }
 
     /// When the awaited head is due, if one is awaited.
@@ -117,6 +111,20 @@ impl HeaderDeadline {
     }
 }
 
+/// One request in flight on a connection. Dropped with the response body once hyper has
+/// written it, or with the response future when the request ends without one (the
+/// connection closing): with none left in flight, the next head is awaited from then.
+struct InFlight(HeaderDeadline);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        if inner.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.awaiting(Instant::now());
+        }
+    }
+}
+
 /// A connection's service: the enforced [`PeerService`], and on an HTTP/1.1 connection the
 /// requests counted in and out of its [`HeaderDeadline`].
 #[derive(Debug, Clone)]
@@ -138,20 +146,18 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Future = Responding;
 
     fn call(&self, request: http::Request<Incoming>) -> Responding {
-        if let Some(headers) = &self.headers {
-            headers.received();
-        }
         Responding {
+            in_flight: self.headers.as_ref().map(HeaderDeadline::received),
             response: self.service.call(request),
-            headers: self.headers.clone(),
         }
     }
 }
 
-/// The enforced service's response future, whose body reports its drop.
+/// The enforced service's response future, which hands its request's [`InFlight`] guard to
+/// the response body.
 pub(crate) struct Responding {
     response: <PeerService as hyper::service::Service<http::Request<Incoming>>>::Future,
-    headers: Option<HeaderDeadline>,
+    in_flight: Option<InFlight>,
 }
 
 impl Future for Responding {
@@ -163,33 +169,16 @@ impl Future for Responding {
         Poll::Ready(response.map(|response| {
             response.map(|body| Answered {
                 body,
-                headers: this.headers.take(),
+                _in_flight: this.in_flight.take(),
             })
         }))
     }
 }
 
-impl Drop for Responding {
-    /// A request dropped before its response (the connection closing) is out of flight too.
-    fn drop(&mut self) {
-        if let Some(headers) = self.headers.take() {
-            headers.answered();
-        }
-    }
-}
-
-/// A response body that reports, when hyper drops it, that the response was written.
+/// A response body that, when hyper drops it, takes its request out of flight.
 pub(crate) struct Answered {
     body: Body,
-    headers: Option<HeaderDeadline>,
-}
-
-impl Drop for Answered {
-    fn drop(&mut self) {
-        if let Some(headers) = self.headers.take() {
-            headers.answered();
-        }
-    }
+    _in_flight: Option<InFlight>,
 }
 
 impl hyper::body::Body for Answered {
@@ -235,12 +224,12 @@ mod tests {
         tokio::pin!(watchdog);
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
         tokio::time::sleep(Duration::from_secs(10)).await;
-        deadline.received();
+        let request = deadline.received();
         // A handler (or a response body) may take longer than the timeout.
         tokio::time::sleep(Duration::from_secs(100)).await;
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
         // Answered at 110 s: the next head is due at 140 s.
-        deadline.answered();
+        drop(request);
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -250,11 +239,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_deadline_restarts_only_when_the_last_request_in_flight_is_answered() {
         let deadline = HeaderDeadline::new(Duration::from_secs(30));
-        deadline.received();
-        deadline.received();
-        deadline.answered();
+        let first = deadline.received();
+        let second = deadline.received();
+        drop(first);
         assert_eq!(deadline.due(), None);
-        deadline.answered();
+        drop(second);
         assert_eq!(
             deadline.due(),
             Some(Instant::now() + Duration::from_secs(30))
