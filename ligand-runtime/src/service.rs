@@ -758,18 +758,14 @@ impl RouteGuard {
                 });
             }
         };
-        // The policy's input built in place: the verified chain with the peer last.
-        let mut evaluated = chain.to_chain();
-        evaluated.push(peer.link().clone());
-        let input = Arc::new(EvalRequest {
-            chain: evaluated,
-            peer: peer.link().clone(),
-            resource: self.resource.clone(),
-            action: self.action.clone(),
-            request: RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
-            service: self.server.service_id().clone(),
-            txn: claims,
-        });
+        let input = self.server.input(
+            chain.to_chain(),
+            peer.link().clone(),
+            self.resource.clone(),
+            self.action.clone(),
+            RequestLine::new(parts.method.clone(), &parts.uri).with_params(params),
+            claims,
+        );
         let answer = self.server.pipeline_for(input, request_id);
         let txn = headers.txn.first().cloned();
         let pending = self.pending(headers, request_id, Some(peer), chain, txn, workload);

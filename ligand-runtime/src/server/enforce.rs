@@ -20,6 +20,7 @@ use crate::request::{Action, InboundRequest, RequestLine, Resource};
 use crate::request_id::RequestId;
 use crate::service::Unrouted;
 use crate::telemetry::{DecisionEvent, RateLimitEvent, Record};
+use crate::txn::TxnClaims;
 
 use super::Server;
 
@@ -185,11 +186,6 @@ impl Server {
             });
         }
         Ok(())
-    }
-
-    /// This service's SPIFFE ID, as the policy input carries it.
-    pub(crate) fn service_id(&self) -> &Arc<str> {
-        &self.inner.service_id
     }
 
     /// The rest of the pipeline when the rate limiter has to wait: the limiter, the policy
@@ -412,20 +408,36 @@ impl Server {
 
     fn evaluated(&self, request: InboundRequest) -> Arc<EvalRequest> {
         let InboundRequest {
-            mut chain,
+            chain,
             peer,
             resource,
             action,
-            request: line,
+            request,
             txn,
         } = request;
+        self.input(chain, peer, resource, action, request, txn)
+    }
+
+    /// The policy's input for a request from `peer` with the upstream `chain`: the chain with
+    /// the peer appended, and this service's ID. Inlined, so that a binding that builds the
+    /// parts in the call builds the input in place.
+    #[inline]
+    pub(crate) fn input(
+        &self,
+        mut chain: Chain,
+        peer: Link,
+        resource: Resource,
+        action: Action,
+        request: RequestLine,
+        txn: Option<Arc<TxnClaims>>,
+    ) -> Arc<EvalRequest> {
         chain.push(peer.clone());
         Arc::new(EvalRequest {
             chain,
             peer,
             resource,
             action,
-            request: line,
+            request,
             service: self.inner.service_id.clone(),
             txn,
         })
