@@ -222,16 +222,21 @@ async fn policy_timeout_denies() {
 
 const FRONTEND_ID: &str = "spiffe://example.org/service/frontend";
 
-#[tokio::test]
-async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
-    let f = Fixture::start(|c| c.policy(allow_hello())).await;
-    let caller = f.caller(CALLER_ID);
-    let header = caller
+/// The chain header `caller` sends to the server for a request that came from the frontend.
+fn frontend_chain(f: &Fixture, caller: &PeerClient) -> String {
+    caller
         .chain_header(
             &[&f.caller(FRONTEND_ID)],
             &SpiffeId::new(SERVER_ID).unwrap(),
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
+    let f = Fixture::start(|c| c.policy(allow_hello())).await;
+    let caller = f.caller(CALLER_ID);
+    let header = frontend_chain(&f, &caller);
     let response = caller
         .send(
             f.addr,
@@ -262,31 +267,19 @@ async fn a_signed_chain_reaches_policy_and_ctx_verified_with_the_peer_last() {
 async fn a_chain_sent_as_two_header_lines_is_400_even_when_each_is_valid() {
     let f = Fixture::start(|c| c.policy(allow_hello())).await;
     let caller = f.caller(CALLER_ID);
-    let header = caller
-        .chain_header(
-            &[&f.caller(FRONTEND_ID)],
-            &SpiffeId::new(SERVER_ID).unwrap(),
-        )
-        .unwrap();
+    let header = frontend_chain(&f, &caller);
     // Among other headers, in either order around them: joining the lines is a proxy's guess.
-    let response = caller
-        .send(
-            f.addr,
-            Method::GET,
-            "/hello/ada",
-            &[
-                (CHAIN_HEADER, &header),
-                ("x-request-tag", "a"),
-                (CHAIN_HEADER, &header),
-            ],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status, 400, "{}", response.text());
-    assert_error_body(&response.json().unwrap(), "CHAIN_MALFORMED");
-    assert_eq!(f.handler_calls(), 0);
-    assert!(f.audit().await.decisions().is_empty());
+    assert_refused_with(
+        &f,
+        &caller,
+        &[
+            (CHAIN_HEADER, &header),
+            ("x-request-tag", "a"),
+            (CHAIN_HEADER, &header),
+        ],
+        "CHAIN_MALFORMED",
+    )
+    .await;
     // One line among the same others is the chain.
     let response = caller
         .send(
@@ -304,14 +297,19 @@ async fn a_chain_sent_as_two_header_lines_is_400_even_when_each_is_valid() {
 /// Sends `header` as the chain from `caller` (a `CALLER_ID`) and expects a 400 with `code`
 /// that reached neither policy nor the handler.
 async fn assert_chain_refused(f: &Fixture, caller: &PeerClient, header: &str, code: &str) {
+    assert_refused_with(f, caller, &[(CHAIN_HEADER, header)], code).await;
+}
+
+/// Sends `headers` from `caller` and expects a 400 with `code` that reached neither policy
+/// nor the handler.
+async fn assert_refused_with(
+    f: &Fixture,
+    caller: &PeerClient,
+    headers: &[(&str, &str)],
+    code: &str,
+) {
     let response = caller
-        .send(
-            f.addr,
-            Method::GET,
-            "/hello/ada",
-            &[(CHAIN_HEADER, header)],
-            Vec::new(),
-        )
+        .send(f.addr, Method::GET, "/hello/ada", headers, Vec::new())
         .await
         .unwrap();
     assert_eq!(response.status, 400, "{}", response.text());
