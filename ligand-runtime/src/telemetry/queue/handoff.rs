@@ -5,6 +5,11 @@
 //! writer's is one swap per round, however many records it takes. The lock is held for
 //! those moments only: a push never allocates once the two vectors have grown to a busy
 //! round's size, and nothing is dropped, woken or written under it.
+//!
+//! Between rounds the writer lingers ([`Handoff::linger`]): the records that come in
+//! meanwhile do not wake it, unless one cannot wait (a marker, a health transition) or so
+//! many are queued that the queue would fill before the linger ends. A request wakes the
+//! writer at most once per round.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,11 +17,13 @@ use std::time::{Duration, Instant};
 use super::Record;
 
 /// Records on their way to the writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Handoff {
     state: Mutex<State>,
-    /// Wakes the writer when it waits with nothing queued.
+    /// Wakes the writer when it waits with nothing queued, or cuts its linger short.
     wake: Condvar,
+    /// How many queued records cut the writer's linger short.
+    wake_at: usize,
 }
 
 #[derive(Debug, Default)]
@@ -24,9 +31,48 @@ struct State {
     records: Vec<Record>,
     /// The writer waits on `wake`; the next push wakes it.
     waiting: bool,
+    /// The writer lingers on `wake` until `due` (or a timeout).
+    lingering: bool,
+    /// A record that cannot wait is queued, or `wake_at` records are: the writer's linger is
+    /// over.
+    due: bool,
     /// No record is taken any more: the writer has closed the queue or stopped, or every
     /// queue handle is gone.
     closed: bool,
+}
+
+impl State {
+    /// Whether the record just queued wakes the writer: it waits for any record, or it
+    /// lingers and the queue just became due, because this record cannot wait (`urgent`) or
+    /// is the `wake_at`th. A lingering writer is woken once per round.
+    fn wake_for(&mut self, urgent: bool, wake_at: usize) -> bool {
+        if std::mem::take(&mut self.waiting) {
+            return true;
+        }
+        if !self.due && (urgent || self.records.len() >= wake_at) {
+            self.due = true;
+            return self.lingering;
+        }
+        false
+    }
+
+    /// Moves every queued record into the empty `batch`: the two vectors trade places, and
+    /// keep their room for the next rounds.
+    fn take_into(&mut self, batch: &mut Vec<Record>) {
+        std::mem::swap(&mut self.records, batch);
+        self.due = false;
+    }
+}
+
+/// How a linger ended; the records queued meanwhile are in the batch in every case.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Lingered {
+    /// A record that cannot wait was queued, or enough records were.
+    Due,
+    /// The time passed.
+    TimedOut,
+    /// No record is taken any more (those queued before the close are in the batch).
+    Closed,
 }
 
 /// How a wait for records ended.
@@ -41,6 +87,16 @@ pub(super) enum Waited {
 }
 
 impl Handoff {
+    /// A hand-off whose writer's linger ends early once `wake_at` records are queued (at
+    /// least one).
+    pub(super) fn new(wake_at: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            wake_at: wake_at.max(1),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics under the lock but an allocation failure; the state stays whole.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -55,8 +111,9 @@ impl Handoff {
             drop(record);
             return false;
         }
+        let urgent = !record.takes_slot();
         state.records.push(record);
-        let wake = std::mem::take(&mut state.waiting);
+        let wake = state.wake_for(urgent, self.wake_at);
         drop(state);
         if wake {
             self.wake.notify_one();
@@ -69,9 +126,38 @@ impl Handoff {
     pub(super) fn take(&self, batch: &mut Vec<Record>) -> bool {
         debug_assert!(batch.is_empty());
         let mut state = self.lock();
-        // The two vectors trade places, and keep their room for the next rounds.
-        std::mem::swap(&mut state.records, batch);
+        state.take_into(batch);
         !state.closed
+    }
+
+    /// Waits up to `timeout` for records to gather, then moves every queued record into the
+    /// empty `batch`. The wait ends early once the queue is due (a record that cannot wait,
+    /// or `wake_at` records) or closed.
+    pub(super) fn linger(&self, timeout: Duration, batch: &mut Vec<Record>) -> Lingered {
+        debug_assert!(batch.is_empty());
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        state.lingering = true;
+        let ended = loop {
+            if state.closed {
+                break Lingered::Closed;
+            }
+            if state.due {
+                break Lingered::Due;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Lingered::TimedOut;
+            }
+            state = self
+                .wake
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        state.lingering = false;
+        state.take_into(batch);
+        ended
     }
 
     /// Waits until records are queued (moved into the empty `batch`), `timeout` passes
@@ -82,7 +168,7 @@ impl Handoff {
         loop {
             if !state.records.is_empty() {
                 state.waiting = false;
-                std::mem::swap(&mut state.records, batch);
+                state.take_into(batch);
                 return Waited::Records;
             }
             if state.closed {
@@ -125,6 +211,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::telemetry::queue::tests::{decision, input};
 
     fn marker() -> (Record, tokio::sync::oneshot::Receiver<()>) {
         let (done, answer) = tokio::sync::oneshot::channel();
@@ -133,7 +220,7 @@ mod tests {
 
     #[test]
     fn records_are_taken_in_order_and_the_vectors_trade_places() {
-        let handoff = Handoff::default();
+        let handoff = Handoff::new(4);
         let (first, mut first_answer) = marker();
         let (second, _second_answer) = marker();
         assert!(handoff.push(first));
@@ -152,7 +239,7 @@ mod tests {
 
     #[test]
     fn after_the_close_records_are_refused_and_what_was_queued_is_still_taken() {
-        let handoff = Handoff::default();
+        let handoff = Handoff::new(4);
         let (queued, _queued_answer) = marker();
         assert!(handoff.push(queued));
         handoff.close();
@@ -171,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_waiting_writer_is_woken_by_the_next_record() {
-        let handoff = Arc::new(Handoff::default());
+        let handoff = Arc::new(Handoff::new(4));
         let writer = std::thread::spawn({
             let handoff = handoff.clone();
             move || {
@@ -188,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_waiting_writer_is_woken_by_the_close() {
-        let handoff = Arc::new(Handoff::default());
+        let handoff = Arc::new(Handoff::new(4));
         let writer = std::thread::spawn({
             let handoff = handoff.clone();
             move || handoff.wait(None, &mut Vec::new())
@@ -198,8 +285,73 @@ mod tests {
     }
 
     #[test]
+    fn a_lingering_writer_is_woken_by_a_record_that_cannot_wait() {
+        let handoff = Arc::new(Handoff::new(4));
+        let writer = std::thread::spawn({
+            let handoff = handoff.clone();
+            move || {
+                let mut batch = Vec::new();
+                let ended = handoff.linger(Duration::from_secs(30), &mut batch);
+                (ended, batch.len())
+            }
+        });
+        // Whether the writer lingers already or not: a flush marker ends the linger.
+        let (record, _answer) = marker();
+        assert!(handoff.push(record));
+        assert_eq!(writer.join().unwrap(), (Lingered::Due, 1));
+    }
+
+    #[test]
+    fn request_records_end_a_linger_only_once_wake_at_are_queued() {
+        let handoff = Arc::new(Handoff::new(4));
+        for _ in 0..3 {
+            assert!(handoff.push(decision(input())));
+        }
+        let mut batch = Vec::new();
+        assert_eq!(
+            handoff.linger(Duration::ZERO, &mut batch),
+            Lingered::TimedOut,
+            "three of four do not make the queue due"
+        );
+        assert_eq!(batch.len(), 3, "and are taken when the linger ends");
+        batch.clear();
+
+        let writer = std::thread::spawn({
+            let handoff = handoff.clone();
+            move || {
+                let mut batch = Vec::new();
+                let ended = handoff.linger(Duration::from_secs(30), &mut batch);
+                (ended, batch.len())
+            }
+        });
+        for _ in 0..4 {
+            assert!(handoff.push(decision(input())));
+        }
+        assert_eq!(writer.join().unwrap(), (Lingered::Due, 4));
+
+        // Taking the batch starts a new round: it is not due until four more come.
+        assert!(handoff.push(decision(input())));
+        assert_eq!(
+            handoff.linger(Duration::ZERO, &mut batch),
+            Lingered::TimedOut
+        );
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn a_close_ends_a_linger() {
+        let handoff = Arc::new(Handoff::new(4));
+        let writer = std::thread::spawn({
+            let handoff = handoff.clone();
+            move || handoff.linger(Duration::from_secs(30), &mut Vec::new())
+        });
+        handoff.close();
+        assert_eq!(writer.join().unwrap(), Lingered::Closed);
+    }
+
+    #[test]
     fn a_wait_with_a_timeout_and_nothing_queued_times_out() {
-        let handoff = Handoff::default();
+        let handoff = Handoff::new(4);
         let waited = handoff.wait(Some(Duration::ZERO), &mut Vec::new());
         assert_eq!(waited, Waited::TimedOut);
     }
