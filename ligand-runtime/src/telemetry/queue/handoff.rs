@@ -218,6 +218,20 @@ mod tests {
         (Record::Flush(done), answer)
     }
 
+    /// A writer thread that takes a batch from `handoff` with `take` (a wait or a linger):
+    /// joined, it gives how the take ended and how many records it took.
+    fn writer<R: Send + 'static>(
+        handoff: &Arc<Handoff>,
+        take: impl FnOnce(&Handoff, &mut Vec<Record>) -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<(R, usize)> {
+        let handoff = handoff.clone();
+        std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            let ended = take(&handoff, &mut batch);
+            (ended, batch.len())
+        })
+    }
+
     #[test]
     fn records_are_taken_in_order_and_the_vectors_trade_places() {
         let handoff = Handoff::new(4);
@@ -259,14 +273,7 @@ mod tests {
     #[test]
     fn a_waiting_writer_is_woken_by_the_next_record() {
         let handoff = Arc::new(Handoff::new(4));
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || {
-                let mut batch = Vec::new();
-                let waited = handoff.wait(None, &mut batch);
-                (waited, batch.len())
-            }
-        });
+        let writer = writer(&handoff, |handoff, batch| handoff.wait(None, batch));
         // Whether the writer is already waiting or not, the record reaches it.
         let (record, _answer) = marker();
         assert!(handoff.push(record));
@@ -276,24 +283,16 @@ mod tests {
     #[test]
     fn a_waiting_writer_is_woken_by_the_close() {
         let handoff = Arc::new(Handoff::new(4));
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || handoff.wait(None, &mut Vec::new())
-        });
+        let writer = writer(&handoff, |handoff, batch| handoff.wait(None, batch));
         handoff.close();
-        assert_eq!(writer.join().unwrap(), Waited::Closed);
+        assert_eq!(writer.join().unwrap(), (Waited::Closed, 0));
     }
 
     #[test]
     fn a_lingering_writer_is_woken_by_a_record_that_cannot_wait() {
         let handoff = Arc::new(Handoff::new(4));
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || {
-                let mut batch = Vec::new();
-                let ended = handoff.linger(Duration::from_secs(30), &mut batch);
-                (ended, batch.len())
-            }
+        let writer = writer(&handoff, |handoff, batch| {
+            handoff.linger(Duration::from_secs(30), batch)
         });
         // Whether the writer lingers already or not: a flush marker ends the linger.
         let (record, _answer) = marker();
@@ -316,13 +315,8 @@ mod tests {
         assert_eq!(batch.len(), 3, "and are taken when the linger ends");
         batch.clear();
 
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || {
-                let mut batch = Vec::new();
-                let ended = handoff.linger(Duration::from_secs(30), &mut batch);
-                (ended, batch.len())
-            }
+        let writer = writer(&handoff, |handoff, batch| {
+            handoff.linger(Duration::from_secs(30), batch)
         });
         for _ in 0..4 {
             assert!(handoff.push(decision(input())));
@@ -341,12 +335,11 @@ mod tests {
     #[test]
     fn a_close_ends_a_linger() {
         let handoff = Arc::new(Handoff::new(4));
-        let writer = std::thread::spawn({
-            let handoff = handoff.clone();
-            move || handoff.linger(Duration::from_secs(30), &mut Vec::new())
+        let writer = writer(&handoff, |handoff, batch| {
+            handoff.linger(Duration::from_secs(30), batch)
         });
         handoff.close();
-        assert_eq!(writer.join().unwrap(), Lingered::Closed);
+        assert_eq!(writer.join().unwrap(), (Lingered::Closed, 0));
     }
 
     #[test]
