@@ -7,16 +7,12 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -31,8 +27,10 @@ use crate::health::{Monitor, ProviderKind, State};
 use crate::service::CallerSlot;
 use crate::tls::{MtlsAcceptor, PeerExpiry, VerifiedPeer};
 
+mod events;
 mod headers;
 
+use events::{Watched, Woke};
 use headers::{ConnectionService, HeaderDeadline};
 
 /// What the framework hands a binding when the service starts.
@@ -466,68 +464,63 @@ impl Connection {
         let service = ConnectionService::new(service, headers.clone());
         let connection = builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(connection);
-        // The rare events, polled only when one of them is woken: every request wakes this
-        // loop at least twice, and polling each watcher on each wake-up (a token, a timer, a
-        // rotation channel) cost about 630 instructions a request.
-        let mut events =
-            FuturesUnordered::<Pin<Box<dyn Future<Output = Event> + Send + '_>>>::new();
-        events.push(Box::pin(async {
+        // The rare events, polled only when one of them is woken (see `events`).
+        let mut watched = Watched::new(connection);
+        watched.push(async {
             self.stop.cancelled().await;
             Event::Stop
-        }));
+        });
         // Past the drain deadline: dropping the connection closes its socket. The binding
         // aborts only after it stopped, which closes every connection first.
-        events.push(Box::pin(async {
+        watched.push(async {
             self.abort.cancelled().await;
             Event::Abort
-        }));
+        });
         // An external caller presented no certificate: nothing of it expires.
         if let (Acceptor::Mtls(acceptor), Some(peer)) = (&self.acceptor, &peer) {
-            events.push(Box::pin(async {
-                Event::Expiry(acceptor.peer_expiry(peer).await)
-            }));
+            watched.push(async { Event::Expiry(acceptor.peer_expiry(peer).await) });
         }
         if let Some(headers) = &headers {
-            events.push(Box::pin(async {
+            watched.push(async {
                 headers.overdue().await;
                 Event::HeadersOverdue
-            }));
+            });
         }
         if let Some(age) = self.limits.max_connection_age {
-            events.push(Box::pin(async move {
+            watched.push(async move {
                 tokio::time::sleep(age).await;
                 Event::Age
-            }));
+            });
         }
         let mut closing = false;
         let ended = loop {
-            tokio::select! {
-                // The connection first: it is what wakes the loop.
-                biased;
-                ended = connection.as_mut() => break ended,
-                Some(event) = events.next() => match event {
-                    Event::Abort => return,
-                    // As hyper's own timeout does: the connection is dropped, not drained.
-                    Event::HeadersOverdue => {
-                        tracing::debug!(%remote, "request headers not received within the header read timeout; closing the connection");
-                        return;
-                    }
-                    _ if closing => {}
-                    Event::Stop => {
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    Event::Expiry(why) => {
-                        tracing::info!(%remote, peer = ?peer.as_ref().map(VerifiedPeer::spiffe_id), %why, "closing the connection");
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    Event::Age => {
-                        tracing::debug!(%remote, "connection reached its maximum age; closing it");
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                },
+            // The connection first: it is what wakes the loop.
+            let event = match watched.next().await {
+                Woke::Ended(ended) => break ended,
+                Woke::Event(event) => event,
+            };
+            match event {
+                Event::Abort => return,
+                // As hyper's own timeout does: the connection is dropped, not drained.
+                Event::HeadersOverdue => {
+                    tracing::debug!(%remote, "request headers not received within the header read timeout; closing the connection");
+                    return;
+                }
+                _ if closing => {}
+                Event::Stop => {
+                    watched.connection().graceful_shutdown();
+                    closing = true;
+                }
+                Event::Expiry(why) => {
+                    tracing::info!(%remote, peer = ?peer.as_ref().map(VerifiedPeer::spiffe_id), %why, "closing the connection");
+                    watched.connection().graceful_shutdown();
+                    closing = true;
+                }
+                Event::Age => {
+                    tracing::debug!(%remote, "connection reached its maximum age; closing it");
+                    watched.connection().graceful_shutdown();
+                    closing = true;
+                }
             }
         };
         if let Err(error) = ended {
