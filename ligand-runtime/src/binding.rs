@@ -232,7 +232,8 @@ impl HttpBinding {
     }
 
     /// HTTP/1.1: how long a client may take to send a request's headers, counted from the end
-    /// of the previous response on a keep-alive connection (default 30 s).
+    /// of the previous response on a keep-alive connection (default 30 s). Any timeout
+    /// longer than about 136 years counts as that, so `Duration::MAX` means none.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.limits.header_read_timeout = timeout;
         self

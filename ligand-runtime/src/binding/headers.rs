@@ -32,6 +32,9 @@ use super::PeerService;
 /// No request head is awaited.
 const NONE: u64 = u64::MAX;
 
+/// The longest header read timeout counted: about 136 years.
+const LONGEST: Duration = Duration::from_secs(1 << 32);
+
 /// One HTTP/1.1 connection's header read deadline: set when the connection opens and each
 /// time its last response is written, cleared when a request arrives.
 #[derive(Debug, Clone)]
@@ -45,6 +48,10 @@ struct Inner {
     base: Instant,
     /// The header read timeout.
     timeout: Duration,
+    /// The same in nanoseconds, which [`awaiting`](HeaderDeadline::awaiting) adds: once a
+    /// request, where `Instant + Duration` and a 128-bit `as_nanos` cost several times the
+    /// arithmetic on a `u64`.
+    timeout_nanos: u64,
     /// When the awaited head is due, in nanoseconds after `base`, or [`NONE`].
     due: AtomicU64,
     /// Requests handed to the service whose response body has not been dropped yet.
@@ -56,11 +63,15 @@ struct Inner {
 // requires of a service.
 impl HeaderDeadline {
     /// A new connection's deadline: its first request head is due one `timeout` from now.
+    /// A timeout beyond [`LONGEST`] counts as that: as good as none, and no deadline made
+    /// from it overflows an `Instant`.
     pub(crate) fn new(timeout: Duration) -> Self {
+        let timeout = timeout.min(LONGEST);
         let deadline = Self {
             inner: Arc::new(Inner {
                 base: Instant::now(),
                 timeout,
+                timeout_nanos: nanos(timeout),
                 due: AtomicU64::new(NONE),
                 in_flight: AtomicUsize::new(0),
             }),
@@ -71,10 +82,9 @@ impl HeaderDeadline {
 
     /// The next request head is awaited from `since`.
     fn awaiting(&self, since: Instant) {
-        let due = since + self.inner.timeout;
-        let nanos = due.saturating_duration_since(self.inner.base).as_nanos();
-        let nanos = u64::try_from(nanos).unwrap_or(NONE - 1).min(NONE - 1);
-        self.inner.due.store(nanos, Ordering::Relaxed);
+        let since = nanos(since.saturating_duration_since(self.inner.base));
+        let due = since.saturating_add(self.inner.timeout_nanos).min(NONE - 1);
+        self.inner.due.store(due, Ordering::Relaxed);
     }
 
     /// A request head arrived: hyper handed the request to the service. The request is in
@@ -109,6 +119,14 @@ impl HeaderDeadline {
             tokio::time::sleep_until(wake).await;
         }
     }
+}
+
+/// `duration` in nanoseconds, saturating (at 584 years).
+fn nanos(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 /// One request in flight on a connection. Dropped with the response body once hyper has
@@ -248,5 +266,20 @@ mod tests {
             deadline.due(),
             Some(Instant::now() + Duration::from_secs(30))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_too_long_for_an_instant_never_comes_due_and_never_overflows() {
+        let deadline = HeaderDeadline::new(Duration::MAX);
+        let watchdog = deadline.overdue();
+        tokio::pin!(watchdog);
+        // With a request in flight, the watchdog sleeps a whole timeout.
+        let request = deadline.received();
+        assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
+        drop(request);
+        let due = deadline.due().unwrap();
+        assert!(due > Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+        tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+        assert!(futures_util::poll!(watchdog.as_mut()).is_pending());
     }
 }
