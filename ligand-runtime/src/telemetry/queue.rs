@@ -101,66 +101,6 @@ pub(crate) struct AuditQueue {
     /// The admin listener's counters, when it runs: events that are not audit records (an
     /// ejection, a circuit transition) are counted in them directly.
     metrics: Option<Arc<AuditMetrics>>,
-    spent: Arc<Spent>,
-}
-
-/// The evaluated inputs of the records the writer is done with, handed back for the request
-/// path to drop.
-///
-/// A record's memory, its evaluated input above all (the input, its chain, its path), is
-/// allocated by a request thread. Freed by the writer, which never allocates, it would leave
-/// the allocator's per-thread caches lopsided: the writer's overflow into the request
-/// threads' heaps while theirs run empty, and glibc then pays on both sides (a heap lock per
-/// free, consolidation before the next large allocation). So the writer passes each batch's
-/// inputs back, and every request that queues a record drops up to [`SPENT_PER_RECORD`] of
-/// them, on a thread that allocates: what it frees, it reuses (about 800 instructions a
-/// request less, in `scripts/bench-instructions`). At most one batch waits here; a service
-/// that goes quiet keeps it until its next request, and a writer that finds the previous
-/// batch still there drops its own.
-#[derive(Debug, Default)]
-struct Spent {
-    /// Set while `inputs` has any.
-    ready: std::sync::atomic::AtomicBool,
-    inputs: std::sync::Mutex<Vec<Arc<EvalRequest>>>,
-}
-
-/// How many spent inputs a request drops when it queues its record: more than one, so that
-/// they drain faster than they come.
-const SPENT_PER_RECORD: usize = 2;
-
-impl Spent {
-    /// Drops up to [`SPENT_PER_RECORD`] spent inputs, outside the lock; never waits for it.
-    fn drop_some(&self) {
-        if !self.ready.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut taken: [Option<Arc<EvalRequest>>; SPENT_PER_RECORD] = Default::default();
-        if let Ok(mut inputs) = self.inputs.try_lock() {
-            for slot in &mut taken {
-                *slot = inputs.pop();
-            }
-            if inputs.is_empty() {
-                self.ready.store(false, Ordering::Relaxed);
-            }
-        }
-        drop(taken);
-    }
-
-    /// Hands the writer's `batch` over when the previous one has been taken, swapping the
-    /// buffers (no allocation); otherwise the request threads are behind and the writer
-    /// drops the batch itself.
-    fn hand_back(&self, batch: &mut Vec<Arc<EvalRequest>>) {
-        if batch.is_empty() {
-            return;
-        }
-        if let Ok(mut inputs) = self.inputs.try_lock()
-            && inputs.is_empty()
-        {
-            std::mem::swap(&mut *inputs, batch);
-            self.ready.store(true, Ordering::Relaxed);
-        }
-        batch.clear();
-    }
 }
 
 /// Records lost on either side of the queue: dropped before it, or refused by the sink after
@@ -215,15 +155,14 @@ impl AuditQueue {
         let handoff = Arc::new(Handoff::new(capacity / WAKE_AT_SHARE));
         let slots = Arc::new(Slots::new(capacity));
         let losses = Arc::new(Losses::default());
-        let spent = Arc::new(Spent::default());
         let writer = Writer {
             handoff: handoff.clone(),
             sink,
             slots: slots.clone(),
             losses: losses.clone(),
             metrics: metrics.clone(),
-            spent: spent.clone(),
             done: Vec::new(),
+            freed: 0,
         };
         // The writer logs (the default sink is `tracing`) under the subscriber in force where
         // the server was initialized, as a task spawned there would.
@@ -237,7 +176,6 @@ impl AuditQueue {
             overflow,
             losses,
             metrics,
-            spent,
         }))
     }
 
@@ -311,15 +249,11 @@ impl AuditQueue {
     }
 
     /// Queues `record`, which holds its slot if it takes one; a request record also frees
-    /// some spent inputs.
+    /// some spent inputs (see [`Handoff::push`]).
     #[inline(always)]
     fn push(&self, record: Record) {
-        let request = record.takes_slot();
         if !self.handoff.push(record) {
             self.losses.count(&"the audit writer has stopped");
-        }
-        if request {
-            self.spent.drop_some();
         }
     }
 
@@ -380,9 +314,11 @@ struct Writer {
     losses: Arc<Losses>,
     /// The Prometheus counters, updated here so the request path pays nothing for them.
     metrics: Option<Arc<AuditMetrics>>,
-    spent: Arc<Spent>,
-    /// The evaluated inputs of this batch's delivered records, for [`Spent`].
+    /// The evaluated inputs of this batch's delivered records, handed back to the request
+    /// threads to free (see [`Handoff::hand_back`]).
     done: Vec<Arc<EvalRequest>>,
+    /// Slots of this batch's delivered records, given back together when the batch is done.
+    freed: usize,
 }
 
 impl Writer {
@@ -451,10 +387,12 @@ impl Writer {
                             let _ = late.send(());
                         }
                     }
+                    self.give_back();
                     self.finish(done);
                     return;
                 }
             }
+            self.give_back();
             unflushed = true;
         }
         // Every queue handle is gone (the server was dropped without `close`).
@@ -472,6 +410,7 @@ impl Writer {
                 let _ = late.send(());
             }
         }
+        self.give_back();
         self.flush();
         if let Err(error) = self.sink.close() {
             tracing::warn!(%error, "telemetry close failed");
@@ -530,18 +469,23 @@ impl Writer {
                 let _ = done.send(());
             }
             Record::Close(done) => return Some(done),
-            // The input goes back to the request threads to be freed (see `Spent`).
+            // The input goes back to the request threads to be freed (see `Handoff::hand_back`).
             Record::Decision { decision, .. } => self.done.push(decision.input),
             Record::RateLimit(event) => self.done.push(event.input),
             _ => {}
         }
         if slot {
-            self.slots.give_back();
+            self.freed += 1;
         }
         if let Err(error) = result {
             self.count_refusal(error);
         }
         None
+    }
+
+    /// Gives the slots of the records delivered since the last call back.
+    fn give_back(&mut self) {
+        self.slots.give_back(std::mem::take(&mut self.freed));
     }
 
     /// A record the sink refused is lost; one it does not support is not.
@@ -558,7 +502,7 @@ impl Writer {
             tracing::warn!(%error, "telemetry flush failed");
         }
         super::stdout::flush_batch();
-        self.spent.hand_back(&mut self.done);
+        self.handoff.hand_back(&mut self.done);
     }
 }
 
@@ -566,6 +510,8 @@ impl Drop for Writer {
     /// Also when the sink panics: records are refused from then on (and counted as lost),
     /// and the queued ones are dropped, so a caller waiting on a flush returns.
     fn drop(&mut self) {
+        // The slots of what a panicking sink took before it panicked.
+        self.give_back();
         self.handoff.close();
         let mut left = Vec::new();
         self.handoff.take(&mut left);

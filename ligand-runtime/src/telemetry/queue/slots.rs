@@ -43,13 +43,21 @@ impl Slots {
             .is_ok()
     }
 
-    /// Gives a slot back, and wakes a request waiting for one, if there is any.
+    /// Gives `n` slots back, and wakes as many requests waiting for one, if there are any.
+    ///
+    /// The writer gives a batch's slots back at once: one update of the count per batch
+    /// rather than per record, on the cache line every request's [`try_take`](Self::try_take)
+    /// updates too.
     #[inline]
-    pub(super) fn give_back(&self) {
-        self.free.fetch_add(1, Ordering::SeqCst);
-        // With `take`'s `waiting` then `free`, all four `SeqCst`: either the waiter sees this
-        // slot or this sees the waiter.
-        if self.waiting.load(Ordering::SeqCst) != 0 {
+    pub(super) fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.free.fetch_add(n, Ordering::SeqCst);
+        // With `take`'s `waiting` then `free`, all four `SeqCst`: either a waiter sees these
+        // slots or this sees the waiter.
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        for _ in 0..n.min(waiting) {
             self.wake.notify_one();
         }
     }
@@ -126,7 +134,7 @@ mod tests {
         assert!(slots.try_take());
         assert!(!slots.try_take(), "both taken");
         assert_eq!(slots.taken(), 2);
-        slots.give_back();
+        slots.give_back(1);
         assert_eq!(slots.taken(), 1);
         assert!(slots.try_take());
         assert!(!slots.try_take());
@@ -148,16 +156,39 @@ mod tests {
         assert!(poll_once(&mut first).await.is_pending());
         assert!(poll_once(&mut second).await.is_pending());
         assert_eq!(slots.waiting.load(Ordering::SeqCst), 2);
-        slots.give_back();
+        slots.give_back(1);
         assert_eq!(poll_once(&mut first).await, Poll::Ready(true));
         assert!(
             poll_once(&mut second).await.is_pending(),
             "one slot, one waiter"
         );
-        slots.give_back();
+        slots.give_back(1);
         assert_eq!(poll_once(&mut second).await, Poll::Ready(true));
         assert_eq!(slots.waiting.load(Ordering::SeqCst), 0);
         assert_eq!(slots.taken(), 1);
+    }
+
+    #[tokio::test]
+    async fn slots_given_back_together_wake_as_many_waiters() {
+        let slots = Arc::new(Slots::new(3));
+        for _ in 0..3 {
+            assert!(slots.try_take());
+        }
+        let mut waits: Vec<_> = (0..3).map(|_| Box::pin(slots.take())).collect();
+        for wait in &mut waits {
+            assert!(poll_once(wait).await.is_pending());
+        }
+        slots.give_back(2);
+        let mut ready = 0;
+        for wait in &mut waits {
+            if poll_once(wait).await == Poll::Ready(true) {
+                ready += 1;
+            }
+        }
+        assert_eq!(ready, 2, "two slots, two of the three waiters");
+        assert_eq!(slots.taken(), 3);
+        slots.give_back(0);
+        assert_eq!(slots.taken(), 3, "giving none back changes nothing");
     }
 
     #[tokio::test]
@@ -168,7 +199,7 @@ mod tests {
         let mut other = Box::pin(slots.take());
         assert!(poll_once(&mut cancelled).await.is_pending());
         assert!(poll_once(&mut other).await.is_pending());
-        slots.give_back();
+        slots.give_back(1);
         drop(cancelled);
         assert_eq!(slots.waiting.load(Ordering::SeqCst), 1, "no longer counted");
         assert_eq!(poll_once(&mut other).await, Poll::Ready(true));
@@ -196,7 +227,7 @@ mod tests {
                     for _ in 0..10_000 {
                         if slots.try_take() {
                             taken += 1;
-                            slots.give_back();
+                            slots.give_back(1);
                         }
                     }
                     taken
