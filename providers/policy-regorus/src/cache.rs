@@ -91,6 +91,9 @@ const TXN_BITS: u32 = bits(&[
     Field::TxnRctx,
 ]);
 
+// Every field has a bit of a `u32`.
+const _: () = assert!((Field::TxnRctx as u32) < u32::BITS);
+
 const fn bits(fields: &[Field]) -> u32 {
     let mut mask = 0;
     let mut i = 0;
@@ -517,6 +520,91 @@ mod tests {
             RequestLine::new(http::Method::GET, path),
             "spiffe://example.org/service/accounts",
         )
+    }
+
+    /// Every field. `listed` names each in a match without a wildcard: a field added to
+    /// [`Field`] does not compile here until it is listed, and is then checked below.
+    const EVERY_FIELD: [Field; 24] = [
+        Field::Chain,
+        Field::PeerWorkload,
+        Field::PeerUser,
+        Field::PeerDevice,
+        Field::PeerHost,
+        Field::PeerExternalParty,
+        Field::PeerVerified,
+        Field::ResourceKind,
+        Field::ResourceValue,
+        Field::ActionName,
+        Field::RequestMethod,
+        Field::RequestPath,
+        Field::RequestParams,
+        Field::Service,
+        Field::Txn,
+        Field::TxnId,
+        Field::TxnSub,
+        Field::TxnScope,
+        Field::TxnReqWl,
+        Field::TxnIss,
+        Field::TxnIat,
+        Field::TxnExp,
+        Field::TxnTctx,
+        Field::TxnRctx,
+    ];
+
+    fn listed(field: Field) -> Field {
+        match field {
+            Field::Chain
+            | Field::PeerWorkload
+            | Field::PeerUser
+            | Field::PeerDevice
+            | Field::PeerHost
+            | Field::PeerExternalParty
+            | Field::PeerVerified
+            | Field::ResourceKind
+            | Field::ResourceValue
+            | Field::ActionName
+            | Field::RequestMethod
+            | Field::RequestPath
+            | Field::RequestParams
+            | Field::Service
+            | Field::Txn
+            | Field::TxnId
+            | Field::TxnSub
+            | Field::TxnScope
+            | Field::TxnReqWl
+            | Field::TxnIss
+            | Field::TxnIat
+            | Field::TxnExp
+            | Field::TxnTctx
+            | Field::TxnRctx => field,
+        }
+    }
+
+    /// `encode` tests each field's bit by hand, without a match that would make it cover
+    /// every field: a field in a plan that it did not write would let requests that differ
+    /// in it share a decision. Every field writes at least a length or a presence tag.
+    #[test]
+    fn every_field_a_plan_can_hold_is_written() {
+        let request = request("spiffe://example.org/service/caller", "/accounts/7");
+        let mut seen = 0;
+        for field in EVERY_FIELD.map(listed) {
+            let plan = KeyPlan::of(vec![field]);
+            assert!(!key(&plan, &request).is_empty(), "{field:?} is not written");
+            seen |= field.bit();
+        }
+        assert_eq!(
+            seen.count_ones() as usize,
+            EVERY_FIELD.len(),
+            "a field listed twice"
+        );
+        assert_eq!(EVERY_FIELD.len(), Field::TxnRctx as usize + 1);
+        // Two fields write both, in the plan's order.
+        let both = KeyPlan::of(vec![Field::Service, Field::Chain]);
+        let (chain, service) = (
+            key(&KeyPlan::of(vec![Field::Chain]), &request),
+            key(&KeyPlan::of(vec![Field::Service]), &request),
+        );
+        assert_eq!(key(&both, &request), [chain, service].concat());
     }
 
     fn key(plan: &KeyPlan, request: &EvalRequest) -> Vec<u8> {
