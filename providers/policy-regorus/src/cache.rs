@@ -8,11 +8,14 @@
 //! those fields. The cache lives inside one compiled revision, so a reload swaps it out with
 //! the policy, atomically. Only completed evaluations are stored: errors and time-outs never.
 //!
-//! A hit costs one encoding into a per-thread buffer and one lookup; no allocation.
+//! A hit costs one encoding into a per-thread buffer and one lookup, in the thread's front of
+//! recent decisions first (see [`DecisionCache`]); no allocation.
 
 use std::cell::RefCell;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ligand_runtime::{Chain, EvalRequest, PathParams, TxnClaims};
 
@@ -431,8 +434,20 @@ pub(crate) struct Cached {
     pub(crate) reason: Option<Arc<str>>,
 }
 
-/// A bounded cache of decisions for one compiled revision.
+/// A bounded cache of decisions for one compiled revision, with a small front of recent
+/// decisions on each thread that looks decisions up.
+///
+/// The shared cache is a `quick_cache` map: a hit there takes a shard's read lock and marks
+/// the entry as used, two writes to cache lines every thread that decides writes too. A
+/// thread's front ([`Front`]) serves a decision it has already looked up with no write
+/// outside the thread. The front is direct-mapped, and holds at most [`FRONT_ENTRIES`]
+/// decisions of keys up to [`FRONT_KEY_MAX`] bytes; a decision enters it from the shared
+/// cache, so the shared cache's bound and its choice of what to keep still govern what is
+/// decided once and kept. The front answers only for the cache its decisions came from
+/// (`id`): a thread's first lookup after a reload empties it.
 pub(crate) struct DecisionCache {
+    /// Tells this cache's decisions apart in the threads' fronts.
+    id: u64,
     plan: KeyPlan,
     entries: quick_cache::sync::Cache<Box<[u8]>, Cached>,
 }
@@ -446,14 +461,107 @@ impl fmt::Debug for DecisionCache {
     }
 }
 
+/// How many decisions each thread's front holds.
+const FRONT_ENTRIES: usize = 64;
+
+/// The longest key a thread's front keeps a decision for (longer ones are looked up in the
+/// shared cache every time): with [`FRONT_ENTRIES`], what bounds a front's memory.
+const FRONT_KEY_MAX: usize = 512;
+
+/// Identifies each decision cache in the threads' fronts.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's recent decisions: one place per key hash, the newest decision looked up for a
+/// hash in it.
+#[derive(Default)]
+struct Front {
+    /// The cache the decisions came from.
+    cache: u64,
+    entries: Vec<FrontEntry>,
+}
+
+#[derive(Default)]
+struct FrontEntry {
+    hash: u64,
+    /// Reused from one decision to the next in this place, so that a new one allocates only
+    /// when its key is longer than any before.
+    key: Vec<u8>,
+    decision: Option<Cached>,
+}
+
+impl Front {
+    /// The place for `hash` in `cache`'s front: emptied first when the front held another
+    /// cache's decisions.
+    fn place(&mut self, cache: u64, hash: u64) -> &mut FrontEntry {
+        if self.cache != cache {
+            self.cache = cache;
+            self.entries.clear();
+            self.entries.resize_with(FRONT_ENTRIES, FrontEntry::default);
+        }
+        // The low bits of a foldhash are as good as any.
+        let at = usize::try_from(hash % FRONT_ENTRIES as u64).unwrap_or_default();
+        &mut self.entries[at]
+    }
+}
+
+impl FrontEntry {
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&Cached> {
+        self.decision
+            .as_ref()
+            .filter(|_| self.hash == hash && self.key == key)
+    }
+
+    fn keep(&mut self, hash: u64, key: &[u8], decision: Cached) {
+        self.hash = hash;
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.decision = Some(decision);
+    }
+}
+
+/// A thread's lookup state: the key being looked up, reused so that a hit allocates nothing,
+/// and the front.
+#[derive(Default)]
+struct Local {
+    key: Vec<u8>,
+    front: Front,
+}
+
 thread_local! {
-    /// The key being looked up, reused so that a hit allocates nothing.
-    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Local> = RefCell::default();
+}
+
+impl Local {
+    /// `request`'s decision in `cache`, from this thread's front or the shared cache; the
+    /// key to keep a new decision under on a miss.
+    fn lookup(
+        &mut self,
+        cache: &DecisionCache,
+        request: &EvalRequest,
+    ) -> Result<Cached, Box<[u8]>> {
+        let Self { key, front } = self;
+        cache.plan.encode(request, key);
+        let hash = foldhash::fast::FixedState::default().hash_one(key.as_slice());
+        let place = front.place(cache.id, hash);
+        if let Some(hit) = place.get(hash, key) {
+            return Ok(hit.clone());
+        }
+        match cache.entries.get(key.as_slice()) {
+            Some(hit) => {
+                if key.len() <= FRONT_KEY_MAX {
+                    place.keep(hash, key, hit.clone());
+                }
+                Ok(hit)
+            }
+            None => Err(Box::from(key.as_slice())),
+        }
+    }
 }
 
 impl DecisionCache {
     pub(crate) fn new(plan: KeyPlan, capacity: usize) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             plan,
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
         }
@@ -471,18 +579,12 @@ impl DecisionCache {
         decide: impl FnOnce() -> Result<Cached, E>,
     ) -> Result<(Cached, bool), E> {
         // The hit, or the key to keep the new decision under.
-        let lookup = |key: &mut Vec<u8>| {
-            self.plan.encode(request, key);
-            self.entries
-                .get(key.as_slice())
-                .ok_or_else(|| Box::<[u8]>::from(key.as_slice()))
-        };
-        let key = KEY.with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => lookup(&mut buffer),
-            // Re-entered on this thread (not expected): encode into a fresh buffer.
-            Err(_) => lookup(&mut Vec::new()),
+        let found = LOCAL.with(|local| match local.try_borrow_mut() {
+            Ok(mut local) => local.lookup(self, request),
+            // Re-entered on this thread (not expected): a fresh buffer and no front.
+            Err(_) => Local::default().lookup(self, request),
         });
-        match key {
+        match found {
             Ok(hit) => Ok((hit, true)),
             Err(key) => {
                 let decided = decide()?;
@@ -828,5 +930,87 @@ mod tests {
             .get_or_decide::<()>(&r, || panic!("a hit must not evaluate"))
             .unwrap();
         assert!(second.allowed && hit);
+    }
+
+    fn allowed(reason: &str) -> Result<Cached, ()> {
+        Ok(Cached {
+            allowed: true,
+            reason: Some(Arc::from(reason)),
+        })
+    }
+
+    #[test]
+    fn a_thread_answers_a_decision_it_looked_up_from_its_front() {
+        let cache = DecisionCache::new(KeyPlan::whole(), 16);
+        let r = request("spiffe://example.org/a", "/");
+        assert!(!cache.get_or_decide(&r, || allowed("decided")).unwrap().1);
+        // From the shared cache, which puts it in this thread's front.
+        assert!(cache.get_or_decide::<()>(&r, || panic!("kept")).unwrap().1);
+        cache.entries.clear();
+        let (front, hit) = cache
+            .get_or_decide::<()>(&r, || panic!("the front must answer"))
+            .unwrap();
+        assert!(hit && front.allowed);
+        assert_eq!(front.reason.as_deref(), Some("decided"));
+    }
+
+    #[test]
+    fn a_front_answers_only_for_the_cache_its_decisions_came_from() {
+        let plan = || KeyPlan::new(&paths(&[&["request", "path"]]));
+        let (old, new) = (
+            DecisionCache::new(plan(), 16),
+            DecisionCache::new(plan(), 16),
+        );
+        let r = request("spiffe://example.org/a", "/");
+        for _ in 0..2 {
+            old.get_or_decide(&r, || allowed("old")).unwrap();
+        }
+        // The same key in the next revision's cache: decided again, by its own policy.
+        let (decided, hit) = new
+            .get_or_decide::<()>(&r, || {
+                Ok(Cached {
+                    allowed: false,
+                    reason: None,
+                })
+            })
+            .unwrap();
+        assert!(!hit && !decided.allowed);
+        let (again, hit) = new.get_or_decide::<()>(&r, || panic!("kept")).unwrap();
+        assert!(hit && !again.allowed);
+        let (old_again, _) = old.get_or_decide::<()>(&r, || panic!("kept")).unwrap();
+        assert!(old_again.allowed);
+    }
+
+    #[test]
+    fn keys_that_share_a_place_in_the_front_keep_their_own_decisions() {
+        let cache = DecisionCache::new(KeyPlan::new(&paths(&[&["request", "path"]])), 4096);
+        let paths: Vec<String> = (0..FRONT_ENTRIES * 8).map(|i| format!("/{i}")).collect();
+        for round in 0..3 {
+            for path in &paths {
+                let r = request("spiffe://example.org/a", path);
+                let (decision, hit) = cache.get_or_decide(&r, || allowed(path)).unwrap();
+                assert_eq!(hit, round > 0, "{path} in round {round}");
+                assert_eq!(decision.reason.as_deref(), Some(path.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_front_keeps_no_key_longer_than_its_bound() {
+        let cache = DecisionCache::new(KeyPlan::new(&paths(&[&["request", "path"]])), 16);
+        let long = format!("/{}", "a".repeat(FRONT_KEY_MAX));
+        let r = request("spiffe://example.org/a", &long);
+        for _ in 0..2 {
+            cache.get_or_decide(&r, || allowed("long")).unwrap();
+        }
+        cache.entries.clear();
+        let mut decided = false;
+        cache
+            .get_or_decide(&r, || {
+                decided = true;
+                allowed("long")
+            })
+            .unwrap();
+        assert!(decided, "a key over the bound was answered from the front");
     }
 }
