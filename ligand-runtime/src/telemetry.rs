@@ -17,7 +17,7 @@ use serde::Serialize;
 pub use self::json::JsonLinesTelemetry;
 pub(crate) use self::json::rfc3339;
 pub use self::log::LogLinesTelemetry;
-pub(crate) use self::queue::{AuditQueue, QueuedTelemetry, Record};
+pub(crate) use self::queue::{AuditQueue, Passed, QueuedTelemetry, Record};
 pub use self::stdout::{StdoutWriter, stdout_writer};
 
 use crate::chain::Chain;

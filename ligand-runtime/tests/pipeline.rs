@@ -170,6 +170,27 @@ async fn rate_limit_denial_is_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_pass_is_recorded_with_its_decision_and_the_latencies_add_up() {
+    let f = Fixture::start(|c| {
+        c.policy(allow_hello())
+            .rate_limiter(ScriptedLimiter::allow_all())
+    })
+    .await;
+    let caller = f.caller(CALLER_ID);
+    assert_eq!(caller.get(f.addr, "/hello/ada").await.unwrap().status, 200);
+    let audit = f.audit().await;
+    let (decision, limited) = (&audit.decisions()[0], &audit.rate_limits()[0]);
+    // The limiter's record of a pass is the decision's request.
+    assert!(limited.allowed && limited.error.is_none(), "{limited:?}");
+    assert_eq!(
+        (limited.request_id, limited.timestamp, &limited.input),
+        (decision.request_id, decision.timestamp, &decision.input)
+    );
+    assert_eq!(decision.latency, limited.latency + decision.policy_latency);
+    assert!(decision.policy_latency > Duration::ZERO, "{decision:?}");
+}
+
+#[tokio::test]
 async fn limiter_failure_is_503_and_denies() {
     let f = Fixture::start(|c| {
         c.policy(allow_hello())

@@ -25,9 +25,7 @@ use crate::health::{Monitor, ProviderKind, State};
 use crate::outbound::resilience::breaker::State as CircuitState;
 use crate::outbound::resilience::outlier::EjectionReason;
 use crate::secrets::SecretsCache;
-use crate::telemetry::{
-    AuditQueue, DecisionEvent, OutboundCallEvent, OutboundOutcome, RateLimitEvent, Record,
-};
+use crate::telemetry::{AuditQueue, DecisionEvent, OutboundCallEvent, OutboundOutcome, Record};
 use crate::tls::IdentityState;
 
 /// A label set: fixed keys, each with one of a few fixed values.
@@ -122,12 +120,12 @@ impl AuditMetrics {
                 rate_limit,
                 decision,
             } => {
-                if let Some(event) = rate_limit {
-                    self.rate_limit(event);
+                if let Some(passed) = rate_limit {
+                    self.rate_limit(passed.response.allowed, false);
                 }
                 self.decision(decision);
             }
-            Record::RateLimit(event) => self.rate_limit(event),
+            Record::RateLimit(event) => self.rate_limit(event.allowed, event.error.is_some()),
             Record::Outbound(event) => self.outbound_call(event),
             _ => {}
         }
@@ -143,8 +141,8 @@ impl AuditMetrics {
             .observe(event.policy_latency.as_secs_f64());
     }
 
-    fn rate_limit(&self, event: &RateLimitEvent) {
-        let outcome = outcome(event.allowed, event.error.is_some());
+    fn rate_limit(&self, allowed: bool, failed: bool) {
+        let outcome = outcome(allowed, failed);
         self.rate_limits
             .get_or_create(&[("outcome", outcome)])
             .inc();

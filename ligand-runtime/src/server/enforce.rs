@@ -19,7 +19,7 @@ use crate::ratelimit::{RateLimitRequest, RateLimitResponse};
 use crate::request::{Action, InboundRequest, RequestLine, Resource};
 use crate::request_id::RequestId;
 use crate::service::Unrouted;
-use crate::telemetry::{DecisionEvent, RateLimitEvent, Record};
+use crate::telemetry::{DecisionEvent, Passed, RateLimitEvent, Record};
 use crate::txn::TxnClaims;
 
 use super::Server;
@@ -71,8 +71,8 @@ impl<T> Step<T> {
 /// The pipeline's answer to a request.
 pub(crate) type Answer = Result<Enforced, Denied>;
 
-/// When a request entered the pipeline: the monotonic start of its latency, and the wall
-/// clock time of its records.
+/// When a request entered the pipeline: the monotonic start of its latency (and of the
+/// limiter's), and the wall clock time of its records.
 #[derive(Debug, Clone, Copy)]
 struct Clock {
     started: Instant,
@@ -144,9 +144,9 @@ impl Server {
             // Without a limiter the policy's time is the pipeline's.
             None => (None, clock.started),
             Some(limiter) => {
-                // The limiter's time starts with the pipeline's: nothing lies between, and a
-                // clock read costs about as much as an in-process limiter's check.
-                let limiter_started = clock.started;
+                // The limiter's time starts with the pipeline's (`clock.started`): nothing lies
+                // between, and a clock read costs about as much as an in-process limiter's
+                // check.
                 let check = RateLimitRequest {
                     chain: &input.chain,
                     resource: &input.resource,
@@ -155,12 +155,10 @@ impl Server {
                 let Some(outcome) = limiter.check_inline(&check) else {
                     let server = self.clone();
                     return Step::Wait(Box::pin(async move {
-                        server
-                            .limit_and_decide(input, request_id, clock, limiter_started)
-                            .await
+                        server.limit_and_decide(input, request_id, clock).await
                     }));
                 };
-                match self.limited(outcome, &input, request_id, clock, limiter_started) {
+                match self.limited(outcome, &input, request_id, clock) {
                     Ok(passed) => passed,
                     Err(refused) => return refused,
                 }
@@ -195,7 +193,6 @@ impl Server {
         input: Arc<EvalRequest>,
         request_id: RequestId,
         clock: Clock,
-        limiter_started: Instant,
     ) -> Result<Enforced, Denied> {
         let (rate_limit, policy_started) = match &self.inner.rate_limiter {
             Some(limiter) => {
@@ -206,12 +203,12 @@ impl Server {
                         action: &input.action,
                     })
                     .await;
-                match self.limited(outcome, &input, request_id, clock, limiter_started) {
+                match self.limited(outcome, &input, request_id, clock) {
                     Ok(passed) => passed,
                     Err(refused) => return refused.finish().await,
                 }
             }
-            None => (None, Instant::now()),
+            None => (None, clock.started),
         };
         self.decide(input, rate_limit, request_id, clock, policy_started)
             .finish()
@@ -224,7 +221,7 @@ impl Server {
     fn decide(
         &self,
         input: Arc<EvalRequest>,
-        rate_limit: Option<RateLimitEvent>,
+        rate_limit: Option<Passed>,
         request_id: RequestId,
         clock: Clock,
         policy_started: Instant,
@@ -256,32 +253,28 @@ impl Server {
         }))
     }
 
-    /// The limiter's answer: its record and the time the policy's stage starts when it let
-    /// the request through; the refusal, once its record is queued, otherwise (an error
-    /// refuses too).
+    /// The limiter's answer: when it let the request through, what its record does not
+    /// share with the decision's and the time the policy's stage starts; otherwise the
+    /// refusal, once its record is queued (an error refuses too).
     fn limited(
         &self,
         outcome: Result<RateLimitResponse, ProviderError>,
         input: &Arc<EvalRequest>,
         request_id: RequestId,
         clock: Clock,
-        limiter_started: Instant,
-    ) -> Result<(Option<RateLimitEvent>, Instant), Step<Answer>> {
+    ) -> Result<(Option<Passed>, Instant), Step<Answer>> {
         // One clock read ends the limiter's time and starts the policy's.
         let limited = Instant::now();
-        let (event, denial) = rate_limit_event(
-            outcome,
-            input,
-            request_id,
-            clock.timestamp,
-            limited.saturating_duration_since(limiter_started),
-        );
-        match denial {
-            None => Ok((Some(event), limited)),
-            Some(denial) => {
-                Err(self.answer(Record::RateLimit(event), Err(Denied { denial, request_id })))
+        let latency = limited.saturating_duration_since(clock.started);
+        let refused = match outcome {
+            Ok(response) if response.allowed => {
+                return Ok((Some(Passed { latency, response }), limited));
             }
-        }
+            refused => refused,
+        };
+        let (event, denial) =
+            rate_limit_refusal(refused, input, request_id, clock.timestamp, latency);
+        Err(self.answer(Record::RateLimit(event), Err(Denied { denial, request_id })))
     }
 
     /// The policy's `outcome` made a decision: its record (with the limiter's) queued, and
@@ -290,19 +283,24 @@ impl Server {
         &self,
         outcome: Result<Result<EvalResponse, ProviderError>, Duration>,
         input: Arc<EvalRequest>,
-        rate_limit: Option<RateLimitEvent>,
+        rate_limit: Option<Passed>,
         request_id: RequestId,
         clock: Clock,
         policy_started: Instant,
     ) -> Step<Answer> {
-        let decided = Instant::now();
+        let policy_latency = Instant::now().saturating_duration_since(policy_started);
+        // The limiter's time ends where the policy's starts, and starts with the pipeline's:
+        // the two make the request's latency, without a third clock difference.
+        let latency = rate_limit.as_ref().map_or(policy_latency, |limited| {
+            limited.latency.saturating_add(policy_latency)
+        });
         let (decision, result) = self.decision(
             outcome,
             input,
             request_id,
             clock.timestamp,
-            decided.saturating_duration_since(clock.started),
-            decided.saturating_duration_since(policy_started),
+            latency,
+            policy_latency,
         );
         if let Some(shadow) = &self.inner.shadow
             && decision.error.is_none()
@@ -486,14 +484,14 @@ impl Server {
     }
 }
 
-/// The limiter's record and, unless it explicitly allowed, the denial: an error denies too.
-fn rate_limit_event(
+/// The record of a limiter's refusal, and the denial: an explicit deny, or an error.
+fn rate_limit_refusal(
     outcome: Result<RateLimitResponse, ProviderError>,
     input: &Arc<EvalRequest>,
     request_id: RequestId,
     timestamp: SystemTime,
     latency: Duration,
-) -> (RateLimitEvent, Option<Denial>) {
+) -> (RateLimitEvent, Denial) {
     let mut event = RateLimitEvent {
         timestamp,
         request_id,
@@ -506,19 +504,19 @@ fn rate_limit_event(
         error: None,
     };
     let denial = match outcome {
+        // Only a refusal gets here: an allow went through as a pass.
         Ok(response) => {
-            event.allowed = response.allowed;
             event.current_rps = response.current_rps;
             event.limit_rps = response.limit_rps;
             event.retry_after = response.retry_after;
-            (!response.allowed).then_some(Denial::RateLimited {
+            Denial::RateLimited {
                 retry_after: response.retry_after,
-            })
+            }
         }
         Err(error) => {
             tracing::warn!(%request_id, %error, "rate limiter failed; denying");
             event.error = Some(error.to_string());
-            Some(Denial::RateLimiterFailure)
+            Denial::RateLimiterFailure
         }
     };
     (event, denial)

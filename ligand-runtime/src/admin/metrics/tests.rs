@@ -6,8 +6,9 @@ use super::*;
 use crate::chain::{Chain, Link};
 use crate::config::AuditOverflow;
 use crate::policy::EvalRequest;
+use crate::ratelimit::RateLimitResponse;
 use crate::request::{Action, RequestLine, Resource};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Passed, RateLimitEvent, Telemetry};
 use crate::testkit::RecordingTelemetry;
 
 const PEER: &str = "spiffe://example.org/service/caller";
@@ -131,7 +132,10 @@ fn records_are_counted_by_outcome_and_every_series_starts_at_zero() {
 
     for _ in 0..3 {
         metrics.observe(&Record::Decision {
-            rate_limit: Some(rate_limit(true, None)),
+            rate_limit: Some(Passed {
+                latency: Duration::from_micros(3),
+                response: RateLimitResponse::allow(),
+            }),
             decision: decision(true, false, None),
         });
     }
