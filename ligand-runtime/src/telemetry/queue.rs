@@ -70,7 +70,9 @@ pub(crate) enum Record {
     RateLimit(RateLimitEvent),
     Outbound(OutboundCallEvent),
     Health(HealthTransitionEvent),
-    Secret(SecretAccessEvent),
+    /// Boxed: the event carries a caller's chain and is the largest, and a record is as
+    /// large as its largest kind, which every request's record would copy at each move.
+    Secret(Box<SecretAccessEvent>),
     Metrics(MetricsSnapshot),
     /// The service's identity, for a sink that signs.
     Identity(Arc<crate::tls::IdentityState>),
@@ -118,6 +120,11 @@ impl Passed {
         }
     }
 }
+
+// Every request's record is moved into the queue and out of it: no rarer kind may make it
+// larger than the decision record it nearly always is.
+const _: () =
+    assert!(size_of::<Record>() <= size_of::<DecisionEvent>() + size_of::<Option<Passed>>() + 8);
 
 impl Record {
     /// Whether the record takes one of the queue's slots while queued: the request records
@@ -586,7 +593,7 @@ impl Telemetry for QueuedTelemetry {
     }
 
     fn record_secret_access(&self, event: &SecretAccessEvent) -> Result<(), ProviderError> {
-        self.0.try_record(Record::Secret(event.clone()));
+        self.0.try_record(Record::Secret(Box::new(event.clone())));
         Ok(())
     }
 
