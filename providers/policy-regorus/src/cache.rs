@@ -434,6 +434,18 @@ pub(crate) struct Cached {
     pub(crate) reason: Option<Arc<str>>,
 }
 
+impl Cached {
+    /// The same decision with a reason of its own, for a thread's front: each request's
+    /// record takes a count on its reason, and a reason shared by every thread would have
+    /// them all write the same cache line for it.
+    fn for_this_thread(&self) -> Self {
+        Self {
+            allowed: self.allowed,
+            reason: self.reason.as_deref().map(Arc::from),
+        }
+    }
+}
+
 /// A bounded cache of decisions for one compiled revision, with a small front of recent
 /// decisions on each thread that looks decisions up.
 ///
@@ -549,7 +561,7 @@ impl Local {
         match cache.entries.get(key.as_slice()) {
             Some(hit) => {
                 if key.len() <= FRONT_KEY_MAX {
-                    place.keep(hash, key, hit.clone());
+                    place.keep(hash, key, hit.for_this_thread());
                 }
                 Ok(hit)
             }

@@ -112,6 +112,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// This thread's copy of the prepared engine, with the id of the revision it belongs to.
     static ENGINE: RefCell<Option<(u64, Engine)>> = const { RefCell::new(None) };
+
+    /// This thread's copy of the revision's version, with the revision's id: every response
+    /// takes a count on it, and a version shared by every thread would have them all write
+    /// the same cache line for it.
+    static VERSION: RefCell<Option<(u64, Option<Arc<str>>)>> = const { RefCell::new(None) };
 }
 
 impl Compiled {
@@ -247,8 +252,25 @@ impl Compiled {
     fn response(&self, decision: Cached, cached: bool) -> EvalResponse {
         EvalResponse::decided(decision.allowed)
             .with_reason(decision.reason)
-            .with_policy_version(self.version.clone())
+            .with_policy_version(self.thread_version())
             .from_cache(cached)
+    }
+
+    /// The version, from this thread's copy (made for this revision if needed).
+    fn thread_version(&self) -> Option<Arc<str>> {
+        VERSION.with(|slot| {
+            let Ok(mut slot) = slot.try_borrow_mut() else {
+                return self.version.clone();
+            };
+            match &*slot {
+                Some((id, version)) if *id == self.id => version.clone(),
+                _ => {
+                    let version = self.version.as_deref().map(Arc::from);
+                    *slot = Some((self.id, version.clone()));
+                    version
+                }
+            }
+        })
     }
 
     /// Runs `f` on this thread's copy of the prepared engine, making it for this revision if

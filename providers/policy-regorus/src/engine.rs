@@ -136,15 +136,14 @@ impl RegorusPolicy {
 
     /// Decides `request` on the calling thread, as [`PolicyEngine::evaluate`] does.
     pub fn evaluate_now(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
-        self.inner.policy()?.decide(request)
+        self.inner.with_policy(|policy| policy.decide(request))?
     }
 
     /// One decision, its errors as the framework's.
     fn decide(&self, request: &EvalRequest) -> Result<EvalResponse, ProviderError> {
         self.inner
-            .policy()
+            .with_policy(|policy| policy.decide(request))
             .map_err(|e| ProviderError::backend("policy unavailable", e))?
-            .decide(request)
             .map_err(|e| ProviderError::backend("policy evaluation failed", e))
     }
 
@@ -165,6 +164,19 @@ impl Inner {
             return Err(EvalError::Closed);
         }
         self.current.load_full().ok_or(EvalError::NoPolicy)
+    }
+
+    /// `decide` on the policy in force, pinned for the call without taking a reference
+    /// count: `arc-swap` records the loan in a slot of this thread's, where `load_full`'s
+    /// count would be two more writes a request to a cache line that every deciding thread
+    /// writes. A reload meanwhile waits for nothing: it pays the loan back with a count of
+    /// its own, and the evaluation finishes on the policy it began with.
+    fn with_policy<R>(&self, decide: impl FnOnce(&Compiled) -> R) -> Result<R, EvalError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EvalError::Closed);
+        }
+        let current = self.current.load();
+        current.as_deref().map(decide).ok_or(EvalError::NoPolicy)
     }
 
     /// The revision of the policy in force.
@@ -321,9 +333,13 @@ mod tests {
 
         // An evaluation pins the policy before deciding; a reload in between changes nothing
         // for it.
-        let pinned = policy.inner.policy().unwrap();
-        policy.load_folder(new.path()).unwrap();
-        let finished = pinned.decide(&req).unwrap();
+        let finished = policy
+            .inner
+            .with_policy(|pinned| {
+                policy.load_folder(new.path()).unwrap();
+                pinned.decide(&req).unwrap()
+            })
+            .unwrap();
         assert!(finished.allowed && finished.cached);
         assert_eq!(finished.reason.as_deref(), Some("old"));
 
