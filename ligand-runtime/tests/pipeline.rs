@@ -510,3 +510,42 @@ async fn a_path_parameter_that_is_not_utf8_once_decoded_is_refused_before_policy
     assert_eq!(f.handler_calls(), 0);
     assert!(f.audit().await.decisions().is_empty());
 }
+
+#[tokio::test]
+async fn each_server_on_a_thread_puts_its_own_id_in_the_input() {
+    use ligand_runtime::testkit::{FakeIdentity, TestCa};
+    use ligand_runtime::{
+        Action, Config, InboundRequest, RequestLine, Resource, init_trust_boundary,
+    };
+
+    let ca = TestCa::new("example.org");
+    let ids = [
+        "spiffe://example.org/service/a",
+        "spiffe://example.org/service/b",
+    ];
+    let mut servers = Vec::new();
+    for id in ids {
+        let config = Config::builder()
+            .identity(FakeIdentity::new(ca.context(ca.svid(id))))
+            .policy(AllowList::new().allow(CALLER_ID, "GET", "/x"))
+            .build();
+        servers.push(init_trust_boundary(config).await.unwrap());
+    }
+    // One thread (the test's runtime is single-threaded), alternating servers.
+    for _ in 0..2 {
+        for (server, id) in servers.iter().zip(ids) {
+            let enforced = server
+                .enforce(InboundRequest {
+                    chain: Chain::new(),
+                    peer: Link::workload(CALLER_ID),
+                    resource: Resource::http_path("/x"),
+                    action: Action::new("GET"),
+                    request: RequestLine::new(Method::GET, "/x"),
+                    txn: None,
+                })
+                .await
+                .unwrap();
+            assert_eq!(&*enforced.input.service, id);
+        }
+    }
+}

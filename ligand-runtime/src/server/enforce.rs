@@ -4,6 +4,7 @@
 //! once and shared (by reference count) with the rate-limit and decision records, the policy
 //! engine runs on the calling task, and the records are moved into the audit queue.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -436,8 +437,29 @@ impl Server {
             resource,
             action,
             request,
-            service: self.inner.service_id.clone(),
+            service: self.thread_service_id(),
             txn,
+        })
+    }
+
+    /// This service's ID, from the calling thread's copy of it: every request's input takes
+    /// a count on it, and the server's own, shared by every thread, would have them all write
+    /// its cache line (and the threads that free spent inputs too). The copy is checked
+    /// against the server's ID by content, so another server on the thread (in tests) gets
+    /// its own.
+    fn thread_service_id(&self) -> Arc<str> {
+        thread_local! {
+            static SERVICE_ID: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+        }
+        let id = &self.inner.service_id;
+        SERVICE_ID.with(|copy| {
+            let Ok(mut copy) = copy.try_borrow_mut() else {
+                return id.clone();
+            };
+            match &*copy {
+                Some(copy) if **copy == **id => copy.clone(),
+                _ => copy.insert(Arc::from(&**id)).clone(),
+            }
         })
     }
 
