@@ -640,7 +640,7 @@ impl Pending {
         };
         CallerSlot::admit(
             &mut parts.extensions,
-            Ctx {
+            Ctx(Arc::new(Context {
                 input: enforced.input,
                 request_id: self.request_id,
                 peer: self.peer,
@@ -650,7 +650,7 @@ impl Pending {
                 trace: self.trace,
                 tracestate: self.tracestate,
                 server: self.server,
-            },
+            })),
         );
         Ok(admitted)
     }
@@ -1004,10 +1004,15 @@ impl IntoResponse for Denied {
 }
 
 /// The context of one enforced request: the verified chain and peer. Take it as a handler
-/// argument; it exists only for requests the pipeline allowed. Cloning it copies a few
-/// pointers and the inline request ID.
+/// argument; it exists only for requests the pipeline allowed. Cloning it takes a reference
+/// count.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Ctx(Arc<Context>);
+
+/// What a [`Ctx`] holds, once per request. Shared: the handler's extractor clones the `Ctx`
+/// the guard left in the request, which field by field took counts on the server and the
+/// peer (cache lines other requests write) and copied the chain and the headers.
+struct Context {
     input: Arc<EvalRequest>,
     request_id: RequestId,
     /// The verified mTLS peer; `None` on a gateway, whose caller has no certificate.
@@ -1029,9 +1034,9 @@ pub struct Ctx {
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
-            .field("peer", &self.peer)
-            .field("chain", &self.input.chain)
-            .field("request_id", &self.request_id)
+            .field("peer", &self.0.peer)
+            .field("chain", &self.0.input.chain)
+            .field("request_id", &self.0.request_id)
             .finish()
     }
 }
@@ -1041,55 +1046,56 @@ impl Ctx {
     /// gateway (`#[ligand::service(gateway)]`), whose external caller presents no certificate;
     /// [`caller`](Self::caller) names it there.
     pub fn peer(&self) -> Option<&SpiffeId> {
-        self.peer.as_ref().map(VerifiedPeer::spiffe_id)
+        self.0.peer.as_ref().map(VerifiedPeer::spiffe_id)
     }
 
     /// The immediate caller as the policy saw it (`input.peer`): a `workload` link for an
     /// mTLS peer, a `user` link (the access token's `sub`) for a gateway's external caller.
     pub fn caller(&self) -> &Link {
-        &self.input.peer
+        &self.0.input.peer
     }
 
     /// The evaluated chain, immediate peer last.
     pub fn chain(&self) -> &Chain {
-        &self.input.chain
+        &self.0.input.chain
     }
 
     /// Exactly what the policy evaluated for this request.
     pub fn policy_input(&self) -> &EvalRequest {
-        &self.input
+        &self.0.input
     }
 
     /// The request's correlation ID.
     pub fn request_id(&self) -> &str {
-        self.request_id.as_str()
+        self.0.request_id.as_str()
     }
 
     /// The request's span in its W3C trace: the trace ID (the caller's when it sent a valid
     /// `traceparent`) and this request's own span ID.
     pub fn trace(&self) -> &TraceParent {
-        &self.trace
+        &self.0.trace
     }
 
     /// What the request's WIT/WPT pair established, once verified: `None` when the request
     /// carried none (and none is required), or when this service verifies none (no `wimse`
     /// configuration).
     pub fn workload(&self) -> Option<&VerifiedWorkload> {
-        self.workload.as_deref()
+        self.0.workload.as_deref()
     }
 
     /// The verified claims of the request's Transaction Token: `None` when the request
     /// carried none, or when this service verifies none (no `txn_token` configuration).
     pub fn txn(&self) -> Option<&TxnClaims> {
-        self.input.txn.as_deref()
+        self.0.input.txn.as_deref()
     }
 
     /// The typed secret `T` (a `#[ligand::secret]` struct), read through the framework's
     /// audited cache; the access is recorded with this request's chain and ID.
     pub async fn secret<T: crate::Secret>(&self) -> Result<T, crate::SecretError> {
         let bytes = self
+            .0
             .server
-            .secret_for(T::PATH, Some(&self.input.chain), Some(self.request_id))
+            .secret_for(T::PATH, Some(&self.0.input.chain), Some(self.0.request_id))
             .await?;
         T::__from_secret(secrecy::ExposeSecret::expose_secret(&*bytes))
     }
@@ -1099,8 +1105,9 @@ impl Ctx {
         &self,
         name: &str,
     ) -> Result<std::sync::Arc<secrecy::SecretSlice<u8>>, crate::SecretError> {
-        self.server
-            .secret_for(name, Some(&self.input.chain), Some(self.request_id))
+        self.0
+            .server
+            .secret_for(name, Some(&self.0.input.chain), Some(self.0.request_id))
             .await
     }
 
@@ -1109,15 +1116,16 @@ impl Ctx {
     /// the Transaction Token received, unchanged.
     pub fn client<C: crate::Client>(&self) -> C {
         C::__from_caller(
-            self.server
-                .caller(C::SERVICE, self.chain.clone(), self.txn.clone())
-                .in_trace(self.trace, self.tracestate.clone()),
+            self.0
+                .server
+                .caller(C::SERVICE, self.0.chain.clone(), self.0.txn.clone())
+                .in_trace(self.0.trace, self.0.tracestate.clone()),
         )
     }
 
     /// This service's own SPIFFE ID.
     pub fn service_id(&self) -> SpiffeId {
-        self.server.spiffe_id()
+        self.0.server.spiffe_id()
     }
 }
 
