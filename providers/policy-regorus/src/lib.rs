@@ -218,6 +218,11 @@
 //! - it holds at most [`RegorusConfig::cache_capacity`] decisions (default 10000, S3-FIFO
 //!   eviction through `quick_cache`, the lightweight concurrent cache the ecosystem uses for
 //!   exactly this);
+//! - each thread that decides keeps the last 64 decisions it looked up in the shared cache
+//!   (keys up to 512 bytes) in front of it, so a repeated decision writes nothing other
+//!   threads read: a shared hit takes a shard's read lock and marks the entry used. The front
+//!   answers only for the revision its decisions came from, and only decisions the shared
+//!   cache holds or held enter it;
 //! - every request still gets its own decision event, marked `cached`.
 //!
 //! The RBAC policy in `benches/rbac` reads `input.chain`, `input.peer.workload`,
