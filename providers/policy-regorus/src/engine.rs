@@ -111,8 +111,11 @@ impl RegorusPolicy {
     /// of, or `Err` saying why decisions are not cached (turned off, or the policy calls a
     /// builtin such as `time.now_ns` whose answer can change for the same input).
     pub fn decision_cache(&self) -> Result<String, String> {
-        let policy = self.inner.policy().map_err(|e| e.to_string())?;
-        policy.cache_plan().map_err(|why| match why {
+        let plan = self
+            .inner
+            .with_policy(Compiled::cache_plan)
+            .map_err(|e| e.to_string())?;
+        plan.map_err(|why| match why {
             Uncached::Disabled => "turned off by configuration".to_owned(),
             Uncached::Impure { builtin, location } => {
                 format!("the policy calls {builtin} at {location}")
@@ -151,32 +154,25 @@ impl RegorusPolicy {
     /// reference the cache is checked against.
     #[doc(hidden)]
     pub fn evaluate_uncached(&self, request: &EvalRequest) -> Result<EvalResponse, EvalError> {
-        self.inner.policy()?.decide_fresh(request)
+        self.inner
+            .with_policy(|policy| policy.decide_fresh(request))?
     }
 }
 
 // === impl Inner ===
 
 impl Inner {
-    /// The policy in force, pinned for one evaluation.
-    fn policy(&self) -> Result<Arc<Compiled>, EvalError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EvalError::Closed);
-        }
-        self.current.load_full().ok_or(EvalError::NoPolicy)
-    }
-
-    /// `decide` on the policy in force, pinned for the call without taking a reference
-    /// count: `arc-swap` records the loan in a slot of this thread's, where `load_full`'s
-    /// count would be two more writes a request to a cache line that every deciding thread
+    /// `f` on the policy in force, pinned for the call without taking a reference count:
+    /// `arc-swap` records the loan in a slot of this thread's, where `load_full`'s count
+    /// would be two more writes a decision to a cache line that every deciding thread
     /// writes. A reload meanwhile waits for nothing: it pays the loan back with a count of
-    /// its own, and the evaluation finishes on the policy it began with.
-    fn with_policy<R>(&self, decide: impl FnOnce(&Compiled) -> R) -> Result<R, EvalError> {
+    /// its own, and an evaluation finishes on the policy it began with.
+    fn with_policy<R>(&self, f: impl FnOnce(&Compiled) -> R) -> Result<R, EvalError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(EvalError::Closed);
         }
         let current = self.current.load();
-        current.as_deref().map(decide).ok_or(EvalError::NoPolicy)
+        current.as_deref().map(f).ok_or(EvalError::NoPolicy)
     }
 
     /// The revision of the policy in force.
