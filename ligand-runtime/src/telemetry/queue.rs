@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use self::handoff::{Handoff, Lingered, Waited};
-use self::slots::Slots;
+use self::handoff::{Handoff, Lingered, Refused, Waited};
+use self::room::Room;
 
 use super::{
     DecisionEvent, HealthTransitionEvent, MetricsSnapshot, OutboundCallEvent, RateLimitEvent,
@@ -40,7 +40,7 @@ use crate::policy::EvalRequest;
 use crate::ratelimit::RateLimitResponse;
 
 mod handoff;
-mod slots;
+mod room;
 
 /// How long the writer lingers after the queue runs empty before it takes it again: long
 /// enough to gather a busy service's records into batches of dozens, short enough that the
@@ -140,7 +140,7 @@ impl Record {
 /// The bounded queue between the request path and the telemetry sink.
 pub(crate) struct AuditQueue {
     handoff: Arc<Handoff>,
-    slots: Arc<Slots>,
+    room: Arc<Room>,
     overflow: AuditOverflow,
     losses: Arc<Losses>,
     /// The admin listener's counters, when it runs: events that are not audit records (an
@@ -181,7 +181,7 @@ impl Losses {
 impl fmt::Debug for AuditQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditQueue")
-            .field("slots", &self.slots)
+            .field("taken", &self.handoff.taken())
             .field("overflow", &self.overflow)
             .field("lost", &self.lost())
             .finish()
@@ -197,13 +197,13 @@ impl AuditQueue {
         overflow: AuditOverflow,
         metrics: Option<Arc<AuditMetrics>>,
     ) -> std::io::Result<Arc<Self>> {
-        let handoff = Arc::new(Handoff::new(capacity / WAKE_AT_SHARE));
-        let slots = Arc::new(Slots::new(capacity));
+        let handoff = Arc::new(Handoff::new(capacity, capacity / WAKE_AT_SHARE));
+        let room = Arc::new(Room::default());
         let losses = Arc::new(Losses::default());
         let writer = Writer {
             handoff: handoff.clone(),
             sink,
-            slots: slots.clone(),
+            room: room.clone(),
             losses: losses.clone(),
             metrics: metrics.clone(),
             done: Vec::new(),
@@ -217,7 +217,7 @@ impl AuditQueue {
             .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run()))?;
         Ok(Arc::new(Self {
             handoff,
-            slots,
+            room,
             overflow,
             losses,
             metrics,
@@ -243,17 +243,15 @@ impl AuditQueue {
     // few hundred bytes, several where the moves went through calls.
     #[inline(always)]
     pub(crate) fn record_now(&self, record: Record) -> Option<Record> {
-        if record.takes_slot() && !self.slots.try_take() {
-            if self.overflow == AuditOverflow::Block {
-                // Once the queue is closed, `record` gives up at once and counts the loss.
-                return Some(record);
+        match self.handoff.push(record) {
+            Ok(()) => None,
+            // Once the queue is closed, `record` gives up at once and counts the loss.
+            Err(Refused::Full(record)) if self.overflow == AuditOverflow::Block => Some(record),
+            Err(refused) => {
+                self.count_refused(refused);
+                None
             }
-            self.losses
-                .count(&"the queue to the telemetry sink was full");
-            return None;
         }
-        self.push(record);
-        None
     }
 
     /// Queues a record from the request path: waits for room in the `block` mode, drops and
@@ -261,9 +259,7 @@ impl AuditQueue {
     pub(crate) async fn record(&self, record: Record) {
         if self.overflow == AuditOverflow::Block && record.takes_slot() {
             // The writer gives the slot back once the sink has the record.
-            if self.slots.take().await {
-                self.push(record);
-            } else {
+            if !self.room.queue(&self.handoff, record).await {
                 self.losses.count(&"the audit writer has stopped");
             }
         } else {
@@ -274,12 +270,18 @@ impl AuditQueue {
     /// Queues a request record without waiting; with no free slot it is lost and counted.
     #[inline(always)]
     pub(crate) fn try_record(&self, record: Record) {
-        if record.takes_slot() && !self.slots.try_take() {
-            self.losses
-                .count(&"the queue to the telemetry sink was full");
-            return;
+        if let Err(refused) = self.handoff.push(record) {
+            self.count_refused(refused);
         }
-        self.push(record);
+    }
+
+    /// Counts the loss of a record the hand-off refused.
+    #[cold]
+    fn count_refused(&self, refused: Refused) {
+        self.losses.count(match refused {
+            Refused::Full(_) => &"the queue to the telemetry sink was full",
+            Refused::Closed => &"the audit writer has stopped",
+        });
     }
 
     /// Hands the service's live identity to the sink, in order with the records.
@@ -290,16 +292,7 @@ impl AuditQueue {
     /// Queues a record that takes no slot (health, metrics, markers).
     fn record_unbounded(&self, record: Record) {
         debug_assert!(!record.takes_slot());
-        self.push(record);
-    }
-
-    /// Queues `record`, which holds its slot if it takes one; a request record also frees
-    /// some spent inputs (see [`Handoff::push`]).
-    #[inline(always)]
-    fn push(&self, record: Record) {
-        if !self.handoff.push(record) {
-            self.losses.count(&"the audit writer has stopped");
-        }
+        self.try_record(record);
     }
 
     /// Records lost so far: dropped on a full queue or refused by the sink.
@@ -309,14 +302,14 @@ impl AuditQueue {
 
     /// Records waiting for the writer.
     pub(crate) fn queued(&self) -> u64 {
-        self.slots.taken() as u64
+        self.handoff.taken() as u64
     }
 
     /// Waits until every record queued before this call has reached the sink and the sink
     /// has flushed. Returns at once if the writer has stopped.
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.handoff.push(Record::Flush(done)) {
+        if self.handoff.push(Record::Flush(done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -326,7 +319,7 @@ impl AuditQueue {
     #[cfg(feature = "testkit")]
     pub(crate) fn flush_blocking(&self) {
         let (done, wait) = std::sync::mpsc::channel();
-        if self.handoff.push(Record::FlushBlocking(done)) {
+        if self.handoff.push(Record::FlushBlocking(done)).is_ok() {
             let _ = wait.recv();
         }
     }
@@ -335,11 +328,11 @@ impl AuditQueue {
     /// are counted as lost.
     pub(crate) async fn close(&self) {
         let (done, wait) = oneshot::channel();
-        if self.handoff.push(Record::Close(done)) {
+        if self.handoff.push(Record::Close(done)).is_ok() {
             let _ = wait.await;
         }
         // Requests waiting for a slot in the `block` mode give up; their records count as lost.
-        self.slots.close();
+        self.room.close();
     }
 }
 
@@ -355,7 +348,7 @@ impl Drop for AuditQueue {
 struct Writer {
     handoff: Arc<Handoff>,
     sink: Arc<dyn Telemetry>,
-    slots: Arc<Slots>,
+    room: Arc<Room>,
     losses: Arc<Losses>,
     /// The Prometheus counters, updated here so the request path pays nothing for them.
     metrics: Option<Arc<AuditMetrics>>,
@@ -527,9 +520,12 @@ impl Writer {
         None
     }
 
-    /// Gives the slots of the records delivered since the last call back.
+    /// Gives the slots of the records delivered since the last call back, and wakes as many
+    /// requests waiting for one.
     fn give_back(&mut self) {
-        self.slots.give_back(std::mem::take(&mut self.freed));
+        let freed = std::mem::take(&mut self.freed);
+        self.handoff.give_back(freed);
+        self.room.given_back(freed);
     }
 
     /// A record the sink refused is lost; one it does not support is not.
@@ -557,6 +553,8 @@ impl Drop for Writer {
         // The slots of what a panicking sink took before it panicked.
         self.give_back();
         self.handoff.close();
+        // Requests waiting for a slot in the `block` mode find the queue closed.
+        self.room.close();
         let mut left = Vec::new();
         self.handoff.take(&mut left);
     }

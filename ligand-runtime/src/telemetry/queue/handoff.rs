@@ -1,10 +1,15 @@
 //! The hand-off between the request threads and the audit writer: a vector of records under
-//! a lock, which the writer swaps for its empty one each round.
+//! a lock, which the writer swaps for its empty one each round, and the count of the queue's
+//! free slots under the same lock.
 //!
-//! A request's part is a lock, one move of its record into the vector and an unlock; the
-//! writer's is one swap per round, however many records it takes. The lock is held for
-//! those moments only: a push never allocates once the two vectors have grown to a busy
-//! round's size, and nothing is dropped, woken or written under it.
+//! A request's part is a lock, taking a slot, one move of its record into the vector and an
+//! unlock; the writer's is one swap per round, however many records it takes, and one
+//! update of the count per batch delivered. The lock is held for those moments only: a push
+//! never allocates once the two vectors have grown to a busy round's size, and nothing is
+//! dropped, woken or written under it. The slot count lives under the lock rather than in an
+//! atomic of its own: the request takes the lock anyway, and an atomic count was one more
+//! read-modify-write a request on a cache line the other request threads and the writer
+//! write too.
 //!
 //! The same lock carries the spent inputs back (see [`Handoff::hand_back`]): a request that
 //! queues its record takes two of them in the same moment, and drops them after the unlock.
@@ -32,11 +37,16 @@ pub(super) struct Handoff {
     wake: Condvar,
     /// How many queued records cut the writer's linger short.
     wake_at: usize,
+    /// The queue's slots: how many request records may be queued or in the writer's hands.
+    capacity: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
     records: Vec<Record>,
+    /// Slots free: a request record takes one while it is queued and until the writer has
+    /// delivered it.
+    free: usize,
     /// The evaluated inputs of delivered records, for the request threads to free.
     spent: Vec<Arc<EvalRequest>>,
     /// The writer waits on `wake`; the next push wakes it.
@@ -74,6 +84,19 @@ impl State {
     }
 }
 
+/// Why a record was not queued.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the record comes back as it went in: boxing it would allocate for a full queue"
+)]
+pub(super) enum Refused {
+    /// No slot was free: the request record, back.
+    Full(Record),
+    /// No record is taken any more; the record was dropped.
+    Closed,
+}
+
 /// How a linger ended; the records queued meanwhile are in the batch in every case.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Lingered {
@@ -97,13 +120,18 @@ pub(super) enum Waited {
 }
 
 impl Handoff {
-    /// A hand-off whose writer's linger ends early once `wake_at` records are queued (at
-    /// least one).
-    pub(super) fn new(wake_at: usize) -> Self {
+    /// A hand-off of `capacity` slots (at least one) whose writer's linger ends early once
+    /// `wake_at` records are queued (at least one).
+    pub(super) fn new(capacity: usize, wake_at: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                free: capacity,
+                ..State::default()
+            }),
             wake: Condvar::new(),
             wake_at: wake_at.max(1),
+            capacity,
         }
     }
 
@@ -112,18 +140,30 @@ impl Handoff {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `record`; `false` (and the record dropped) once closed. A request's record
-    /// takes up to [`SPENT_PER_RECORD`] spent inputs back, dropped after the unlock.
+    /// Queues `record`, a request record in one of the free slots: refused when none is free
+    /// (the record back) or once closed (the record dropped). A request's record takes up to
+    /// [`SPENT_PER_RECORD`] spent inputs back, dropped after the unlock.
     #[inline(always)]
-    pub(super) fn push(&self, record: Record) -> bool {
+    #[allow(
+        clippy::result_large_err,
+        reason = "a full queue hands the record back, to wait in the `block` mode"
+    )]
+    pub(super) fn push(&self, record: Record) -> Result<(), Refused> {
         let mut spent: [Option<Arc<EvalRequest>>; SPENT_PER_RECORD] = Default::default();
         let mut state = self.lock();
         if state.closed {
             drop(state);
             drop(record);
-            return false;
+            return Err(Refused::Closed);
         }
         let urgent = !record.takes_slot();
+        if !urgent {
+            let Some(free) = state.free.checked_sub(1) else {
+                drop(state);
+                return Err(Refused::Full(record));
+            };
+            state.free = free;
+        }
         state.records.push(record);
         if !urgent {
             for slot in &mut spent {
@@ -136,7 +176,25 @@ impl Handoff {
             self.wake.notify_one();
         }
         drop(spent);
-        true
+        Ok(())
+    }
+
+    /// Gives back the slots of `n` delivered records.
+    pub(super) fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        debug_assert!(
+            state.free + n <= self.capacity,
+            "more slots back than taken"
+        );
+        state.free = (state.free + n).min(self.capacity);
+    }
+
+    /// Slots taken and not given back yet: request records queued or being delivered.
+    pub(super) fn taken(&self) -> usize {
+        self.capacity - self.lock().free
     }
 
     /// Hands the writer's `batch` of spent inputs over when the previous one has been taken,
@@ -278,25 +336,60 @@ mod tests {
     }
 
     #[test]
+    fn slots_are_taken_until_none_is_free_and_given_back() {
+        let handoff = Handoff::new(2, 64);
+        handoff.push(decision(input())).unwrap();
+        handoff.push(decision(input())).unwrap();
+        let tracked = input();
+        let Err(Refused::Full(Record::Decision { decision: back, .. })) =
+            handoff.push(decision(tracked.clone()))
+        else {
+            panic!("both slots are taken: the record comes back");
+        };
+        assert!(Arc::ptr_eq(&back.input, &tracked));
+        assert_eq!(handoff.taken(), 2);
+        let (flush, _answer) = marker();
+        handoff.push(flush).unwrap();
+        assert_eq!(handoff.taken(), 2, "a marker takes no slot");
+        handoff.give_back(1);
+        assert_eq!(handoff.taken(), 1);
+        handoff.push(decision(input())).unwrap();
+        assert!(matches!(
+            handoff.push(decision(input())),
+            Err(Refused::Full(_))
+        ));
+    }
+
+    #[test]
+    fn a_hand_off_has_at_least_one_slot() {
+        let handoff = Handoff::new(0, 1);
+        handoff.push(decision(input())).unwrap();
+        assert!(matches!(
+            handoff.push(decision(input())),
+            Err(Refused::Full(_))
+        ));
+    }
+
+    #[test]
     fn request_records_take_spent_inputs_back_two_at_a_time_and_markers_none() {
-        let handoff = Handoff::new(64);
+        let handoff = Handoff::new(64, 64);
         let spent = input();
         let mut batch = vec![spent.clone(); 3];
         handoff.hand_back(&mut batch);
         assert!(batch.is_empty());
         assert_eq!(Arc::strong_count(&spent), 4, "held for the request threads");
         let (flush, _answer) = marker();
-        assert!(handoff.push(flush));
+        handoff.push(flush).unwrap();
         assert_eq!(Arc::strong_count(&spent), 4, "a marker frees none");
-        assert!(handoff.push(decision(input())));
+        handoff.push(decision(input())).unwrap();
         assert_eq!(Arc::strong_count(&spent), 2);
-        assert!(handoff.push(decision(input())));
+        handoff.push(decision(input())).unwrap();
         assert_eq!(Arc::strong_count(&spent), 1);
     }
 
     #[test]
     fn a_batch_handed_back_before_the_last_was_freed_is_dropped_by_the_writer() {
-        let handoff = Handoff::new(64);
+        let handoff = Handoff::new(64, 64);
         let (first, second) = (input(), input());
         handoff.hand_back(&mut vec![first.clone(); 3]);
         let mut batch = vec![second.clone(); 2];
@@ -308,11 +401,11 @@ mod tests {
 
     #[test]
     fn records_are_taken_in_order_and_the_vectors_trade_places() {
-        let handoff = Handoff::new(4);
+        let handoff = Handoff::new(64, 4);
         let (first, mut first_answer) = marker();
         let (second, _second_answer) = marker();
-        assert!(handoff.push(first));
-        assert!(handoff.push(second));
+        handoff.push(first).unwrap();
+        handoff.push(second).unwrap();
         let mut batch = Vec::new();
         assert!(handoff.take(&mut batch));
         assert_eq!(batch.len(), 2);
@@ -327,12 +420,12 @@ mod tests {
 
     #[test]
     fn after_the_close_records_are_refused_and_what_was_queued_is_still_taken() {
-        let handoff = Handoff::new(4);
+        let handoff = Handoff::new(64, 4);
         let (queued, _queued_answer) = marker();
-        assert!(handoff.push(queued));
+        handoff.push(queued).unwrap();
         handoff.close();
         let (refused, mut refused_answer) = marker();
-        assert!(!handoff.push(refused));
+        assert!(matches!(handoff.push(refused), Err(Refused::Closed)));
         assert!(
             refused_answer.try_recv().is_err(),
             "a refused marker is dropped, so its waiter returns"
@@ -346,17 +439,17 @@ mod tests {
 
     #[test]
     fn a_waiting_writer_is_woken_by_the_next_record() {
-        let handoff = Arc::new(Handoff::new(4));
+        let handoff = Arc::new(Handoff::new(64, 4));
         let writer = writer(&handoff, |handoff, batch| handoff.wait(None, batch));
         // Whether the writer is already waiting or not, the record reaches it.
         let (record, _answer) = marker();
-        assert!(handoff.push(record));
+        handoff.push(record).unwrap();
         assert_eq!(writer.join().unwrap(), (Waited::Records, 1));
     }
 
     #[test]
     fn a_waiting_writer_is_woken_by_the_close() {
-        let handoff = Arc::new(Handoff::new(4));
+        let handoff = Arc::new(Handoff::new(64, 4));
         let writer = writer(&handoff, |handoff, batch| handoff.wait(None, batch));
         handoff.close();
         assert_eq!(writer.join().unwrap(), (Waited::Closed, 0));
@@ -364,21 +457,21 @@ mod tests {
 
     #[test]
     fn a_lingering_writer_is_woken_by_a_record_that_cannot_wait() {
-        let handoff = Arc::new(Handoff::new(4));
+        let handoff = Arc::new(Handoff::new(64, 4));
         let writer = writer(&handoff, |handoff, batch| {
             handoff.linger(Duration::from_secs(30), batch)
         });
         // Whether the writer lingers already or not: a flush marker ends the linger.
         let (record, _answer) = marker();
-        assert!(handoff.push(record));
+        handoff.push(record).unwrap();
         assert_eq!(writer.join().unwrap(), (Lingered::Due, 1));
     }
 
     #[test]
     fn request_records_end_a_linger_only_once_wake_at_are_queued() {
-        let handoff = Arc::new(Handoff::new(4));
+        let handoff = Arc::new(Handoff::new(64, 4));
         for _ in 0..3 {
-            assert!(handoff.push(decision(input())));
+            handoff.push(decision(input())).unwrap();
         }
         let mut batch = Vec::new();
         assert_eq!(
@@ -393,12 +486,12 @@ mod tests {
             handoff.linger(Duration::from_secs(30), batch)
         });
         for _ in 0..4 {
-            assert!(handoff.push(decision(input())));
+            handoff.push(decision(input())).unwrap();
         }
         assert_eq!(writer.join().unwrap(), (Lingered::Due, 4));
 
         // Taking the batch starts a new round: it is not due until four more come.
-        assert!(handoff.push(decision(input())));
+        handoff.push(decision(input())).unwrap();
         assert_eq!(
             handoff.linger(Duration::ZERO, &mut batch),
             Lingered::TimedOut
@@ -408,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_close_ends_a_linger() {
-        let handoff = Arc::new(Handoff::new(4));
+        let handoff = Arc::new(Handoff::new(64, 4));
         let writer = writer(&handoff, |handoff, batch| {
             handoff.linger(Duration::from_secs(30), batch)
         });
@@ -418,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_wait_with_a_timeout_and_nothing_queued_times_out() {
-        let handoff = Handoff::new(4);
+        let handoff = Handoff::new(64, 4);
         let waited = handoff.wait(Some(Duration::ZERO), &mut Vec::new());
         assert_eq!(waited, Waited::TimedOut);
     }
