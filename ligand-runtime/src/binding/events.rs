@@ -109,8 +109,12 @@ impl<'a, C: Future, E> Watched<'a, C, E> {
         if let Poll::Ready(ended) = self.connection.as_mut().poll(cx) {
             return Poll::Ready(Woke::Ended(ended));
         }
-        // Lowered before the events are polled: a wake-up during the poll raises it again.
-        if self.signal.raised.swap(false, Ordering::Acquire) {
+        // Lowered before the events are polled: a wake-up during the poll raises it again. Read
+        // first, as it is almost always down: a swap would be a locked write on every poll.
+        // A raise this load misses wakes the task again, and the next poll sees it.
+        if self.signal.raised.load(Ordering::Relaxed)
+            && self.signal.raised.swap(false, Ordering::Acquire)
+        {
             let mut events_cx = Context::from_waker(&self.events_waker);
             // `None` once every event has fired: nothing is left to wake the signal.
             if let Poll::Ready(Some(event)) = Pin::new(&mut self.events).poll_next(&mut events_cx) {
