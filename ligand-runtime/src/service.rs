@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{FromRequestParts, RawPathParams, Request};
@@ -202,15 +202,18 @@ fn serve<H: Handler<T, S>, T, S>(
     state: S,
     admitted: &Admitted,
 ) -> Instrumented<H::Future> {
-    let trace = &admitted.trace;
+    // The fields are evaluated only when the span is enabled: only then is a request that
+    // started a new trace given its IDs here (see `Context::trace`), once for all three.
+    let trace = std::cell::OnceCell::new();
+    let trace = || *trace.get_or_init(|| admitted_trace(&parts));
     let span = tracing::debug_span!(
         target: "ligand::request",
         "request",
         request_id = %admitted.request_id,
-        trace_id = %trace.trace_id(),
-        span_id = %trace.span_id(),
+        trace_id = %trace().trace_id(),
+        span_id = %trace().span_id(),
         parent_span_id = tracing::field::Empty,
-        sampled = trace.sampled(),
+        sampled = trace().sampled(),
     );
     if let Some(parent) = admitted.parent {
         span.record("parent_span_id", tracing::field::display(parent));
@@ -218,6 +221,15 @@ fn serve<H: Handler<T, S>, T, S>(
     handler
         .call(Request::from_parts(parts, body), state)
         .instrument(span)
+}
+
+/// The trace context of the request whose head is `parts`, admitted: its `Ctx`'s.
+fn admitted_trace(parts: &Parts) -> TraceParent {
+    match parts.extensions.get::<CallerSlot>() {
+        Some(CallerSlot::Admitted(ctx)) => *ctx.trace(),
+        // Not reached: admission leaves the `Ctx` in the head.
+        _ => TraceParent::new_root(),
+    }
 }
 
 /// A refused request's answer, once what remains of its body is drained.
@@ -458,23 +470,29 @@ fn bad_path_params(request_id: RequestId, error: &dyn fmt::Display) -> Denied {
 /// W3C Trace Context: a valid `traceparent` makes this request's span a child of the
 /// caller's; a missing or malformed one starts a new trace (never a denial), and its
 /// `tracestate` is then dropped, as the specification says. Returns the request's trace
-/// context, the `tracestate` to forward and the caller's span ID (the exported span's parent).
+/// context (`None` for a new trace, whose IDs are drawn when first asked for, see
+/// `Context::trace`), the `tracestate` to forward and the caller's span ID (the exported
+/// span's parent).
 fn trace_context(
     headers: &GuardHeaders<'_>,
-) -> (TraceParent, Option<HeaderValue>, Option<trace::SpanId>) {
+) -> (
+    Option<TraceParent>,
+    Option<HeaderValue>,
+    Option<trace::SpanId>,
+) {
     match headers
         .traceparent
         .and_then(|value| TraceParent::parse(value.as_bytes()))
     {
         Some(upstream) => (
-            upstream.child(),
+            Some(upstream.child()),
             headers
                 .tracestate
                 .filter(|state| trace::forwardable_tracestate(state))
                 .cloned(),
             Some(upstream.span_id()),
         ),
-        None => (TraceParent::new_root(), None, None),
+        None => (None, None, None),
     }
 }
 
@@ -610,7 +628,6 @@ enum Admission {
 /// An admitted request's IDs, for its span.
 struct Admitted {
     request_id: RequestId,
-    trace: TraceParent,
     /// The caller's span, when it sent a valid `traceparent`.
     parent: Option<trace::SpanId>,
 }
@@ -622,7 +639,8 @@ struct Pending {
     chain: VerifiedChain,
     txn: Option<HeaderValue>,
     workload: Option<Arc<VerifiedWorkload>>,
-    trace: TraceParent,
+    /// The caller's trace, continued; `None` starts a new one.
+    trace: Option<TraceParent>,
     tracestate: Option<HeaderValue>,
     parent: Option<trace::SpanId>,
     server: Server,
@@ -635,7 +653,6 @@ impl Pending {
         let enforced = answer?;
         let admitted = Admitted {
             request_id: self.request_id,
-            trace: self.trace,
             parent: self.parent,
         };
         CallerSlot::admit(
@@ -647,7 +664,7 @@ impl Pending {
                 chain: self.chain,
                 txn: self.txn,
                 workload: self.workload,
-                trace: self.trace,
+                trace: self.trace.map_or_else(OnceLock::new, OnceLock::from),
                 tracestate: self.tracestate,
                 server: self.server,
             })),
@@ -1024,8 +1041,11 @@ struct Context {
     /// What the request's verified WIT/WPT pair established, if it carried one.
     workload: Option<Arc<VerifiedWorkload>>,
     /// The request's span in its trace: the caller's trace when it sent a valid
-    /// `traceparent`, a new one otherwise.
-    trace: TraceParent,
+    /// `traceparent`, a new one otherwise. A new trace's IDs are drawn from the CSPRNG when
+    /// first asked for (by the handler, a call it makes, or the request's span when that is
+    /// enabled): most requests that start a trace never show it, and the draw was about 150
+    /// instructions a request.
+    trace: OnceLock<TraceParent>,
     /// The caller's `tracestate`, forwarded on calls made while serving.
     tracestate: Option<HeaderValue>,
     server: Server,
@@ -1073,7 +1093,7 @@ impl Ctx {
     /// The request's span in its W3C trace: the trace ID (the caller's when it sent a valid
     /// `traceparent`) and this request's own span ID.
     pub fn trace(&self) -> &TraceParent {
-        &self.0.trace
+        self.0.trace.get_or_init(TraceParent::new_root)
     }
 
     /// What the request's WIT/WPT pair established, once verified: `None` when the request
@@ -1119,7 +1139,7 @@ impl Ctx {
             self.0
                 .server
                 .caller(C::SERVICE, self.0.chain.clone(), self.0.txn.clone())
-                .in_trace(self.0.trace, self.0.tracestate.clone()),
+                .in_trace(*self.trace(), self.0.tracestate.clone()),
         )
     }
 
