@@ -20,7 +20,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use crate::error::BoxError;
 use crate::health::{Monitor, ProviderKind, State};
@@ -108,13 +107,23 @@ impl fmt::Debug for PeerService {
 impl hyper::service::Service<http::Request<Incoming>> for PeerService {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = tower::util::Oneshot<Router, http::Request<axum::body::Body>>;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        use tower::Service as _;
+
         request.extensions_mut().insert(self.peer.clone());
-        self.router
-            .clone()
-            .oneshot(request.map(axum::body::Body::new))
+        let mut router = self.router.clone();
+        // A router is always ready (its `poll_ready` answers at once without doing anything),
+        // so the request is routed here rather than through `oneshot`, whose future would
+        // hold the request until first polled and move it, and the route's future after it,
+        // from state to state.
+        let ready = tower::Service::<http::Request<axum::body::Body>>::poll_ready(
+            &mut router,
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        );
+        debug_assert!(ready.is_ready());
+        router.call(request.map(axum::body::Body::new))
     }
 }
 
