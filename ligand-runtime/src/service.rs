@@ -1043,7 +1043,7 @@ struct Context {
     /// The request's span in its trace: the caller's trace when it sent a valid
     /// `traceparent`, a new one otherwise. A new trace's IDs are drawn from the CSPRNG when
     /// first asked for (by the handler, a call it makes, or the request's span when that is
-    /// enabled): most requests that start a trace never show it, and the draw was about 150
+    /// enabled): most requests that start a trace never show it, and the draw was about 190
     /// instructions a request.
     trace: OnceLock<TraceParent>,
     /// The caller's `tracestate`, forwarded on calls made while serving.
