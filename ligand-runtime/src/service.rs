@@ -47,8 +47,9 @@ pub trait Service: Send + Sync + Sized + 'static {
 /// The routes of a generated service, before enforcement is attached.
 #[doc(hidden)]
 pub struct Routes<S> {
-    state: Arc<S>,
-    routes: Vec<(&'static str, &'static str, Endpoint<Arc<S>>)>,
+    /// The service, which each route's handler holds a count on.
+    service: Arc<S>,
+    routes: Vec<(&'static str, &'static str, Endpoint)>,
     /// A gateway's routes (`#[ligand::service(gateway)]`): served on the gateway listener to
     /// callers holding an access token, never on the mTLS binding.
     gateway: bool,
@@ -60,7 +61,7 @@ pub struct Routes<S> {
 /// layer adds a boxed service clone, a mapped future and a boxed future of its own to every
 /// request (about 2,200 instructions per request under load, measured with callgrind).
 #[doc(hidden)]
-pub struct Endpoint<S> {
+pub struct Endpoint<S = ()> {
     make: Box<dyn FnOnce(Arc<RouteGuard>) -> MethodRouter<S> + Send>,
 }
 
@@ -293,7 +294,7 @@ impl<S: Send + Sync + 'static> Routes<S> {
     /// Starts the routes of `service`.
     pub fn new(service: S) -> Self {
         Self {
-            state: Arc::new(service),
+            service: Arc::new(service),
             routes: Vec::new(),
             gateway: false,
         }
@@ -307,14 +308,21 @@ impl<S: Send + Sync + 'static> Routes<S> {
         }
     }
 
-    /// Adds a route: its template (the policy resource), its action and its handler.
+    /// Adds a route: its template (the policy resource), its action and its handler, which
+    /// `endpoint` makes from the service.
+    ///
+    /// The handler owns its count on the service (a closure capturing the `Arc`, moved into
+    /// its future) rather than reading it from the router's state: axum clones a route's state
+    /// for every call and the `State` extractor clones it again, each a write to the count's
+    /// cache line, which every worker thread writes.
     pub fn route(
         mut self,
         template: &'static str,
         action: &'static str,
-        handler: Endpoint<Arc<S>>,
+        endpoint: impl FnOnce(Arc<S>) -> Endpoint,
     ) -> Self {
-        self.routes.push((template, action, handler));
+        let endpoint = endpoint(self.service.clone());
+        self.routes.push((template, action, endpoint));
         self
     }
 }
@@ -324,13 +332,13 @@ impl<S: Send + Sync + 'static> Routes<S> {
 /// each is audited like any other denial. Also says whether the service is a gateway.
 pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> (Router, bool) {
     let Routes {
-        state,
+        service: _,
         routes,
         gateway,
     } = service.__ligand_routes();
     // One method router per template: the methods of a template (GET and POST on
     // `/accounts/{id}`, say) share it, and its 405 fallback is set once.
-    let mut templates: Vec<(&'static str, MethodRouter<Arc<S>>)> = Vec::new();
+    let mut templates: Vec<(&'static str, MethodRouter)> = Vec::new();
     for (template, action, endpoint) in routes {
         let guard = Arc::new(RouteGuard {
             server: server.clone(),
@@ -356,7 +364,9 @@ pub(crate) fn into_router<S: Service>(service: S, server: &Server) -> (Router, b
     let refuse = server.clone();
     let router = router
         .fallback(move |request: Request| refuse_unrouted(refuse, request, Unrouted::NotFound))
-        .with_state(state);
+        // Fixes the (empty) state: axum turns each handler into a route once, here, rather
+        // than for every request.
+        .with_state(());
     (router, gateway)
 }
 

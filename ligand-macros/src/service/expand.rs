@@ -52,7 +52,9 @@ pub(crate) fn stub(original: &ItemImpl) -> TokenStream {
     }
 }
 
-/// `.route("/template", "ACTION", get(|State(this), args..| async move { .. }))`
+/// `.route("/template", "ACTION", |this| get(move |args..| async move { .. }))`: the handler
+/// owns its `Arc` of the service, moved into each call's future, rather than taking it from
+/// the router's state (which axum clones for every call, and the `State` extractor again).
 fn route(route: &Route<'_>) -> TokenStream {
     let attr = &route.attr;
     let template = attr
@@ -90,9 +92,8 @@ fn route(route: &Route<'_>) -> TokenStream {
         .route(
             #template,
             #action,
-            ::ligand::__private::#routing(
-                |::ligand::__private::State(__ligand_this): ::ligand::__private::State<::ligand::__private::Arc<Self>>,
-                 #(#params),*| async move { #respond },
+            |__ligand_this: ::ligand::__private::Arc<Self>| ::ligand::__private::#routing(
+                move |#(#params),*| async move { #respond },
             ),
         )
     }

@@ -41,9 +41,8 @@ fn expands_two_routes() {
                     .route(
                         "/accounts/{id}",
                         "GET",
-                        ::ligand::__private::get(
-                            |::ligand::__private::State(__ligand_this): ::ligand::__private::State<::ligand::__private::Arc<Self>>,
-                             __ligand_arg0: Ctx,
+                        |__ligand_this: ::ligand::__private::Arc<Self>| ::ligand::__private::get(
+                            move |__ligand_arg0: Ctx,
                              __ligand_arg1: Path<String>| async move {
                                 ::ligand::__private::axum::response::IntoResponse::into_response(
                                     Self::account(&__ligand_this, __ligand_arg0, __ligand_arg1).await
@@ -54,9 +53,8 @@ fn expands_two_routes() {
                     .route(
                         "/accounts/{id}/transfers",
                         "transfer",
-                        ::ligand::__private::post(
-                            |::ligand::__private::State(__ligand_this): ::ligand::__private::State<::ligand::__private::Arc<Self>>,
-                             __ligand_arg0: Json<Transfer>| async move {
+                        |__ligand_this: ::ligand::__private::Arc<Self>| ::ligand::__private::post(
+                            move |__ligand_arg0: Json<Transfer>| async move {
                                 ::ligand::__private::axum::response::IntoResponse::into_response(
                                     Self::transfer(&__ligand_this, __ligand_arg0).await
                                 )

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use ligand_runtime::__private::{Routes, delete, get};
 use ligand_runtime::testkit::{FakeIdentity, PeerClient, RecordingTelemetry, TestCa};
 use ligand_runtime::{Config, ConfigBuilder, Ctx, HttpBinding, Server, Service, SpiffeId};
@@ -27,25 +27,32 @@ pub struct Hello {
 impl Service for Hello {
     fn __ligand_routes(self) -> Routes<Self> {
         Routes::new(self)
-            .route(
-                "/hello/{name}",
-                "GET",
-                get(|State(this): State<Arc<Hello>>, ctx: Ctx, Path(name): Path<String>| async move {
+            .route("/hello/{name}", "GET", |this: Arc<Hello>| {
+                get(move |ctx: Ctx, Path(name): Path<String>| async move {
                     this.calls.fetch_add(1, Ordering::SeqCst);
-                    let chain: Vec<String> =
-                        ctx.chain().links().iter().filter_map(|l| l.principal().map(str::to_owned)).collect();
-                    let txn = ctx.txn().map(|t| format!("|txn={}", t.sub)).unwrap_or_default();
-                    format!("hello {name}|peer={}|chain={}{txn}", ctx.caller().principal().unwrap_or_default(), chain.join(","))
-                }),
-            )
-            .route(
-                "/accounts/{id}",
-                "close",
-                delete(|State(this): State<Arc<Hello>>, Path(id): Path<String>| async move {
+                    let chain: Vec<String> = ctx
+                        .chain()
+                        .links()
+                        .iter()
+                        .filter_map(|l| l.principal().map(str::to_owned))
+                        .collect();
+                    let txn = ctx
+                        .txn()
+                        .map(|t| format!("|txn={}", t.sub))
+                        .unwrap_or_default();
+                    format!(
+                        "hello {name}|peer={}|chain={}{txn}",
+                        ctx.caller().principal().unwrap_or_default(),
+                        chain.join(",")
+                    )
+                })
+            })
+            .route("/accounts/{id}", "close", |this: Arc<Hello>| {
+                delete(move |Path(id): Path<String>| async move {
                     this.calls.fetch_add(1, Ordering::SeqCst);
                     format!("closed {id}")
-                }),
-            )
+                })
+            })
     }
 }
 

@@ -31,16 +31,14 @@ struct Echo;
 
 impl Service for Echo {
     fn __ligand_routes(self) -> Routes<Self> {
-        Routes::new(self).route(
-            "/hello/{name}",
-            "GET",
+        Routes::new(self).route("/hello/{name}", "GET", |_| {
             get(|ctx: Ctx, Path(name): Path<String>| async move {
                 format!(
                     "hello {name} from {}",
                     ctx.caller().principal().unwrap_or_default()
                 )
-            }),
-        )
+            })
+        })
     }
 }
 

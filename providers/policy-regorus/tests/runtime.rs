@@ -20,11 +20,9 @@ struct Hello;
 
 impl Service for Hello {
     fn __ligand_routes(self) -> Routes<Self> {
-        Routes::new(self).route(
-            "/hello/{name}",
-            "GET",
-            get(|Path(name): Path<String>| async move { format!("hello {name}") }),
-        )
+        Routes::new(self).route("/hello/{name}", "GET", |_| {
+            get(|Path(name): Path<String>| async move { format!("hello {name}") })
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use ligand_ratelimit_redis::{RedisConfig, RedisLimiter};
 use ligand_runtime::__private::{Routes, get};
 use ligand_runtime::testkit::RedisServer;
@@ -21,16 +21,12 @@ struct Hello {
 
 impl Service for Hello {
     fn __ligand_routes(self) -> Routes<Self> {
-        Routes::new(self).route(
-            "/hello/{name}",
-            "GET",
-            get(
-                |State(this): State<Arc<Hello>>, Path(name): Path<String>| async move {
-                    this.calls.fetch_add(1, Ordering::SeqCst);
-                    format!("hello {name}")
-                },
-            ),
-        )
+        Routes::new(self).route("/hello/{name}", "GET", |this: Arc<Hello>| {
+            get(move |Path(name): Path<String>| async move {
+                this.calls.fetch_add(1, Ordering::SeqCst);
+                format!("hello {name}")
+            })
+        })
     }
 }
 
