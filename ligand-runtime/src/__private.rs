@@ -3,7 +3,6 @@
 
 pub use crate::service::{Endpoint, Routes, Service, delete, get, patch, post, put};
 pub use ::axum;
-pub use ::axum::extract::State;
 pub use ::serde;
 pub use ::std::sync::Arc;
 pub use ::tokio;
