@@ -79,6 +79,30 @@ pub struct RateLimitEvent {
     pub error: Option<String>,
 }
 
+impl RateLimitEvent {
+    /// The record of the limiter's `response`, after `latency`, to the request `request_id`
+    /// on `input` that entered the pipeline at `timestamp`.
+    pub(crate) fn answered(
+        timestamp: SystemTime,
+        request_id: RequestId,
+        input: Arc<EvalRequest>,
+        latency: Duration,
+        response: &crate::ratelimit::RateLimitResponse,
+    ) -> Self {
+        Self {
+            timestamp,
+            request_id,
+            input,
+            allowed: response.allowed,
+            latency,
+            current_rps: response.current_rps,
+            limit_rps: response.limit_rps,
+            retry_after: response.retry_after,
+            error: None,
+        }
+    }
+}
+
 /// A provider's health changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

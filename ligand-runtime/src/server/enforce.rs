@@ -514,34 +514,24 @@ fn rate_limit_refusal(
     timestamp: SystemTime,
     latency: Duration,
 ) -> (RateLimitEvent, Denial) {
-    let mut event = RateLimitEvent {
-        timestamp,
-        request_id,
-        input: input.clone(),
-        allowed: false,
-        latency,
-        current_rps: None,
-        limit_rps: None,
-        retry_after: None,
-        error: None,
+    let record = |response: &RateLimitResponse| {
+        RateLimitEvent::answered(timestamp, request_id, input.clone(), latency, response)
     };
-    let denial = match outcome {
+    match outcome {
         // Only a refusal gets here: an allow went through as a pass.
-        Ok(response) => {
-            event.current_rps = response.current_rps;
-            event.limit_rps = response.limit_rps;
-            event.retry_after = response.retry_after;
+        Ok(response) => (
+            record(&response),
             Denial::RateLimited {
                 retry_after: response.retry_after,
-            }
-        }
+            },
+        ),
         Err(error) => {
             tracing::warn!(%request_id, %error, "rate limiter failed; denying");
+            let mut event = record(&RateLimitResponse::default());
             event.error = Some(error.to_string());
-            Denial::RateLimiterFailure
+            (event, Denial::RateLimiterFailure)
         }
-    };
-    (event, denial)
+    }
 }
 
 impl fmt::Display for Enforced {

@@ -107,17 +107,7 @@ impl Passed {
         request_id: crate::RequestId,
         input: Arc<EvalRequest>,
     ) -> RateLimitEvent {
-        RateLimitEvent {
-            timestamp,
-            request_id,
-            input,
-            allowed: self.response.allowed,
-            latency: self.latency,
-            current_rps: self.response.current_rps,
-            limit_rps: self.response.limit_rps,
-            retry_after: self.response.retry_after,
-            error: None,
-        }
+        RateLimitEvent::answered(timestamp, request_id, input, self.latency, &self.response)
     }
 }
 
