@@ -188,6 +188,11 @@
 //!     reports the conflict; so is a partial object with two values at one key;
 //!   - ordering values of different types (`"a" < 5`) is an error on the VM, dropped as
 //!     above, where the interpreter orders them as OPA does;
+//!   - an assignment whose value is undefined (`x := input.approval`, the field missing)
+//!     fails the body on the interpreter, as in OPA, and does not on the VM when the variable
+//!     is not used again: the body matches, a partial set gains the element, a
+//!     comprehension the term. No error is involved, so even a policy proved free of errors
+//!     could allow on the VM where the interpreter denies;
 //!   - `with` does not compile for the VM, and its default budget of 25000 instructions
 //!     fails evaluations the interpreter completes (`set_max_instructions` lifts it). Its
 //!     time limit (`set_execution_timer_config`) is a resource limit, so it does fail the
@@ -198,7 +203,10 @@
 //!   calls both. On the inputs the framework builds, the bench policies raise no error, and
 //!   there the VM decides exactly as the interpreter (`tests/rvm_differential.rs`).
 //!   Admitting a policy to the VM would take a gate that proves every fallible operation in
-//!   it well-typed, from the input document's fixed shape and the loaded data.
+//!   it well-typed, from the input document's fixed shape and the loaded data, and every
+//!   assignment's value defined, which for an optional input field (`link.user`) it cannot
+//!   be; that undefined-assignment case shows the VM also differs where nothing fails, so
+//!   such a gate would rest on a differential search for differences nobody has listed yet.
 //!
 //! # The decision cache
 //!

@@ -24,6 +24,9 @@
 //! - `dispatch.rs:206` (and the other ordering operators): in strict mode, comparing values
 //!   of different types is an error (then swallowed as above), where the interpreter orders
 //!   them as OPA does.
+//! - An assignment (`x := input.missing`) whose value is undefined does not fail the body
+//!   on the VM when `x` is not used again; the interpreter's body fails there. This one
+//!   involves no error at all.
 //! - `machine.rs:255`: a default limit of 25000 instructions per evaluation, which fails
 //!   (fatal) where the interpreter answers.
 #![allow(missing_docs, reason = "integration test")]
@@ -334,6 +337,51 @@ fn data_at_a_rule_path_is_refused_by_the_vm_and_replaces_the_rule_in_the_interpr
     vm.load_program(program);
     assert!(vm.set_data(engine.get_data()).is_err(), "the VM refuses");
     // The engine refuses such a policy at load (`tests/conflicts.rs`) before either runs.
+}
+
+// === undefined values ===
+
+#[test]
+fn assigning_an_undefined_value_fails_the_body_for_the_interpreter_and_matches_on_the_vm() {
+    // A body that assigns a missing input field to a variable it does not use again: the
+    // interpreter's body fails at the assignment, the VM's goes on. No error is involved, so
+    // the hazard stands whatever a gate proves about types.
+    for (body, input) in [
+        ("allow if { x := input.approval }", json!({})),
+        (
+            "allow if { x := input.approval.id }",
+            json!({"approval": 1}),
+        ),
+        ("allow if { x := data.nothing }", json!({})),
+        (
+            "allow if { some link in input.chain; user := link.user }",
+            json!({"chain": [{"workload": "w"}]}),
+        ),
+    ] {
+        let (interp, vm) = both(body, input.clone());
+        assert_eq!(
+            (interp, vm),
+            (Undefined, value("true")),
+            "{body} on {input}"
+        );
+    }
+    // In a partial set and a comprehension, the VM adds an element the interpreter does not.
+    let (interp, vm) = both(
+        "marks contains 1 if { x := input.m }\n\nallow := marks",
+        json!({}),
+    );
+    assert_eq!((interp, vm), (value("[]"), value("[1]")));
+    let (interp, vm) = both("allow := [1 | x := input.m]", json!({}));
+    assert_eq!((interp, vm), (value("[]"), value("[1]")));
+    // Unification, and an assigned variable used later, agree.
+    for body in [
+        "allow if { x = input.m }",
+        "allow if { x := input.m; x == 1 }",
+        "allow if { x := input.m; x }",
+    ] {
+        let (interp, vm) = both(body, json!({}));
+        assert_eq!((interp, vm), (Undefined, Undefined), "{body}");
+    }
 }
 
 // === semantics that agree ===
