@@ -24,8 +24,14 @@
 //! Every scenario gets fresh server processes in every round. A round runs plain first, then
 //! the others in an order that rotates from round to round; each scenario gets an
 //! unmeasured warm-up, a maximum-throughput load (32 keep-alive connections by default) and
-//! a fixed-rate load at half of the maximum plain reached in the same round. The load
-//! generator is `oha`, presenting the client SVID. Per load the harness records requests per
+//! a fixed-rate load at half of the maximum plain reached in the same round. Every scenario
+//! but plain is measured next to its baseline (plain, or plain under the same random paths):
+//! fresh baseline servers start with the scenario's, and each load runs as four windows of
+//! half its duration, baseline, scenario, scenario, baseline, so that the two see the same
+//! machine. On a shared host the machine's speed drifts by tens of percent over minutes, and
+//! comparing with a plain run a minute or two earlier in the round carried that drift into
+//! the ratios (one run's per-round CPU ratios for the same build ranged from 1.18x to
+//! 1.55x). The load generator is `oha`, presenting the client SVID. Per load the harness records requests per
 //! second, p50 and p99 latency, server CPU time per request (utime + stime of every server
 //! process from `/proc/<pid>/stat`), memory after the run (`VmRSS`, `VmHWM`) and the thread
 //! count sampled mid-run (`/proc/<pid>/status`). It prints medians over rounds with ratios to

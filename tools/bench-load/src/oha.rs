@@ -116,6 +116,33 @@ pub(crate) struct LoadResult {
     pub(crate) status_codes: BTreeMap<String, u64>,
 }
 
+impl LoadResult {
+    /// Two loads as one: counts and time added up, the rate over the total time, the
+    /// latency percentiles averaged.
+    pub(crate) fn combined(&self, other: &Self) -> Self {
+        let seconds = self.seconds + other.seconds;
+        let responses = self.responses + other.responses;
+        let mut status_codes = self.status_codes.clone();
+        for (code, count) in &other.status_codes {
+            *status_codes.entry(code.clone()).or_default() += count;
+        }
+        Self {
+            seconds,
+            responses,
+            non_2xx: self.non_2xx + other.non_2xx,
+            errors: self.errors + other.errors,
+            rps: if seconds > 0.0 {
+                responses as f64 / seconds
+            } else {
+                0.0
+            },
+            p50_ms: (self.p50_ms + other.p50_ms) / 2.0,
+            p99_ms: (self.p99_ms + other.p99_ms) / 2.0,
+            status_codes,
+        }
+    }
+}
+
 /// The parts of oha's JSON report the harness reads.
 #[derive(Debug, Deserialize)]
 struct Report {
@@ -247,6 +274,28 @@ mod tests {
         assert!((result.rps - 84006.0 / 3.0021).abs() < 1e-6);
         assert!((result.p50_ms - 1.05).abs() < 1e-9);
         assert!((result.p99_ms - 3.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn two_windows_add_up_to_one_load() {
+        let window = |seconds: f64, responses: u64, p50_ms: f64| LoadResult {
+            seconds,
+            responses,
+            non_2xx: 1,
+            errors: 2,
+            rps: responses as f64 / seconds,
+            p50_ms,
+            p99_ms: p50_ms * 4.0,
+            status_codes: [("200".to_owned(), responses - 1), ("503".to_owned(), 1)].into(),
+        };
+        let both = window(3.0, 30_000, 1.0).combined(&window(2.0, 10_000, 2.0));
+        assert_eq!(both.seconds, 5.0);
+        assert_eq!(both.responses, 40_000);
+        assert_eq!(both.rps, 8_000.0);
+        assert_eq!((both.non_2xx, both.errors), (2, 4));
+        assert_eq!((both.p50_ms, both.p99_ms), (1.5, 6.0));
+        assert_eq!(both.status_codes["200"], 39_998);
+        assert_eq!(both.status_codes["503"], 2);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::Result;
-use crate::run::{RunRecord, Scenario};
+use crate::procfs::Memory;
+use crate::run::{Phase, RunRecord, Scenario};
 use crate::stats::{median, ratio};
 
 /// KiB in a MiB.
@@ -122,9 +123,9 @@ struct Summary {
     vs_plain: VsPlain,
 }
 
-/// A scenario relative to plain: each figure is computed per round against that round's
-/// plain run, then the median over rounds is taken (paired, so slow drift between rounds
-/// cancels out).
+/// A scenario relative to plain: each figure is computed per round against the baseline run
+/// alongside the scenario (`run::Paired`; in older reports, that round's plain run), then
+/// the median over rounds is taken, so drift between and within rounds cancels out.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 struct VsPlain {
     /// Maximum throughput / plain's.
@@ -212,8 +213,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "medians over rounds; ratios are medians of per-round ratios to plain \
-             (ligand high-card's to plain high-card: the same random paths)\n"
+            "medians over rounds; ratios are medians of per-round ratios to plain run \
+             alongside, window for window\n(ligand high-card's to plain high-card: the same \
+             random paths)\n"
         );
         let _ = writeln!(out, "MAXIMUM THROUGHPUT");
         let _ = writeln!(
@@ -337,20 +339,28 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
     let of = |f: &dyn Fn(&RunRecord) -> Option<f64>| {
         median(&own.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
     };
-    // Each run next to its baseline's run of the same round (plain's, without one).
+    // Each run next to its baseline: the one measured alongside it when there is one (see
+    // `run::Paired`), else its baseline's run of the same round (plain's, without one).
     let baseline_of = |run: &RunRecord, baseline: Scenario| {
         runs.iter()
             .find(|p| p.scenario == baseline && p.round == run.round)
+            .map(Baseline::of_run)
     };
-    let pairs: Vec<(&RunRecord, &RunRecord)> = own
+    let pairs: Vec<(&RunRecord, Baseline<'_>)> = own
         .iter()
         .filter_map(|run| {
-            baseline_of(run, scenario.baseline())
+            let paired = run.paired.as_ref().map(|paired| Baseline {
+                max: &paired.max,
+                fixed: &paired.fixed,
+                after: &paired.after,
+            });
+            paired
+                .or_else(|| baseline_of(run, scenario.baseline()))
                 .or_else(|| baseline_of(run, Scenario::Plain))
-                .map(|plain| (*run, plain))
+                .map(|baseline| (*run, baseline))
         })
         .collect();
-    let paired = |f: &dyn Fn(&RunRecord, &RunRecord) -> Option<f64>| {
+    let paired = |f: &dyn Fn(&RunRecord, &Baseline<'_>) -> Option<f64>| {
         median(
             &pairs
                 .iter()
@@ -394,6 +404,23 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
     }
 }
 
+/// The figures a run is compared with.
+struct Baseline<'a> {
+    max: &'a Phase,
+    fixed: &'a Phase,
+    after: &'a Memory,
+}
+
+impl<'a> Baseline<'a> {
+    fn of_run(run: &'a RunRecord) -> Self {
+        Self {
+            max: &run.max,
+            fixed: &run.fixed,
+            after: &run.after,
+        }
+    }
+}
+
 /// `value` with `decimals`, or `-` when missing.
 fn num(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
@@ -408,8 +435,6 @@ fn signed(value: Option<f64>, decimals: usize) -> String {
 mod tests {
     use super::*;
     use crate::oha::LoadResult;
-    use crate::procfs::Memory;
-    use crate::run::Phase;
 
     fn record(
         scenario: Scenario,
@@ -453,6 +478,7 @@ mod tests {
             mid_run: memory,
             after: memory,
             audit_decisions: None,
+            paired: None,
         }
     }
 
@@ -481,6 +507,33 @@ mod tests {
         let plain = summarize(Scenario::Plain, &runs);
         assert_eq!(plain.vs_plain.rps_ratio, Some(1.0));
         assert_eq!(plain.vs_plain.rss_delta_mib, Some(0.0));
+    }
+
+    #[test]
+    fn a_baseline_run_alongside_is_preferred_to_the_rounds_plain_run() {
+        let mut cache_on = record(Scenario::CacheOn, 1, 6_000.0, 1.5, 60.0, 14 * 1024);
+        let alongside = record(Scenario::Plain, 1, 8_000.0, 1.0, 40.0, 12 * 1024);
+        cache_on.paired = Some(crate::run::Paired {
+            scenario: Scenario::Plain,
+            max: alongside.max,
+            fixed: alongside.fixed,
+            after: alongside.after,
+        });
+        let runs = vec![
+            // Plain at the start of the round, on a faster machine.
+            record(Scenario::Plain, 1, 12_000.0, 1.0, 30.0, 10 * 1024),
+            cache_on,
+        ];
+        let v = summarize(Scenario::CacheOn, &runs).vs_plain;
+        assert_eq!(v.rps_ratio, Some(0.75));
+        assert_eq!(v.cpu_ratio, Some(1.5));
+        assert_eq!(v.rss_delta_mib, Some(2.0));
+        assert_eq!(v.fixed_cpu_ratio, Some(1.5));
+        assert!((v.p50_added_ms.unwrap() - 0.5).abs() < 1e-9);
+        // Plain's own row is its run's, unchanged.
+        let plain = summarize(Scenario::Plain, &runs);
+        assert_eq!(plain.max_rps, Some(12_000.0));
+        assert_eq!(plain.vs_plain.rps_ratio, Some(1.0));
     }
 
     #[test]

@@ -142,6 +142,28 @@ pub(crate) struct RunRecord {
     /// Decision events in the Ligand service's audit log (all its requests, warm-up and
     /// readiness probe included); `None` for the other scenarios.
     pub(crate) audit_decisions: Option<u64>,
+    /// The scenario's baseline, run next to it in the same round: fresh servers of its own,
+    /// loaded in the windows between the scenario's. `None` for plain, and in reports made
+    /// before the baseline was paired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paired: Option<Paired>,
+}
+
+/// A scenario's baseline, measured in windows alternating with the scenario's own: baseline,
+/// scenario, scenario, baseline, for each load, each window half the load's duration. The
+/// machine's speed drifts by tens of percent over minutes on a shared host; a baseline run
+/// a minute or two earlier in the round carried that drift into every ratio, while windows
+/// seconds apart in mirrored order share it and cancel a steady trend.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Paired {
+    /// The baseline scenario (plain, or plain under random paths).
+    pub(crate) scenario: Scenario,
+    /// Its maximum-throughput windows, together.
+    pub(crate) max: Phase,
+    /// Its fixed-rate windows, together (at the scenario's fixed rate).
+    pub(crate) fixed: Phase,
+    /// Its memory after the loads.
+    pub(crate) after: Memory,
 }
 
 /// One load and the server CPU it cost.
@@ -156,6 +178,25 @@ pub(crate) struct Phase {
     pub(crate) cpu_ticks: u64,
     /// CPU time per completed request, in microseconds.
     pub(crate) cpu_us_per_request: Option<f64>,
+}
+
+impl Phase {
+    /// Two windows of one load as one: requests, time and CPU added up, and the windows'
+    /// latency percentiles averaged (oha reports percentiles, not the latencies behind them).
+    fn combined(first: Self, second: &Self, micros_per_tick: f64) -> Self {
+        let load = first.load.combined(&second.load);
+        let cpu_ticks = first.cpu_ticks.saturating_add(second.cpu_ticks);
+        Self {
+            command: first.command,
+            cpu_us_per_request: stats::cpu_micros_per_request(
+                cpu_ticks,
+                micros_per_tick,
+                load.responses,
+            ),
+            load,
+            cpu_ticks,
+        }
+    }
 }
 
 /// Everything a scenario needs that does not change between scenarios.
@@ -358,6 +399,20 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// A scenario's servers, started, ready and warmed up.
+struct Running {
+    /// The scenario.
+    scenario: Scenario,
+    /// The port the load goes to.
+    port: u16,
+    /// Where its logs go.
+    dir: PathBuf,
+    /// Every server PID, helpers included, as of the end of the warm-up.
+    pids: Vec<u32>,
+    /// The processes.
+    deployment: Deployment,
+}
+
 /// The server processes of one scenario.
 struct Deployment {
     /// Every process, stopped in reverse order of start on drop.
@@ -386,62 +441,36 @@ impl Deployment {
 }
 
 impl Harness {
-    /// Starts `scenario`'s servers, loads them and stops them.
+    /// Starts `scenario`'s servers (and, for any scenario but plain, its baseline's), loads
+    /// them and stops them.
     fn measure(&self, scenario: Scenario, round: u32, plain_rps: Option<f64>) -> Result<RunRecord> {
-        let port = free_port()?;
-        let dir = self
-            .temp
-            .join(format!("r{round}-{scenario:?}").to_lowercase());
-        fs::create_dir_all(&dir)?;
-        let mut deployment = self.start(scenario, port, &dir)?;
-        let (path, random) = scenario.path();
-        let probe_path = if random { FIXED_PATH } else { path };
-        self.wait_ready(&mut deployment, port, probe_path)?;
-
-        let load = |duration, rate| Load {
-            port,
-            path,
-            random,
-            duration,
-            connections: self.settings.connections,
-            rate,
+        let mut subject = self.launch(scenario, round, "")?;
+        let mut baseline = match scenario {
+            Scenario::Plain => None,
+            other => Some(self.launch(other.baseline(), round, "-paired")?),
         };
-        if !self.settings.warmup.is_zero() {
-            oha::run(
-                &self.oha,
-                &load(self.settings.warmup, None),
-                &self.certs,
-                &dir.join("oha-warmup.log"),
-            )?;
-        }
-        let pids = deployment.pids();
-
-        let sampler = {
-            let pids = pids.clone();
-            let half = self.settings.duration / 2;
-            thread::spawn(move || {
-                thread::sleep(half);
-                procfs::memory(&pids)
-            })
-        };
-        let max = self.phase(
-            &pids,
-            &load(self.settings.duration, None),
-            &dir.join("oha-max.log"),
-        )?;
-        let mid_run = sampler
-            .join()
-            .map_err(|_| "the mid-run sampler panicked")??;
+        let duration = self.settings.duration;
+        let (max, paired_max, mid_run) = self.load(&subject, baseline.as_ref(), duration, None)?;
         let fixed_rate = stats::half_rate(plain_rps.unwrap_or(max.load.rps));
-        let fixed = self.phase(
-            &pids,
-            &load(self.settings.duration, Some(fixed_rate)),
-            &dir.join("oha-fixed.log"),
-        )?;
-        let after = procfs::memory(&pids)?;
-        deployment.stop();
-
-        let audit_decisions = deployment
+        let (fixed, paired_fixed, _) =
+            self.load(&subject, baseline.as_ref(), duration, Some(fixed_rate))?;
+        let after = procfs::memory(&subject.pids)?;
+        subject.deployment.stop();
+        let paired = match (&mut baseline, paired_max, paired_fixed) {
+            (Some(baseline), Some(max), Some(fixed)) => {
+                let after = procfs::memory(&baseline.pids)?;
+                baseline.deployment.stop();
+                Some(Paired {
+                    scenario: baseline.scenario,
+                    max,
+                    fixed,
+                    after,
+                })
+            }
+            _ => None,
+        };
+        let audit_decisions = subject
+            .deployment
             .audit_log
             .as_deref()
             .map(count_decisions)
@@ -452,11 +481,118 @@ impl Harness {
             max,
             fixed,
             fixed_rate,
-            processes: pids.len(),
+            processes: subject.pids.len(),
             mid_run,
             after,
             audit_decisions,
+            paired,
         })
+    }
+
+    /// Starts `scenario`'s servers, waits until they answer and warms them up.
+    fn launch(&self, scenario: Scenario, round: u32, suffix: &str) -> Result<Running> {
+        let port = free_port()?;
+        let dir = self
+            .temp
+            .join(format!("r{round}-{scenario:?}{suffix}").to_lowercase());
+        fs::create_dir_all(&dir)?;
+        let mut deployment = self.start(scenario, port, &dir)?;
+        let (path, random) = scenario.path();
+        let probe_path = if random { FIXED_PATH } else { path };
+        self.wait_ready(&mut deployment, port, probe_path)?;
+        let mut running = Running {
+            scenario,
+            port,
+            dir,
+            pids: Vec::new(),
+            deployment,
+        };
+        if !self.settings.warmup.is_zero() {
+            oha::run(
+                &self.oha,
+                &self.load_of(&running, self.settings.warmup, None),
+                &self.certs,
+                &running.dir.join("oha-warmup.log"),
+            )?;
+        }
+        running.pids = running.deployment.pids();
+        Ok(running)
+    }
+
+    /// The load of `duration` (at `rate`, or as fast as answered) on `running`.
+    fn load_of(&self, running: &Running, duration: Duration, rate: Option<u64>) -> Load {
+        let (path, random) = running.scenario.path();
+        Load {
+            port: running.port,
+            path,
+            random,
+            duration,
+            connections: self.settings.connections,
+            rate,
+        }
+    }
+
+    /// One load of `subject`, memory and threads sampled halfway through its first window.
+    /// Alone, one window of `duration`; with a `baseline`, windows of half of it in the
+    /// order baseline, subject, subject, baseline (see [`Paired`]), each server's two added
+    /// up.
+    fn load(
+        &self,
+        subject: &Running,
+        baseline: Option<&Running>,
+        duration: Duration,
+        rate: Option<u64>,
+    ) -> Result<(Phase, Option<Phase>, Memory)> {
+        let name = if rate.is_some() { "fixed" } else { "max" };
+        let Some(baseline) = baseline else {
+            let (phase, memory) = self.sampled_phase(subject, duration, rate, name)?;
+            return Ok((phase, None, memory));
+        };
+        let half = duration / 2;
+        let window = |running: &Running, n: u32| {
+            self.phase(
+                &running.pids,
+                &self.load_of(running, half, rate),
+                &running.dir.join(format!("oha-{name}-{n}.log")),
+            )
+        };
+        let baseline_first = window(baseline, 1)?;
+        let (subject_first, memory) =
+            self.sampled_phase(subject, half, rate, &format!("{name}-1"))?;
+        let subject_second = window(subject, 2)?;
+        let baseline_second = window(baseline, 2)?;
+        let tick = self.micros_per_tick;
+        Ok((
+            Phase::combined(subject_first, &subject_second, tick),
+            Some(Phase::combined(baseline_first, &baseline_second, tick)),
+            memory,
+        ))
+    }
+
+    /// A load of `running`, with its memory and threads sampled halfway through.
+    fn sampled_phase(
+        &self,
+        running: &Running,
+        duration: Duration,
+        rate: Option<u64>,
+        name: &str,
+    ) -> Result<(Phase, Memory)> {
+        let sampler = {
+            let pids = running.pids.clone();
+            thread::spawn(move || {
+                thread::sleep(duration / 2);
+                procfs::memory(&pids)
+            })
+        };
+        let phase = self.phase(
+            &running.pids,
+            &self.load_of(running, duration, rate),
+            &running.dir.join(format!("oha-{name}.log")),
+        )?;
+        let memory = sampler
+            .join()
+            .map_err(|_| "the mid-run sampler panicked")??;
+        Ok((phase, memory))
     }
 
     /// One measured load: server CPU read from `/proc` just before and just after it.
