@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::procfs::Memory;
-use crate::run::{Phase, RunRecord, Scenario};
+use crate::run::{Paired, Phase, RunRecord, Scenario};
 use crate::stats::{median, ratio};
 
 /// KiB in a MiB.
@@ -349,12 +349,9 @@ fn summarize(scenario: Scenario, runs: &[RunRecord]) -> Summary {
     let pairs: Vec<(&RunRecord, Baseline<'_>)> = own
         .iter()
         .filter_map(|run| {
-            let paired = run.paired.as_ref().map(|paired| Baseline {
-                max: &paired.max,
-                fixed: &paired.fixed,
-                after: &paired.after,
-            });
-            paired
+            run.paired
+                .as_ref()
+                .map(Baseline::of_paired)
                 .or_else(|| baseline_of(run, scenario.baseline()))
                 .or_else(|| baseline_of(run, Scenario::Plain))
                 .map(|baseline| (*run, baseline))
@@ -417,6 +414,14 @@ impl<'a> Baseline<'a> {
             max: &run.max,
             fixed: &run.fixed,
             after: &run.after,
+        }
+    }
+
+    fn of_paired(paired: &'a Paired) -> Self {
+        Self {
+            max: &paired.max,
+            fixed: &paired.fixed,
+            after: &paired.after,
         }
     }
 }
@@ -513,7 +518,7 @@ mod tests {
     fn a_baseline_run_alongside_is_preferred_to_the_rounds_plain_run() {
         let mut cache_on = record(Scenario::CacheOn, 1, 6_000.0, 1.5, 60.0, 14 * 1024);
         let alongside = record(Scenario::Plain, 1, 8_000.0, 1.0, 40.0, 12 * 1024);
-        cache_on.paired = Some(crate::run::Paired {
+        cache_on.paired = Some(Paired {
             scenario: Scenario::Plain,
             max: alongside.max,
             fixed: alongside.fixed,

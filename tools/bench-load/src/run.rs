@@ -450,9 +450,26 @@ impl Harness {
             other => Some(self.launch(other.baseline(), round, "-paired")?),
         };
         let duration = self.settings.duration;
-        let (max, paired_max, mid_run) = self.load(&subject, baseline.as_ref(), duration, None)?;
+        // Memory and threads halfway through the scenario's first maximum-throughput window:
+        // alone, the middle of the load; paired, the middle of the window that follows the
+        // baseline's first (see `load`).
+        let sampler = {
+            let pids = subject.pids.clone();
+            let at = match baseline {
+                None => duration / 2,
+                Some(_) => duration * 3 / 4,
+            };
+            thread::spawn(move || {
+                thread::sleep(at);
+                procfs::memory(&pids)
+            })
+        };
+        let (max, paired_max) = self.load(&subject, baseline.as_ref(), duration, None)?;
+        let mid_run = sampler
+            .join()
+            .map_err(|_| "the mid-run sampler panicked")??;
         let fixed_rate = stats::half_rate(plain_rps.unwrap_or(max.load.rps));
-        let (fixed, paired_fixed, _) =
+        let (fixed, paired_fixed) =
             self.load(&subject, baseline.as_ref(), duration, Some(fixed_rate))?;
         let after = procfs::memory(&subject.pids)?;
         subject.deployment.stop();
@@ -532,67 +549,37 @@ impl Harness {
         }
     }
 
-    /// One load of `subject`, memory and threads sampled halfway through its first window.
-    /// Alone, one window of `duration`; with a `baseline`, windows of half of it in the
-    /// order baseline, subject, subject, baseline (see [`Paired`]), each server's two added
-    /// up.
+    /// One load of `subject`. Alone, one window of `duration`; with a `baseline`, windows of
+    /// half of it in the order baseline, subject, subject, baseline (see [`Paired`]), each
+    /// server's two added up.
     fn load(
         &self,
         subject: &Running,
         baseline: Option<&Running>,
         duration: Duration,
         rate: Option<u64>,
-    ) -> Result<(Phase, Option<Phase>, Memory)> {
+    ) -> Result<(Phase, Option<Phase>)> {
         let name = if rate.is_some() { "fixed" } else { "max" };
-        let Some(baseline) = baseline else {
-            let (phase, memory) = self.sampled_phase(subject, duration, rate, name)?;
-            return Ok((phase, None, memory));
-        };
-        let half = duration / 2;
-        let window = |running: &Running, n: u32| {
+        let window = |running: &Running, duration: Duration, log: &str| {
             self.phase(
                 &running.pids,
-                &self.load_of(running, half, rate),
-                &running.dir.join(format!("oha-{name}-{n}.log")),
+                &self.load_of(running, duration, rate),
+                &running.dir.join(format!("oha-{log}.log")),
             )
         };
-        let baseline_first = window(baseline, 1)?;
-        let (subject_first, memory) =
-            self.sampled_phase(subject, half, rate, &format!("{name}-1"))?;
-        let subject_second = window(subject, 2)?;
-        let baseline_second = window(baseline, 2)?;
+        let Some(baseline) = baseline else {
+            return Ok((window(subject, duration, name)?, None));
+        };
+        let half = duration / 2;
+        let baseline_first = window(baseline, half, &format!("{name}-1"))?;
+        let subject_first = window(subject, half, &format!("{name}-1"))?;
+        let subject_second = window(subject, half, &format!("{name}-2"))?;
+        let baseline_second = window(baseline, half, &format!("{name}-2"))?;
         let tick = self.micros_per_tick;
         Ok((
             Phase::combined(subject_first, &subject_second, tick),
             Some(Phase::combined(baseline_first, &baseline_second, tick)),
-            memory,
         ))
-    }
-
-    /// A load of `running`, with its memory and threads sampled halfway through.
-    fn sampled_phase(
-        &self,
-        running: &Running,
-        duration: Duration,
-        rate: Option<u64>,
-        name: &str,
-    ) -> Result<(Phase, Memory)> {
-        let sampler = {
-            let pids = running.pids.clone();
-            thread::spawn(move || {
-                thread::sleep(duration / 2);
-                procfs::memory(&pids)
-            })
-        };
-        let phase = self.phase(
-            &running.pids,
-            &self.load_of(running, duration, rate),
-            &running.dir.join(format!("oha-{name}.log")),
-        )?;
-        let memory = sampler
-            .join()
-            .map_err(|_| "the mid-run sampler panicked")??;
-        Ok((phase, memory))
     }
 
     /// One measured load: server CPU read from `/proc` just before and just after it.
